@@ -1,0 +1,206 @@
+"""Optax optimizers and learning-rate schedules from a sampled trial config.
+
+A trial config is the plain dict a searcher samples, e.g.::
+
+    {'net': 'resnet18_v1',
+     'optimizer': {'name': 'sgd', 'learning_rate': 0.01, 'momentum': 0.9, 'wd': 1e-4, 'nesterov': False},
+     'lr_scheduler': 'cosine', 'warmup_epochs': 1, 'label_smoothing': 0.1}
+
+Optimizer configs (``'optimizer'``; a bare name such as ``'adam'`` takes that optimizer's defaults):
+
+- ``sgd``: ``learning_rate`` (0.01), ``momentum`` (0.9), ``nesterov`` (False), ``wd`` (1e-4). Weight decay is the
+  classic coupled L2 term (``grad += wd * param`` before momentum, as in ``torch.optim.SGD``).
+- ``adam``: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``eps`` (1e-8), ``wd`` (0.0), coupled L2
+  as in ``torch.optim.Adam``.
+- ``adamw``: same keys, ``wd`` defaults to 1e-4 and is decoupled (``optax.adamw``).
+
+Weight decay is applied to parameters with two or more dimensions only (conv and dense kernels): BatchNorm
+scales/offsets and biases are never decayed, the usual practice for image classifiers.
+
+Schedules (``'lr_scheduler'``; step counts are optimizer steps, epochs are converted with ``steps_per_epoch``):
+``'constant'``; ``'cosine'`` (to 0); ``'poly'`` (``lr * (1 - t/T) ** power``, ``lr_poly_power`` default 0.9);
+``'step'`` (multiply by ``lr_step_factor`` (0.1) at each epoch of ``lr_step_epochs``, default 50% and 75% of the
+epochs). With ``warmup_epochs > 0`` the rate first rises linearly from 0 over the warmup steps (``lr * t / W``) and
+the main schedule then runs over the remaining ``T - W`` steps (step boundaries stay at their absolute epochs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import jax
+import optax
+
+SCHEDULES = ("constant", "cosine", "poly", "step")
+
+_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"learning_rate": 0.01, "momentum": 0.9, "nesterov": False, "wd": 1e-4},
+    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "wd": 0.0},
+    "adamw": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "wd": 1e-4},
+}
+
+#: Defaults of the trial-config keys (``batch_size`` defaults to the TrialSpec's).
+TRIAL_DEFAULTS: dict[str, Any] = {
+    "net": "resnet18_v1",
+    "optimizer": "sgd",
+    "lr_scheduler": "cosine",
+    "warmup_epochs": 0.0,
+    "label_smoothing": 0.0,
+    "batch_size": None,
+    "lr_poly_power": 0.9,
+    "lr_step_epochs": None,
+    "lr_step_factor": 0.1,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    """A validated trial config with every default filled in (see module docstring)."""
+
+    net: str
+    optimizer: Mapping[str, Any]
+    lr_scheduler: str
+    warmup_epochs: float
+    label_smoothing: float
+    batch_size: int | None
+    lr_poly_power: float
+    lr_step_epochs: tuple[float, ...] | None
+    lr_step_factor: float
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "TrialConfig":
+        """Validates ``config``; unknown keys and bad values raise ``ValueError``.
+
+        >>> TrialConfig.from_dict({'optimizer': 'adam'}).optimizer['learning_rate']
+        0.001
+        """
+        if not isinstance(config, Mapping):
+            raise ValueError(f"a trial config must be a dict, got {type(config).__name__}")
+        unknown = set(config) - set(TRIAL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown trial-config keys {sorted(unknown)}; known keys: {sorted(TRIAL_DEFAULTS)}")
+        merged = {**TRIAL_DEFAULTS, **config}
+        if merged["lr_scheduler"] not in SCHEDULES:
+            raise ValueError(f"unknown lr_scheduler {merged['lr_scheduler']!r}; choose one of {SCHEDULES}")
+        if not 0.0 <= float(merged["label_smoothing"]) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {merged['label_smoothing']}")
+        if float(merged["warmup_epochs"]) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {merged['warmup_epochs']}")
+        if merged["batch_size"] is not None and int(merged["batch_size"]) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {merged['batch_size']}")
+        if not isinstance(merged["net"], str):
+            raise ValueError(f"'net' must be a model name (str), got {merged['net']!r}")
+        step_epochs = merged["lr_step_epochs"]
+        return cls(
+            net=merged["net"],
+            optimizer=optimizer_config(merged["optimizer"]),
+            lr_scheduler=merged["lr_scheduler"],
+            warmup_epochs=float(merged["warmup_epochs"]),
+            label_smoothing=float(merged["label_smoothing"]),
+            batch_size=None if merged["batch_size"] is None else int(merged["batch_size"]),
+            lr_poly_power=float(merged["lr_poly_power"]),
+            lr_step_epochs=None if step_epochs is None else tuple(float(e) for e in step_epochs),
+            lr_step_factor=float(merged["lr_step_factor"]),
+        )
+
+
+def optimizer_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Validates an optimizer config (or bare name) and fills in its defaults.
+
+    >>> optimizer_config({'name': 'sgd', 'learning_rate': 0.1})['momentum']
+    0.9
+    """
+    if isinstance(config, str):
+        config = {"name": config}
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ValueError(f"an optimizer config is a name or a dict with a 'name' key, got {config!r}")
+    name = str(config["name"]).lower()
+    if name not in _OPTIMIZER_DEFAULTS:
+        raise ValueError(f"unknown optimizer {config['name']!r}; choose one of {sorted(_OPTIMIZER_DEFAULTS)}")
+    defaults = _OPTIMIZER_DEFAULTS[name]
+    unknown = set(config) - set(defaults) - {"name"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} for optimizer {name!r}; it takes {sorted(defaults)}")
+    out = {"name": name, **defaults, **{k: v for k, v in config.items() if k != "name"}}
+    if not float(out["learning_rate"]) > 0:
+        raise ValueError(f"learning_rate must be > 0, got {out['learning_rate']}")
+    if float(out["wd"]) < 0:
+        raise ValueError(f"wd (weight decay) must be >= 0, got {out['wd']}")
+    return out
+
+
+def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, *, warmup_epochs: float = 0.0,
+                  poly_power: float = 0.9, step_epochs: Sequence[float] | None = None,
+                  step_factor: float = 0.1) -> optax.Schedule:
+    """An optax schedule ``step -> learning rate`` over ``epochs * steps_per_epoch`` steps.
+
+    >>> sched = make_schedule('cosine', 0.1, steps_per_epoch=10, epochs=5, warmup_epochs=1)
+    >>> float(sched(5)), float(sched(10))
+    (0.05, 0.1)
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown lr_scheduler {name!r}; choose one of {SCHEDULES}")
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"steps_per_epoch and epochs must be >= 1, got {steps_per_epoch} and {epochs}")
+    total = steps_per_epoch * epochs
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    decay_steps = total - warmup
+    if name == "constant":
+        main = optax.constant_schedule(base_lr)
+    elif name == "cosine":
+        main = optax.cosine_decay_schedule(base_lr, decay_steps)
+    elif name == "poly":
+        main = optax.polynomial_schedule(base_lr, 0.0, poly_power, decay_steps)
+    else:
+        epochs_at = step_epochs if step_epochs is not None else (0.5 * epochs, 0.75 * epochs)
+        boundaries = {int(round(e * steps_per_epoch)) - warmup: step_factor for e in epochs_at}
+        main = optax.piecewise_constant_schedule(base_lr, {b: s for b, s in boundaries.items() if b > 0})
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, base_lr, warmup), main], [warmup])
+
+
+def _decay_mask(params: Any) -> Any:
+    """True for parameters that take weight decay: kernels (ndim >= 2), not BatchNorm/bias vectors."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
+    """The optax optimizer (with its schedule) of a trial config, or of a bare optimizer config.
+
+    >>> tx = make_optimizer({'optimizer': {'name': 'sgd', 'learning_rate': 0.1}, 'lr_scheduler': 'poly'},
+    ...                     steps_per_epoch=100, epochs=10)
+    >>> tx = make_optimizer({'name': 'adamw', 'learning_rate': 3e-4}, steps_per_epoch=100, epochs=10)  # constant
+    """
+    if "name" in config:
+        trial = TrialConfig.from_dict({"optimizer": config, "lr_scheduler": "constant"})
+    else:
+        trial = TrialConfig.from_dict(config)
+    return optimizer_from_trial(trial, steps_per_epoch, epochs)
+
+
+def optimizer_from_trial(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
+    """The optax optimizer of a validated :class:`TrialConfig`."""
+    opt = trial.optimizer
+    schedule = make_schedule(trial.lr_scheduler, float(opt["learning_rate"]), steps_per_epoch, epochs,
+                             warmup_epochs=trial.warmup_epochs, poly_power=trial.lr_poly_power,
+                             step_epochs=trial.lr_step_epochs, step_factor=trial.lr_step_factor)
+    wd = float(opt["wd"])
+    name = opt["name"]
+    if name == "adamw":
+        return optax.adamw(schedule, b1=opt["beta1"], b2=opt["beta2"], eps=opt["eps"], weight_decay=wd,
+                           mask=_decay_mask)
+    if name == "sgd":
+        momentum = float(opt["momentum"])
+        core = optax.sgd(schedule, momentum=momentum if momentum > 0 else None, nesterov=bool(opt["nesterov"]))
+    else:
+        core = optax.adam(schedule, b1=opt["beta1"], b2=opt["beta2"], eps=opt["eps"])
+    if wd == 0.0:
+        return core
+    return optax.chain(optax.add_decayed_weights(wd, mask=_decay_mask), core)
+
+
+def steps_for(num_examples: int, batch_size: int) -> int:
+    """Optimizer steps per epoch when the last incomplete batch is dropped (at least one)."""
+    return max(1, num_examples // batch_size)

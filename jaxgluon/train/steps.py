@@ -1,0 +1,146 @@
+"""Pure train/eval steps and their data-parallel compilation over a device mesh.
+
+``train_step`` and ``eval_step`` are pure functions of ``(state, batch)``; a batch is
+``{'image': float32 [B,H,W,3], 'label': int32 [B], 'mask': bool [B]}`` where ``mask=False`` rows are padding that
+counts nowhere. Metrics are masked sums (``loss``, ``correct``, ``count``) so that epoch totals are exact.
+
+:func:`compile_steps` jits both once over a 1-D ``Mesh`` with axis ``'data'``: the batch is split across the
+devices, the state replicated, and the train step donates its input state. Under ``jit`` with a sharded batch the
+BatchNorm batch statistics are reductions over the *global* batch, exactly as on one device.
+
+    steps = compile_steps(make_mesh())
+    state = steps.replicate(create_train_state(model, tx))
+    for batch in loader:
+        state, metrics = steps.train_step(state, steps.shard(batch))
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxgluon.train.state import TrainState
+
+Batch = Mapping[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy in float32, with optional label smoothing."""
+    logits = logits.astype(jnp.float32)
+    if label_smoothing == 0.0:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: jax.Array) -> Metrics:
+    m = mask.astype(jnp.float32)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return {"loss": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
+
+
+def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
+    """One optimizer step on the masked mean loss; BatchNorm uses (and updates with) batch statistics."""
+
+    def loss_fn(params):
+        model = nnx.merge(state.graphdef, params, state.batch_stats, copy=True)
+        model.train()
+        logits = model(batch["image"]).astype(jnp.float32)
+        losses = cross_entropy(logits, batch["label"], label_smoothing)
+        sums = _masked_sums(logits, losses, batch["label"], batch["mask"])
+        _, _, batch_stats = nnx.split(model, nnx.Param, ...)
+        return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, batch_stats)
+
+    grads, (sums, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state)
+    return new_state, sums
+
+
+def eval_step(state: TrainState, batch: Batch) -> Metrics:
+    """Masked loss/correct/count sums with BatchNorm in inference mode."""
+    model = nnx.merge(state.graphdef, state.params, state.batch_stats)
+    model.eval()
+    logits = model(batch["image"]).astype(jnp.float32)
+    losses = cross_entropy(logits, batch["label"])
+    return _masked_sums(logits, losses, batch["label"], batch["mask"])
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``'data'`` over ``devices`` (default: every local device)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("make_mesh needs at least one device")
+    return Mesh(np.array(devices), ("data",))
+
+
+def pad_batch(batch: Batch, multiple: int) -> dict[str, np.ndarray]:
+    """Pads every array of ``batch`` along axis 0 to a multiple of ``multiple``; padded rows get ``mask=False``.
+
+    A batch without a ``'mask'`` gets one (True for its real rows).
+
+    >>> b = pad_batch({'label': np.arange(3), 'image': np.zeros((3, 2, 2, 3))}, 2)
+    >>> b['mask'].tolist(), b['image'].shape
+    ([True, True, True, False], (4, 2, 2, 3))
+    """
+    out = {k: np.asarray(v) for k, v in batch.items()}
+    n = len(out["label"])
+    if "mask" not in out:
+        out["mask"] = np.ones((n,), bool)
+    pad = (-n) % multiple
+    if pad:
+        out = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in out.items()}
+    return out
+
+
+class CompiledSteps(NamedTuple):
+    """The jitted steps of one trial plus the helpers that place data on the mesh."""
+
+    mesh: Mesh
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
+    eval_step: Callable[[TrainState, Batch], Metrics]
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    def shard(self, batch: Batch) -> dict[str, jax.Array]:
+        """Pads a host batch to a multiple of the device count and splits it along the mesh axis ``'data'``."""
+        padded = pad_batch(batch, self.mesh.size)
+        sharding = NamedSharding(self.mesh, PartitionSpec("data"))
+        return {k: jax.device_put(v, sharding) for k, v in padded.items()}
+
+    def replicate(self, tree: Any) -> Any:
+        """Places a pytree (e.g. a TrainState) on every device of the mesh."""
+        return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+
+
+def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0) -> CompiledSteps:
+    """Data-parallel jitted ``train_step`` (state donated) and ``eval_step`` over ``mesh``.
+
+    >>> steps = compile_steps(make_mesh(), label_smoothing=0.1)
+    >>> steps.mesh.axis_names
+    ('data',)
+    """
+    replicated = NamedSharding(mesh, PartitionSpec())
+    split = NamedSharding(mesh, PartitionSpec("data"))
+    train = jax.jit(functools.partial(train_step, label_smoothing=float(label_smoothing)),
+                    in_shardings=(replicated, split), out_shardings=(replicated, replicated), donate_argnums=0)
+    evaluate = jax.jit(eval_step, in_shardings=(replicated, split), out_shardings=replicated)
+    return CompiledSteps(mesh=mesh, train_step=train, eval_step=evaluate)
+
+
+def sum_metrics(metrics: Sequence[Metrics]) -> dict[str, float]:
+    """Adds per-step metric dicts on the host (one device transfer for all of them)."""
+    if not metrics:
+        return {"loss": 0.0, "correct": 0.0, "count": 0.0}
+    host = jax.device_get(list(metrics))
+    return {k: float(np.sum([m[k] for m in host], dtype=np.float64)) for k in host[0]}
