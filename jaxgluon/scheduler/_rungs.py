@@ -4,7 +4,7 @@
     (1, 3, 9, 27, 81)
     >>> bracket_rung_levels(rung_levels(1, 3, 81), bracket=2)
     (9, 27, 81)
-    >>> [round(p, 3) for p in bracket_probabilities(num_levels=5, reduction_factor=3, brackets=2)]
+    >>> bracket_probabilities(num_levels=5, reduction_factor=3, brackets=2).round(3).tolist()
     [0.706, 0.294]
 
 Bracket 0 is the most aggressive one (its first rung is ``grace_period``); bracket ``b`` starts at the

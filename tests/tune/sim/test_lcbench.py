@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from jaxgluon.tune.sim import LCBench
+
+
+@pytest.fixture(scope="module")
+def lcbench_dir(shared_dir):
+    path = shared_dir / "bench" / "yahpo_lcbench"
+    if not (path / "model.onnx").is_file():
+        pytest.skip(f"LCBench surrogate missing at {path}")
+    return path
+
+
+def test_curves_are_accuracies_that_vary_with_config(lcbench_dir):
+    bb = LCBench("3945", path=lcbench_dir)
+    assert len(LCBench.tasks(lcbench_dir)) == 34
+    good = dict(bb.default_config(), learning_rate=0.005, batch_size=128)
+    bad = dict(bb.default_config(), learning_rate=1e-4, batch_size=512, momentum=0.1)
+    curves = bb.curves([good, bad])
+    for curve in curves:
+        assert curve.rewards.shape == curve.elapsed.shape == (52,)
+        assert np.all((curve.rewards >= 0) & (curve.rewards <= 100))
+        assert np.all(np.diff(curve.elapsed) > 0)
+    assert not np.allclose(curves[0].rewards, curves[1].rewards)
+    # learning happens: later epochs beat the first one for a sensible config
+    assert curves[0].rewards[-1] > curves[0].rewards[0]
+    # same input, same output; another task answers differently
+    np.testing.assert_array_equal(bb.curves([good])[0].rewards, curves[0].rewards)
+    other = LCBench("7593", path=lcbench_dir).curves([good])[0]
+    assert not np.allclose(other.rewards, curves[0].rewards)
+
+
+def test_search_space_matches_the_config_space(lcbench_dir):
+    from jaxgluon.space import compile_space
+    import jax
+
+    bb = LCBench("34539", path=lcbench_dir)
+    space = compile_space(bb.search_space)
+    configs = [space.sample(jax.random.key(i)) for i in range(8)]
+    curves = bb.curves(configs)
+    finals = [c.rewards[-1] for c in curves]
+    assert np.std(finals) > 0.1
+
+
+def test_bad_inputs(lcbench_dir):
+    with pytest.raises(ValueError, match="unknown LCBench task"):
+        LCBench("42", path=lcbench_dir)
+    bb = LCBench("3945", path=lcbench_dir)
+    with pytest.raises(ValueError, match="outside"):
+        bb.curves([dict(bb.default_config(), learning_rate=1.0)])
+    with pytest.raises(ValueError, match="lacks"):
+        bb.curves([{"learning_rate": 0.01}])
+    with pytest.raises(FileNotFoundError):
+        LCBench("3945", path=lcbench_dir / "nope")

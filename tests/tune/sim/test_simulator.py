@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from jaxgluon.scheduler import FIFOScheduler, HyperbandScheduler
+from jaxgluon.tune.sim import Curve, SyntheticCurves, monotone_elapsed, simulate
+
+
+class UniformSearcher:
+    """Seeded uniform configs over SyntheticCurves' unit square."""
+
+    mode = "max"
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def suggest(self, trial_id=None):
+        x, y = self.rng.uniform(size=2)
+        return {"x": float(x), "y": float(y)}
+
+    def on_trial_result(self, *args):
+        pass
+
+    def on_trial_complete(self, *args):
+        pass
+
+
+def _run(kind, seed, workers=4, max_time=300.0):
+    bb = SyntheticCurves(max_epochs=27, noise=0.01, seed=seed)
+    if kind == "fifo":
+        scheduler = FIFOScheduler(UniformSearcher(seed), max_t=27)
+    else:
+        scheduler = HyperbandScheduler(UniformSearcher(seed), type=kind, max_t=27, brackets=2, seed=seed)
+    return simulate(scheduler, bb, num_workers=workers, max_time=max_time)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "stopping", "promotion"])
+def test_same_seed_same_trajectory(kind):
+    a, b = _run(kind, seed=1), _run(kind, seed=1)
+    strip = lambda r: [(e["time"], e["trial_id"], e["epoch"], e["reward"], e["decision"]) for e in r.events]
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(_run(kind, seed=2))
+    assert a.num_decisions > 0 and a.decision_seconds > 0
+
+
+def test_fifo_clock_and_workers_follow_epoch_costs():
+    bb = SyntheticCurves(max_epochs=3)
+    configs = iter([{"x": 0.5, "y": 0.0}, {"x": 0.5, "y": 1.0}])
+
+    class Two(UniformSearcher):
+        def suggest(self, trial_id=None):
+            return next(configs, None)
+
+    result = simulate(FIFOScheduler(Two(0), max_t=3), bb, num_workers=2, max_time=100.0)
+    # y=0: 1 s per epoch, y=1: 2 s per epoch, running side by side; ties go to the earlier-scheduled event
+    assert [(e["time"], e["trial_id"], e["epoch"]) for e in result.events] == [
+        (1.0, 0, 1), (2.0, 1, 1), (2.0, 0, 2), (3.0, 0, 3), (4.0, 1, 2), (6.0, 1, 3)]
+    assert {t["status"] for t in result.trials.values()} == {"completed"}
+    assert result.time_to_target(result.best_reward) <= 6.0
+    assert result.time_to_target(2.0) == float("inf")
+
+
+def test_budget_cuts_results_and_promotion_resumes_paused_trials():
+    result = _run("promotion", seed=0, workers=2, max_time=120.0)
+    assert max(e["time"] for e in result.events) <= 120.0
+    # some trial was paused at a rung and later continued past it
+    resumed = [tid for tid, t in result.trials.items()
+               if any(e["trial_id"] == tid and e["decision"] == "PAUSE" for e in result.events)
+               and max(t["rewards"]) > min(e["epoch"] for e in result.events
+                                           if e["trial_id"] == tid and e["decision"] == "PAUSE")]
+    assert resumed
+    # each epoch of a trial is reported once: resumes continue from the checkpoint, not from scratch
+    keys = [(e["trial_id"], e["epoch"]) for e in result.events]
+    assert len(keys) == len(set(keys))
+
+
+def test_hyperband_stopping_uses_less_time_per_trial_than_fifo():
+    fifo, hb = _run("fifo", seed=3), _run("stopping", seed=3)
+    assert len(hb.trials) > len(fifo.trials)
+    assert any(t["status"] == "stopped" for t in hb.trials.values())
+
+
+def test_trajectory_is_monotone_and_best_at():
+    result = _run("stopping", seed=0)
+    times, best = result.trajectory()
+    assert np.all(np.diff(times) >= 0) and np.all(np.diff(best) >= 0)
+    assert result.best_at(times[-1]) == result.best_reward
+    assert np.isnan(result.best_at(0.0))
+
+
+def test_monotone_elapsed_and_curve_cost():
+    elapsed = monotone_elapsed(np.array([2.0, 1.0, 5.0]))
+    assert np.all(np.diff(elapsed) > 0) and elapsed[0] == 2.0
+    assert Curve(np.zeros(2), np.array([1.0, 3.5])).epoch_cost(2) == 2.5
+
+
+def test_simulate_validates_arguments():
+    bb = SyntheticCurves(max_epochs=9)
+    with pytest.raises(ValueError, match="budget"):
+        simulate(FIFOScheduler(UniformSearcher(0), max_t=9), bb)
+    with pytest.raises(ValueError, match="max_t"):
+        simulate(FIFOScheduler(UniformSearcher(0), max_t=10), bb, max_time=10.0)
