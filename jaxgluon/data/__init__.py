@@ -1,0 +1,36 @@
+"""Image sources, the stratified split and the grain input pipeline.
+
+Example::
+
+    from jaxgluon.data import ImageFolderSource, make_loader, stratified_split, steps_per_epoch
+    train, val = stratified_split(ImageFolderSource("~/data/hymenoptera/train"), val_fraction=0.1, seed=0)
+    loader = make_loader(train, batch_size=32, image_size=64, mean=(0.485, 0.456, 0.406),
+                         std=(0.229, 0.224, 0.225), train=True, seed=0, num_epochs=2)
+    for batch in loader:      # {'image': float32 [32, 64, 64, 3], 'label': int32 [32], 'mask': bool [32]}
+        ...
+"""
+from jaxgluon.data.folder import ImageFolderSource, SkippedFile, check_class_names
+from jaxgluon.data.images import IMAGE_EXTENSIONS, load_image
+from jaxgluon.data.loader import Loader, make_loader, resolve_augment, steps_per_epoch
+from jaxgluon.data.sources import ArraySource, SubsetSource, load_digits_source, stratified_split
+from jaxgluon.data.tfds_source import TFDSSource
+from jaxgluon.data.transforms import AUGMENTS, preprocess_eval
+
+__all__ = [
+    "AUGMENTS",
+    "IMAGE_EXTENSIONS",
+    "ArraySource",
+    "ImageFolderSource",
+    "Loader",
+    "SkippedFile",
+    "SubsetSource",
+    "TFDSSource",
+    "check_class_names",
+    "load_digits_source",
+    "load_image",
+    "make_loader",
+    "preprocess_eval",
+    "resolve_augment",
+    "steps_per_epoch",
+    "stratified_split",
+]

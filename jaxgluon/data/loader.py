@@ -1,0 +1,313 @@
+"""The input pipeline: a source -> batches of normalised float32 images, on grain's ``MapDataset``.
+
+Train (``train=True``): each epoch ``e`` is shuffled with a seed derived from ``(seed, e)``, augmented per example
+(grain seeds each example's generator from the seed and its index), batched with the remainder dropped (so an
+epoch is exactly :func:`steps_per_epoch` batches and never mixes epochs), ``mask`` all True. Epochs run from
+``start_epoch`` to ``num_epochs - 1``, so a restored trial continues with the same batches it would have seen.
+
+Eval (``train=False``): the source in order through the eval transform (:func:`transforms.center_crop`); the last
+batch is padded to ``batch_size`` with zero rows whose ``mask`` is False, so each example counts exactly once.
+
+Caching (``cache=True``): the first loader for a (source, stage, image size) decodes every image once, in a
+thread pool, into memory -- eval images as their final uint8 crop, train images with the shorter side capped at
+``2 * image_size`` (JPEGs decoded at reduced scale when that is enough) -- and later loaders of the same source
+object reuse it. Skipped (with a log line) when the estimate exceeds :data:`CACHE_LIMIT_BYTES`. Cached and uncached
+pipelines yield identical batches.
+
+Example::
+
+    from jaxgluon.data import ImageFolderSource, make_loader, stratified_split
+    train, val = stratified_split(ImageFolderSource("data/train"), seed=0)
+    for batch in make_loader(train, batch_size=32, image_size=64, mean=(0.485, 0.456, 0.406),
+                             std=(0.229, 0.224, 0.225), train=True, seed=0):
+        batch["image"].shape, batch["label"].dtype, batch["mask"].all()   # (32, 64, 64, 3), int32, True
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import logging
+import math
+import os
+import weakref
+from typing import Any, Iterator, Sequence
+
+import grain
+import numpy as np
+
+from jaxgluon.data import transforms
+from jaxgluon.data.sources import load_example
+
+logger = logging.getLogger(__name__)
+
+CACHE_LIMIT_BYTES = 4 * 2**30
+"""Largest estimated in-memory cache ``make_loader(cache=True)`` builds; beyond it images stream from the source."""
+TINY_IMAGE_SIDE = 64
+"""``augment='auto'`` picks 'pad_crop+flip' when the median shorter side is at most this, else 'resized_crop+flip'."""
+TRAIN_SIDE_FACTOR = 2
+"""Train images are kept with the shorter side capped at this many times ``image_size``."""
+
+_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _shard_of(shard: Any) -> tuple[int, int]:
+    if shard is None:
+        shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
+    if isinstance(shard, grain.sharding.ShardOptions):
+        return shard.shard_index, shard.shard_count
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    return int(index), int(count)
+
+
+def steps_per_epoch(source_or_size: Any, batch_size: int, *, train: bool = True, shard_count: int = 1) -> int:
+    """Batches per epoch of :func:`make_loader`: ``n // shard_count // batch_size`` (train, remainder dropped),
+    ``ceil(ceil(n / shard_count) / batch_size)`` (eval, last batch padded).
+
+    Example::
+
+        steps_per_epoch(100, 32)                 # 3
+        steps_per_epoch(100, 32, train=False)    # 4
+    """
+    n = source_or_size if isinstance(source_or_size, (int, np.integer)) else len(source_or_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size}")
+    if train:
+        return n // shard_count // batch_size
+    return math.ceil(math.ceil(n / shard_count) / batch_size)
+
+
+def _median_shorter_side(source: Any) -> float:
+    sizes = getattr(source, "image_sizes", None)
+    if sizes is not None and len(sizes):
+        return float(np.median(np.min(np.asarray(sizes), axis=1)))
+    picks = np.unique(np.linspace(0, len(source) - 1, num=min(16, len(source))).astype(int))
+    return float(np.median([min(source[int(i)]["image"].shape[:2]) for i in picks]))
+
+
+def resolve_augment(source: Any, augment: str = "auto") -> str:
+    """The train augmentation ``augment`` stands for: 'auto' takes ``source.default_augment`` when set, else
+    'pad_crop+flip' for tiny images (median shorter side <= :data:`TINY_IMAGE_SIDE`), else 'resized_crop+flip'."""
+    if augment != "auto":
+        return transforms.check_augment(augment)
+    hint = getattr(source, "default_augment", None)
+    if hint is not None:
+        return transforms.check_augment(hint)
+    return "pad_crop+flip" if _median_shorter_side(source) <= TINY_IMAGE_SIDE else "resized_crop+flip"
+
+
+class _Prepared:
+    """Decodes an example and brings it to the stored size of its stage (the part a cache keeps)."""
+
+    def __init__(self, source: Any, train: bool, image_size: int):
+        self.source, self.train, self.image_size = source, train, image_size
+        self.class_names = source.class_names
+
+    @property
+    def min_side(self) -> int:
+        return self.image_size * TRAIN_SIDE_FACTOR if self.train else transforms.eval_min_side(self.image_size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        example = load_example(self.source, int(index), self.min_side)
+        image = example["image"]
+        if self.train:
+            image = transforms.cap_shorter_side(image, self.min_side)
+        else:
+            image = transforms.center_crop(image, self.image_size)
+        return {"image": image, "label": int(example["label"])}
+
+
+@dataclasses.dataclass
+class _Cached:
+    images: list
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "label": int(self.labels[index])}
+
+
+def _estimate_bytes(source: Any, prepared: _Prepared) -> int:
+    if not prepared.train:
+        return len(source) * prepared.image_size**2 * 3
+    side = prepared.min_side
+    sizes = getattr(source, "image_sizes", None)
+    if sizes is None:
+        return len(source) * side * side * 2 * 3  # assume up to 2:1 aspect
+    w, h = np.asarray(sizes, np.float64).T
+    scale = np.minimum(1.0, side / np.maximum(1.0, np.minimum(w, h)))
+    return int(np.sum(w * scale * h * scale * 3))
+
+
+def _cached(source: Any, prepared: _Prepared) -> Any:
+    try:
+        per_source = _CACHES.setdefault(source, {})
+    except TypeError:  # not weak-referenceable: cache for this loader only
+        per_source = {}
+    key = (prepared.train, prepared.image_size)
+    if key in per_source:
+        return per_source[key]
+    estimate = _estimate_bytes(source, prepared)
+    if estimate > CACHE_LIMIT_BYTES:
+        logger.info("not caching %r: about %.1f GiB > CACHE_LIMIT_BYTES", source, estimate / 2**30)
+        return prepared
+    workers = min(16, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        examples = list(pool.map(prepared.__getitem__, range(len(prepared)), chunksize=8))
+    cached = _Cached([e["image"] for e in examples], np.asarray([e["label"] for e in examples], np.int64))
+    per_source[key] = cached
+    return cached
+
+
+class _Augment:
+    def __init__(self, image_size: int, augment: str):
+        self.image_size, self.augment = image_size, augment
+
+    def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+        image = transforms.augment_image(example["image"], self.image_size, self.augment, rng)
+        return {"image": image, "label": example["label"], "mask": True}
+
+
+class _PaddedEval:
+    """Eval examples with ``mask=True``, followed by zero examples with ``mask=False`` up to ``length``."""
+
+    def __init__(self, source: Any, length: int, image_size: int):
+        self.source, self.length, self.image_size = source, length, image_size
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if index < len(self.source):
+            example = self.source[index]
+            return {"image": example["image"], "label": example["label"], "mask": True}
+        return {"image": np.zeros((self.image_size, self.image_size, 3), np.uint8), "label": 0, "mask": False}
+
+
+class _Normalize:
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean, self.std = mean, std
+
+    def __call__(self, batch: dict) -> dict:
+        return {
+            "image": transforms.normalize(batch["image"], self.mean, self.std),
+            "label": np.asarray(batch["label"], np.int32),
+            "mask": np.asarray(batch["mask"], np.bool_),
+        }
+
+
+def _epoch_seed(seed: int, epoch: int, salt: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, salt]).generate_state(1)[0])
+
+
+@dataclasses.dataclass
+class Loader:
+    """An iterable of batches (what :func:`make_loader` returns); each ``iter()`` starts from ``start_epoch``.
+
+    Attributes:
+        dataset: the grain ``IterDataset`` behind it.
+        steps_per_epoch: batches per epoch on this process.
+        num_batches: batches in one full iteration (``len(loader)``).
+        augment: the resolved train augmentation ('' for eval).
+    """
+
+    dataset: Any
+    steps_per_epoch: int
+    num_batches: int
+    augment: str
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.dataset)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+def make_loader(
+    source: Any,
+    *,
+    batch_size: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    train: bool,
+    seed: int = 0,
+    num_epochs: int = 1,
+    worker_count: int = 0,
+    cache: bool = True,
+    shard: Any = None,
+    augment: str = "auto",
+    start_epoch: int = 0,
+    num_threads: int | None = None,
+) -> Loader:
+    """Batches ``{'image': float32 [B, S, S, 3] normalised, 'label': int32 [B], 'mask': bool [B]}`` (module doc).
+
+    Args:
+        source: a source (``len``, ``[i] -> {'image', 'label'}``, ``class_names``).
+        batch_size: examples per batch on this process.
+        image_size: S, the square output side.
+        mean, std: the model's normalisation, 3 values each on the 0-1 pixel scale.
+        train: augmented, shuffled, remainder dropped (True) or eval transform, in order, padded (False).
+        seed: non-negative int; with the same seed the batches are identical (any ``worker_count``).
+        num_epochs: epochs in one iteration (train; eval always yields one pass).
+        worker_count: grain worker processes for prefetch (0: threads in this process only).
+        cache: keep decoded images in memory (module doc).
+        shard: ``grain.sharding.ShardOptions`` or (index, count); default one shard per JAX process.
+        augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``; ignored for eval.
+        start_epoch: first epoch to yield (train), for continuing a restored trial.
+        num_threads: threads per process preparing batches (default min(4, CPUs)).
+    """
+    if batch_size < 1 or image_size < 1:
+        raise ValueError(f"batch_size and image_size must be positive ints, got {batch_size} and {image_size}")
+    if seed < 0 or not 0 <= start_epoch <= num_epochs:
+        raise ValueError(f"need seed >= 0 and 0 <= start_epoch <= num_epochs, got {seed}, {start_epoch}, {num_epochs}")
+    if len(source) == 0:
+        raise ValueError(f"the source is empty: {source!r}")
+    mean_a, std_a = transforms.check_mean_std(mean, std)
+    shard_index, shard_count = _shard_of(shard)
+    policy = resolve_augment(source, augment) if train else ""
+    prepared: Any = _Prepared(source, train, image_size)
+    if cache:
+        prepared = _cached(source, prepared)
+    n = len(prepared)
+    if train:
+        steps = steps_per_epoch(n, batch_size, train=True, shard_count=shard_count)
+        if steps == 0:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {n // shard_count} training examples of this shard; "
+                "lower batch_size"
+            )
+        base = grain.MapDataset.source(prepared)
+        epochs = []
+        for epoch in range(start_epoch, num_epochs):
+            ds = base.shuffle(seed=_epoch_seed(seed, epoch, 0))
+            if shard_count > 1:
+                ds = ds[: n - n % shard_count][shard_index::shard_count]
+            ds = ds.random_map(_Augment(image_size, policy), seed=_epoch_seed(seed, epoch, 1))
+            epochs.append(ds.batch(batch_size, drop_remainder=True))
+        if not epochs:
+            dataset = grain.MapDataset.source([])
+        else:
+            dataset = epochs[0] if len(epochs) == 1 else grain.MapDataset.concatenate(epochs)
+        num_batches = steps * (num_epochs - start_epoch)
+    else:
+        per_shard = math.ceil(n / shard_count)
+        ds = grain.MapDataset.source(_PaddedEval(prepared, per_shard * shard_count, image_size))
+        if shard_count > 1:
+            ds = ds[shard_index * per_shard:(shard_index + 1) * per_shard]
+        pad = functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size)
+        dataset = ds.batch(batch_size, batch_fn=pad)
+        steps = num_batches = steps_per_epoch(n, batch_size, train=False, shard_count=shard_count)
+    dataset = dataset.map(_Normalize(mean_a, std_a))
+    threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
+    iter_ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads + 2))
+    if worker_count > 0:
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return Loader(iter_ds, steps, num_batches, policy)
