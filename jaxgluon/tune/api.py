@@ -1,0 +1,157 @@
+"""``tune()``: hyperparameter search over any training function, in one call.
+
+    import jaxgluon as ag
+
+    def train_fn(config, reporter):
+        for epoch in range(1, reporter.max_epochs + 1):
+            reward = 1 - (config['lr'] - 0.1) ** 2 - 1 / epoch
+            if reporter(epoch=epoch, reward=reward) != 'CONTINUE':
+                return
+
+    result = ag.tune(train_fn, {'lr': ag.Real(1e-3, 1, log=True)}, search_strategy='hyperband',
+                     num_trials=20, epochs=9)
+    result.best_config, result.best_reward, result.to_dataframe()
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import time
+from typing import Any, Callable
+
+from jaxgluon.tune.executor import Executor, InProcessExecutor
+from jaxgluon.tune.journal import check_sync_mode
+from jaxgluon.tune.process_pool import ProcessPoolExecutor
+from jaxgluon.tune.result import ExperimentResult
+from jaxgluon.tune.runner import Runner
+from jaxgluon.tune.stop import StopCriterion
+
+_RESOURCE_KEYS = ("num_cpus", "num_devices")
+_EXECUTORS = ("in_process", "process_pool")
+
+
+def tune(
+    train_fn: Callable[[dict, Any], Any],
+    search_space: Any,
+    search_strategy: Any = "random",
+    num_trials: int | None = None,
+    time_limits: float | None = None,
+    epochs: int = 10,
+    max_reward: float | None = None,
+    num_workers: int = 1,
+    resources_per_trial: dict | None = None,
+    output_directory: str | os.PathLike | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    scheduler_options: dict | None = None,
+    executor: str | Executor | None = None,
+    journal_sync: str = "fsync",
+) -> ExperimentResult:
+    """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
+
+    Args:
+        train_fn: ``train_fn(config, reporter)``; calls ``reporter(epoch=, reward=, **metrics)`` once per epoch
+            and returns when the answer is not ``'CONTINUE'`` (see ``jaxgluon.tune.reporter``). Must be
+            picklable (a top-level function or a functools.partial of one) when trials run in worker processes.
+        search_space: a dict of ``jaxgluon.space`` domains and constants.
+        search_strategy: 'random', 'grid', 'bayesopt' (FIFO: every trial runs ``epochs``), 'hyperband',
+            'bayesopt_hyperband' (early stopping/promotion), or a scheduler or searcher object.
+        num_trials, time_limits, max_reward: stop criteria (see ``StopCriterion``; with neither num_trials
+            nor time_limits, 10 trials). ``time_limits`` (seconds) is hard: at the deadline running trials
+            are told STOP at their next report and the run returns; the overrun is in
+            ``metadata['overrun_s']``.
+        epochs: epochs of a full trial (``reporter.max_epochs``; the schedulers' ``max_t``).
+        num_workers: concurrent trials; more than 1 runs trials in a pool of worker processes.
+        resources_per_trial: ``{'num_cpus': int, 'num_devices': int}`` per worker process (``num_gpus`` is
+            accepted for ``num_devices``).
+        output_directory: the experiment directory (journal, scheduler state, per-trial checkpoint dirs);
+            default: a fresh ``./runs/<date>-<time>-<random>``.
+        resume: continue the interrupted experiment in ``output_directory``.
+        seed: seeds the searcher and each trial's ``reporter.seed``.
+        scheduler_options: extra keyword arguments for ``jaxgluon.scheduler.get_scheduler`` (e.g.
+            ``{'type': 'promotion', 'grace_period': 1, 'reduction_factor': 3, 'brackets': 1}``).
+        executor: 'in_process' (default for one worker), 'process_pool' (default for several), or an
+            ``Executor`` instance.
+        journal_sync: 'fsync' (default: every journal event is on disk before the trial continues) or
+            'flush' (handed to the OS only: survives a killed driver, not a power cut; much cheaper per event).
+
+    Returns:
+        ExperimentResult with ``best_config``, ``best_reward``, ``trials``, ``metadata``, ``to_dataframe()``.
+
+    Raises:
+        AllTrialsFailedError: every trial ended in ERROR (the message holds the first failure's traceback).
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int (epochs of a full trial), got {epochs!r}")
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be callable as train_fn(config, reporter), got {train_fn!r}")
+    stop = StopCriterion.from_args(num_trials, time_limits, max_reward)
+    check_sync_mode(journal_sync)
+    if resume and output_directory is None:
+        raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
+    experiment_dir = pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
+    scheduler, strategy_name = _make_scheduler(search_strategy, search_space, epochs, seed, scheduler_options)
+    executor_obj = _make_executor(executor, num_workers, resources_per_trial)
+    runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
+                    resume=resume, journal_sync=journal_sync,
+                    settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
+                              "scheduler_options": dict(scheduler_options or {})})
+    return runner.run()
+
+
+def _fresh_directory() -> pathlib.Path:
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return pathlib.Path("runs") / name
+
+
+def _make_scheduler(search_strategy: Any, search_space: Any, epochs: int, seed: int,
+                    scheduler_options: dict | None) -> tuple[Any, str]:
+    from jaxgluon.scheduler import FIFOScheduler, TrialScheduler, get_scheduler
+    from jaxgluon.scheduler.base import is_searcher
+
+    options = dict(scheduler_options or {})
+    if isinstance(search_strategy, str):
+        options.setdefault("max_t", epochs)
+        options.setdefault("seed", seed)
+        if options["max_t"] != epochs:
+            raise ValueError(f"scheduler_options['max_t']={options['max_t']} differs from epochs={epochs}; "
+                             "set epochs only")
+        return get_scheduler(search_strategy, search_space, **options), search_strategy
+    if options:
+        raise ValueError("scheduler_options only apply to a search_strategy given by name; configure the "
+                         f"{type(search_strategy).__name__} object itself")
+    if isinstance(search_strategy, TrialScheduler) or callable(getattr(search_strategy, "on_trial_add", None)):
+        max_t = getattr(search_strategy, "max_t", None)
+        if max_t is not None and max_t != epochs:
+            raise ValueError(f"the scheduler has max_t={max_t} but tune() got epochs={epochs}; make them equal")
+        return search_strategy, type(search_strategy).__name__
+    if is_searcher(search_strategy):
+        return FIFOScheduler(search_strategy, max_t=epochs, seed=seed), type(search_strategy).__name__
+    raise TypeError(f"search_strategy must be a name ('random', 'grid', 'bayesopt', 'hyperband', "
+                    f"'bayesopt_hyperband'), a scheduler or a searcher object; got {search_strategy!r}")
+
+
+def _make_executor(executor: str | Executor | None, num_workers: int,
+                   resources_per_trial: dict | None) -> Executor:
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+    resources = dict(resources_per_trial or {})
+    if "num_gpus" in resources:
+        resources.setdefault("num_devices", resources.pop("num_gpus"))
+    unknown = sorted(set(resources) - set(_RESOURCE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown resources_per_trial keys {unknown}; valid keys are {list(_RESOURCE_KEYS)}")
+    if isinstance(executor, Executor):
+        return executor
+    if executor is None:
+        executor = "in_process" if num_workers == 1 else "process_pool"
+    if executor == "in_process":
+        if num_workers != 1:
+            raise ValueError(f"executor='in_process' runs one trial at a time; got num_workers={num_workers}. "
+                             "Use executor='process_pool' for concurrent trials")
+        return InProcessExecutor(requested_resources=resources or None)
+    if executor == "process_pool":
+        return ProcessPoolExecutor(num_workers, num_cpus=resources.get("num_cpus"),
+                                   num_devices=resources.get("num_devices", 0))
+    raise ValueError(f"executor must be one of {_EXECUTORS} or an Executor instance, got {executor!r}")

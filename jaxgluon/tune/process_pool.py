@@ -1,0 +1,284 @@
+"""A local pool of worker processes: concurrent trials, each pinned to its own CPUs (and devices), isolated.
+
+Workers are started with the ``spawn`` method (JAX is not fork-safe). Each worker runs one trial at a time; its
+reports travel over a pipe to the driver, which answers with the scheduler's decision. A worker that dies
+(SIGKILL, out of memory, a segfault in native code) turns its trial into an ERROR and is replaced.
+
+    >>> executor = ProcessPoolExecutor(num_workers=2, num_cpus=1)
+    >>> executor.resources()['num_cpus']
+    1
+
+Per worker, before the trial function is unpickled (so before it imports JAX): CPU affinity is set to
+``num_cpus`` cores of their own, ``OMP/MKL/OPENBLAS_NUM_THREADS=num_cpus``, and with ``num_cpus=1`` XLA's CPU
+backend is made single-threaded. ``num_devices`` GPUs (from ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``) are
+split disjointly through ``CUDA_VISIBLE_DEVICES``; without GPUs, a worker gets ``num_devices`` virtual CPU devices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import subprocess
+import traceback as traceback_module
+import warnings
+from typing import Any, Callable
+
+from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome, run_trial
+
+
+def _available_cpus() -> list[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _visible_gpus() -> list[str]:
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in out.stdout.splitlines() if l.startswith("GPU"))]
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: bytes, env: dict[str, str],
+                 cpus: list[int]) -> None:
+    """Worker loop: set the environment, then run ('run', launch) requests until ('exit',) or EOF."""
+    os.environ.update(env)
+    if cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cpus)
+    try:
+        train_fn: Callable[[dict, Any], Any] | None = pickle.loads(train_fn_bytes)
+        load_error = None
+    except Exception as err:  # noqa: BLE001 -- reported per trial below
+        train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: {type(err).__name__}: "
+                                      f"{err}", traceback_module.format_exc())
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "exit":
+            return
+        launch = TrialLaunch(**message[1])
+        if train_fn is None:
+            outcome = TrialOutcome(launch.trial_id, error=load_error[0], traceback=load_error[1])
+        else:
+            def send(result: dict, trial_id: int = launch.trial_id) -> str:
+                conn.send(("report", trial_id, result))
+                reply = conn.recv()
+                return reply[1]
+
+            outcome = run_trial(train_fn, launch, send)
+        conn.send(("done", dataclasses.asdict(outcome)))
+
+
+@dataclasses.dataclass
+class _Worker:
+    process: Any
+    conn: multiprocessing.connection.Connection
+    index: int
+    launch: TrialLaunch | None = None
+    cancelled: bool = False
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "is unresponsive"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (killed: out of memory or an external kill)" if -exitcode == signal.SIGKILL else ""
+        return f"died from {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+class ProcessPoolExecutor(Executor):
+    """``num_workers`` spawned processes, each running one trial at a time with its own CPUs/devices.
+
+    Args:
+        num_workers: concurrent trials.
+        num_cpus: cores pinned per worker (default: the available cores split evenly, at least 1).
+        num_devices: accelerators per worker (0: leave device visibility alone).
+    """
+
+    name = "process_pool"
+
+    def __init__(self, num_workers: int, num_cpus: int | None = None, num_devices: int = 0):
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+        cpus = _available_cpus()
+        if num_cpus is None:
+            num_cpus = max(1, len(cpus) // num_workers)
+        if isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1:
+            raise ValueError(f"resources_per_trial['num_cpus'] must be a positive int, got {num_cpus!r}")
+        if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 0:
+            raise ValueError(f"resources_per_trial['num_devices'] must be an int >= 0, got {num_devices!r}")
+        if num_workers * num_cpus > len(cpus):
+            warnings.warn(f"{num_workers} workers x {num_cpus} CPUs exceeds the {len(cpus)} available cores; "
+                          "workers will share cores (lower num_workers or num_cpus to avoid contention)",
+                          stacklevel=2)
+        self.num_workers, self.num_cpus, self.num_devices = num_workers, num_cpus, num_devices
+        self._cpu_sets = [[cpus[(i * num_cpus + k) % len(cpus)] for k in range(num_cpus)] for i in range(num_workers)]
+        self._gpu_sets: list[list[str]] | None = None
+        if num_devices:
+            gpus = _visible_gpus()
+            if gpus:
+                if num_workers * num_devices > len(gpus):
+                    raise ValueError(f"{num_workers} workers x {num_devices} devices needs "
+                                     f"{num_workers * num_devices} GPUs, {len(gpus)} are visible; lower num_workers "
+                                     "or resources_per_trial['num_devices']")
+                self._gpu_sets = [gpus[i * num_devices:(i + 1) * num_devices] for i in range(num_workers)]
+        self._ctx = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker | None] = [None] * num_workers
+        self._train_fn_bytes: bytes | None = None
+        self._on_report: ReportCallback | None = None
+
+    # ---- Executor interface ------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return self.num_workers
+
+    @property
+    def num_running(self) -> int:
+        return sum(1 for w in self._workers if w is not None and w.launch is not None)
+
+    def bind(self, train_fn: Callable[[dict, Any], Any], on_report: ReportCallback) -> None:
+        if not callable(train_fn):
+            raise TypeError(f"train_fn must be callable as train_fn(config, reporter), got {train_fn!r}")
+        try:
+            self._train_fn_bytes = pickle.dumps(train_fn)
+        except Exception as err:  # noqa: BLE001 -- pickle raises several types
+            raise ValueError(
+                f"train_fn {train_fn!r} cannot be pickled ({type(err).__name__}: {err}); with worker processes "
+                "it must be a top-level function (or a functools.partial of one) in an importable module or a "
+                "script guarded by `if __name__ == '__main__':` -- not a lambda or closure -- or use num_workers=1"
+            ) from err
+        self._on_report = on_report
+        for i in range(self.num_workers):  # start them all now: spawning takes a while, do it in parallel
+            self._workers[i] = self._spawn(i)
+
+    def submit(self, launch: TrialLaunch) -> None:
+        if self._on_report is None:
+            raise RuntimeError("call bind(train_fn, on_report) before submit")
+        for i, worker in enumerate(self._workers):
+            if worker is None or worker.launch is None:
+                if worker is None or not worker.process.is_alive():
+                    worker = self._workers[i] = self._spawn(i)
+                worker.conn.send(("run", dataclasses.asdict(launch)))
+                worker.launch, worker.cancelled = launch, False
+                return
+        raise RuntimeError("no free worker; submit only while num_running < capacity")
+
+    def poll(self, timeout: float | None) -> list[TrialOutcome]:
+        busy = [w for w in self._workers if w is not None and w.launch is not None]
+        if not busy:
+            return []
+        waitables: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(multiprocessing.connection.wait(waitables, timeout))
+        outcomes = []
+        for worker in busy:
+            if worker.conn in ready or worker.process.sentinel in ready:
+                outcome = self._drain(worker)
+                if outcome is None and not worker.process.is_alive():
+                    outcome = self._dead_worker_outcome(worker)
+                if outcome is not None:
+                    outcomes.append(outcome)
+        return outcomes
+
+    def cancel(self, trial_id: int) -> bool:
+        for worker in self._workers:
+            if worker is not None and worker.launch is not None and worker.launch.trial_id == trial_id:
+                worker.cancelled = True
+                worker.process.kill()
+                return True
+        return False
+
+    def resources(self) -> dict:
+        return {"num_cpus": self.num_cpus, "num_devices": self.num_devices,
+                "cpu_sets": self._cpu_sets, "gpu_sets": self._gpu_sets}
+
+    def shutdown(self) -> None:
+        for worker in self._workers:
+            if worker is None:
+                continue
+            if worker.launch is None and worker.process.is_alive():
+                try:
+                    worker.conn.send(("exit",))
+                except OSError:
+                    pass
+            else:
+                worker.process.kill()
+        for i, worker in enumerate(self._workers):
+            if worker is None:
+                continue
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+            worker.conn.close()
+            self._workers[i] = None
+
+    # ---- internals ---------------------------------------------------------------------------------------
+    def _spawn(self, index: int) -> _Worker:
+        assert self._train_fn_bytes is not None
+        env = {key: str(self.num_cpus) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        xla_flags = os.environ.get("XLA_FLAGS", "")
+        if self.num_cpus == 1:
+            xla_flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        if self.num_devices:
+            if self._gpu_sets is not None:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(self._gpu_sets[index])
+            else:
+                xla_flags += f" --xla_force_host_platform_device_count={self.num_devices}"
+        if xla_flags.strip():
+            env["XLA_FLAGS"] = xla_flags.strip()
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, name=f"jaxgluon-trial-worker-{index}", daemon=True,
+                                    args=(child_conn, self._train_fn_bytes, env, self._cpu_sets[index]))
+        process.start()
+        child_conn.close()
+        return _Worker(process=process, conn=parent_conn, index=index)
+
+    def _drain(self, worker: _Worker) -> TrialOutcome | None:
+        """Handle every message the worker has sent; returns its outcome once it reports 'done'."""
+        assert self._on_report is not None and worker.launch is not None
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return None
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                return None  # the pipe is closed: the process is dead or dying
+            if message[0] == "report":
+                decision = self._on_report(message[1], message[2])
+                try:
+                    worker.conn.send(("decision", str(getattr(decision, "value", decision))))
+                except OSError:
+                    return None
+            elif message[0] == "done":
+                worker.launch = None
+                return TrialOutcome(**message[1])
+
+    def _dead_worker_outcome(self, worker: _Worker) -> TrialOutcome:
+        assert worker.launch is not None
+        worker.process.join(timeout=5)
+        launch, cancelled = worker.launch, worker.cancelled
+        worker.launch = None
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        self._workers[worker.index] = None  # replaced on the next submit
+        if cancelled:
+            return TrialOutcome(launch.trial_id, cancelled=True)
+        message = (f"worker process (pid {worker.process.pid}) {_describe_exit(worker.process.exitcode)} while "
+                   f"running trial {launch.trial_id}")
+        return TrialOutcome(launch.trial_id, error=message, traceback=message)

@@ -1,0 +1,84 @@
+"""The reporter a trial function calls once per epoch, and the stop signal it raises afterwards.
+
+    def train_fn(config, reporter):
+        for epoch in range(1, reporter.max_epochs + 1):
+            decision = reporter(epoch=epoch, reward=1 - 1 / epoch, train_loss=1 / epoch)
+            if decision != 'CONTINUE':   # 'PAUSE' or 'STOP': save state in reporter.checkpoint_dir and return
+                return
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+import pathlib
+from typing import Any, Callable
+
+
+class TrialStopped(Exception):
+    """Raised by a reporter called again after it answered STOP (or PAUSE): the trial must return.
+
+    The runner treats a trial that lets this propagate as a trial that returned normally.
+    """
+
+
+@functools.lru_cache(maxsize=None)
+def _decision_type() -> Callable[[str], Any]:
+    from jaxgluon.scheduler import Decision
+
+    return Decision
+
+
+def as_decision(value: Any) -> Any:
+    """The scheduler's ``Decision`` enum member for ``value`` (a ``Decision`` or its string)."""
+    return _decision_type()(str(getattr(value, "value", value)))
+
+
+class Reporter:
+    """Callable handed to ``train_fn(config, reporter)``: ``reporter(epoch=, reward=, **metrics) -> Decision``.
+
+    Attributes: ``trial_id``, ``checkpoint_dir`` (``pathlib.Path``; exists; the trial's own state lives here and
+    survives pauses, restarts and resumed experiments), ``max_epochs``, ``seed`` (a per-trial seed derived from
+    the experiment seed), ``last_decision`` (None until the first report).
+
+    ``send(result) -> str`` delivers one result dict to the runner and returns its decision; executors supply
+    it (a direct call in-process, a pipe round trip from a worker process).
+    """
+
+    def __init__(
+        self,
+        trial_id: int,
+        checkpoint_dir: str | pathlib.Path,
+        max_epochs: int,
+        seed: int,
+        send: Callable[[dict], str],
+    ):
+        self.trial_id = trial_id
+        self.checkpoint_dir = pathlib.Path(checkpoint_dir)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.max_epochs = max_epochs
+        self.seed = seed
+        self.last_decision: Any = None
+        self._send = send
+        self._last_epoch = 0
+
+    def __call__(self, epoch: int | None = None, reward: float | None = None, **metrics: Any) -> Any:
+        if self.last_decision is not None and self.last_decision != "CONTINUE":
+            raise TrialStopped(
+                f"trial {self.trial_id} was told {self.last_decision} and must return; "
+                "check the reporter's answer: `if reporter(...) != 'CONTINUE': return`"
+            )
+        if epoch is None:
+            epoch = self._last_epoch + 1
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 1:
+            raise ValueError(f"reporter(epoch=...) must be an int >= 1 (1-based epoch), got {epoch!r}")
+        if reward is None:
+            raise ValueError("reporter(...) needs reward=<float> (higher is better), e.g. validation accuracy")
+        if isinstance(reward, bool) or not isinstance(reward, numbers.Real) and not hasattr(reward, "__float__"):
+            raise TypeError(f"reporter(reward=...) must be a real number, got {type(reward).__name__}: {reward!r}")
+        result = {"epoch": int(epoch), "reward": float(reward), **metrics}
+        self._last_epoch = int(epoch)
+        self.last_decision = as_decision(self._send(result))
+        return self.last_decision
+
+    def __repr__(self) -> str:
+        return f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, checkpoint_dir='{self.checkpoint_dir}')"

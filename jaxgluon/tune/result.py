@@ -1,0 +1,66 @@
+"""What an experiment returns: the best config, every trial as a dict, and how the run went.
+
+    >>> r = ExperimentResult(best_config={'x': 1}, best_reward=0.9, best_trial_id=0,
+    ...                      trials=[{'trial_id': 0, 'config': {'x': 1}, 'status': 'COMPLETED', 'rewards': [0.9]}],
+    ...                      metadata={}, experiment_dir=None)
+    >>> r.best_reward
+    0.9
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+
+class AllTrialsFailedError(RuntimeError):
+    """Every trial of the experiment ended in ERROR; the message carries the first failure's traceback."""
+
+
+@dataclasses.dataclass
+class ExperimentResult:
+    """``best_config``/``best_reward``/``best_trial_id``: the trial with the highest reported reward (any epoch;
+    ``trials[i]['reward']`` is each trial's last reward, ``['best_reward']`` its highest). ``trials``: one dict
+    per trial (``trial_id``, ``config``, ``status`` in COMPLETED/STOPPED/PAUSED/ERROR, ``rewards`` per reported
+    epoch, ``error``, ``traceback``, times in seconds since the experiment started). ``metadata``: search
+    strategy, stop criterion, resources per trial, time used, overrun past the time limit, trials by status."""
+
+    best_config: dict | None
+    best_reward: float | None
+    best_trial_id: int | None
+    trials: list[dict]
+    metadata: dict
+    experiment_dir: pathlib.Path | None
+
+    def to_dataframe(self) -> Any:
+        """One row per trial: ``trial_id``, ``status``, ``reward`` (last), ``best_reward``, ``num_epochs``, times,
+        ``error``, the rewards list, and one ``config.<name>`` column per (flattened) hyperparameter."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("ExperimentResult.to_dataframe() needs pandas (`pip install pandas`); "
+                              "ExperimentResult.trials holds the same data as a list of dicts") from err
+        rows = []
+        for trial in self.trials:
+            row = {key: trial.get(key) for key in ("trial_id", "status", "reward", "best_reward", "num_epochs",
+                                                     "start_time_s", "end_time_s", "error")}
+            row["rewards"] = list(trial.get("rewards", []))
+            row.update({f"config.{k}": v for k, v in _flatten(trial.get("config", {})).items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        by_status = self.metadata.get("num_trials_by_status", {})
+        return (f"ExperimentResult(best_reward={self.best_reward}, best_config={self.best_config}, "
+                f"trials={len(self.trials)} {by_status}, experiment_dir='{self.experiment_dir}')")
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,381 @@
+"""The experiment loop: asks the scheduler for work, hands it to an executor, records everything in the journal.
+
+Durable record (``experiment_dir``):
+
+- ``journal.jsonl``: one event per line (``session``, ``start``, ``result`` with the decision it got, ``end``,
+  ``finish``), flushed (and by default fsynced) as it happens. The trial records are rebuilt from it.
+- ``scheduler_state.json``: the scheduler's (and so the searcher's) ``state_dict()``, rewritten atomically just
+  before each trial start, with the journal position it reflects; on resume the events after that position are
+  replayed into the scheduler.
+- ``experiment.json``: the settings of the first session; ``trials/<trial_id>/``: each trial's checkpoint_dir.
+
+Resuming (``Runner(..., resume=True)``): finished trials are kept as they are, trials that were running restart
+from their own checkpoint_dir, paused trials wait for the scheduler to promote them, and the time spent in
+earlier sessions counts against ``time_limits``.
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from typing import Any, Callable
+
+from jaxgluon.scheduler import Trial
+from jaxgluon.tune import records as R
+from jaxgluon.tune.executor import Executor, TrialLaunch, TrialOutcome
+from jaxgluon.tune.journal import Journal, dumps, read_journal, read_json, write_json_atomic
+from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
+from jaxgluon.tune.stop import StopCriterion
+
+JOURNAL = "journal.jsonl"
+SCHEDULER_STATE = "scheduler_state.json"
+SETTINGS = "experiment.json"
+_RESUME_CHECKED = ("max_epochs", "search_strategy", "seed")  # settings a resumed session must keep
+
+
+def trial_seed(seed: int, trial_id: int) -> int:
+    """The per-trial seed handed to ``reporter.seed``: distinct per trial, reproducible per experiment."""
+    return (int(seed) * 1_000_003 + int(trial_id)) % (2**31 - 1)
+
+
+class Runner:
+    """Runs one experiment (or resumes it) to a stop criterion. ``run()`` returns an :class:`ExperimentResult`."""
+
+    def __init__(self, train_fn: Callable[[dict, Any], Any], scheduler: Any, executor: Executor,
+                 experiment_dir: str | pathlib.Path, stop: StopCriterion, max_epochs: int, seed: int = 0,
+                 resume: bool = False, journal_sync: str = "fsync", settings: dict | None = None):
+        self.train_fn, self.scheduler, self.executor = train_fn, scheduler, executor
+        self.dir = pathlib.Path(experiment_dir)
+        self.stop, self.max_epochs, self.seed = stop, int(max_epochs), int(seed)
+        self.settings = {"max_epochs": self.max_epochs, "seed": self.seed, "stop_criterion": stop.as_dict(),
+                         **(settings or {})}
+        self.records: dict[int, R.TrialRecord] = {}
+        self._trials: dict[int, Trial] = {}
+        self._last_decision: dict[int, str] = {}
+        self._restart_queue: list[int] = []
+        self._num_started = 0
+        self._num_sessions = 0
+        self._time_offset = 0.0
+        self._stop_reason: str | None = None
+        self._first_error: tuple[float, int] | None = None
+        self._last_seen: dict[int, float] = {}  # monotonic time of a running trial's launch or last report
+        self._max_interval = 0.0
+        self._num_decisions = 0
+        self._decision_seconds = 0.0
+
+        journal_path = self.dir / JOURNAL
+        if journal_path.exists() and not resume:
+            raise ValueError(f"{self.dir} already holds an experiment ({JOURNAL}); pass resume=True to continue it "
+                             "or choose a new output_directory")
+        if resume and not journal_path.exists():
+            raise ValueError(f"resume=True but {self.dir} holds no experiment journal ({JOURNAL}); pass the "
+                             "output_directory of the experiment to continue")
+        (self.dir / "trials").mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._restore()
+        else:
+            write_json_atomic(self.dir / SETTINGS, self.settings, journal_sync)
+        self.journal = Journal(journal_path, sync=journal_sync)
+        self._session_start = time.monotonic()
+        self._deadline = (None if stop.time_limits is None
+                          else self._session_start + stop.time_limits - self._time_offset)
+
+    # ---- clock ---------------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        """Experiment time: seconds spent in all sessions so far."""
+        return round(self._time_offset + time.monotonic() - self._session_start, 6)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    # ---- main loop ---------------------------------------------------------------------------------------
+    def run(self) -> ExperimentResult:
+        self._num_sessions += 1
+        self.journal.append("session", session=self._num_sessions, t=self._now(),
+                            wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
+        self.executor.bind(self.train_fn, self._on_report)
+        try:
+            for trial_id in list(self._restart_queue):
+                if self._settle_if_decided(trial_id):
+                    self._restart_queue.remove(trial_id)
+            while True:
+                self._fill()
+                if self.executor.num_running == 0:
+                    break
+                for outcome in self.executor.poll(self._poll_timeout()):
+                    self._on_outcome(outcome)
+                self._cancel_overdue()
+        finally:
+            self.executor.shutdown()
+        end_time = time.monotonic()
+        overrun = max(0.0, end_time - self._deadline) if self._deadline is not None and self._past_deadline() else 0.0
+        if self._stop_reason is None:
+            self._stop_reason = "num_trials" if self.stop.trials_exhausted(self._num_started) else "exhausted"
+        self.journal.append("finish", t=self._now(), stop_reason=self._stop_reason, overrun_s=overrun)
+        self._snapshot(launch=None)
+        self.journal.close()
+        return self._result(overrun)
+
+    def _fill(self) -> None:
+        while self.executor.num_running < self.executor.capacity:
+            if self._stop_reason is None and self._past_deadline():
+                self._stop_reason = "time_limits"
+            if self._stop_reason is not None:
+                return
+            if self._restart_queue:
+                self._launch(self._restart_queue.pop(0), kind="restart")
+                continue
+            suggestion = self._next_suggestion()
+            if suggestion is None:
+                return
+            if suggestion.kind == "start":
+                self.records[suggestion.trial_id] = R.TrialRecord(suggestion.trial_id, dict(suggestion.config),
+                                                                  start_time_s=self._now())
+                self._num_started += 1
+            self._snapshot(launch={"trial_id": suggestion.trial_id, "kind": suggestion.kind,
+                                   "config": suggestion.config})
+            self._launch(suggestion.trial_id, kind=suggestion.kind)
+
+    def _next_suggestion(self) -> Any:
+        if not self.stop.trials_exhausted(self._num_started):
+            return self.scheduler.suggest()
+        if not any(r.status == R.PAUSED for r in self.records.values()):
+            return None
+        # Trial budget spent: paused trials may still be promoted, but no new trial may start. Ask, and roll
+        # the scheduler back if it wanted to start one.
+        saved = self.scheduler.state_dict()
+        suggestion = self.scheduler.suggest()
+        if suggestion is not None and suggestion.kind == "start":
+            self.scheduler.load_state_dict(saved)
+            return None
+        return suggestion
+
+    def _launch(self, trial_id: int, kind: str) -> None:
+        record = self.records[trial_id]
+        record.status, record.end_time_s = R.RUNNING, None
+        record.num_launches += 1
+        self._trials.setdefault(trial_id, Trial(trial_id, record.config))
+        self._last_decision.pop(trial_id, None)
+        self.journal.append("start", trial_id=trial_id, kind=kind, config=record.config, t=self._now())
+        checkpoint_dir = self.dir / "trials" / str(trial_id)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self._last_seen[trial_id] = time.monotonic()
+        self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
+                                         max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id)))
+
+    def _poll_timeout(self) -> float | None:
+        if self._deadline is None:
+            return None
+        remaining = self._deadline - time.monotonic()
+        return remaining if remaining > 0 else 0.1
+
+    # ---- trial events --------------------------------------------------------------------------------------
+    def _on_report(self, trial_id: int, result: dict) -> str:
+        start = time.perf_counter()
+        record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
+        epoch, reward = result["epoch"], result["reward"]
+        error = None
+        try:
+            dumps(result)
+        except (TypeError, ValueError) as err:
+            error = f"reported a result that is not JSON-serialisable: {err}"
+            result = {"epoch": epoch, "reward": reward}
+        if error is None and not math.isfinite(reward):
+            error = f"reported a non-finite reward ({reward}) at epoch {epoch}"
+        if error is None and epoch > self.max_epochs:
+            error = f"reported epoch {epoch} beyond max_epochs={self.max_epochs}"
+        if error is None:
+            decision = str(getattr(decision := self.scheduler.on_trial_result(trial, result), "value", decision))
+            if decision == "CONTINUE" and self._stop_reason is None and self.stop.reward_reached(reward):
+                self._stop_reason = "max_reward"
+            if decision == "CONTINUE" and (self._stop_reason is not None or self._past_deadline()):
+                decision = "STOP"
+            notify = "result"
+        else:
+            decision, notify = "STOP", "error"
+            self.scheduler.on_trial_error(trial)
+            self._mark_error(record, error, error, t)
+        record.add_result(result, t)
+        self._last_decision[trial_id] = decision
+        self.journal.append("result", trial_id=trial_id, result=result, decision=decision, notify=notify,
+                            error=error, t=t)
+        now = time.monotonic()
+        self._max_interval = max(self._max_interval, now - self._last_seen.get(trial_id, now))
+        self._last_seen[trial_id] = now
+        self._num_decisions += 1
+        self._decision_seconds += time.perf_counter() - start
+        return decision
+
+    def _mark_error(self, record: R.TrialRecord, error: str, traceback: str | None, t: float) -> None:
+        record.status, record.error, record.traceback = R.ERROR, error, traceback
+        if self._first_error is None or t < self._first_error[0]:
+            self._first_error = (t, record.trial_id)
+
+    def _on_outcome(self, outcome: TrialOutcome) -> None:
+        trial_id = outcome.trial_id
+        record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
+        self._last_seen.pop(trial_id, None)
+        notify: str | None = None
+        if record.status == R.ERROR:  # failed at a report (NaN reward ...): the scheduler knows already
+            pass
+        elif outcome.error is not None:
+            self._mark_error(record, outcome.error, outcome.traceback, t)
+            notify = "error"
+        elif outcome.cancelled:
+            record.status, notify = R.STOPPED, "complete"
+            record.error = "killed at the time limit: it did not report within the grace period"
+        elif not record.results:
+            self._mark_error(record, "train_fn returned without reporting any result; call "
+                             "reporter(epoch=..., reward=...) once per epoch", None, t)
+            notify = "error"
+        else:
+            decision = self._last_decision.get(trial_id, "CONTINUE")
+            if decision == "PAUSE":
+                record.status = R.PAUSED
+            else:  # a STOP at the last epoch is a completed trial
+                stopped = decision == "STOP" and record.last_epoch < self.max_epochs
+                record.status, notify = (R.STOPPED if stopped else R.COMPLETED), "complete"
+        self._notify(trial, record, notify)
+        record.end_time_s = t
+        self.journal.append("end", trial_id=trial_id, status=record.status, notify=notify, error=record.error,
+                            traceback=record.traceback, t=t)
+
+    def _notify(self, trial: Trial, record: R.TrialRecord, notify: str | None) -> None:
+        if notify == "complete":
+            self.scheduler.on_trial_complete(trial, record.last_result)
+        elif notify == "error":
+            self.scheduler.on_trial_error(trial)
+
+    def _cancel_overdue(self) -> None:
+        """Past the deadline, kill trials that have not reported for longer than the longest reporting interval
+        seen (plus a second): the overrun stays bounded even for a trial that stopped reporting."""
+        if not self._past_deadline() or not self._last_seen:
+            return
+        assert self._deadline is not None
+        grace = 1.5 * self._max_interval + 1.0
+        now = time.monotonic()
+        for trial_id, seen in list(self._last_seen.items()):
+            if now > max(seen, self._deadline) + grace:
+                if self.executor.cancel(trial_id):
+                    self._last_seen.pop(trial_id)
+
+    # ---- durable state -------------------------------------------------------------------------------------
+    def _snapshot(self, launch: dict | None) -> None:
+        write_json_atomic(self.dir / SCHEDULER_STATE,
+                          {"journal_seq": self.journal.seq, "launch": launch, "scheduler": self.scheduler.state_dict()},
+                          self.journal.sync)
+
+    def _restore(self) -> None:
+        saved = read_json(self.dir / SETTINGS) if (self.dir / SETTINGS).exists() else {}
+        for key in _RESUME_CHECKED:
+            if key in saved and key in self.settings and saved[key] != self.settings[key]:
+                raise ValueError(f"cannot resume {self.dir}: it ran with {key}={saved[key]!r}, this call has "
+                                 f"{key}={self.settings[key]!r}; resume with the experiment's own settings")
+        events = list(read_journal(self.dir / JOURNAL))
+        snapshot = read_json(self.dir / SCHEDULER_STATE) if (self.dir / SCHEDULER_STATE).exists() else None
+        replay_from = len(events)
+        pending = None
+        if snapshot is not None:
+            self.scheduler.load_state_dict(snapshot["scheduler"])
+            replay_from, pending = snapshot["journal_seq"], snapshot["launch"]
+        for event in events:
+            self._apply(event, replay=event["seq"] >= replay_from and not (
+                pending is not None and event["event"] == "start" and event["trial_id"] == pending["trial_id"]
+                and event["seq"] == replay_from))
+        if pending is not None and pending["trial_id"] not in self.records:  # died between snapshot and journal
+            self.records[pending["trial_id"]] = R.TrialRecord(pending["trial_id"], pending["config"],
+                                                              start_time_s=self._time_offset)
+        if pending is not None:
+            self.records[pending["trial_id"]].status = R.RUNNING
+        self._num_started = len(self.records)
+        self._restart_queue = sorted(tid for tid, rec in self.records.items() if rec.status == R.RUNNING)
+
+    def _apply(self, event: dict, replay: bool) -> None:
+        """Rebuild the records from one journal event; with ``replay``, repeat the scheduler call it records."""
+        kind = event["event"]
+        self._time_offset = max(self._time_offset, float(event.get("t", 0.0)))
+        if kind == "session":
+            self._num_sessions = max(self._num_sessions, int(event["session"]))
+            return
+        if kind not in ("start", "result", "end"):
+            return
+        trial_id = int(event["trial_id"])
+        if kind == "start":
+            record = self.records.get(trial_id)
+            if record is None:
+                record = self.records[trial_id] = R.TrialRecord(trial_id, event["config"], start_time_s=event["t"])
+            record.status, record.end_time_s = R.RUNNING, None
+            record.num_launches += 1
+            self._trials[trial_id] = Trial(trial_id, record.config)
+            self._last_decision.pop(trial_id, None)
+            return
+        record, trial = self.records[trial_id], self._trials[trial_id]
+        if kind == "result":
+            record.add_result(event["result"], event["t"])
+            self._last_decision[trial_id] = event["decision"]
+            if event.get("error"):
+                self._mark_error(record, event["error"], event["error"], event["t"])
+            if replay and event.get("notify") == "result":
+                self.scheduler.on_trial_result(trial, event["result"])
+            elif replay and event.get("notify") == "error":
+                self.scheduler.on_trial_error(trial)
+        else:
+            record.status, record.end_time_s = event["status"], event["t"]
+            record.error, record.traceback = event.get("error"), event.get("traceback")
+            if record.status == R.ERROR:
+                self._mark_error(record, record.error or "", record.traceback, event["t"])
+            if replay:
+                self._notify(trial, record, event.get("notify"))
+
+    def _settle_if_decided(self, trial_id: int) -> bool:
+        """A trial interrupted after it was told PAUSE/STOP (or failed a report) is ended, not restarted."""
+        decision = self._last_decision.get(trial_id)
+        record = self.records[trial_id]
+        if record.status != R.ERROR and decision in (None, "CONTINUE"):
+            return False
+        if record.status == R.ERROR:
+            status = R.ERROR
+        elif decision == "PAUSE":
+            status = R.PAUSED
+        else:
+            status = R.STOPPED if record.last_epoch < self.max_epochs else R.COMPLETED
+        notify = "complete" if status in (R.STOPPED, R.COMPLETED) else None
+        record.status, record.end_time_s = status, self._now()
+        self._notify(self._trials[trial_id], record, notify)
+        self.journal.append("end", trial_id=trial_id, status=status, notify=notify, error=record.error,
+                            traceback=record.traceback, t=record.end_time_s)
+        return True
+
+    # ---- result --------------------------------------------------------------------------------------------
+    def _result(self, overrun: float) -> ExperimentResult:
+        trials = [self.records[tid].to_dict() for tid in sorted(self.records)]
+        by_status = {status: sum(1 for t in trials if t["status"] == status) for status in R.STATUSES}
+        if trials and by_status[R.ERROR] == len(trials):
+            assert self._first_error is not None
+            first = self.records[self._first_error[1]]
+            raise AllTrialsFailedError(
+                f"all {len(trials)} trials failed (journal: {self.dir / JOURNAL}); the first failure, trial "
+                f"{first.trial_id} with config {first.config}:\n{first.traceback or first.error}")
+        best = max((t for t in trials if t["best_reward"] is not None and t["status"] != R.ERROR),
+                   key=lambda t: t["best_reward"], default=None)
+        scheduler_meta = self.scheduler.metadata() if hasattr(self.scheduler, "metadata") else {}
+        metadata = {
+            **self.settings,
+            "scheduler": scheduler_meta,
+            "executor": self.executor.name,
+            "resources_per_trial": self.executor.resources(),
+            "stop_reason": self._stop_reason,
+            "time_used_s": self._now(),
+            "overrun_s": overrun,
+            "max_report_interval_s": self._max_interval,
+            "num_trials_by_status": by_status,
+            "num_sessions": self._num_sessions,
+            "journal_sync": self.journal.sync,
+            "runner_overhead": {"num_decisions": self._num_decisions,
+                                "decision_seconds": self._decision_seconds},
+            "experiment_dir": str(self.dir),
+        }
+        return ExperimentResult(best_config=None if best is None else best["config"],
+                                best_reward=None if best is None else best["best_reward"],
+                                best_trial_id=None if best is None else best["trial_id"],
+                                trials=trials, metadata=metadata, experiment_dir=self.dir)

@@ -1,0 +1,57 @@
+"""When an experiment ends: a number of trials, a hard time limit, or a reward good enough.
+
+    >>> StopCriterion.from_args(num_trials=None, time_limits=None, max_reward=None).as_dict()
+    {'num_trials': 10, 'time_limits': None, 'max_reward': None}
+    >>> StopCriterion.from_args(num_trials=None, time_limits=60, max_reward=0.99).as_dict()
+    {'num_trials': None, 'time_limits': 60.0, 'max_reward': 0.99}
+
+The experiment also ends when the scheduler has nothing left to run (a finite grid is exhausted).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+DEFAULT_NUM_TRIALS = 10  # used when neither num_trials nor time_limits is given
+
+
+@dataclasses.dataclass(frozen=True)
+class StopCriterion:
+    """``num_trials``: distinct trials (configs) to start; None = no limit.
+    ``time_limits``: seconds of wall time for the whole experiment, summed over resumed sessions; hard: at the
+    deadline running trials are told STOP at their next report and no trial starts. None = no limit.
+    ``max_reward``: once any trial reports a reward >= this, the experiment winds down the same way."""
+
+    num_trials: int | None = DEFAULT_NUM_TRIALS
+    time_limits: float | None = None
+    max_reward: float | None = None
+
+    @classmethod
+    def from_args(cls, num_trials: int | None, time_limits: float | None, max_reward: float | None) -> "StopCriterion":
+        if num_trials is not None:
+            if isinstance(num_trials, bool) or not isinstance(num_trials, numbers.Integral) or num_trials < 1:
+                raise ValueError(f"num_trials must be a positive int or None, got {num_trials!r}")
+            num_trials = int(num_trials)
+        if time_limits is not None:
+            if isinstance(time_limits, bool) or not isinstance(time_limits, numbers.Real) or not time_limits > 0:
+                raise ValueError(f"time_limits must be a positive number of seconds or None, got {time_limits!r}")
+            time_limits = float(time_limits)
+            if not math.isfinite(time_limits):
+                time_limits = None
+        if max_reward is not None:
+            if isinstance(max_reward, bool) or not isinstance(max_reward, numbers.Real) or not math.isfinite(max_reward):
+                raise ValueError(f"max_reward must be a finite number or None, got {max_reward!r}")
+            max_reward = float(max_reward)
+        if num_trials is None and time_limits is None:
+            num_trials = DEFAULT_NUM_TRIALS
+        return cls(num_trials=num_trials, time_limits=time_limits, max_reward=max_reward)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def trials_exhausted(self, num_started: int) -> bool:
+        return self.num_trials is not None and num_started >= self.num_trials
+
+    def reward_reached(self, reward: float) -> bool:
+        return self.max_reward is not None and reward >= self.max_reward
