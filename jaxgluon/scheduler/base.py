@@ -10,6 +10,7 @@ about each reported epoch through ``on_trial_result`` and obeys the returned :cl
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import math
@@ -218,11 +219,11 @@ class TrialScheduler:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (trial ids, bookkeeping and the searcher's own state)."""
-        searcher_state = self.searcher.state_dict() if hasattr(self.searcher, "state_dict") else None
+        searcher_state = copy.deepcopy(self.searcher.state_dict()) if hasattr(self.searcher, "state_dict") else None
         return {
             "scheduler": self.name,
             "next_trial_id": self._next_trial_id,
-            "trials": {str(k): dict(v) for k, v in self._trials.items()},
+            "trials": {str(k): copy.deepcopy(v) for k, v in self._trials.items()},
             "searcher": searcher_state,
         }
 
@@ -230,7 +231,7 @@ class TrialScheduler:
         if state.get("scheduler") != self.name:
             raise ValueError(f"state was saved by a {state.get('scheduler')!r} scheduler, this one is {self.name!r}")
         self._next_trial_id = int(state["next_trial_id"])
-        self._trials = {int(k): dict(v) for k, v in state["trials"].items()}
+        self._trials = {int(k): copy.deepcopy(dict(v)) for k, v in state["trials"].items()}
         if state.get("searcher") is not None:
             self.searcher.load_state_dict(state["searcher"])
 

@@ -144,3 +144,17 @@ def test_invalid_arguments(list_searcher):
         hb.on_trial_result(t, {"reward": 1.0})
     with pytest.raises(ValueError, match="unknown trial_id"):
         hb.on_trial_result(Trial(99, {}), {"epoch": 1, "reward": 1.0})
+
+
+def test_saved_state_is_a_snapshot_for_rollback(list_searcher):
+    # the runner saves state, asks suggest(), and may roll back: later events must not leak into the snapshot
+    hb = HyperbandScheduler(list_searcher(), type="promotion", max_t=9)
+    t0 = _start(hb)
+    hb.on_trial_result(t0, {"epoch": 1, "reward": 0.5})
+    saved = hb.state_dict()
+    frozen = json.dumps(saved, sort_keys=True)
+    s = hb.suggest()
+    hb.on_trial_result(Trial(s.trial_id, s.config), {"epoch": 1, "reward": 0.7})
+    assert json.dumps(saved, sort_keys=True) == frozen
+    hb.load_state_dict(saved)
+    assert hb.trial_ids == [0] and hb.suggest().trial_id == 1

@@ -1,0 +1,201 @@
+"""Multi-fidelity HPO on the YAHPO LCBench surrogate, in simulated time.
+
+Every method runs through the same simulator (``jaxgluon.tune.sim.simulate``): N simulated workers, each epoch
+costs the surrogate's predicted time, a fixed simulated budget per task. Methods: random-FIFO, GP-FIFO,
+Hyperband stopping, Hyperband promotion (ASHA), bayesopt_hyperband (GP on rung-level results), and Optuna
+(TPE + HyperbandPruner through ask/tell, with the same budget accounting).
+
+Reported per task: anytime best validation accuracy (mean over seeds at 25/50/100 % of the budget) and
+time-to-target, target = ``--target-fraction`` x the best accuracy any method reached on that task.
+Ratios: random-FIFO / Hyperband time-to-target (median over task x seed), Optuna / best jaxgluon method.
+
+    python benchmarks/multifidelity.py                       # full: 4 tasks x 10 seeds
+    python benchmarks/multifidelity.py --tasks 3945 --seeds 2 --budget 10   # small run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+
+METHODS = ("random_fifo", "gp_fifo", "hyperband_stopping", "hyperband_promotion", "bayesopt_hyperband", "optuna")
+
+
+class OptunaTPEHyperband:
+    """Optuna's TPE + HyperbandPruner behind the scheduler interface the simulator drives (ask/tell)."""
+
+    mode = "max"
+
+    def __init__(self, search_space: dict, max_t: int, seed: int, reduction_factor: int = 3) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._optuna = optuna
+        self.max_t = max_t
+        self.dists = {}
+        for name, dom in search_space.items():
+            if type(dom).__name__ == "Int":
+                self.dists[name] = optuna.distributions.IntDistribution(dom.lower, dom.upper, log=dom.log)
+            else:
+                self.dists[name] = optuna.distributions.FloatDistribution(dom.lower, dom.upper, log=dom.log)
+        self.study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+            pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_t,
+                                                  reduction_factor=reduction_factor))
+        self._live: dict[int, object] = {}
+
+    def suggest(self):
+        from jaxgluon.scheduler import TrialSuggestion
+
+        trial = self.study.ask(self.dists)
+        self._live[trial.number] = trial
+        return TrialSuggestion(kind="start", config=dict(trial.params), trial_id=trial.number)
+
+    def on_trial_result(self, trial, result):
+        from jaxgluon.scheduler import Decision
+
+        otrial = self._live[trial.trial_id]
+        otrial.report(result["reward"], result["epoch"])
+        if result["epoch"] >= self.max_t:
+            return Decision.STOP
+        if otrial.should_prune():
+            self.study.tell(otrial, state=self._optuna.trial.TrialState.PRUNED)
+            del self._live[trial.trial_id]
+            return Decision.STOP
+        return Decision.CONTINUE
+
+    def on_trial_complete(self, trial, result):
+        otrial = self._live.pop(trial.trial_id, None)
+        if otrial is not None:
+            self.study.tell(otrial, result["reward"])
+
+
+def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_type: str):
+    from jaxgluon.scheduler import get_scheduler
+
+    if method == "random_fifo":
+        return get_scheduler("random", search_space, max_t=max_t, seed=seed)
+    if method == "gp_fifo":
+        return get_scheduler("bayesopt", search_space, max_t=max_t, seed=seed)
+    if method == "hyperband_stopping":
+        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="stopping")
+    if method == "hyperband_promotion":
+        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="promotion")
+    if method == "bayesopt_hyperband":
+        return get_scheduler("bayesopt_hyperband", search_space, max_t=max_t, seed=seed, type=bohb_type)
+    if method == "optuna":
+        return OptunaTPEHyperband(search_space, max_t=max_t, seed=seed)
+    raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+
+
+def median_full_trial_time(blackbox, n: int = 256) -> float:
+    """Median simulated time of a full (52-epoch) training run over random configs: the budget unit."""
+    import jax
+
+    from jaxgluon.space import compile_space
+
+    configs = compile_space(blackbox.search_space).sample_batch(jax.random.key(12345), n)
+    return float(np.median([c.elapsed[-1] for c in blackbox.curves(configs)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default="3945,7593,126026,189906", help="comma-separated LCBench task ids")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--budget", type=float, default=40.0,
+                        help="simulated budget in full-trial units: max_time = budget x median full-trial "
+                             "time / workers (random-FIFO completes about `budget` trials)")
+    parser.add_argument("--target-fraction", type=float, default=0.98)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--bohb-type", default="stopping", choices=("stopping", "promotion"))
+    parser.add_argument("--lcbench", default=None, help="folder of the YAHPO LCBench surrogate")
+    args = parser.parse_args()
+
+    from jaxgluon.tune.sim import LCBench, simulate
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            parser.error(f"unknown method {m!r}; valid: {', '.join(METHODS)}")
+    runs: dict[tuple[str, str, int], object] = {}
+    budgets: dict[str, float] = {}
+    t_start = time.time()
+    for task in tasks:
+        bb = LCBench(task, path=args.lcbench)
+        budgets[task] = args.budget * median_full_trial_time(bb) / args.workers
+        for method in methods:
+            t0 = time.time()
+            for seed in range(args.seeds):
+                scheduler = make_method(method, bb.search_space, bb.max_epochs, seed, args.bohb_type)
+                runs[task, method, seed] = simulate(scheduler, bb, num_workers=args.workers, max_time=budgets[task])
+            res = [runs[task, method, s] for s in range(args.seeds)]
+            print(f"  task {task:>7} {method:<20} {time.time() - t0:6.1f}s wall  trials/run "
+                  f"{np.mean([len(r.trials) for r in res]):6.1f}  ms/decision "
+                  f"{np.mean([r.ms_per_decision for r in res]):.3f}", flush=True)
+
+    # time-to-target (censored at the budget when not reached) and anytime best
+    ttt: dict[tuple[str, str, int], float] = {}
+    reached: dict[tuple[str, str, int], bool] = {}
+    targets = {}
+    print(f"\nbudget per task = {args.budget:g} full-trial times / {args.workers} workers; "
+          f"target = {args.target_fraction:g} x best accuracy any method reached\n")
+    header = f"{'task':>7} {'method':<20} {'best@25%':>9} {'best@50%':>9} {'best@100%':>9} {'TTT med (s)':>12} {'reached':>8}"
+    print(header)
+    for task in tasks:
+        targets[task] = args.target_fraction * max(r.best_reward for (t, _, _), r in runs.items() if t == task)
+        for method in methods:
+            rows = []
+            for seed in range(args.seeds):
+                r = runs[task, method, seed]
+                t = r.time_to_target(targets[task])
+                reached[task, method, seed] = math.isfinite(t)
+                ttt[task, method, seed] = t if math.isfinite(t) else budgets[task]
+                rows.append([r.best_at(f * budgets[task]) for f in (0.25, 0.5, 1.0)])
+            rows = np.array(rows)
+            med = np.median([ttt[task, method, s] for s in range(args.seeds)])
+            hit = np.mean([reached[task, method, s] for s in range(args.seeds)])
+            print(f"{task:>7} {method:<20} {np.nanmean(rows[:, 0]):9.2f} {np.nanmean(rows[:, 1]):9.2f} "
+                  f"{np.nanmean(rows[:, 2]):9.2f} {med:12.0f} {hit:8.0%}")
+
+    keys = [(t, s) for t in tasks for s in range(args.seeds)]
+
+    def norm_ttt(method):  # time-to-target as a fraction of the task's budget (comparable across tasks)
+        return np.array([ttt[t, method, s] / budgets[t] for t, s in keys])
+
+    summary = {m: float(np.median(norm_ttt(m))) for m in methods}
+    figures: dict[str, object] = {"benchmark": "multifidelity_lcbench", "tasks": tasks, "seeds": args.seeds,
+                                  "workers": args.workers, "budget_full_trials": args.budget,
+                                  "target_fraction": args.target_fraction,
+                                  "median_ttt_fraction_of_budget": summary,
+                                  "reached_fraction": {m: float(np.mean([reached[t, m, s] for t, s in keys]))
+                                                       for m in methods},
+                                  "ms_per_decision": {m: float(np.mean([runs[t, m, s].ms_per_decision
+                                                                       for t, s in keys])) for m in methods}}
+    print("\nmedian time-to-target / budget over task x seed (1.0 = not reached):")
+    for m in methods:
+        print(f"  {m:<20} {summary[m]:.3f}")
+    if "random_fifo" in methods:
+        for hb in ("hyperband_stopping", "hyperband_promotion", "bayesopt_hyperband"):
+            if hb in methods:
+                ratio = float(np.median(norm_ttt("random_fifo") / norm_ttt(hb)))
+                figures[f"ttt_ratio_random_fifo_over_{hb}"] = ratio
+                print(f"random-FIFO / {hb} time-to-target (median of per-run ratios): {ratio:.2f}x")
+    ours = [m for m in methods if m != "optuna"]
+    if "optuna" in methods and ours:
+        best = min(ours, key=lambda m: summary[m])
+        ratio = summary["optuna"] / summary[best]
+        figures["best_jaxgluon_method"] = best
+        figures["ttt_ratio_optuna_over_best_jaxgluon"] = float(ratio)
+        print(f"Optuna / best jaxgluon ({best}) median time-to-target: {ratio:.2f}x (>= 1: jaxgluon as fast or faster)")
+    figures["wall_seconds"] = round(time.time() - t_start, 1)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
