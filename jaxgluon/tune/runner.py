@@ -129,8 +129,7 @@ class Runner:
             if suggestion is None:
                 return
             if suggestion.kind == "start":
-                self.records[suggestion.trial_id] = R.TrialRecord(suggestion.trial_id, dict(suggestion.config),
-                                                                  start_time_s=self._now())
+                self.records[suggestion.trial_id] = R.TrialRecord(suggestion.trial_id, dict(suggestion.config))
                 self._num_started += 1
             self._snapshot(launch={"trial_id": suggestion.trial_id, "kind": suggestion.kind,
                                    "config": suggestion.config})
@@ -156,7 +155,10 @@ class Runner:
         record.num_launches += 1
         self._trials.setdefault(trial_id, Trial(trial_id, record.config))
         self._last_decision.pop(trial_id, None)
-        self.journal.append("start", trial_id=trial_id, kind=kind, config=record.config, t=self._now())
+        t = self._now()
+        if record.start_time_s is None:
+            record.start_time_s = t
+        self.journal.append("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
         checkpoint_dir = self.dir / "trials" / str(trial_id)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._last_seen[trial_id] = time.monotonic()

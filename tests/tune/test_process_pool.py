@@ -1,0 +1,48 @@
+"""Worker processes: concurrent trials, pinned CPUs, a worker killed with SIGKILL, a trial that stops reporting."""
+import json
+
+import pytest
+from tune_trial_fns import ListSearcher, scripted_trial
+
+from jaxgluon.tune import tune
+
+
+def launches(exp, trial_id):
+    return [json.loads(line) for line in (exp / "trials" / str(trial_id) / "launches.jsonl").open()]
+
+
+def test_sigkilled_worker_and_raising_trial_are_errors_and_the_pool_carries_on(tmp_path):
+    configs = [{"x": 0.5, "kill_at": 2}, {"x": 0.6, "fail_at": 1}, {"x": 0.7}, {"x": 0.8}]
+    searcher = ListSearcher(configs)
+    exp = tmp_path / "exp"
+    result = tune(scripted_trial, None, search_strategy=searcher, epochs=3, num_trials=4, num_workers=2,
+                  resources_per_trial={"num_cpus": 1}, output_directory=exp)
+    status = {t["trial_id"]: t["status"] for t in result.trials}
+    assert status == {0: "ERROR", 1: "ERROR", 2: "COMPLETED", 3: "COMPLETED"}
+    killed = result.trials[0]
+    assert "SIGKILL" in killed["error"] and killed["rewards"] == [0.25]  # its first epoch was recorded
+    assert result.trials[1]["error"] == "ZeroDivisionError: planned failure at epoch 1"
+    assert sorted(searcher.errors) == [0, 1] and sorted(searcher.completed) == [2, 3]
+    assert result.best_config == {"x": 0.8}
+    meta = result.metadata
+    assert meta["executor"] == "process_pool" and meta["resources_per_trial"]["num_cpus"] == 1
+    for trial_id in range(4):  # each trial ran pinned to one core with one thread
+        (launch,) = launches(exp, trial_id)
+        assert len(launch["affinity"]) == 1 and launch["omp"] == "1"
+    assert launches(exp, 0)[0]["pid"] != launches(exp, 3)[0]["pid"]
+
+
+def test_time_limit_kills_a_trial_that_stops_reporting(tmp_path):
+    configs = [{"x": 0.5, "sleep": 0.05, "hang_at": 3}, {"x": 0.9}]
+    result = tune(scripted_trial, None, search_strategy=ListSearcher(configs), epochs=5, num_trials=2,
+                  executor="process_pool", time_limits=2.0, output_directory=tmp_path / "exp")
+    (trial,) = result.trials
+    assert trial["status"] == "STOPPED" and "time limit" in trial["error"] and trial["num_epochs"] == 2
+    meta = result.metadata
+    assert meta["stop_reason"] == "time_limits" and meta["overrun_s"] > 0
+
+
+def test_unpicklable_train_fn_is_rejected_before_any_worker_starts(tmp_path):
+    with pytest.raises(ValueError, match="cannot be pickled"):
+        tune(lambda config, reporter: None, None, search_strategy=ListSearcher([{"x": 1}]), num_workers=2,
+             output_directory=tmp_path / "exp")
