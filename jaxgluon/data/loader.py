@@ -35,6 +35,7 @@ from typing import Any, Iterator, Sequence
 
 import grain
 import numpy as np
+from absl import flags as absl_flags
 
 from jaxgluon.data import transforms
 from jaxgluon.data.sources import load_example
@@ -309,5 +310,7 @@ def make_loader(
     threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
     iter_ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads + 2))
     if worker_count > 0:
+        if not absl_flags.FLAGS.is_parsed():  # grain's worker start reads absl flags; outside absl.app use defaults
+            absl_flags.FLAGS.mark_as_parsed()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return Loader(iter_ds, steps, num_batches, policy)
