@@ -30,6 +30,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "cosine", "poly", "step")
@@ -151,7 +152,7 @@ def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, 
     elif name == "cosine":
         main = optax.cosine_decay_schedule(base_lr, decay_steps)
     elif name == "poly":
-        main = optax.polynomial_schedule(base_lr, 0.0, poly_power, decay_steps)
+        main = _finite_poly(optax.polynomial_schedule(base_lr, 0.0, poly_power, decay_steps), decay_steps)
     else:
         epochs_at = step_epochs if step_epochs is not None else (0.5 * epochs, 0.75 * epochs)
         boundaries = {int(round(e * steps_per_epoch)) - warmup: step_factor for e in epochs_at}
@@ -159,6 +160,15 @@ def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, 
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, base_lr, warmup), main], [warmup])
+
+
+def _finite_poly(poly: optax.Schedule, decay_steps: int) -> optax.Schedule:
+    """``poly`` with its end value (0) from ``decay_steps`` on.
+
+    Under ``jit`` XLA rewrites optax's ``1 - t / T`` as ``1 - t * (1 / T)``, which is slightly negative at
+    ``t == T``, and a negative base to a fractional power is NaN: a NaN learning rate would wipe the parameters.
+    """
+    return lambda count: jnp.where(count >= decay_steps, 0.0, poly(count))
 
 
 def _decay_mask(params: Any) -> Any:

@@ -1,0 +1,234 @@
+"""The trial function that ``jaxgluon.tune`` runs: one config trained epoch by epoch, reporting validation accuracy.
+
+    from functools import partial
+    from jaxgluon.train import TrialSpec, train_trial
+    spec = TrialSpec(train_data="~/data/flowers/train", image_size=64, batch_size=32)
+    train_fn = partial(train_trial, spec=spec)          # picklable: tune(train_fn, space, ...) calls it
+    train_fn({'net': 'resnet18_v1b', 'optimizer': {'name': 'sgd', 'learning_rate': 0.01}}, reporter)
+
+Per epoch it reports ``reward`` (validation top-1 in [0, 1]), ``train_loss``, ``train_accuracy``, ``val_loss``,
+``epoch_seconds`` (train + validation), ``images_per_sec`` (training throughput, the step that compiled excluded),
+``pretrained_loaded``, and on the first epoch of each call ``first_step_seconds`` (first train step: compilation,
+or loading it from the persistent cache, plus one step). Each epoch is checkpointed (Orbax, asynchronously) in
+``reporter.checkpoint_dir / 'checkpoints'`` before reporting; a later call with the same directory continues from
+the latest checkpoint exactly as if it had never stopped (epoch ``e`` always sees the batches derived from
+``(reporter.seed, e)``). Any decision but ``'CONTINUE'`` returns after the checkpoint is written.
+
+Data-parallel over every local device: the batch size is rounded up to a multiple of the device count (and down to
+the training-set size), so training batches are never padded and BatchNorm sees only real examples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import pathlib
+import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgluon import data as jdata
+from jaxgluon import models
+from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.compile_cache import enable_compilation_cache
+from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
+from jaxgluon.train.state import TrainState, create_train_state
+from jaxgluon.train.steps import CompiledSteps, compile_steps, make_mesh, sum_metrics
+
+log = logging.getLogger("jaxgluon.train")
+
+CHECKPOINT_SUBDIR = "checkpoints"
+META_FORMAT = "jaxgluon.trained/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """How a trial gets its data and trains: everything except the sampled config (picklable).
+
+    Attributes:
+      train_data: a class-per-subfolder image folder, ``'digits'`` (scikit-learn's digits), or an ``.npz`` written
+        by :func:`save_array_dataset`.
+      val_data: the same kinds; None: a stratified ``val_fraction`` split of ``train_data`` seeded by ``split_seed``.
+      image_size: square input side; None: the network's ``model_info(net)['input_size']``.
+      batch_size: default training batch size (a config's ``batch_size`` wins); eval uses ``eval_batch_size``
+        (default: the training batch size).
+      worker_count: grain worker processes per loader (0: threads only).
+      pretrained: passed to ``models.get_model`` on a fresh start: True (must load), 'auto' (load, or warn loudly and
+        use random init -- recorded as ``pretrained_loaded``), False.
+      mixed_precision: bfloat16 compute with float32 parameters/optimizer state; None: on for GPU/TPU, off on CPU.
+      augment: the train augmentation for ``data.make_loader`` ('auto' picks by image size).
+      keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
+      compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
+    """
+
+    train_data: str
+    val_data: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    image_size: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    worker_count: int = 0
+    pretrained: bool | str = "auto"
+    mixed_precision: bool | None = None
+    augment: str = "auto"
+    keep_checkpoints: int = 2
+    compilation_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or (self.eval_batch_size is not None and self.eval_batch_size < 1):
+            raise ValueError(f"batch sizes must be positive, got {self.batch_size} / {self.eval_batch_size}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
+
+    def sources(self) -> tuple[Any, Any]:
+        """(train, validation) sources; built once per process and spec (images are decoded lazily)."""
+        return _sources(self.train_data, self.val_data, self.val_fraction, self.split_seed)
+
+    def use_mixed_precision(self) -> bool:
+        if self.mixed_precision is None:
+            return jax.default_backend() in ("gpu", "tpu")
+        return bool(self.mixed_precision)
+
+
+def save_array_dataset(path: str | os.PathLike, images: np.ndarray, labels: Sequence[int],
+                       class_names: Sequence[str]) -> str:
+    """Writes images [N, H, W, 3] (uint8), labels and class names to an ``.npz`` a TrialSpec can name.
+
+    >>> import tempfile, numpy as np
+    >>> p = save_array_dataset(tempfile.mkdtemp() + "/d.npz", np.zeros((2, 8, 8, 3), np.uint8), [0, 1], ["a", "b"])
+    >>> len(load_source(p))
+    2
+    """
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"array datasets are .npz files; got {path!r}")
+    jdata.ArraySource(images, labels, class_names)  # validates
+    np.savez(path, images=np.asarray(images), labels=np.asarray(labels, np.int64),
+             class_names=np.asarray(list(class_names), dtype=str))
+    return path
+
+
+def load_source(spec: str | os.PathLike) -> Any:
+    """A data source from a folder path, ``'digits'`` or an ``.npz`` of :func:`save_array_dataset`."""
+    text = os.fspath(spec)
+    if text == "digits":
+        return jdata.load_digits_source()
+    path = pathlib.Path(text).expanduser()
+    if text.endswith(".npz"):
+        if not path.is_file():
+            raise ValueError(f"array dataset {path} does not exist")
+        with np.load(path, allow_pickle=False) as z:
+            return jdata.ArraySource(z["images"], z["labels"], [str(c) for c in z["class_names"]])
+    if not path.is_dir():
+        raise ValueError(f"{text!r} is neither an image folder, 'digits' nor an .npz array dataset")
+    return jdata.ImageFolderSource(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
+    train = load_source(train_data)
+    if val_data is None:
+        return jdata.stratified_split(train, val_fraction=val_fraction, seed=split_seed)
+    val = load_source(val_data)
+    if list(val.class_names) != list(train.class_names):
+        raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names} "
+                         f"({val_data} vs {train_data})")
+    return train, val
+
+
+def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
+    size = -(-requested // num_devices) * num_devices
+    if size > num_train:
+        size = max(num_devices, num_train // num_devices * num_devices)
+        log.warning("batch size %d exceeds the %d training images; using %d", requested, num_train, size)
+    return size
+
+
+def evaluate_loader(steps: CompiledSteps, state: TrainState, loader: Any) -> dict[str, float]:
+    """Sums of ``eval_step`` over a loader: ``{'loss', 'correct', 'count'}``."""
+    return sum_metrics([steps.eval_step(state, steps.shard(batch)) for batch in loader])
+
+
+def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:
+    """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol."""
+    trial = TrialConfig.from_dict(config)
+    if spec.compilation_cache:
+        enable_compilation_cache()
+    train_src, val_src = spec.sources()
+    class_names = list(train_src.class_names)
+    info = models.model_info(trial.net)
+    image_size = int(spec.image_size or info["input_size"])
+    mean, std = tuple(info["mean"]), tuple(info["std"])
+    mesh = make_mesh()
+    batch_size = _batch_size(trial.batch_size or spec.batch_size, mesh.size, len(train_src))
+    eval_batch_size = -(-(spec.eval_batch_size or batch_size) // mesh.size) * mesh.size
+    steps_per_epoch = jdata.steps_per_epoch(len(train_src), batch_size)
+    max_epochs = int(reporter.max_epochs)
+    seed = int(reporter.seed)
+    tx = optimizer_from_trial(trial, steps_per_epoch, max_epochs)
+    dtype = jnp.bfloat16 if spec.use_mixed_precision() else jnp.float32
+
+    with TrialCheckpointer(pathlib.Path(reporter.checkpoint_dir) / CHECKPOINT_SUBDIR,
+                           max_to_keep=spec.keep_checkpoints) as ckpt:
+        start = ckpt.latest_epoch() or 0
+        model = models.get_model(trial.net, len(class_names), pretrained=spec.pretrained if start == 0 else False,
+                                 dtype=dtype, seed=seed)
+        if start:
+            meta = ckpt.restore_meta(start)
+        else:
+            meta = {
+                "format": META_FORMAT, "net": trial.net, "num_classes": len(class_names), "class_names": class_names,
+                "image_size": image_size, "mean": list(mean), "std": list(std), "config": dict(config),
+                "seed": seed, "compute_dtype": jnp.dtype(dtype).name,
+                "pretrained_loaded": bool(getattr(model, "pretrained_loaded", False)),
+                "pretrained_source": getattr(model, "pretrained_source", None),
+            }
+        steps = compile_steps(mesh, label_smoothing=trial.label_smoothing)
+        state = steps.replicate(create_train_state(model, tx))
+        if start:
+            state = ckpt.restore(start, state)
+            log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
+        first_step_seconds: float | None = None
+        for epoch in range(start + 1, max_epochs + 1):
+            epoch_start = time.perf_counter()
+            loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean, std=std,
+                                       train=True, seed=seed, start_epoch=epoch - 1, num_epochs=epoch,
+                                       worker_count=spec.worker_count, augment=spec.augment)
+            metrics, compile_images, compile_seconds = [], 0.0, 0.0
+            for batch in loader:
+                step_start = time.perf_counter()
+                state, m = steps.train_step(state, steps.shard(batch))
+                metrics.append(m)
+                if first_step_seconds is None:
+                    jax.block_until_ready(m)
+                    first_step_seconds = compile_seconds = time.perf_counter() - step_start
+                    compile_images = float(len(batch["label"]))
+            train_sums = sum_metrics(metrics)            # waits for the last step
+            train_seconds = time.perf_counter() - epoch_start
+            val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                           std=std, train=False, worker_count=spec.worker_count)
+            val = evaluate_loader(steps, state, val_loader)
+            reward = val["correct"] / max(val["count"], 1.0)
+            ckpt.save(epoch, state, reward=reward, meta=meta)
+            timed_images = train_sums["count"] - compile_images
+            timed_seconds = train_seconds - compile_seconds
+            result = {
+                "reward": reward,
+                "train_loss": train_sums["loss"] / max(train_sums["count"], 1.0),
+                "train_accuracy": train_sums["correct"] / max(train_sums["count"], 1.0),
+                "val_loss": val["loss"] / max(val["count"], 1.0),
+                "epoch_seconds": time.perf_counter() - epoch_start,
+                "images_per_sec": (timed_images / timed_seconds if timed_images > 0
+                                   else train_sums["count"] / train_seconds),
+                "pretrained_loaded": bool(meta["pretrained_loaded"]),
+            }
+            if epoch == start + 1:
+                result["first_step_seconds"] = first_step_seconds
+            decision = reporter(epoch=epoch, **result)
+            if decision != "CONTINUE":
+                return

@@ -1,0 +1,89 @@
+"""Orbax trial checkpoints: retention (latest + best), exact continuation after restore, and the compile cache."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.compile_cache import disable_compilation_cache, enable_compilation_cache
+from jaxgluon.train.optim import make_optimizer
+from jaxgluon.train.state import create_train_state
+from jaxgluon.train.steps import compile_steps, make_mesh
+
+from test_steps import toy_batch
+from train_nets import TinyNet
+
+CONFIG = {"optimizer": {"name": "adamw", "learning_rate": 0.01}, "lr_scheduler": "cosine", "warmup_epochs": 1}
+STEPS_PER_EPOCH, EPOCHS = 2, 4
+
+
+@pytest.fixture(scope="module")
+def steps():
+    return compile_steps(make_mesh())
+
+
+def fresh_state(steps):
+    return steps.replicate(create_train_state(TinyNet(), make_optimizer(CONFIG, STEPS_PER_EPOCH, EPOCHS)))
+
+
+def run_epoch(steps, state, epoch):
+    for i in range(STEPS_PER_EPOCH):
+        state, _ = steps.train_step(state, steps.shard(toy_batch(8, seed=100 * epoch + i)))
+    return state
+
+
+def test_restore_continues_identically(steps, tmp_path):
+    rewards = [0.3, 0.9, 0.5, 0.6]
+    state = fresh_state(steps)
+    with TrialCheckpointer(tmp_path / "ckpt", max_to_keep=2) as ckpt:
+        for epoch in range(1, EPOCHS + 1):
+            state = run_epoch(steps, state, epoch)
+            ckpt.save(epoch, state, reward=rewards[epoch - 1], meta={"net": "tiny", "epoch": epoch})
+        ckpt.wait()
+        assert ckpt.all_epochs() == [2, 3, 4]           # the 2 latest + the best (epoch 2)
+        assert (ckpt.latest_epoch(), ckpt.best_epoch(), ckpt.reward(2)) == (4, 2, 0.9)
+    uninterrupted = jax.device_get(state)
+
+    # a "crashed" trial: a fresh process state (new model, new optimizer) restored from epoch 3, then epoch 4
+    with TrialCheckpointer(tmp_path / "ckpt") as ckpt:
+        assert ckpt.restore_meta(3) == {"net": "tiny", "epoch": 3}
+        restored = ckpt.restore(3, fresh_state(steps))
+    assert int(restored.step) == 3 * STEPS_PER_EPOCH
+    assert jax.tree.structure(restored.opt_state) == jax.tree.structure(uninterrupted.opt_state)
+    resumed = jax.device_get(run_epoch(steps, restored, 4))
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_restore_variables_of_best(steps, tmp_path):
+    state = run_epoch(steps, fresh_state(steps), 1)
+    with TrialCheckpointer(tmp_path / "c", async_save=False) as ckpt:
+        ckpt.save(1, state, reward=0.5, meta={})
+        variables = ckpt.restore_variables(ckpt.best_epoch(), jax.device_get(state.variables()))
+    np.testing.assert_array_equal(variables["params"]["head"]["kernel"], state.params["head"]["kernel"][...])
+    with pytest.raises(ValueError, match="max_to_keep"):
+        TrialCheckpointer(tmp_path / "d", max_to_keep=0)
+
+
+def test_persistent_compilation_cache_is_hit_by_a_new_jit(tmp_path):
+    """A second, separately jitted copy of the same computation loads from the cache instead of compiling."""
+    hits = []
+    listener = lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None
+    jax.monitoring.register_event_listener(listener)
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        assert enable_compilation_cache(tmp_path / "cache", min_compile_seconds=0.0) == tmp_path / "cache"
+        f = lambda x: jax.numpy.sin(x) @ x.T + 3.0
+        x = np.ones((5, 5), np.float32)
+        jax.jit(f)(x).block_until_ready()
+        assert any((tmp_path / "cache").iterdir())
+        jax.clear_caches()
+        assert not hits
+        jax.jit(lambda x: jax.numpy.sin(x) @ x.T + 3.0)(x).block_until_ready()
+        assert hits
+    finally:
+        jax.monitoring.unregister_event_listener(listener)
+        disable_compilation_cache()
+        if previous:
+            enable_compilation_cache(previous)
