@@ -125,7 +125,7 @@ class RealNode(Node):
             v = np.round(v * scale) / scale
         else:
             v = np.round(v, self._decimals)
-        return np.clip(v, self.lower, self.upper)
+        return np.clip(v, self.lower, self.upper) + 0.0    # + 0.0 turns -0.0 into 0.0
 
     def to_cube(self, v: float) -> float:
         t = math.log(v) if self.log else v
@@ -135,6 +135,8 @@ class RealNode(Node):
         return self.from_cube(x[:, 0]).tolist()
 
     def matches(self, value: Any, strict: bool = False) -> bool:
+        if strict and not isinstance(value, float):
+            return False
         return _is_number(value) and self.lower <= value <= self.upper
 
     def encode(self, value: Any, out: np.ndarray, path: str) -> None:

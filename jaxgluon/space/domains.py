@@ -178,6 +178,11 @@ class Categorical(Space):
                 raise ValueError(f"{owner}: duplicated choice {choice!r} (positions {seen[key]} and {i}); "
                                  f"each choice must appear once")
             seen[key] = i
+        for j, b in enumerate(checked):
+            for i, a in enumerate(checked[:j]):
+                if overlap(a, b):
+                    raise ValueError(f"{owner}: choices {i} ({a!r}) and {j} ({b!r}) overlap: some config could come "
+                                     f"from either; make the choices disjoint")
         self._init(choices=checked)
 
     def _key(self) -> tuple:
@@ -283,6 +288,30 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return ("list", tuple(_canonical(v) for v in obj))
     return (type(obj).__name__, obj)
+
+
+def overlap(a: Any, b: Any) -> bool:
+    """Whether some config could be sampled from both spaces ``a`` and ``b`` (JSON types: ``1 != 1.0 != True``)."""
+    if isinstance(a, Categorical) or isinstance(b, Categorical):
+        if not isinstance(a, Categorical):
+            a, b = b, a
+        return any(overlap(choice, b) for choice in a.choices)
+    if isinstance(a, SpacedObject):
+        a = {"name": a.name, **a.params}
+    if isinstance(b, SpacedObject):
+        b = {"name": b.name, **b.params}
+    if isinstance(b, (Real, Int)) and not isinstance(a, (Real, Int)):
+        a, b = b, a
+    if isinstance(a, (Real, Int)):
+        kind = float if isinstance(a, Real) else int
+        if isinstance(b, (Real, Int)):
+            return type(a) is type(b) and max(a.lower, b.lower) <= min(a.upper, b.upper)
+        return type(b) is kind and a.lower <= b <= a.upper
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b) and all(overlap(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(overlap(x, y) for x, y in zip(a, b))
+    return _canonical(a) == _canonical(b)
 
 
 def format_space(obj: Any, indent: int = 0) -> str:

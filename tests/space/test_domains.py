@@ -57,6 +57,8 @@ def test_repr_is_readable_and_mirrors_the_constructor():
 def test_categorical_choices_may_be_spaces_and_mixed_types():
     c = Categorical(1, 1.0, True, "1", None, {"a": Real(0, 1)}, [Int(0, 3)])
     assert len(c.choices) == 7                     # 1, 1.0 and True are different JSON values
+    # disjoint choices are fine: configs of Real are floats, so the int 3 cannot come from Real(0, 5)
+    assert len(Categorical(3, Real(0, 5), Int(6, 9), {"a": 1}, {"a": 1, "b": Int(0, 1)}).choices) == 5
     assert Categorical((1, 2)).choices == ([1, 2],)  # tuples become lists
 
 
@@ -82,6 +84,12 @@ def test_categorical_choices_may_be_spaces_and_mixed_types():
     (lambda: Categorical("a", "b", "a"), r"duplicated choice 'a' \(positions 0 and 2\)"),
     (lambda: Choice(Real(0, 1), Real(0, 1)), r"duplicated choice Real\(0.0, 1.0\)"),
     (lambda: Categorical({"a": 1, "b": 2}, {"b": 2, "a": 1}), r"duplicated choice"),
+    (lambda: Categorical(None, Categorical(None, 1)), r"choices 0 \(None\) and 1 \(Categorical\(None, 1\)\) overlap"),
+    (lambda: Categorical(Real(0, 1), Real(0.5, 2)), r"choices 0 .* and 1 .* overlap: some config could come from either"),
+    (lambda: Categorical(0.5, Linear(0, 1)), r"overlap"),
+    (lambda: Categorical(3, Int(0, 5)), r"overlap"),
+    (lambda: Categorical({"a": 1}, {"a": Int(0, 3)}), r"overlap"),
+    (lambda: Categorical(True, Bool()), r"overlap"),
     (lambda: Categorical(object()), r"choice 0: .* is neither a space nor a JSON constant"),
     (lambda: Categorical(math.inf), r"not JSON-serialisable"),
     (lambda: Categorical({1: "a"}), r"dict keys must be strings"),
