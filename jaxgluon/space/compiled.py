@@ -104,7 +104,11 @@ class CompiledSpace:
         return np.stack([self.encode(c) for c in configs])
 
     def decode_batch(self, x: Any) -> list:
-        """Configs of the rows of ``x`` (``[n, dim]``, clipped to the cube; each one-hot block decodes to its argmax)."""
+        """Configs of the rows of ``x`` (``[n, dim]``, clipped to the cube; each one-hot block decodes to its argmax).
+
+        ``encode_batch(decode_batch(x))`` snaps any points of the cube (e.g. a GP's candidates) to the canonical
+        encodings of their configs: integer cell centres, exact one-hots, ``INACTIVE_VALUE`` in inactive dims.
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"decode_batch: expected an array of shape [n, {self.dim}], got shape {x.shape}")

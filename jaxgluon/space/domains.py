@@ -48,6 +48,10 @@ class Space:
     def _key(self) -> tuple:
         raise NotImplementedError
 
+    def __reduce__(self):  # pickle and copy despite the immutability guard
+        slots = [name for klass in type(self).__mro__ for name in getattr(klass, "__slots__", ())]
+        return _restore, (type(self), {name: getattr(self, name) for name in slots})
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and _canonical(self._key()) == _canonical(other._key())  # type: ignore[attr-defined]
 
@@ -60,6 +64,13 @@ class Space:
     def _repr_parts(self) -> tuple[str, list[tuple[str | None, Any]]]:
         """(head, [(keyword or None, child)]) used by :func:`format_space`."""
         raise NotImplementedError
+
+
+def _restore(cls: type, state: dict[str, Any]) -> Space:
+    obj = cls.__new__(cls)
+    for name, value in state.items():
+        object.__setattr__(obj, name, value)
+    return obj
 
 
 def _check_number(name: str, value: Any, owner: str) -> float:

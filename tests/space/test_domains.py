@@ -1,8 +1,11 @@
 """Constructors of the space language: aliases, immutability, readable printing and every validation error."""
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
+import jax
 import numpy as np
 import pytest
 
@@ -97,3 +100,13 @@ def test_categorical_choices_may_be_spaces_and_mixed_types():
 def test_validation_errors_name_the_argument_and_value(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+def test_spaces_pickle_and_copy():
+    space = {"opt": ag.Optimizers(["sgd", "adam"]), "net": ag.Nets(["resnet18_v1"]), "b": Bool(), "i": Int(1, 4)}
+    for clone in (pickle.loads(pickle.dumps(space)), copy.deepcopy(space)):
+        assert clone == space and type(clone["b"]) is Bool and clone["opt"].choices[0].params == \
+            space["opt"].choices[0].params
+    cs = ag.compile_space(space)
+    restored = pickle.loads(pickle.dumps(cs))
+    assert restored.sample_batch(jax.random.key(0), 20) == cs.sample_batch(jax.random.key(0), 20)
