@@ -27,8 +27,6 @@ CONT_NAMES = ("epoch", "batch_size", "learning_rate", "momentum", "weight_decay"
 Y_NAMES = ("time", "val_accuracy", "val_cross_entropy", "val_balanced_accuracy", "test_cross_entropy",
            "test_balanced_accuracy")
 _HP = CONT_NAMES[1:]
-# the tasks used by the multi-fidelity benchmark (spread in size and per-epoch cost)
-BENCHMARK_TASKS = ("3945", "34539", "189906", "7593", "126026", "167168")
 
 
 def default_path() -> pathlib.Path:
