@@ -201,7 +201,8 @@ class IntNode(Node):
             return [self.default()]
         if points >= self.count:
             return list(range(self.lower, self.upper + 1))
-        spaced = np.geomspace(self.lower, self.upper, points) if self.log else np.linspace(self.lower, self.upper, points)
+        spacing = np.geomspace if self.log else np.linspace
+        spaced = spacing(self.lower, self.upper, points)
         return sorted(set(np.rint(spaced).astype(np.int64).tolist()))
 
     def default(self) -> int:

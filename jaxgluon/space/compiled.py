@@ -136,7 +136,8 @@ class CompiledSpace:
         return self._root.grid(int(points_per_dim))
 
     def default(self) -> Any:
-        """A sensible default config: each Real/Int's default (midpoint of the cube), each categorical's first choice."""
+        """A sensible default config: each Real/Int's default (the cube's midpoint unless given), each categorical's
+        first choice."""
         return self._root.default()
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ class Space:
         return _restore, (type(self), {name: getattr(self, name) for name in slots})
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and _canonical(self._key()) == _canonical(other._key())  # type: ignore[attr-defined]
+        return type(self) is type(other) and _canonical(self) == _canonical(other)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, _canonical(self._key())))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar, Sequence
 
-from jaxgluon.space.domains import Categorical, Int, Real, SpacedObject, format_space
+from jaxgluon.space.domains import Categorical, Int, Linear, LogLinear, Real, SpacedObject
 
 __all__ = ["OptimizerSpace", "SGD", "Adam", "AdamW", "Optimizers", "DEFAULTS", "KNOWN_OPTIMIZERS", "default_space"]
 
@@ -71,9 +71,6 @@ class OptimizerSpace(SpacedObject):
         """The space that ``Optimizers([name])`` expands a bare name to."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return format_space(self)
-
 
 def _check_rule(cls: str, key: str, value: Any) -> None:
     rule, text = _RULES.get(key, (_any, ""))
@@ -102,7 +99,6 @@ class SGD(OptimizerSpace):
 
     @classmethod
     def default_space(cls) -> "SGD":
-        from jaxgluon.space.domains import LogLinear, Linear
         return cls(learning_rate=LogLinear(1e-4, 1e-1), momentum=Linear(0.85, 0.95), wd=LogLinear(1e-6, 1e-2))
 
 
@@ -119,7 +115,6 @@ class Adam(OptimizerSpace):
 
     @classmethod
     def default_space(cls) -> "Adam":
-        from jaxgluon.space.domains import LogLinear
         return cls(learning_rate=LogLinear(1e-5, 1e-2), wd=LogLinear(1e-6, 1e-2))
 
 
@@ -136,7 +131,6 @@ class AdamW(OptimizerSpace):
 
     @classmethod
     def default_space(cls) -> "AdamW":
-        from jaxgluon.space.domains import LogLinear
         return cls(learning_rate=LogLinear(1e-5, 1e-2), wd=LogLinear(1e-5, 1e-1))
 
 
