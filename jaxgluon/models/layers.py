@@ -1,28 +1,163 @@
 """Layers shared by the model zoo.
 
 ``Conv`` owns the convolution lowering: its parameters are a ``kernel`` in HWIO layout and an optional ``bias``
-(the same layout as ``flax.nnx.Conv``), and how it computes may depend on backend and feature-map size.
+(the same layout as ``flax.nnx.Conv``), and how it computes depends on backend and feature-map size.
+
+On GPU/TPU every convolution is ``lax.conv_general_dilated`` (cuDNN and the TPU convolution emitter are fast).
+On CPU, XLA's convolution kernels (and especially the convolutions that autodiff derives for the backward pass)
+are very slow on small feature maps and on strided 3x3 windows: a 3x3 convolution on 2x2 maps runs at well under
+1 GFLOP/s. There the convolution is written as im2col + one matrix multiply (``conv_im2col``), whose forward and
+autodiff-derived backward are plain dots (~80-100 GFLOP/s on two cores); 1x1 convolutions are always plain matmuls.
+``choose_lowering`` holds the rule, measured per ResNet layer shape (see benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+Lowering = Literal["xla", "im2col"]
+Padding = str | int | Sequence[tuple[int, int]]
+
+# On CPU, windows larger than 1x1 use im2col when the output map has at most this many pixels ...
+CPU_IM2COL_MAX_OUTPUT_PIXELS = 8 * 8
+# ... or, for strided windows, when the input map has at most this many pixels.
+CPU_IM2COL_MAX_STRIDED_INPUT_PIXELS = 16 * 16
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def explicit_padding(padding: Padding, in_hw: Sequence[int], kernel_hw: Sequence[int],
+                     strides: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Turns 'SAME'/'VALID', an int, or ((top, bottom), (left, right)) into explicit (low, high) pairs."""
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID", "SAME_LOWER"):
+            raise ValueError(f"padding must be 'SAME', 'VALID', 'SAME_LOWER', an int or pairs, got {padding!r}")
+        return tuple(jax.lax.padtype_to_pads(tuple(in_hw), tuple(kernel_hw), tuple(strides),
+                                             padding.upper()))  # type: ignore[return-value]
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    pads = tuple(tuple(p) for p in padding)
+    if len(pads) != 2 or any(len(p) != 2 for p in pads):
+        raise ValueError(f"padding pairs must look like ((top, bottom), (left, right)), got {padding!r}")
+    return pads  # type: ignore[return-value]
+
+
+def conv_xla(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
+             groups: int = 1) -> jax.Array:
+    """NHWC x HWIO convolution with ``lax.conv_general_dilated``."""
+    pads = explicit_padding(padding, x.shape[1:3], kernel.shape[:2], strides)
+    return jax.lax.conv_general_dilated(x, kernel, tuple(strides), pads, dimension_numbers=_DIMENSION_NUMBERS,
+                                        feature_group_count=groups)
+
+
+def _patches(x: jax.Array, kernel_hw: Sequence[int], strides: Sequence[int],
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """[N, Ho, Wo, kh*kw*C] windows of ``x``, ordered (row, column, channel) like an HWIO kernel's reshape."""
+    (kh, kw), (sh, sw) = kernel_hw, strides
+    if any(p != 0 for pair in pads for p in pair):
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    n, h, w, c = x.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kh}x{kw} window does not fit a padded {h}x{w} feature map; add padding or "
+                         "use a smaller kernel")
+    cols = [jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+            for i in range(kh) for j in range(kw)]
+    return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
+                groups: int = 1) -> jax.Array:
+    """The same convolution as ``conv_xla`` written as im2col + one ``dot_general`` (1x1: slice + matmul).
+
+    Its autodiff backward is a dot for the kernel gradient and a dot + col2im (pads and adds) for the input
+    gradient, which XLA:CPU runs far faster than its backward convolutions on small maps.
+
+    Example:
+        >>> x, k = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 16))
+        >>> bool(jnp.allclose(conv_im2col(x, k, (2, 2), 'SAME'), conv_xla(x, k, (2, 2), 'SAME')))
+        True
+    """
+    kh, kw, cg, out = kernel.shape
+    pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
+    patches = _patches(x, (kh, kw), strides, pads)
+    if groups == 1:
+        return jax.lax.dot_general(patches, kernel.reshape(kh * kw * cg, out), (((3,), (0,)), ((), ())))
+    n, ho, wo, _ = patches.shape
+    og = out // groups
+    patches = patches.reshape(n, ho, wo, kh * kw, groups, cg)
+    k = kernel.reshape(kh * kw, cg, groups, og)
+    y = jax.lax.dot_general(patches, k, (((3, 5), (0, 1)), ((4,), (2,))))  # [groups, n, ho, wo, og]
+    return jnp.moveaxis(y, 0, 3).reshape(n, ho, wo, out)
+
+
+def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequence[int],
+                    strides: Sequence[int] = (1, 1), groups: int = 1) -> Lowering:
+    """The convolution lowering ``Conv`` uses for one layer on ``backend`` ('cpu', 'gpu', 'tpu', ...).
+
+    Example:
+        >>> choose_lowering('cpu', (32, 2, 2, 512), (3, 3, 512, 512))
+        'im2col'
+        >>> choose_lowering('gpu', (32, 2, 2, 512), (3, 3, 512, 512))
+        'xla'
+    """
+    if backend != "cpu" or groups != 1:
+        return "xla"
+    kh, kw, cin, _ = kernel_shape
+    if kh == kw == 1:
+        return "im2col"
+    if cin < 16:  # an RGB stem: K = kh*kw*3 is too thin for a good matmul, XLA's direct convolution wins
+        return "xla"
+    h, w = input_shape[1], input_shape[2]
+    out_pixels = -(-h // strides[0]) * -(-w // strides[1])
+    if out_pixels <= CPU_IM2COL_MAX_OUTPUT_PIXELS:
+        return "im2col"
+    if max(strides) > 1 and h * w <= CPU_IM2COL_MAX_STRIDED_INPUT_PIXELS:
+        return "im2col"
+    return "xla"
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
+           groups: int = 1, lowering: Lowering | Literal["auto"] = "auto") -> jax.Array:
+    """NHWC x HWIO convolution, lowered per backend and map size (``choose_lowering``) unless told otherwise."""
+    if lowering == "auto":
+        lowering = choose_lowering(jax.default_backend(), x.shape, kernel.shape, strides, groups)
+    if lowering == "xla":
+        return conv_xla(x, kernel, strides, padding, groups)
+    if lowering == "im2col":
+        return conv_im2col(x, kernel, strides, padding, groups)
+    raise ValueError(f"lowering must be 'auto', 'xla' or 'im2col', got {lowering!r}")
+
 
 class Conv(nnx.Module):
-    """2-D convolution on NHWC inputs with an HWIO kernel."""
+    """2-D convolution on NHWC inputs with an HWIO kernel; the lowering is chosen per backend and map size.
+
+    Example:
+        >>> conv = Conv(4, 8, 3, strides=2, rngs=nnx.Rngs(0))
+        >>> conv(jnp.ones((2, 8, 8, 4))).shape
+        (2, 4, 4, 8)
+    """
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
                  strides: int = 1, padding: str | int | Sequence[tuple[int, int]] = "SAME", use_bias: bool = False,
                  groups: int = 1, dtype=None, rngs: nnx.Rngs):
-        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if groups < 1 or in_features % groups or out_features % groups:
+            raise ValueError(f"groups={groups} must divide in_features={in_features} and "
+                             f"out_features={out_features}")
+        ks = _pair(kernel_size, "kernel_size")
         init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
         self.kernel = nnx.Param(init(rngs.params(), ks + (in_features // groups, out_features), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
-        self.strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+        self.strides = _pair(strides, "strides")
         if isinstance(padding, int):
             padding = ((padding, padding), (padding, padding))
         self.padding = padding
@@ -30,12 +165,10 @@ class Conv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.kernel.value
+        kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        y = jax.lax.conv_general_dilated(
-            x, kernel, window_strides=self.strides, padding=self.padding,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+        y = conv2d(x, kernel, self.strides, self.padding, self.groups)
         if self.bias is not None:
-            y = y + self.bias.value.astype(y.dtype)
+            y = y + self.bias[...].astype(y.dtype)
         return y

@@ -1,0 +1,95 @@
+"""Conv lowering: the im2col path matches lax.conv_general_dilated in value and gradients; the choice rule."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxgluon.models import layers
+from jaxgluon.models.layers import Conv, choose_lowering, conv2d, conv_im2col, conv_xla
+
+# (input H, W, C, out C, kernel, stride, padding, groups): ResNet-like windows and a depthwise one.
+CASES = [
+    (6, 6, 8, 16, 3, 1, "SAME", 1),
+    (7, 7, 8, 16, 3, 2, "SAME", 1),
+    (8, 8, 8, 16, 3, 2, ((1, 1), (1, 1)), 1),
+    (5, 5, 8, 16, 1, 1, "VALID", 1),
+    (7, 7, 8, 16, 1, 2, 0, 1),
+    (11, 9, 3, 8, 7, 2, 3, 1),
+    (4, 4, 4, 4, 7, 1, ((3, 2), (1, 3)), 1),
+    (6, 6, 8, 8, 3, 1, "SAME", 8),
+    (7, 7, 8, 16, 3, 2, ((1, 1), (1, 1)), 8),
+    (6, 6, 8, 8, 3, 1, "SAME", 2),
+]
+
+
+def _loss(conv, x, k, stride, padding, groups, cot):
+    return jnp.sum(conv(x, k, (stride, stride), padding, groups) * cot)
+
+
+@pytest.mark.parametrize("h,w,cin,cout,ks,stride,padding,groups", CASES)
+def test_im2col_matches_xla_forward_and_gradients(h, w, cin, cout, ks, stride, padding, groups):
+    rng = np.random.default_rng(h * 100 + ks * 10 + stride + groups)
+    x = jnp.asarray(rng.standard_normal((2, h, w, cin)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((ks, ks, cin // groups, cout)), jnp.float32)
+    ref_shape = jax.eval_shape(lambda: conv_xla(x, k, (stride, stride), padding, groups)).shape
+    cot = jnp.asarray(rng.standard_normal(ref_shape), jnp.float32)
+
+    @jax.jit
+    def both(x, k, cot):  # one compile per case keeps the test fast
+        outs = []
+        for conv in (conv_xla, conv_im2col):
+            y = conv(x, k, (stride, stride), padding, groups)
+            outs.append((y, *jax.grad(_loss, argnums=(1, 2))(conv, x, k, stride, padding, groups, cot)))
+        return outs
+
+    (ref, gx_ref, gk_ref), (got, gx, gk) = both(x, k, cot)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gk, gk_ref, rtol=1e-4, atol=1e-3)
+
+
+def test_lowering_rule_per_backend_and_map_size():
+    assert choose_lowering("gpu", (32, 2, 2, 512), (3, 3, 512, 512)) == "xla"
+    assert choose_lowering("tpu", (32, 56, 56, 64), (1, 1, 64, 256)) == "xla"
+    assert choose_lowering("cpu", (32, 56, 56, 64), (1, 1, 64, 256)) == "im2col"       # 1x1: a matmul
+    assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 512, 512)) == "im2col"       # tiny map
+    assert choose_lowering("cpu", (32, 8, 8, 128), (3, 3, 128, 256), (2, 2)) == "im2col"
+    assert choose_lowering("cpu", (32, 56, 56, 64), (3, 3, 64, 64)) == "xla"           # large map
+    assert choose_lowering("cpu", (32, 224, 224, 3), (7, 7, 3, 64), (2, 2)) == "xla"   # RGB stem
+    assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 1, 512), groups=512) == "xla"
+
+
+def test_conv2d_follows_the_rule_and_rejects_unknown_lowerings(monkeypatch):
+    calls = []
+    monkeypatch.setattr(layers, "conv_im2col", lambda *a: calls.append("im2col") or conv_im2col(*a))
+    monkeypatch.setattr(layers, "conv_xla", lambda *a: calls.append("xla") or conv_xla(*a))
+    monkeypatch.setattr(layers.jax, "default_backend", lambda: "cpu")
+    conv2d(jnp.ones((1, 2, 2, 32)), jnp.ones((3, 3, 32, 4)))
+    monkeypatch.setattr(layers.jax, "default_backend", lambda: "gpu")
+    conv2d(jnp.ones((1, 2, 2, 32)), jnp.ones((3, 3, 32, 4)))
+    assert calls == ["im2col", "xla"]
+    with pytest.raises(ValueError, match="lowering"):
+        conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), lowering="winograd")
+
+
+def test_conv_module_params_shapes_and_bias():
+    conv = Conv(8, 16, 3, strides=2, padding=1, use_bias=True, rngs=nnx.Rngs(0))
+    assert conv.kernel[...].shape == (3, 3, 8, 16) and conv.bias[...].shape == (16,)
+    conv.bias[...] = jnp.full((16,), 2.0)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 8)), jnp.float32)
+    ref = conv_xla(x, conv.kernel[...], (2, 2), 1) + 2.0
+    np.testing.assert_allclose(conv(x), ref, rtol=1e-4, atol=1e-4)
+    depthwise = Conv(8, 8, 3, groups=8, rngs=nnx.Rngs(0))
+    assert depthwise.kernel[...].shape == (3, 3, 1, 8) and depthwise.bias is None
+    assert Conv(4, 4, 3, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(jnp.ones((1, 4, 4, 4))).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(groups=3), "groups"), (dict(strides=0), "strides"), (dict(padding="FULL"), "padding")])
+def test_conv_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Conv(8, 8, 3, rngs=nnx.Rngs(0), **kwargs)(jnp.ones((1, 4, 4, 8)))
