@@ -181,6 +181,9 @@ class Categorical(Space):
         owner = type(self).__name__
         if not choices:
             raise ValueError(f"{owner}: needs at least one choice, got none; e.g. {owner}('a', 'b')")
+        if len(choices) == 1 and isinstance(choices[0], (list, tuple)) and type(self) is Categorical:
+            raise ValueError(f"{owner}: got one choice, the list {choices[0]!r}; the choices are positional "
+                             f"arguments: {owner}(*{choices[0]!r}); use the list itself for a constant")
         checked = tuple(check_space(c, f"{owner} choice {i}") for i, c in enumerate(choices))
         seen: dict[Any, int] = {}
         for i, choice in enumerate(checked):

@@ -62,7 +62,7 @@ def test_categorical_choices_may_be_spaces_and_mixed_types():
     assert len(c.choices) == 7                     # 1, 1.0 and True are different JSON values
     # disjoint choices are fine: configs of Real are floats, so the int 3 cannot come from Real(0, 5)
     assert len(Categorical(3, Real(0, 5), Int(6, 9), {"a": 1}, {"a": 1, "b": Int(0, 1)}).choices) == 5
-    assert Categorical((1, 2)).choices == ([1, 2],)  # tuples become lists
+    assert Categorical((1, 2), 3).choices == ([1, 2], 3)  # tuples become lists
 
 
 @pytest.mark.parametrize("make, pattern", [
@@ -84,6 +84,7 @@ def test_categorical_choices_may_be_spaces_and_mixed_types():
     (lambda: Int(0, 4, default=5), r"default=5 lies outside"),
     (lambda: Categorical(), r"Categorical: needs at least one choice"),
     (lambda: List(), r"needs at least one choice"),
+    (lambda: Categorical(["a", "b"]), r"got one choice, the list \['a', 'b'\]; the choices are positional arguments"),
     (lambda: Categorical("a", "b", "a"), r"duplicated choice 'a' \(positions 0 and 2\)"),
     (lambda: Choice(Real(0, 1), Real(0, 1)), r"duplicated choice Real\(0.0, 1.0\)"),
     (lambda: Categorical({"a": 1, "b": 2}, {"b": 2, "a": 1}), r"duplicated choice"),
