@@ -4,9 +4,12 @@ Durable record (``experiment_dir``):
 
 - ``journal.jsonl``: one event per line (``session``, ``start``, ``result`` with the decision it got, ``end``,
   ``finish``), flushed (and by default fsynced) as it happens. The trial records are rebuilt from it.
-- ``scheduler_state.json``: the scheduler's (and so the searcher's) ``state_dict()``, rewritten atomically just
-  before each trial start, with the journal position it reflects; on resume the events after that position are
-  replayed into the scheduler.
+- ``scheduler_state.json``: the scheduler's (and so the searcher's) ``state_dict()`` with the journal position it
+  reflects, rewritten atomically at session start and end and whenever the journal has grown by a quarter (at
+  least 64 events) or a minute has passed -- so its O(trials) cost stays amortised O(1) per event. On resume,
+  the journal events after that position are replayed into the scheduler in their original order (a start
+  replays ``suggest()``, which is deterministic given the scheduler's state, and is checked against the
+  journal; a mismatch falls back to ``on_trial_add`` with a warning).
 - ``experiment.json``: the settings of the first session; ``trials/<trial_id>/``: each trial's checkpoint_dir.
 
 Resuming (``Runner(..., resume=True)``): finished trials are kept as they are, trials that were running restart
@@ -15,9 +18,11 @@ earlier sessions counts against ``time_limits``.
 """
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import time
+import warnings
 from typing import Any, Callable
 
 from jaxgluon.scheduler import Trial
@@ -31,6 +36,8 @@ JOURNAL = "journal.jsonl"
 SCHEDULER_STATE = "scheduler_state.json"
 SETTINGS = "experiment.json"
 _RESUME_CHECKED = ("max_epochs", "search_strategy", "seed")  # settings a resumed session must keep
+SNAPSHOT_MIN_EVENTS = 64
+SNAPSHOT_MAX_SECONDS = 60.0
 
 
 def trial_seed(seed: int, trial_id: int) -> int:
@@ -62,6 +69,8 @@ class Runner:
         self._max_interval = 0.0
         self._num_decisions = 0
         self._decision_seconds = 0.0
+        self._snapshot_seq = -1
+        self._snapshot_time = 0.0
 
         journal_path = self.dir / JOURNAL
         if journal_path.exists() and not resume:
@@ -93,6 +102,7 @@ class Runner:
         self._num_sessions += 1
         self.journal.append("session", session=self._num_sessions, t=self._now(),
                             wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
+        self._snapshot()
         self.executor.bind(self.train_fn, self._on_report)
         try:
             for trial_id in list(self._restart_queue):
@@ -112,7 +122,7 @@ class Runner:
         if self._stop_reason is None:
             self._stop_reason = "num_trials" if self.stop.trials_exhausted(self._num_started) else "exhausted"
         self.journal.append("finish", t=self._now(), stop_reason=self._stop_reason, overrun_s=overrun)
-        self._snapshot(launch=None)
+        self._snapshot()
         self.journal.close()
         return self._result(overrun)
 
@@ -122,6 +132,7 @@ class Runner:
                 self._stop_reason = "time_limits"
             if self._stop_reason is not None:
                 return
+            self._maybe_snapshot()
             if self._restart_queue:
                 self._launch(self._restart_queue.pop(0), kind="restart")
                 continue
@@ -131,8 +142,6 @@ class Runner:
             if suggestion.kind == "start":
                 self.records[suggestion.trial_id] = R.TrialRecord(suggestion.trial_id, dict(suggestion.config))
                 self._num_started += 1
-            self._snapshot(launch={"trial_id": suggestion.trial_id, "kind": suggestion.kind,
-                                   "config": suggestion.config})
             self._launch(suggestion.trial_id, kind=suggestion.kind)
 
     def _next_suggestion(self) -> Any:
@@ -262,10 +271,17 @@ class Runner:
                     self._last_seen.pop(trial_id)
 
     # ---- durable state -------------------------------------------------------------------------------------
-    def _snapshot(self, launch: dict | None) -> None:
+    def _snapshot(self) -> None:
         write_json_atomic(self.dir / SCHEDULER_STATE,
-                          {"journal_seq": self.journal.seq, "launch": launch, "scheduler": self.scheduler.state_dict()},
+                          {"journal_seq": self.journal.seq, "scheduler": self.scheduler.state_dict()},
                           self.journal.sync)
+        self._snapshot_seq, self._snapshot_time = self.journal.seq, time.monotonic()
+
+    def _maybe_snapshot(self) -> None:
+        grown = self.journal.seq - self._snapshot_seq
+        if grown >= max(SNAPSHOT_MIN_EVENTS, self.journal.seq // 4) or (
+                grown > 0 and time.monotonic() - self._snapshot_time > SNAPSHOT_MAX_SECONDS):
+            self._snapshot()
 
     def _restore(self) -> None:
         saved = read_json(self.dir / SETTINGS) if (self.dir / SETTINGS).exists() else {}
@@ -275,20 +291,12 @@ class Runner:
                                  f"{key}={self.settings[key]!r}; resume with the experiment's own settings")
         events = list(read_journal(self.dir / JOURNAL))
         snapshot = read_json(self.dir / SCHEDULER_STATE) if (self.dir / SCHEDULER_STATE).exists() else None
-        replay_from = len(events)
-        pending = None
+        replay_from = 0  # without a snapshot, the freshly built scheduler replays the whole journal
         if snapshot is not None:
             self.scheduler.load_state_dict(snapshot["scheduler"])
-            replay_from, pending = snapshot["journal_seq"], snapshot["launch"]
+            replay_from = snapshot["journal_seq"]
         for event in events:
-            self._apply(event, replay=event["seq"] >= replay_from and not (
-                pending is not None and event["event"] == "start" and event["trial_id"] == pending["trial_id"]
-                and event["seq"] == replay_from))
-        if pending is not None and pending["trial_id"] not in self.records:  # died between snapshot and journal
-            self.records[pending["trial_id"]] = R.TrialRecord(pending["trial_id"], pending["config"],
-                                                              start_time_s=self._time_offset)
-        if pending is not None:
-            self.records[pending["trial_id"]].status = R.RUNNING
+            self._apply(event, replay=event["seq"] >= replay_from)
         self._num_started = len(self.records)
         self._restart_queue = sorted(tid for tid, rec in self.records.items() if rec.status == R.RUNNING)
 
@@ -310,6 +318,8 @@ class Runner:
             record.num_launches += 1
             self._trials[trial_id] = Trial(trial_id, record.config)
             self._last_decision.pop(trial_id, None)
+            if replay and event["kind"] != "restart":
+                self._replay_suggest(event)
             return
         record, trial = self.records[trial_id], self._trials[trial_id]
         if kind == "result":
@@ -328,6 +338,18 @@ class Runner:
                 self._mark_error(record, record.error or "", record.traceback, event["t"])
             if replay:
                 self._notify(trial, record, event.get("notify"))
+
+    def _replay_suggest(self, event: dict) -> None:
+        saved = self.scheduler.state_dict()
+        suggestion = self.scheduler.suggest()
+        if suggestion is not None and (suggestion.kind, suggestion.trial_id) == (event["kind"], event["trial_id"]) \
+                and json.loads(dumps(suggestion.config)) == event["config"]:
+            return
+        self.scheduler.load_state_dict(saved)
+        warnings.warn(f"resuming {self.dir}: the scheduler's replayed suggestion ({suggestion}) differs from the "
+                      f"journal's {event['kind']} of trial {event['trial_id']}; registering the journal's trial "
+                      "instead (a non-deterministic searcher?)", RuntimeWarning, stacklevel=2)
+        self.scheduler.on_trial_add(Trial(event["trial_id"], event["config"]))
 
     def _settle_if_decided(self, trial_id: int) -> bool:
         """A trial interrupted after it was told PAUSE/STOP (or failed a report) is ended, not restarted."""

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
+import pytest
 from tune_trial_fns import ListSearcher, scripted_trial
 
 from jaxgluon.scheduler import FIFOScheduler, HyperbandScheduler
@@ -62,8 +64,10 @@ def test_driver_killed_mid_run_resumes_without_losing_finished_trials(tmp_path):
     rewards_before = {tid: [e["result"]["reward"] for e in before if e["event"] == "result" and e["trial_id"] == tid]
                       for tid in ended}
 
-    result = tune(scripted_trial, None, search_strategy=ListSearcher(CONFIGS), epochs=4, num_trials=6,
-                  output_directory=exp, resume=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the scheduler's replay matches the journal exactly
+        result = tune(scripted_trial, None, search_strategy=ListSearcher(CONFIGS), epochs=4, num_trials=6,
+                      output_directory=exp, resume=True)
     trials = {t["trial_id"]: t for t in result.trials}
     assert sorted(trials) == list(range(6))  # exactly the trial budget, no config repeated or lost
     assert [t["config"]["x"] for t in result.trials] == [c["x"] for c in CONFIGS]
@@ -126,3 +130,23 @@ def test_time_spent_in_earlier_sessions_counts_against_the_limit(tmp_path):
     assert first.metadata["stop_reason"] == second.metadata["stop_reason"] == "time_limits"
     assert [t["status"] for t in second.trials] == ["STOPPED"]  # nothing new ran: the time was already spent
     assert second.trials == first.trials
+
+
+def test_resume_without_a_scheduler_snapshot_replays_the_journal(tmp_path):
+    exp = tmp_path / "exp"
+    configs = [{"x": 0.2}, {"x": 0.4}, {"x": 0.6}]
+    first = tune(scripted_trial, None, search_strategy=ListSearcher(configs), epochs=2, num_trials=2,
+                 output_directory=exp)
+    (exp / "scheduler_state.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        second = tune(scripted_trial, None, search_strategy=ListSearcher(configs), epochs=2, num_trials=3,
+                      output_directory=exp, resume=True)
+    assert second.trials[:2] == first.trials and second.trials[2]["config"] == {"x": 0.6}
+    # a searcher that suggests differently than the journal recorded: the journal wins, with a warning
+    (exp / "scheduler_state.json").unlink()
+    other = [{"x": 0.9}, {"x": 0.8}, {"x": 0.7}, {"x": 0.1}]
+    with pytest.warns(RuntimeWarning, match="differs from the journal"):
+        third = tune(scripted_trial, None, search_strategy=ListSearcher(other), epochs=2, num_trials=4,
+                     output_directory=exp, resume=True)
+    assert third.trials[:3] == second.trials and len(third.trials) == 4
