@@ -69,6 +69,8 @@ class Runner:
         self._max_interval = 0.0
         self._num_decisions = 0
         self._decision_seconds = 0.0
+        self._num_suggestions = 0
+        self._suggest_seconds = 0.0
         self._snapshot_seq = -1
         self._snapshot_time = 0.0
 
@@ -136,7 +138,10 @@ class Runner:
             if self._restart_queue:
                 self._launch(self._restart_queue.pop(0), kind="restart")
                 continue
+            start = time.perf_counter()
             suggestion = self._next_suggestion()
+            self._num_suggestions += 1
+            self._suggest_seconds += time.perf_counter() - start
             if suggestion is None:
                 return
             if suggestion.kind == "start":
@@ -395,8 +400,10 @@ class Runner:
             "num_trials_by_status": by_status,
             "num_sessions": self._num_sessions,
             "journal_sync": self.journal.sync,
-            "runner_overhead": {"num_decisions": self._num_decisions,
-                                "decision_seconds": self._decision_seconds},
+            "runner_overhead": {"num_decisions": self._num_decisions,  # reports handled: scheduler + journal
+                                "decision_seconds": self._decision_seconds,
+                                "num_suggestions": self._num_suggestions,  # scheduler.suggest() (searcher) calls
+                                "suggest_seconds": self._suggest_seconds},
             "experiment_dir": str(self.dir),
         }
         return ExperimentResult(best_config=None if best is None else best["config"],
