@@ -32,6 +32,13 @@ class ExperimentResult:
     metadata: dict
     experiment_dir: pathlib.Path | None
 
+    def checkpoint_dir(self, trial_id: int | None = None) -> pathlib.Path | None:
+        """The checkpoint_dir a trial's function was given (default: the best trial's); None without one."""
+        trial_id = self.best_trial_id if trial_id is None else trial_id
+        if trial_id is None or self.experiment_dir is None:
+            return None
+        return pathlib.Path(self.experiment_dir) / "trials" / str(trial_id)
+
     def to_dataframe(self) -> Any:
         """One row per trial: ``trial_id``, ``status``, ``reward`` (last), ``best_reward``, ``num_epochs``, times,
         ``error``, the rewards list, and one ``config.<name>`` column per (flattened) hyperparameter."""

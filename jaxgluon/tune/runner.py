@@ -119,6 +119,14 @@ class Runner:
                 self._cancel_overdue()
         finally:
             self.executor.shutdown()
+        for trial_id in self._restart_queue:  # interrupted trials the stop criterion left no time to restart
+            record = self.records[trial_id]
+            record.status, record.end_time_s = R.STOPPED, self._now()
+            record.error = f"interrupted with the previous session and not restarted ({self._stop_reason})"
+            self._notify(self._trials[trial_id], record, "complete")
+            self.journal.append("end", trial_id=trial_id, status=record.status, notify="complete",
+                                error=record.error, traceback=None, t=record.end_time_s)
+        self._restart_queue = []
         end_time = time.monotonic()
         overrun = max(0.0, end_time - self._deadline) if self._deadline is not None and self._past_deadline() else 0.0
         if self._stop_reason is None:

@@ -16,7 +16,7 @@ def scripted_trial(config: dict, reporter) -> None:
     """Trains 'epochs' of a fake model whose state (the epoch) lives in reporter.checkpoint_dir.
 
     Config keys besides 'x': sleep (seconds per epoch), fail_at / nan_at / kill_at / hang_at (an epoch),
-    forever (ignore max_epochs).
+    interrupt_at (an epoch: Ctrl-C in the driver, first launch only), forever (ignore max_epochs).
     """
     state_file = reporter.checkpoint_dir / "state.json"
     start = json.loads(state_file.read_text())["epoch"] if state_file.exists() else 0
@@ -24,6 +24,7 @@ def scripted_trial(config: dict, reporter) -> None:
         f.write(json.dumps({"start_epoch": start, "checkpoint_dir": str(reporter.checkpoint_dir),
                             "pid": os.getpid(), "affinity": sorted(os.sched_getaffinity(0)),
                             "omp": os.environ.get("OMP_NUM_THREADS"), "seed": reporter.seed}) + "\n")
+    first_launch = len((reporter.checkpoint_dir / "launches.jsonl").read_text().splitlines()) == 1
     epoch = start
     while config.get("forever") or epoch < reporter.max_epochs:
         epoch += 1
@@ -32,6 +33,8 @@ def scripted_trial(config: dict, reporter) -> None:
             raise ZeroDivisionError(f"planned failure at epoch {epoch}")
         if epoch == config.get("kill_at"):
             os.kill(os.getpid(), signal.SIGKILL)
+        if epoch == config.get("interrupt_at") and first_launch:
+            raise KeyboardInterrupt
         if epoch == config.get("hang_at"):
             time.sleep(3600)
         reward = float("nan") if epoch == config.get("nan_at") else curve(config["x"], epoch)
