@@ -81,4 +81,5 @@ class Reporter:
         return self.last_decision
 
     def __repr__(self) -> str:
-        return f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, checkpoint_dir='{self.checkpoint_dir}')"
+        return (f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, "
+                f"checkpoint_dir='{self.checkpoint_dir}')")

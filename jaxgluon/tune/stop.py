@@ -40,7 +40,8 @@ class StopCriterion:
             if not math.isfinite(time_limits):
                 time_limits = None
         if max_reward is not None:
-            if isinstance(max_reward, bool) or not isinstance(max_reward, numbers.Real) or not math.isfinite(max_reward):
+            if isinstance(max_reward, bool) or not isinstance(max_reward, numbers.Real) \
+                    or not math.isfinite(max_reward):
                 raise ValueError(f"max_reward must be a finite number or None, got {max_reward!r}")
             max_reward = float(max_reward)
         if num_trials is None and time_limits is None:
