@@ -1,6 +1,8 @@
 """An image folder with one subfolder per class, as a grain random-access source.
 
-Scanning is eager and checks every file cheaply (:func:`jaxgluon.data.images.check_file`: JPEG decoded at 1/8
+Class folders are the non-hidden subfolders (names starting with '.' or '__', like ``.git`` or ``__MACOSX``, are
+skipped); images are files with an extension in ``IMAGE_EXTENSIONS`` (any case) anywhere below a class folder,
+hidden ones excluded; other files are ignored. Scanning is eager and checks every file cheaply (:func:`jaxgluon.data.images.check_file`: JPEG decoded at 1/8
 scale, PNG chunk CRCs verified, small formats decoded), in a thread pool. Unreadable, corrupt or truncated files
 are skipped: each is listed in ``source.skipped`` and one warning with their count is logged. Decoding a file
 that passed the check but fails later (it changed on disk) raises an ``OSError`` naming it.

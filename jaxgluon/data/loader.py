@@ -30,6 +30,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import weakref
 from typing import Any, Iterator, Sequence
 
@@ -54,6 +55,8 @@ _CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _shard_of(shard: Any) -> tuple[int, int]:
     if shard is None:
+        if "jax" not in sys.modules:  # pure data use: no need to import (and initialise) jax for one process
+            return 0, 1
         shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
     if isinstance(shard, grain.sharding.ShardOptions):
         return shard.shard_index, shard.shard_count
@@ -225,7 +228,13 @@ class Loader:
     augment: str
 
     def __iter__(self) -> Iterator[dict]:
-        return iter(self.dataset)
+        iterator = iter(self.dataset)
+        try:
+            yield from iterator
+        finally:  # releases grain's worker processes and shared memory as soon as the loop ends
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     def __len__(self) -> int:
         return self.num_batches
@@ -258,7 +267,9 @@ def make_loader(
         train: augmented, shuffled, remainder dropped (True) or eval transform, in order, padded (False).
         seed: non-negative int; with the same seed the batches are identical (any ``worker_count``).
         num_epochs: epochs in one iteration (train; eval always yields one pass).
-        worker_count: grain worker processes for prefetch (0: threads in this process only).
+        worker_count: grain worker processes for prefetch (0: threads in this process only). Workers are
+            spawned: the source (and its cache) is pickled into each, and a script needs the
+            ``if __name__ == "__main__":`` guard. Worth it for large uncached datasets on many cores.
         cache: keep decoded images in memory (module doc).
         shard: ``grain.sharding.ShardOptions`` or (index, count); default one shard per JAX process.
         augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``; ignored for eval.
