@@ -1,0 +1,51 @@
+"""tune() over a plain python function with the real schedulers and searchers."""
+import pytest
+from tune_trial_fns import ListSearcher, quadratic_trial, scripted_trial
+
+import jaxgluon as ag
+from jaxgluon.tune import ExperimentResult, TrialStopped, tune  # noqa: F401 -- the public names
+
+
+SPACE = {"x": ag.Real(0.0, 1.0), "y": ag.Categorical("a", "b")}
+
+
+@pytest.mark.parametrize("strategy, options", [("random", None), ("hyperband", {"type": "promotion"})])
+def test_tune_finds_a_good_config_of_a_plain_function(tmp_path, strategy, options):
+    result = tune(quadratic_trial, SPACE, search_strategy=strategy, num_trials=30, epochs=3, seed=1,
+                  scheduler_options=options, output_directory=tmp_path / "exp", journal_sync="flush")
+    assert isinstance(result, ExperimentResult) and len(result.trials) == 30
+    assert result.best_config["y"] == "b" and abs(result.best_config["x"] - 0.3) < 0.1
+    assert result.best_reward == max(t["best_reward"] for t in result.trials)
+    assert result.metadata["search_strategy"] == strategy
+    assert result.metadata["scheduler"]["max_t"] == 3
+    if strategy == "hyperband":  # early stopping saved epochs: not every trial ran all 3
+        assert sum(t["num_epochs"] for t in result.trials) < 30 * 3
+
+
+def test_grid_search_ends_when_the_grid_is_exhausted(tmp_path):
+    space = {"x": ag.Categorical(0.1, 0.3, 0.9), "y": ag.Categorical("a", "b")}
+    result = tune(quadratic_trial, space, search_strategy="grid", num_trials=100, epochs=1,
+                  output_directory=tmp_path / "exp")
+    assert len(result.trials) == 6 and result.metadata["stop_reason"] == "exhausted"
+    assert result.best_config == {"x": 0.3, "y": "b"}
+
+
+def test_package_is_callable_as_tune_even_after_submodule_imports(tmp_path):
+    import jaxgluon.tune.sim  # noqa: F401 -- binds the attribute jaxgluon.tune to the package
+
+    result = ag.tune(scripted_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=1,
+                     output_directory=tmp_path / "exp")
+    assert result.best_config == {"x": 0.5}
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown search strategy"):
+        tune(quadratic_trial, SPACE, search_strategy="annealing", output_directory=tmp_path / "a")
+    with pytest.raises(ValueError, match="epochs"):
+        tune(quadratic_trial, SPACE, epochs=0, output_directory=tmp_path / "b")
+    with pytest.raises(ValueError, match="num_workers"):
+        tune(quadratic_trial, SPACE, num_workers=0, output_directory=tmp_path / "c")
+    with pytest.raises(ValueError, match="output_directory"):
+        tune(quadratic_trial, SPACE, resume=True)
+    with pytest.raises(TypeError, match="search_strategy"):
+        tune(quadratic_trial, SPACE, search_strategy=42, output_directory=tmp_path / "d")
