@@ -1,0 +1,56 @@
+"""Random search: independent draws from the space's prior, never repeating a config."""
+from __future__ import annotations
+
+from typing import Any
+
+from jaxgluon.searcher.base import Searcher, config_key, logger
+
+_DRAWS_PER_TRY = 64
+
+
+class RandomSearcher(Searcher):
+    """Draws configs from the prior of ``search_space``.
+
+    It never returns a config that was already suggested (completed, pending or failed); on a finite space it
+    returns None once every config has been suggested. The draw of the ``i``-th suggestion depends only on
+    ``seed`` and ``i``, so a restored searcher continues with the same sequence.
+
+    >>> import jaxgluon as ag
+    >>> s = RandomSearcher({'opt': ag.Categorical('sgd', 'adam')}, seed=0)
+    >>> sorted(s.suggest()['opt'] for _ in range(2)), s.suggest()
+    (['adam', 'sgd'], None)
+    """
+
+    def __init__(self, search_space: Any, mode: str = "max", seed: int = 0) -> None:
+        super().__init__(search_space, mode=mode, seed=seed)
+        self._suggested: list[Any] = []  # everything returned so far, including trials without an id
+
+    def suggest(self, trial_id: int | None = None) -> Any | None:
+        seen = self._seen_keys() | {config_key(c) for c in self._suggested}
+        size = self.space.size
+        if size is not None and len(seen) >= size:
+            return None
+        config = self._draw_new(seen)
+        if config is None:
+            logger.warning("RandomSearcher: found no new config in %d draws; treating the space as exhausted", 1 << 18)
+            return None
+        self._suggested.append(config)
+        self._mark_pending(trial_id, config)
+        return config
+
+    def _draw_new(self, seen: set[str]) -> Any | None:
+        draws = [_DRAWS_PER_TRY] * 4
+        if self.space.size is not None:  # few unseen configs left: one large batch finds them with near certainty
+            draws.append(min(max(16 * self.space.size, 1024), 1 << 18))
+        for n in draws:
+            for config in self.space.sample_batch(self._next_key(), n):
+                if config_key(config) not in seen:
+                    return config
+        return None
+
+    def _extra_state(self) -> dict:
+        return {"suggested": self._suggested}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self._suggested = list(state["suggested"])
+
