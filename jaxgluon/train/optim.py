@@ -137,7 +137,7 @@ def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, 
     """An optax schedule ``step -> learning rate`` over ``epochs * steps_per_epoch`` steps.
 
     >>> sched = make_schedule('cosine', 0.1, steps_per_epoch=10, epochs=5, warmup_epochs=1)
-    >>> float(sched(5)), float(sched(10))
+    >>> round(float(sched(5)), 6), round(float(sched(10)), 6)     # half-way through warmup; its end
     (0.05, 0.1)
     """
     if name not in SCHEDULES:
@@ -155,8 +155,10 @@ def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, 
         main = _finite_poly(optax.polynomial_schedule(base_lr, 0.0, poly_power, decay_steps), decay_steps)
     else:
         epochs_at = step_epochs if step_epochs is not None else (0.5 * epochs, 0.75 * epochs)
-        boundaries = {int(round(e * steps_per_epoch)) - warmup: step_factor for e in epochs_at}
-        main = optax.piecewise_constant_schedule(base_lr, {b: s for b, s in boundaries.items() if b > 0})
+        shifted = sorted(int(round(e * steps_per_epoch)) - warmup for e in epochs_at)
+        passed = sum(1 for b in shifted if b <= 0)          # decays that fall inside the warmup
+        later = {b: step_factor ** shifted.count(b) for b in shifted if b > 0}
+        main = optax.piecewise_constant_schedule(base_lr * step_factor ** passed, later)
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, base_lr, warmup), main], [warmup])

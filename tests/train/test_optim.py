@@ -46,6 +46,10 @@ def test_schedule_options():
     step = make_schedule("step", LR, SPE, EPOCHS, step_epochs=[2, 5], step_factor=0.5, warmup_epochs=1)
     want = expected_lr("step", t, SPE, step_epochs=[2, 5], factor=0.5)
     np.testing.assert_allclose(jax.jit(jax.vmap(step))(t), want, rtol=1e-5, atol=1e-7)
+    # a decay inside the warmup applies from the end of the warmup; repeated epochs decay twice
+    step = make_schedule("step", LR, SPE, EPOCHS, step_epochs=[0.5, 3, 3], step_factor=0.5, warmup_epochs=1)
+    want = expected_lr("step", t, SPE, step_epochs=[0.5, 3, 3], factor=0.5)
+    np.testing.assert_allclose(jax.jit(jax.vmap(step))(t), want, rtol=1e-5, atol=1e-7)
 
 
 def test_unknown_names_give_clear_errors():
