@@ -227,8 +227,8 @@ class ProcessPoolExecutor(Executor):
             self._workers[i] = None
 
     # ---- internals ---------------------------------------------------------------------------------------
-    def _spawn(self, index: int) -> _Worker:
-        assert self._train_fn_bytes is not None
+    def worker_env(self, index: int) -> dict[str, str]:
+        """Environment variables worker ``index`` sets before it unpickles the trial function."""
         env = {key: str(self.num_cpus) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
         xla_flags = os.environ.get("XLA_FLAGS", "")
         if self.num_cpus == 1:
@@ -240,6 +240,11 @@ class ProcessPoolExecutor(Executor):
                 xla_flags += f" --xla_force_host_platform_device_count={self.num_devices}"
         if xla_flags.strip():
             env["XLA_FLAGS"] = xla_flags.strip()
+        return env
+
+    def _spawn(self, index: int) -> _Worker:
+        assert self._train_fn_bytes is not None
+        env = self.worker_env(index)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=_worker_main, name=f"jaxgluon-trial-worker-{index}", daemon=True,
                                     args=(child_conn, self._train_fn_bytes, env, self._cpu_sets[index]))

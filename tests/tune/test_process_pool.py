@@ -46,3 +46,24 @@ def test_unpicklable_train_fn_is_rejected_before_any_worker_starts(tmp_path):
     with pytest.raises(ValueError, match="cannot be pickled"):
         tune(lambda config, reporter: None, None, search_strategy=ListSearcher([{"x": 1}]), num_workers=2,
              output_directory=tmp_path / "exp")
+
+
+def test_workers_get_disjoint_cpus_and_devices(monkeypatch):
+    from jaxgluon.tune import process_pool
+
+    monkeypatch.setattr(process_pool, "_available_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(process_pool, "_visible_gpus", lambda: ["0", "1", "2", "3"])
+    pool = process_pool.ProcessPoolExecutor(num_workers=2, num_devices=2)
+    assert pool.resources()["cpu_sets"] == [[0, 1], [2, 3]]  # default: the cores split evenly
+    assert [pool.worker_env(i)["CUDA_VISIBLE_DEVICES"] for i in range(2)] == ["0,1", "2,3"]
+    assert pool.worker_env(0)["OMP_NUM_THREADS"] == "2"
+    with pytest.raises(ValueError, match="needs 6 GPUs, 4 are visible"):
+        process_pool.ProcessPoolExecutor(num_workers=3, num_devices=2)
+
+    monkeypatch.setattr(process_pool, "_visible_gpus", lambda: [])  # no GPUs: virtual CPU devices
+    pool = process_pool.ProcessPoolExecutor(num_workers=4, num_cpus=1, num_devices=2)
+    flags = pool.worker_env(3)["XLA_FLAGS"]
+    assert "--xla_force_host_platform_device_count=2" in flags and "intra_op_parallelism_threads=1" in flags
+    assert "CUDA_VISIBLE_DEVICES" not in pool.worker_env(3)
+    with pytest.warns(UserWarning, match="exceeds the 4 available cores"):
+        process_pool.ProcessPoolExecutor(num_workers=3, num_cpus=2)
