@@ -16,6 +16,7 @@ Events carry ``seq`` (0-based line number) and ``event`` (``session``, ``start``
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -50,14 +51,24 @@ def check_sync_mode(sync: str) -> str:
 
 
 class Journal:
-    """Append-only JSONL writer; each ``append`` is one line, flushed (and fsynced with ``sync='fsync'``)."""
+    """Append-only JSONL writer; each ``append`` is one line, flushed (and fsynced with ``sync='fsync'``).
+
+    The file is locked (``flock``) while open, so two drivers cannot write one experiment; the operating system
+    releases the lock when its process dies, however it dies.
+    """
 
     def __init__(self, path: str | os.PathLike, sync: str = "fsync"):
         self.path = pathlib.Path(path)
         self.sync = check_sync_mode(sync)
-        self._seq = sum(1 for _ in read_journal(self.path)) if self.path.exists() else 0
-        _truncate_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            self._file.close()
+            raise RuntimeError(f"{self.path} is in use by another running experiment driver; wait for it to end "
+                               "(or kill it) before resuming, or choose another output_directory") from err
+        _truncate_torn_tail(self.path)
+        self._seq = sum(1 for _ in read_journal(self.path))
 
     @property
     def seq(self) -> int:

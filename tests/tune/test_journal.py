@@ -53,3 +53,10 @@ def test_atomic_json_write_replaces_whole_file(tmp_path):
     assert read_json(tmp_path / "s.json") == {"b": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
     assert json.loads((tmp_path / "s.json").read_text()) == {"b": 2}
+
+
+def test_a_journal_is_written_by_one_driver_at_a_time(tmp_path):
+    with Journal(tmp_path / "j.jsonl"):
+        with pytest.raises(RuntimeError, match="in use by another running experiment driver"):
+            Journal(tmp_path / "j.jsonl")
+    Journal(tmp_path / "j.jsonl").close()  # free again once closed
