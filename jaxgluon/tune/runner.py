@@ -101,6 +101,12 @@ class Runner:
 
     # ---- main loop ---------------------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
+        try:
+            return self._run()
+        finally:
+            self.journal.close()  # also on Ctrl-C or a failure: releases the experiment for a resume
+
+    def _run(self) -> ExperimentResult:
         self._num_sessions += 1
         self.journal.append("session", session=self._num_sessions, t=self._now(),
                             wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
@@ -133,7 +139,6 @@ class Runner:
             self._stop_reason = "num_trials" if self.stop.trials_exhausted(self._num_started) else "exhausted"
         self.journal.append("finish", t=self._now(), stop_reason=self._stop_reason, overrun_s=overrun)
         self._snapshot()
-        self.journal.close()
         return self._result(overrun)
 
     def _fill(self) -> None:
