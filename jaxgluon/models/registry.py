@@ -32,6 +32,7 @@ import os
 import warnings
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -171,23 +172,30 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
         num_classes = spec.pretrained_classes
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if not (isinstance(pretrained, (bool, str, os.PathLike)) or pretrained is None):
+        raise ValueError(f"pretrained must be True, False, 'auto' or a path, got {pretrained!r}")
     compute_dtype = None if dtype in (None, jnp.float32) else dtype
-    model = spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
-    model.eval()
-    model.name = name.lower()
-    model.num_classes = num_classes
-    model.pretrained_loaded = False
-    model.pretrained_source = None
-    model.classifier_reinitialized = False
-    model.pretrained_error = None
+
+    def build(abstract: bool) -> nnx.Module:
+        make = lambda: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))  # noqa: E731
+        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled.
+        model = nnx.eval_shape(make) if abstract else make()
+        model.eval()
+        model.name = name.lower()
+        model.num_classes = num_classes
+        model.pretrained_loaded = False
+        model.pretrained_source = None
+        model.classifier_reinitialized = False
+        model.pretrained_error = None
+        return model
 
     if pretrained is False or pretrained is None:
-        return model
+        return build(abstract=False)
     if pretrained is True or pretrained == "auto":
         try:
             if spec.source is None:
                 raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
-            flat, entry = load_converted(spec.source, spec.rename)
+            flat, _entry = load_converted(spec.source, spec.rename)
             origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
         except WeightsUnavailableError as err:
             if pretrained is True:
@@ -196,21 +204,24 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
                        f"initialisation (seed {seed}); accuracy will be far below a pretrained network's.")
             log.warning(message)
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+            model = build(abstract=False)
             model.pretrained_error = str(err)
             return model
-    elif isinstance(pretrained, (str, os.PathLike)):
+    else:
         flat = load_flax_weights(pretrained, spec.rename)
         origin = os.fspath(pretrained)
-    else:
-        raise ValueError(f"pretrained must be True, False, 'auto' or a path, got {pretrained!r}")
 
+    model = build(abstract=True)
     checkpoint_classes = classifier_classes(flat)
     reinit = checkpoint_classes != num_classes
     assign_weights(model, flat, skip_prefixes=("fc.",) if reinit else ())
+    if reinit:   # transfer learning: a fresh classifier for the new classes
+        model.fc = nnx.Linear(model.fc.in_features, num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
+        log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
+                 checkpoint_classes)
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):
+        raise RuntimeError(f"{name}: some variables were neither loaded nor initialised")  # a mapping bug
     model.pretrained_loaded = True
     model.pretrained_source = origin
     model.classifier_reinitialized = reinit
-    if reinit:
-        log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
-                 checkpoint_classes)
     return model

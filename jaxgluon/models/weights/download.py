@@ -8,6 +8,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import pathlib
@@ -64,10 +65,13 @@ def download(url: str, directory: str | os.PathLike, *, filename: str | None = N
         log.warning("downloading %s -> %s", url, target)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
+            try:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+            except http.client.IncompleteRead as err:
+                raise IncompleteDownloadError(f"{url}: connection closed early ({err})") from err
         if expected is not None and received != int(expected):
             raise IncompleteDownloadError(f"{url}: got {received} of {expected} bytes; connection closed early")
         if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):

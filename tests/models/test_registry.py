@@ -1,0 +1,191 @@
+"""get_model / list_models / model_info: shapes, modes, errors, and the whole pretrained path via a local server."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from safetensors.numpy import save
+
+from jaxgluon.models import MODELS, WeightsUnavailableError, get_model, list_models, model_info
+from jaxgluon.models.weights import WeightSource, cache_root, model_variables
+
+_TORCH_LEAF = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def to_torch_state_dict(model: nnx.Module) -> dict[str, np.ndarray]:
+    """Inverse of the zoo's key mapping (torchvision names and layouts), written independently for the test."""
+    out = {}
+    for key, var in model_variables(model).items():
+        module, _, leaf = key.rpartition(".")
+        module = module.replace("downsample_conv", "downsample.0").replace("downsample_bn", "downsample.1")
+        value = np.asarray(var[...])
+        if leaf == "kernel":
+            leaf, value = "weight", (value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T)
+        else:
+            leaf = _TORCH_LEAF[leaf]
+        out[f"{module}.{leaf}"] = np.ascontiguousarray(value)
+    return out
+
+
+def random_model(name: str, num_classes: int, seed: int) -> nnx.Module:
+    """``name`` with random numpy weights (incl. BatchNorm statistics), built without running any initialiser."""
+    model = nnx.eval_shape(lambda: get_model(name, num_classes, pretrained=False))
+    rng = np.random.default_rng(seed)
+    for key, var in model_variables(model).items():
+        shape = var.shape
+        if key.endswith(".kernel"):
+            value = rng.normal(0, 1 / np.sqrt(np.prod(shape[:-1])), shape)
+        elif key.endswith(".var"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith(".scale"):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0, 0.1, shape)
+        var.set_value(jnp.asarray(value, jnp.float32))
+    return model
+
+
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXGLUON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("JAXGLUON_WEIGHTS_PATH", raising=False)
+    return tmp_path / "home"
+
+
+def _with_source(monkeypatch, name: str, source: WeightSource) -> None:
+    monkeypatch.setitem(MODELS, name, dataclasses.replace(MODELS[name], source=source))
+
+
+def test_list_and_info():
+    names = list_models()
+    for expected in ["resnet18_v1", "resnet152_v1", "resnet50_v1b", "cifar_resnet56_v1", "efficientnet_lite0"]:
+        assert expected in names
+    info = model_info("efficientnet_lite0")
+    assert info["input_size"] == 224 and info["mean"] == (0.5,) * 3 and info["std"] == (0.5,) * 3
+    assert "Apache" in info["license"]
+    info = model_info("resnet50_v1b")
+    assert info["pretrained_source"].endswith("resnet50-0676ba61.pth") and info["std"] == (0.229, 0.224, 0.225)
+    assert model_info("cifar_resnet20_v1")["input_size"] == 32
+    assert model_info("resnet50_v1")["pretrained_source"] is None
+
+
+def test_unknown_name_lists_closest():
+    with pytest.raises(ValueError, match="resnet18_v1b"):
+        get_model("resnet18_v1c", 10)
+    with pytest.raises(ValueError, match="cifar_resnet20_v1"):
+        model_info("cifar_resnet_20")
+    with pytest.raises(ValueError, match="num_classes"):
+        get_model("cifar_resnet20_v1", 0, pretrained=False)
+    with pytest.raises(ValueError, match="pretrained must be"):
+        get_model("cifar_resnet20_v1", 10, pretrained=3)
+
+
+def test_every_model_builds_and_traces_a_forward():
+    """Every listed network, built abstractly: its forward traces to (batch, num_classes) at 32x32."""
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    for name in list_models():
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: get_model(name, 7, pretrained=False)))
+        out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x)
+        assert out.shape == (2, 7) and out.dtype == jnp.float32, name
+
+
+def test_random_init_forward():
+    """The GluonCV-v1 bottleneck (the other layouts run for real in the pretrained tests): random init, forward."""
+    model = get_model("resnet50_v1", 7, pretrained=False)
+    assert model.pretrained_loaded is False and model.pretrained_source is None
+    logits = model(jnp.ones((1, 32, 32, 3), jnp.float32))
+    assert logits.shape == (1, 7) and bool(jnp.isfinite(logits).all())
+
+
+def test_train_eval_switch_batchnorm():
+    model = random_model("cifar_resnet20_v1", 10, seed=0)
+    norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
+    assert norms and all(bn.use_running_average for bn in norms)        # returned in eval mode
+    x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
+    before = np.asarray(model.bn1.mean[...])
+    eval_out = model(x)
+    np.testing.assert_array_equal(model.bn1.mean[...], before)          # eval: statistics untouched
+    model.train()
+    assert not any(bn.use_running_average for bn in norms)
+    train_out = model(x)
+    assert not np.allclose(model.bn1.mean[...], before)                 # train: running mean moved
+    assert not np.allclose(train_out, eval_out)
+    model.eval()
+    assert all(bn.use_running_average for bn in norms)
+
+
+def test_compute_dtype_keeps_float32_params():
+    model = get_model("cifar_resnet20_v1", 10, pretrained=False, dtype=jnp.bfloat16)
+    assert model(jnp.ones((2, 32, 32, 3))).dtype == jnp.bfloat16
+    assert model.conv1.kernel[...].dtype == jnp.float32
+
+
+def test_seed_changes_random_init():
+    a = get_model("cifar_resnet20_v1", 10, pretrained=False, seed=0)
+    b = get_model("cifar_resnet20_v1", 10, pretrained=False, seed=1)
+    assert not np.allclose(a.conv1.kernel[...], b.conv1.kernel[...])
+
+
+def test_pretrained_true_offline_raises_naming_the_file(fresh_home, monkeypatch, closed_port_url):
+    _with_source(monkeypatch, "resnet18_v1b", WeightSource("resnet18-f37072fd.pth",
+                                                           url=closed_port_url + "/resnet18-f37072fd.pth"))
+    with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth") as info:
+        get_model("resnet18_v1b", 10, pretrained=True)
+    assert str(fresh_home / "downloads") in str(info.value)
+    with pytest.raises(WeightsUnavailableError, match="no published pretrained weights"):
+        get_model("resnet50_v1", 10, pretrained=True)
+
+
+def test_pretrained_auto_offline_warns_loudly_and_records(fresh_home, monkeypatch, closed_port_url, caplog):
+    _with_source(monkeypatch, "resnet18_v1b", WeightSource("resnet18-f37072fd.pth",
+                                                           url=closed_port_url + "/resnet18-f37072fd.pth"))
+    with caplog.at_level(logging.WARNING, logger="jaxgluon.models"), \
+            pytest.warns(RuntimeWarning, match="PRETRAINED WEIGHTS UNAVAILABLE"):
+        model = get_model("resnet18_v1b", 10, pretrained="auto")
+    assert model.pretrained_loaded is False and model.pretrained_source is None
+    assert "resnet18-f37072fd.pth" in model.pretrained_error
+    assert any("RANDOM" in r.message for r in caplog.records)
+
+
+def test_pretrained_from_url_converts_caches_and_replaces_classifier(fresh_home, monkeypatch, weights_server):
+    reference = random_model("resnet18_v1b", 1000, seed=1)
+    body = save(to_torch_state_dict(reference))
+    filename = f"resnet18-{hashlib.sha256(body).hexdigest()[:8]}.safetensors"
+    weights_server.files[filename] = body
+    source = WeightSource(filename, url=weights_server.url(filename), sha256_prefix=filename[9:17],
+                          license="test-license")
+    _with_source(monkeypatch, "resnet18_v1b", source)
+    x = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
+
+    model = get_model("resnet18_v1b", 1000, pretrained=True)
+    assert model.pretrained_loaded and not model.classifier_reinitialized
+    assert model.pretrained_source == source.url
+    np.testing.assert_allclose(model(x), reference(x), atol=1e-5)
+    entry = fresh_home / "converted" / source.cache_key
+    assert (entry / "state").is_dir() and "test-license" in (entry / "LICENSE").read_text()
+    assert weights_server.requests.count(filename) == 1
+
+    (cache_root() / "downloads" / filename).unlink()         # the converted cache alone must suffice now
+    transfer = get_model("resnet18_v1b", 5, pretrained=True, seed=3)
+    assert weights_server.requests.count(filename) == 1
+    assert transfer.pretrained_loaded and transfer.classifier_reinitialized
+    assert transfer.fc.kernel[...].shape == (512, 5)
+    np.testing.assert_array_equal(transfer.layer4[1].conv2.kernel[...], reference.layer4[1].conv2.kernel[...])
+    np.testing.assert_array_equal(transfer.layer2[0].downsample_bn.var[...], reference.layer2[0].downsample_bn.var[...])
+
+    from_folder = get_model("resnet18_v1b", 1000, pretrained=entry)   # a converted cache entry is a valid path
+    np.testing.assert_allclose(from_folder(x), reference(x), atol=1e-5)
+
+
+def test_checkpoint_of_wrong_architecture_is_rejected(tmp_path):
+    from jaxgluon.models.weights import WeightMismatchError
+    path = tmp_path / "r18.safetensors"
+    path.write_bytes(save(to_torch_state_dict(random_model("resnet18_v1b", 10, seed=0))))
+    with pytest.raises(WeightMismatchError, match="missing"):
+        get_model("resnet34_v1b", 10, pretrained=path)
