@@ -18,7 +18,7 @@ import os
 import pathlib
 import secrets
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from jaxgluon.tune.executor import Executor, InProcessExecutor
 from jaxgluon.tune.journal import check_sync_mode
@@ -47,6 +47,7 @@ def tune(
     scheduler_options: dict | None = None,
     executor: str | Executor | None = None,
     journal_sync: str = "fsync",
+    callbacks: Sequence[Callable[[dict], Any]] | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -75,6 +76,9 @@ def tune(
             ``Executor`` instance.
         journal_sync: 'fsync' (default: every journal event is on disk before the trial continues) or
             'flush' (handed to the OS only: survives a killed driver, not a power cut; much cheaper per event).
+        callbacks: functions called with each journal event (a dict with ``event`` in 'session', 'start',
+            'result', 'end', 'finish', plus its fields) right after it is recorded, e.g. a progress bar. A
+            callback that raises is disabled with a warning; the experiment goes on.
 
     Returns:
         ExperimentResult with ``best_config``, ``best_reward``, ``trials``, ``metadata``, ``to_dataframe()``.
@@ -96,7 +100,8 @@ def tune(
     runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
-                              "scheduler_options": dict(scheduler_options or {})})
+                              "scheduler_options": dict(scheduler_options or {})},
+                    callbacks=callbacks or ())
     return runner.run()
 
 

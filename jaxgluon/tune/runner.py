@@ -23,7 +23,7 @@ import math
 import pathlib
 import time
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from jaxgluon.scheduler import Trial
 from jaxgluon.tune import records as R
@@ -50,7 +50,9 @@ class Runner:
 
     def __init__(self, train_fn: Callable[[dict, Any], Any], scheduler: Any, executor: Executor,
                  experiment_dir: str | pathlib.Path, stop: StopCriterion, max_epochs: int, seed: int = 0,
-                 resume: bool = False, journal_sync: str = "fsync", settings: dict | None = None):
+                 resume: bool = False, journal_sync: str = "fsync", settings: dict | None = None,
+                 callbacks: Sequence[Callable[[dict], Any]] = ()):
+        self.callbacks = list(callbacks)
         self.train_fn, self.scheduler, self.executor = train_fn, scheduler, executor
         self.dir = pathlib.Path(experiment_dir)
         self.stop, self.max_epochs, self.seed = stop, int(max_epochs), int(seed)
@@ -91,6 +93,17 @@ class Runner:
         self._deadline = (None if stop.time_limits is None
                           else self._session_start + stop.time_limits - self._time_offset)
 
+    def _log(self, event: str, **fields: Any) -> None:
+        """Append one event to the journal, then show it to the callbacks (a failing callback is dropped)."""
+        record = self.journal.append(event, **fields)
+        for callback in list(self.callbacks):
+            try:
+                callback(record)
+            except Exception as err:  # noqa: BLE001 -- a progress display must not end hours of compute
+                self.callbacks.remove(callback)
+                warnings.warn(f"experiment callback {callback!r} raised {type(err).__name__}: {err}; it is "
+                              "disabled for the rest of the run", RuntimeWarning, stacklevel=2)
+
     # ---- clock ---------------------------------------------------------------------------------------------
     def _now(self) -> float:
         """Experiment time: seconds spent in all sessions so far."""
@@ -108,7 +121,7 @@ class Runner:
 
     def _run(self) -> ExperimentResult:
         self._num_sessions += 1
-        self.journal.append("session", session=self._num_sessions, t=self._now(),
+        self._log("session", session=self._num_sessions, t=self._now(),
                             wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
         self._snapshot()
         self.executor.bind(self.train_fn, self._on_report)
@@ -130,14 +143,14 @@ class Runner:
             record.status, record.end_time_s = R.STOPPED, self._now()
             record.error = f"interrupted with the previous session and not restarted ({self._stop_reason})"
             self._notify(self._trials[trial_id], record, "complete")
-            self.journal.append("end", trial_id=trial_id, status=record.status, notify="complete",
+            self._log("end", trial_id=trial_id, status=record.status, notify="complete",
                                 error=record.error, traceback=None, t=record.end_time_s)
         self._restart_queue = []
         end_time = time.monotonic()
         overrun = max(0.0, end_time - self._deadline) if self._deadline is not None and self._past_deadline() else 0.0
         if self._stop_reason is None:
             self._stop_reason = "num_trials" if self.stop.trials_exhausted(self._num_started) else "exhausted"
-        self.journal.append("finish", t=self._now(), stop_reason=self._stop_reason, overrun_s=overrun)
+        self._log("finish", t=self._now(), stop_reason=self._stop_reason, overrun_s=overrun)
         self._snapshot()
         return self._result(overrun)
 
@@ -185,7 +198,7 @@ class Runner:
         t = self._now()
         if record.start_time_s is None:
             record.start_time_s = t
-        self.journal.append("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
+        self._log("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
         checkpoint_dir = self.dir / "trials" / str(trial_id)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._last_seen[trial_id] = time.monotonic()
@@ -226,7 +239,7 @@ class Runner:
             self._mark_error(record, error, error, t)
         record.add_result(result, t)
         self._last_decision[trial_id] = decision
-        self.journal.append("result", trial_id=trial_id, result=result, decision=decision, notify=notify,
+        self._log("result", trial_id=trial_id, result=result, decision=decision, notify=notify,
                             error=error, t=t)
         now = time.monotonic()
         self._max_interval = max(self._max_interval, now - self._last_seen.get(trial_id, now))
@@ -266,7 +279,7 @@ class Runner:
                 record.status, notify = (R.STOPPED if stopped else R.COMPLETED), "complete"
         self._notify(trial, record, notify)
         record.end_time_s = t
-        self.journal.append("end", trial_id=trial_id, status=record.status, notify=notify, error=record.error,
+        self._log("end", trial_id=trial_id, status=record.status, notify=notify, error=record.error,
                             traceback=record.traceback, t=t)
 
     def _notify(self, trial: Trial, record: R.TrialRecord, notify: str | None) -> None:
@@ -384,7 +397,7 @@ class Runner:
         notify = "complete" if status in (R.STOPPED, R.COMPLETED) else None
         record.status, record.end_time_s = status, self._now()
         self._notify(self._trials[trial_id], record, notify)
-        self.journal.append("end", trial_id=trial_id, status=status, notify=notify, error=record.error,
+        self._log("end", trial_id=trial_id, status=status, notify=notify, error=record.error,
                             traceback=record.traceback, t=record.end_time_s)
         return True
 

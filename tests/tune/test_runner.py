@@ -96,3 +96,17 @@ def test_directory_guards_and_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="max_t"):
         tune(scripted_trial, None, search_strategy=FIFOScheduler(ListSearcher([]), max_t=5), epochs=3,
              output_directory=tmp_path / "y")
+
+
+def test_callbacks_see_every_journal_event_and_a_failing_one_is_dropped(tmp_path):
+    seen = []
+
+    def broken(event):
+        raise KeyError("display gone")
+
+    with pytest.warns(RuntimeWarning, match="disabled"):
+        result, _ = run(tmp_path, [{"x": 0.5}, {"x": 0.6}], epochs=2, callbacks=[seen.append, broken])
+    assert [e["event"] for e in seen] == ["session", "start", "result", "result", "end",
+                                          "start", "result", "result", "end", "finish"]
+    assert seen == list(read_journal(tmp_path / "exp" / "journal.jsonl"))
+    assert len(result.trials) == 2
