@@ -54,3 +54,18 @@ def test_get_scheduler_names(list_searcher):
     assert isinstance(get_scheduler("random", list_searcher()), FIFOScheduler)
     with pytest.raises(ValueError, match="type"):
         get_scheduler("random", list_searcher(), type="stopping")
+
+
+def test_get_scheduler_builds_the_real_searchers():
+    from jaxgluon.searcher import GPSearcher, GridSearcher, RandomSearcher
+    from jaxgluon.space import Real
+
+    space = {"lr": Real(1e-3, 1.0, log=True)}
+    assert isinstance(get_scheduler("random", space, max_t=3).searcher, RandomSearcher)
+    assert isinstance(get_scheduler("grid", space, max_t=3).searcher, GridSearcher)
+    fifo_gp = get_scheduler("bayesopt", space, max_t=3)
+    assert isinstance(fifo_gp, FIFOScheduler) and not fifo_gp.searcher.multi_fidelity
+    bohb = get_scheduler("bayesopt_hyperband", space, max_t=9, type="promotion", seed=4)
+    assert bohb.searcher.multi_fidelity and bohb.type == "promotion" and bohb.metadata()["seed"] == 4
+    s = bohb.suggest()
+    assert s.kind == "start" and 1e-3 <= s.config["lr"] <= 1.0

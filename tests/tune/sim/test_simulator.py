@@ -99,3 +99,52 @@ def test_simulate_validates_arguments():
         simulate(FIFOScheduler(UniformSearcher(0), max_t=9), bb)
     with pytest.raises(ValueError, match="max_t"):
         simulate(FIFOScheduler(UniformSearcher(0), max_t=10), bb, max_time=10.0)
+
+
+@pytest.mark.parametrize("name, options", [("random", {}), ("hyperband", {"type": "promotion"})])
+def test_real_searchers_replay_identically(name, options):
+    from jaxgluon.scheduler import get_scheduler
+
+    bb = SyntheticCurves(max_epochs=9, noise=0.02, seed=0)
+
+    def run(seed):
+        scheduler = get_scheduler(name, bb.search_space, max_t=9, seed=seed, **options)
+        result = simulate(scheduler, bb, num_workers=3, max_time=60.0)
+        return [(e["time"], e["trial_id"], e["epoch"], e["reward"]) for e in result.events]
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+class RecordingSearcher:
+    """Forwards to a real searcher and records the resources of the results it is shown."""
+
+    def __init__(self, inner):
+        self.inner, self.mode, self.resources = inner, inner.mode, []
+
+    def suggest(self, trial_id=None):
+        return self.inner.suggest(trial_id)
+
+    def on_trial_result(self, trial_id, config, reward, resource):
+        self.resources.append(resource)
+        self.inner.on_trial_result(trial_id, config, reward, resource)
+
+    def on_trial_complete(self, *args):
+        self.inner.on_trial_complete(*args)
+
+    def on_trial_error(self, *args):
+        self.inner.on_trial_error(*args)
+
+
+def test_bayesopt_hyperband_fits_the_gp_on_rung_level_results():
+    from jaxgluon.searcher import GPSearcher
+
+    bb = SyntheticCurves(max_epochs=9, noise=0.02, seed=0)
+    gp = GPSearcher(bb.search_space, seed=0, multi_fidelity=True, num_initial_random=3, num_candidates=64,
+                    num_restarts=1, fit_steps=5)
+    searcher = RecordingSearcher(gp)
+    result = simulate(HyperbandScheduler(searcher, type="stopping", max_t=9, seed=0), bb, num_workers=2,
+                      max_trials=8)
+    assert len(result.trials) == 8
+    assert set(searcher.resources) <= {1, 3, 9} and 3 in searcher.resources
+    assert gp.last_info.get("resource_level") is not None  # the last suggestion came from the GP
