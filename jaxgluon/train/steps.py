@@ -113,7 +113,11 @@ class CompiledSteps(NamedTuple):
         return self.mesh.size
 
     def shard(self, batch: Batch) -> dict[str, jax.Array]:
-        """Pads a host batch to a multiple of the device count and splits it along the mesh axis ``'data'``."""
+        """Pads a host batch to a multiple of the device count and splits it along the mesh axis ``'data'``.
+
+        Padded rows are masked out of the loss and metrics, but a training step's BatchNorm would still see them:
+        give training batches a size divisible by the device count (``train_trial`` does).
+        """
         padded = pad_batch(batch, self.mesh.size)
         sharding = NamedSharding(self.mesh, PartitionSpec("data"))
         return {k: jax.device_put(v, sharding) for k, v in padded.items()}

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import os
 import pathlib
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -154,6 +155,43 @@ def evaluate_loader(steps: CompiledSteps, state: TrainState, loader: Any) -> dic
     return sum_metrics([steps.eval_step(state, steps.shard(batch)) for batch in loader])
 
 
+class _EpochTimer:
+    """Training throughput that leaves out the first step of the call (compilation or cache load)."""
+
+    def __init__(self) -> None:
+        self.first_step_seconds: float | None = None
+        self._skip_images = self._skip_seconds = 0.0
+
+    def train(self, steps: CompiledSteps, state: TrainState, batches: Iterator[dict]) -> tuple[TrainState, dict]:
+        start = time.perf_counter()
+        metrics = []
+        for batch in batches:
+            step_start = time.perf_counter()
+            state, m = steps.train_step(state, steps.shard(batch))
+            metrics.append(m)
+            if self.first_step_seconds is None:
+                jax.block_until_ready(m)
+                self.first_step_seconds = self._skip_seconds = time.perf_counter() - step_start
+                self._skip_images = float(len(batch["label"]))
+        sums = sum_metrics(metrics)                       # waits for the last step
+        images, seconds = sums["count"] - self._skip_images, time.perf_counter() - start - self._skip_seconds
+        if images <= 0:
+            images, seconds = sums["count"], seconds + self._skip_seconds
+        self._skip_images = self._skip_seconds = 0.0
+        return state, {**sums, "images_per_sec": images / max(seconds, 1e-9)}
+
+
+def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, class_names: list[str],
+                  image_size: int, mean: Sequence[float], std: Sequence[float], seed: int, dtype: Any) -> dict:
+    return {
+        "format": META_FORMAT, "net": trial.net, "num_classes": len(class_names), "class_names": class_names,
+        "image_size": image_size, "mean": list(mean), "std": list(std), "config": dict(config), "seed": seed,
+        "compute_dtype": jnp.dtype(dtype).name,
+        "pretrained_loaded": bool(getattr(model, "pretrained_loaded", False)),
+        "pretrained_source": getattr(model, "pretrained_source", None),
+    }
+
+
 def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:
     """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol."""
     trial = TrialConfig.from_dict(config)
@@ -167,68 +205,47 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
     mesh = make_mesh()
     batch_size = _batch_size(trial.batch_size or spec.batch_size, mesh.size, len(train_src))
     eval_batch_size = -(-(spec.eval_batch_size or batch_size) // mesh.size) * mesh.size
-    steps_per_epoch = jdata.steps_per_epoch(len(train_src), batch_size)
-    max_epochs = int(reporter.max_epochs)
-    seed = int(reporter.seed)
-    tx = optimizer_from_trial(trial, steps_per_epoch, max_epochs)
+    max_epochs, seed = int(reporter.max_epochs), int(reporter.seed)
+    tx = optimizer_from_trial(trial, jdata.steps_per_epoch(len(train_src), batch_size), max_epochs)
     dtype = jnp.bfloat16 if spec.use_mixed_precision() else jnp.float32
 
     with TrialCheckpointer(pathlib.Path(reporter.checkpoint_dir) / CHECKPOINT_SUBDIR,
                            max_to_keep=spec.keep_checkpoints) as ckpt:
         start = ckpt.latest_epoch() or 0
+        if start >= max_epochs:
+            return
         model = models.get_model(trial.net, len(class_names), pretrained=spec.pretrained if start == 0 else False,
                                  dtype=dtype, seed=seed)
-        if start:
-            meta = ckpt.restore_meta(start)
-        else:
-            meta = {
-                "format": META_FORMAT, "net": trial.net, "num_classes": len(class_names), "class_names": class_names,
-                "image_size": image_size, "mean": list(mean), "std": list(std), "config": dict(config),
-                "seed": seed, "compute_dtype": jnp.dtype(dtype).name,
-                "pretrained_loaded": bool(getattr(model, "pretrained_loaded", False)),
-                "pretrained_source": getattr(model, "pretrained_source", None),
-            }
+        meta = (ckpt.restore_meta(start) if start else
+                _initial_meta(trial, config, model, class_names, image_size, mean, std, seed, dtype))
         steps = compile_steps(mesh, label_smoothing=trial.label_smoothing)
         state = steps.replicate(create_train_state(model, tx))
         if start:
             state = ckpt.restore(start, state)
             log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
-        first_step_seconds: float | None = None
+        # one iterator over the remaining epochs: epoch e's batches derive from (seed, e) wherever we start
+        train_loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
+                                         std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
+                                         worker_count=spec.worker_count, augment=spec.augment)
+        val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                       std=std, train=False, worker_count=spec.worker_count)
+        batches, timer = iter(train_loader), _EpochTimer()
         for epoch in range(start + 1, max_epochs + 1):
             epoch_start = time.perf_counter()
-            loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean, std=std,
-                                       train=True, seed=seed, start_epoch=epoch - 1, num_epochs=epoch,
-                                       worker_count=spec.worker_count, augment=spec.augment)
-            metrics, compile_images, compile_seconds = [], 0.0, 0.0
-            for batch in loader:
-                step_start = time.perf_counter()
-                state, m = steps.train_step(state, steps.shard(batch))
-                metrics.append(m)
-                if first_step_seconds is None:
-                    jax.block_until_ready(m)
-                    first_step_seconds = compile_seconds = time.perf_counter() - step_start
-                    compile_images = float(len(batch["label"]))
-            train_sums = sum_metrics(metrics)            # waits for the last step
-            train_seconds = time.perf_counter() - epoch_start
-            val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                           std=std, train=False, worker_count=spec.worker_count)
+            state, train = timer.train(steps, state, itertools.islice(batches, train_loader.steps_per_epoch))
             val = evaluate_loader(steps, state, val_loader)
             reward = val["correct"] / max(val["count"], 1.0)
             ckpt.save(epoch, state, reward=reward, meta=meta)
-            timed_images = train_sums["count"] - compile_images
-            timed_seconds = train_seconds - compile_seconds
             result = {
                 "reward": reward,
-                "train_loss": train_sums["loss"] / max(train_sums["count"], 1.0),
-                "train_accuracy": train_sums["correct"] / max(train_sums["count"], 1.0),
+                "train_loss": train["loss"] / max(train["count"], 1.0),
+                "train_accuracy": train["correct"] / max(train["count"], 1.0),
                 "val_loss": val["loss"] / max(val["count"], 1.0),
                 "epoch_seconds": time.perf_counter() - epoch_start,
-                "images_per_sec": (timed_images / timed_seconds if timed_images > 0
-                                   else train_sums["count"] / train_seconds),
+                "images_per_sec": train["images_per_sec"],
                 "pretrained_loaded": bool(meta["pretrained_loaded"]),
             }
             if epoch == start + 1:
-                result["first_step_seconds"] = first_step_seconds
-            decision = reporter(epoch=epoch, **result)
-            if decision != "CONTINUE":
+                result["first_step_seconds"] = timer.first_step_seconds
+            if reporter(epoch=epoch, **result) != "CONTINUE":
                 return
