@@ -53,3 +53,13 @@ def test_bad_inputs(lcbench_dir):
         bb.curves([{"learning_rate": 0.01}])
     with pytest.raises(FileNotFoundError):
         LCBench("3945", path=lcbench_dir / "nope")
+
+
+def test_encoding_order_matches_the_surrogate(lcbench_dir):
+    # a swapped column would break these physical trends: wider nets cost more per epoch, and the clock
+    # grows with the epoch (YAHPO's time is cumulative)
+    bb = LCBench("3945", path=lcbench_dir)
+    narrow, wide = bb.curves([dict(bb.default_config(), max_units=64), dict(bb.default_config(), max_units=1024)])
+    assert wide.elapsed[-1] > 2 * narrow.elapsed[-1]
+    raw = bb.evaluate([bb.default_config()])["time"][0]
+    assert raw[-1] > 10 * raw[0]
