@@ -21,10 +21,11 @@ from flax import nnx
 Lowering = Literal["xla", "im2col"]
 Padding = str | int | Sequence[tuple[int, int]]
 
-# On CPU, windows larger than 1x1 use im2col when the output map has at most this many pixels ...
-CPU_IM2COL_MAX_OUTPUT_PIXELS = 8 * 8
-# ... or, for strided windows, when the input map has at most this many pixels.
-CPU_IM2COL_MAX_STRIDED_INPUT_PIXELS = 16 * 16
+# On CPU, windows larger than 1x1 use im2col when the output map has at most this many pixels (XLA's backward
+# convolutions collapse to ~1-3 GFLOP/s on 2x2 outputs; at 4x4 both lowerings are even, from 7x7 on XLA wins) ...
+CPU_IM2COL_MAX_OUTPUT_PIXELS = 4 * 4
+# ... or, for strided windows, this many (im2col is even with XLA at 8x8 strided outputs and wins at 7x7).
+CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS = 8 * 8
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -121,7 +122,7 @@ def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequ
     out_pixels = -(-h // strides[0]) * -(-w // strides[1])
     if out_pixels <= CPU_IM2COL_MAX_OUTPUT_PIXELS:
         return "im2col"
-    if max(strides) > 1 and h * w <= CPU_IM2COL_MAX_STRIDED_INPUT_PIXELS:
+    if max(strides) > 1 and out_pixels <= CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS:
         return "im2col"
     return "xla"
 
@@ -136,6 +137,38 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), pad
     if lowering == "im2col":
         return conv_im2col(x, kernel, strides, padding, groups)
     raise ValueError(f"lowering must be 'auto', 'xla' or 'im2col', got {lowering!r}")
+
+
+def max_pool(x: jax.Array, window: int | Sequence[int] = 3, strides: int | Sequence[int] = 2,
+             padding: int | Sequence[tuple[int, int]] = 1, lowering: Lowering | Literal["auto"] = "auto") -> jax.Array:
+    """NHWC max pooling with -inf padding (torch ``MaxPool2d``), lowered per backend.
+
+    On CPU it is the elementwise maximum of the window's strided slices ('im2col'): XLA:CPU's autodiff of
+    ``reduce_window`` (a variadic reduce-window over index iotas) costs several times the pooling itself. Its
+    gradient splits equally between exactly tied maxima instead of picking one.
+
+    Example:
+        >>> max_pool(jnp.arange(16.0).reshape(1, 4, 4, 1))[0, :, :, 0].tolist()
+        [[5.0, 7.0], [13.0, 15.0]]
+    """
+    (kh, kw), (sh, sw) = _pair(window, "window"), _pair(strides, "strides")
+    pads = explicit_padding(padding, x.shape[1:3], (kh, kw), (sh, sw))
+    if lowering == "auto":
+        lowering = "im2col" if jax.default_backend() == "cpu" else "xla"
+    if lowering == "xla":
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, kh, kw, 1), (1, sh, sw, 1),
+                                     ((0, 0), *pads, (0, 0)))
+    if lowering != "im2col":
+        raise ValueError(f"lowering must be 'auto', 'xla' or 'im2col', got {lowering!r}")
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    n, h, w, c = x.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            win = jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+            out = win if out is None else jnp.maximum(out, win)
+    return out
 
 
 class Conv(nnx.Module):

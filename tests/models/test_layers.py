@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from jaxgluon.models import layers
-from jaxgluon.models.layers import Conv, choose_lowering, conv2d, conv_im2col, conv_xla
+from jaxgluon.models.layers import Conv, choose_lowering, conv2d, conv_im2col, conv_xla, max_pool
 
 # (input H, W, C, out C, kernel, stride, padding, groups): ResNet-like windows and a depthwise one.
 CASES = [
@@ -57,7 +57,10 @@ def test_lowering_rule_per_backend_and_map_size():
     assert choose_lowering("tpu", (32, 56, 56, 64), (1, 1, 64, 256)) == "xla"
     assert choose_lowering("cpu", (32, 56, 56, 64), (1, 1, 64, 256)) == "im2col"       # 1x1: a matmul
     assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 512, 512)) == "im2col"       # tiny map
-    assert choose_lowering("cpu", (32, 8, 8, 128), (3, 3, 128, 256), (2, 2)) == "im2col"
+    assert choose_lowering("cpu", (32, 4, 4, 256), (3, 3, 256, 256)) == "im2col"       # 4x4 output
+    assert choose_lowering("cpu", (32, 7, 7, 512), (3, 3, 512, 512)) == "xla"          # 7x7 output, stride 1
+    assert choose_lowering("cpu", (32, 14, 14, 256), (3, 3, 256, 512), (2, 2)) == "im2col"  # 7x7, strided
+    assert choose_lowering("cpu", (32, 28, 28, 128), (3, 3, 128, 256), (2, 2)) == "xla"
     assert choose_lowering("cpu", (32, 56, 56, 64), (3, 3, 64, 64)) == "xla"           # large map
     assert choose_lowering("cpu", (32, 224, 224, 3), (7, 7, 3, 64), (2, 2)) == "xla"   # RGB stem
     assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 1, 512), groups=512) == "xla"
@@ -93,3 +96,24 @@ def test_conv_module_params_shapes_and_bias():
 def test_conv_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Conv(8, 8, 3, rngs=nnx.Rngs(0), **kwargs)(jnp.ones((1, 4, 4, 8)))
+
+
+@pytest.mark.parametrize("shape, window, strides, padding", [
+    ((2, 9, 8, 3), 3, 2, 1), ((2, 6, 7, 2), (2, 3), 1, "VALID"), ((1, 5, 5, 4), 3, 2, ((0, 2), (1, 1)))])
+def test_max_pool_lowerings_agree_in_value_and_gradient(shape, window, strides, padding):
+    x = jnp.asarray(np.random.default_rng(1).permutation(np.prod(shape)).reshape(shape), jnp.float32)  # no ties
+
+    @jax.jit
+    def both(x):
+        outs = []
+        for low in ("xla", "im2col"):
+            y, vjp = jax.vjp(lambda x: max_pool(x, window, strides, padding, lowering=low), x)
+            outs.append((y, vjp(jnp.cos(y))[0]))
+        return outs
+
+    (ref, g_ref), (got, g) = both(x)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-6, atol=1e-6)
+    assert max_pool(x, window, strides, padding).shape == ref.shape
+    with pytest.raises(ValueError, match="lowering"):
+        max_pool(x, lowering="fast")
