@@ -12,6 +12,7 @@ Example::
 from jaxgluon.data.folder import ImageFolderSource, SkippedFile, check_class_names
 from jaxgluon.data.images import IMAGE_EXTENSIONS, load_image
 from jaxgluon.data.loader import Loader, make_loader, resolve_augment, steps_per_epoch
+from jaxgluon.data.specs import open_source
 from jaxgluon.data.sources import ArraySource, SubsetSource, load_digits_source, stratified_split
 from jaxgluon.data.tfds_source import TFDSSource
 from jaxgluon.data.transforms import AUGMENTS, preprocess_eval
@@ -29,6 +30,7 @@ __all__ = [
     "load_digits_source",
     "load_image",
     "make_loader",
+    "open_source",
     "preprocess_eval",
     "resolve_augment",
     "steps_per_epoch",

@@ -19,6 +19,7 @@ the training-set size), so training batches are never padded and BatchNorm sees 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -115,19 +116,9 @@ def save_array_dataset(path: str | os.PathLike, images: np.ndarray, labels: Sequ
 
 
 def load_source(spec: str | os.PathLike) -> Any:
-    """A data source from a folder path, ``'digits'`` or an ``.npz`` of :func:`save_array_dataset`."""
-    text = os.fspath(spec)
-    if text == "digits":
-        return jdata.load_digits_source()
-    path = pathlib.Path(text).expanduser()
-    if text.endswith(".npz"):
-        if not path.is_file():
-            raise ValueError(f"array dataset {path} does not exist")
-        with np.load(path, allow_pickle=False) as z:
-            return jdata.ArraySource(z["images"], z["labels"], [str(c) for c in z["class_names"]])
-    if not path.is_dir():
-        raise ValueError(f"{text!r} is neither an image folder, 'digits' nor an .npz array dataset")
-    return jdata.ImageFolderSource(path)
+    """A data source from a data spec: a folder path, ``'digits[:train|:test]'``, ``'tfds:<name>:<split>'`` or an
+    ``.npz`` of :func:`save_array_dataset` (see ``jaxgluon.data.open_source``)."""
+    return jdata.open_source(spec)
 
 
 @functools.lru_cache(maxsize=4)
@@ -229,23 +220,30 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
                                          worker_count=spec.worker_count, augment=spec.augment)
         val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
                                        std=std, train=False, worker_count=spec.worker_count)
-        batches, timer = iter(train_loader), _EpochTimer()
-        for epoch in range(start + 1, max_epochs + 1):
-            epoch_start = time.perf_counter()
-            state, train = timer.train(steps, state, itertools.islice(batches, train_loader.steps_per_epoch))
-            val = evaluate_loader(steps, state, val_loader)
-            reward = val["correct"] / max(val["count"], 1.0)
-            ckpt.save(epoch, state, reward=reward, meta=meta)
-            result = {
-                "reward": reward,
-                "train_loss": train["loss"] / max(train["count"], 1.0),
-                "train_accuracy": train["correct"] / max(train["count"], 1.0),
-                "val_loss": val["loss"] / max(val["count"], 1.0),
-                "epoch_seconds": time.perf_counter() - epoch_start,
-                "images_per_sec": train["images_per_sec"],
-                "pretrained_loaded": bool(meta["pretrained_loaded"]),
-            }
-            if epoch == start + 1:
-                result["first_step_seconds"] = timer.first_step_seconds
-            if reporter(epoch=epoch, **result) != "CONTINUE":
-                return
+        with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
+            _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
+                        range(start + 1, max_epochs + 1))
+
+
+def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
+                val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range) -> None:
+    timer = _EpochTimer()
+    for epoch in epochs:
+        epoch_start = time.perf_counter()
+        state, train = timer.train(steps, state, itertools.islice(batches, steps_per_epoch))
+        val = evaluate_loader(steps, state, val_loader)
+        reward = val["correct"] / max(val["count"], 1.0)
+        ckpt.save(epoch, state, reward=reward, meta=meta)
+        result = {
+            "reward": reward,
+            "train_loss": train["loss"] / max(train["count"], 1.0),
+            "train_accuracy": train["correct"] / max(train["count"], 1.0),
+            "val_loss": val["loss"] / max(val["count"], 1.0),
+            "epoch_seconds": time.perf_counter() - epoch_start,
+            "images_per_sec": train["images_per_sec"],
+            "pretrained_loaded": bool(meta["pretrained_loaded"]),
+        }
+        if epoch == epochs.start:
+            result["first_step_seconds"] = timer.first_step_seconds
+        if reporter(epoch=epoch, **result) != "CONTINUE":
+            return

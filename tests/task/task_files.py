@@ -1,0 +1,24 @@
+"""Tiny real-file image folders for the task tests."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from jaxgluon.space.optimizer import Adam
+
+def write_folder(root: pathlib.Path, per_class: int, seed: int, classes=("dark", "light")) -> pathlib.Path:
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = 50 if label == 0 else 200
+            img = np.clip(base + rng.normal(0, 25, (20, 20, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+#: Small and fast: a CIFAR ResNet-20 on 16 px images, random init, one optimizer.
+FAST = dict(net="cifar_resnet20_v1", optimizer=Adam(learning_rate=3e-3), image_size=16, batch_size=8,
+            pretrained=False, verbose=False)
