@@ -52,8 +52,8 @@ class TrialSpec:
     """How a trial gets its data and trains: everything except the sampled config (picklable).
 
     Attributes:
-      train_data: a class-per-subfolder image folder, ``'digits'`` (scikit-learn's digits), or an ``.npz`` written
-        by :func:`save_array_dataset`.
+      train_data: a data spec (``jaxgluon.data.open_source``): a class-per-subfolder image folder, ``'digits'`` /
+        ``'digits:train'`` / ``'digits:test'``, ``'tfds:<name>:<split>'``, or an ``.npz`` of :func:`save_array_dataset`.
       val_data: the same kinds; None: a stratified ``val_fraction`` split of ``train_data`` seeded by ``split_seed``.
       image_size: square input side; None: the network's ``model_info(net)['input_size']``.
       batch_size: default training batch size (a config's ``batch_size`` wins); eval uses ``eval_batch_size``
