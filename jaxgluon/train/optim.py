@@ -26,7 +26,6 @@ the main schedule then runs over the remaining ``T - W`` steps (step boundaries 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping, Sequence
 
 import jax
