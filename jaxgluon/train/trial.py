@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import json
 import logging
 import os
 import pathlib
@@ -172,11 +173,16 @@ class _EpochTimer:
         return state, {**sums, "images_per_sec": images / max(seconds, 1e-9)}
 
 
+def _json_plain(config: Mapping[str, Any]) -> dict:
+    """``config`` with numpy scalars turned into Python numbers (checkpoint metadata is JSON)."""
+    return json.loads(json.dumps(dict(config), default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
 def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, class_names: list[str],
                   image_size: int, mean: Sequence[float], std: Sequence[float], seed: int, dtype: Any) -> dict:
     return {
         "format": META_FORMAT, "net": trial.net, "num_classes": len(class_names), "class_names": class_names,
-        "image_size": image_size, "mean": list(mean), "std": list(std), "config": dict(config), "seed": seed,
+        "image_size": image_size, "mean": list(mean), "std": list(std), "config": _json_plain(config), "seed": seed,
         "compute_dtype": jnp.dtype(dtype).name,
         "pretrained_loaded": bool(getattr(model, "pretrained_loaded", False)),
         "pretrained_source": getattr(model, "pretrained_source", None),
