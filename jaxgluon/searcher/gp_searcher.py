@@ -176,7 +176,7 @@ class GPSearcher(Searcher):
         y = (scores - scores.mean()) / std
         X = self.space.encode_batch(configs)
         Xp = self.space.encode_batch(pending)
-        with jax.enable_x64(True):
+        with _gp.gp_runtime():
             return self._bayesopt_x64(key, X, y, Xp, seen)
 
     def _bayesopt_x64(self, key: jax.Array, X: np.ndarray, y: np.ndarray, Xp: np.ndarray, seen: set[str]) -> Any | None:

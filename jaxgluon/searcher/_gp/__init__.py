@@ -6,6 +6,7 @@ from jaxgluon.searcher._gp.acquisition import (
     score_log_ei,
     standard_log_ei,
 )
+from jaxgluon.searcher._gp.runtime import gp_runtime
 from jaxgluon.searcher._gp.model import (
     GPParams,
     Posterior,
@@ -24,6 +25,7 @@ __all__ = [
     "Posterior",
     "expected_improvement",
     "fit_hyperparameters",
+    "gp_runtime",
     "initial_params",
     "log_expected_improvement",
     "log_marginal_likelihood",

@@ -21,6 +21,7 @@ _SQRT_HALF_PI = math.sqrt(math.pi / 2)
 _SQRT_HALF = math.sqrt(0.5)
 
 
+@jax.jit
 def standard_log_ei(z: jax.Array) -> jax.Array:
     """``log E[max(0, x + z)]`` for ``x ~ N(0, 1)``, stable for very negative ``z`` (Ament et al. 2023, eq. 9)."""
     direct = z > -5.0
@@ -34,12 +35,14 @@ def standard_log_ei(z: jax.Array) -> jax.Array:
     return jnp.where(direct, log_direct, log_small)
 
 
+@jax.jit
 def log_expected_improvement(mean: jax.Array, var: jax.Array, best: jax.Array) -> jax.Array:
     """log EI for maximisation: ``log E[max(0, f - best)]`` with ``f ~ N(mean, var)``."""
     sigma = jnp.sqrt(var)
     return standard_log_ei((mean - best) / sigma) + jnp.log(sigma)
 
 
+@jax.jit
 def expected_improvement(mean: jax.Array, var: jax.Array, best: jax.Array) -> jax.Array:
     """EI for maximisation (non-negative)."""
     return jnp.exp(log_expected_improvement(mean, var, best))

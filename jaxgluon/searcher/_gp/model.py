@@ -86,6 +86,7 @@ def _stable_cholesky(A: jax.Array) -> tuple[jax.Array, jax.Array]:
     return L, jnp.all(jnp.isfinite(L))
 
 
+@jax.jit
 def log_marginal_likelihood(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
     """Log p(y | X, params) over the unmasked rows."""
     p = _clip(params)
@@ -155,7 +156,7 @@ def _lbfgs(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, num_st
         updates, new_state = solver.update(grad, state, p, value=value, grad=grad, value_fn=f)
         new_p = _clip(optax.apply_updates(p, updates))
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(new_p)]))
-        grad_norm = optax.tree_utils.tree_l2_norm(grad)
+        grad_norm = optax.tree_utils.tree_norm(grad)
         done = ~finite | (jnp.abs(previous - value) < 1e-7 * (1.0 + jnp.abs(value))) | (grad_norm < 1e-6)
         p, state = jax.lax.cond(finite, lambda: (new_p, new_state), lambda: (p, state))
         return i + 1, p, state, value, done
@@ -189,6 +190,7 @@ def posterior(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array) -> 
     return Posterior(params, X, mask, L, alpha, ok)
 
 
+@jax.jit
 def predict(post: Posterior, Xq: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Posterior mean and variance of the latent function at ``Xq`` (noise-free)."""
     p = _clip(post.params)
