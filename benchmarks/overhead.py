@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--strategy", default="random", help="jaxgluon search strategy (scheduler)")
     parser.add_argument("--sync", nargs="+", default=["fsync", "flush"], choices=["fsync", "flush"])
     parser.add_argument("--optuna-pruner", default="nop", choices=["nop", "median", "hyperband"])
-    parser.add_argument("--dir", default=".", help="where the experiment directories are written (then removed)")
+    parser.add_argument("--dir", default=None, help="where the experiment directories are written (then removed); "
+                        "default: the system temp dir")
     args = parser.parse_args()
 
     root = pathlib.Path(tempfile.mkdtemp(prefix="overhead-", dir=args.dir))
