@@ -58,6 +58,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
     except Exception as err:  # noqa: BLE001 -- reported per trial below
         train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: {type(err).__name__}: "
                                       f"{err}", traceback_module.format_exc())
+    conn.send(("ready",))
     while True:
         try:
             message = conn.recv()
@@ -85,6 +86,7 @@ class _Worker:
     index: int
     launch: TrialLaunch | None = None
     cancelled: bool = False
+    ready: bool = False  # the worker process started and loaded train_fn
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -268,6 +270,8 @@ class ProcessPoolExecutor(Executor):
                     worker.conn.send(("decision", str(getattr(decision, "value", decision))))
                 except OSError:
                     return None
+            elif message[0] == "ready":
+                worker.ready = True
             elif message[0] == "done":
                 worker.launch = None
                 return TrialOutcome(**message[1])
@@ -284,6 +288,13 @@ class ProcessPoolExecutor(Executor):
         self._workers[worker.index] = None  # replaced on the next submit
         if cancelled:
             return TrialOutcome(launch.trial_id, cancelled=True)
-        message = (f"worker process (pid {worker.process.pid}) {_describe_exit(worker.process.exitcode)} while "
-                   f"running trial {launch.trial_id}")
+        if not worker.ready:
+            message = (f"worker process (pid {worker.process.pid}) {_describe_exit(worker.process.exitcode)} before "
+                       f"it could run trial {launch.trial_id}; its stderr has the reason. Worker processes are "
+                       "started with 'spawn', which re-imports the main module: run the experiment from a file "
+                       "whose top-level code is guarded by `if __name__ == '__main__':` (not stdin), or use "
+                       "num_workers=1")
+        else:
+            message = (f"worker process (pid {worker.process.pid}) {_describe_exit(worker.process.exitcode)} while "
+                       f"running trial {launch.trial_id}")
         return TrialOutcome(launch.trial_id, error=message, traceback=message)
