@@ -16,6 +16,7 @@ from train_nets import TinyNet
 
 CONFIG = {"optimizer": {"name": "adamw", "learning_rate": 0.01}, "lr_scheduler": "cosine", "warmup_epochs": 1}
 STEPS_PER_EPOCH, EPOCHS = 2, 4
+TX = make_optimizer(CONFIG, STEPS_PER_EPOCH, EPOCHS)    # one optimizer object: the jitted steps compile once
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def steps():
 
 
 def fresh_state(steps):
-    return steps.replicate(create_train_state(TinyNet(), make_optimizer(CONFIG, STEPS_PER_EPOCH, EPOCHS)))
+    return steps.replicate(create_train_state(TinyNet(), TX))
 
 
 def run_epoch(steps, state, epoch):

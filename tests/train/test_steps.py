@@ -20,6 +20,7 @@ from jaxgluon.train.steps import compile_steps, cross_entropy, make_mesh, pad_ba
 from train_nets import TinyNet
 
 HERE = pathlib.Path(__file__).resolve().parent
+SGD = optax.sgd(0.1, momentum=0.9)     # shared: the optimizer is static in TrainState, a new one recompiles
 
 
 def toy_batch(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -38,7 +39,7 @@ def steps():
 
 
 def test_train_step_learns_and_counts(steps):
-    state = steps.replicate(create_train_state(TinyNet(), optax.sgd(0.1, momentum=0.9)))
+    state = steps.replicate(create_train_state(TinyNet(), SGD))
     first = None
     for i in range(25):
         state, metrics = steps.train_step(state, steps.shard(toy_batch(16, seed=i)))
@@ -53,7 +54,7 @@ def test_train_step_learns_and_counts(steps):
 
 
 def test_padded_rows_count_nowhere_in_eval(steps):
-    state = steps.replicate(create_train_state(TinyNet(), optax.sgd(0.1)))
+    state = steps.replicate(create_train_state(TinyNet(), SGD))
     batch = toy_batch(5, seed=3)
     padded = pad_batch(batch, 8)
     padded["image"][5:] = 100.0      # garbage in the padding must not matter
