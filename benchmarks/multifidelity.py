@@ -114,7 +114,9 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose):
     for task in tasks:
         for method in methods:
             rows = []
-            for seed in range(seeds):
+            for seed in seeds:
+                if (task, method, seed) not in runs:
+                    continue
                 r = runs[task, method, seed]
                 t = r.time_to_target(targets[task])
                 reached[task, method, seed] = math.isfinite(t)
@@ -122,26 +124,28 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose):
                 rows.append([r.best_at(f * budgets[task]) for f in (0.25, 0.5, 1.0)])
             rows = np.array(rows)
             if verbose:
-                med = np.median([ttt[task, method, s] for s in range(seeds)])
-                hit = np.mean([reached[task, method, s] for s in range(seeds)])
+                med = np.median([v for (t, m, _), v in ttt.items() if t == task and m == method])
+                hit = np.mean([v for (t, m, _), v in reached.items() if t == task and m == method])
                 print(f"{task:>7} {method:<20} {np.nanmean(rows[:, 0]):9.2f} {np.nanmean(rows[:, 1]):9.2f} "
                       f"{np.nanmean(rows[:, 2]):9.2f} {med:12.0f} {hit:8.0%}")
-    keys = [(t, s) for t in tasks for s in range(seeds)]
+    keys = [(t, s) for t in tasks for s in seeds]
 
-    def norm_ttt(method):  # time-to-target as a fraction of the task's budget (comparable across tasks)
-        return np.array([ttt[t, method, s] / budgets[t] for t, s in keys])
+    def norm_ttt(method, common=None):  # time-to-target / the task's budget (comparable across tasks)
+        ks = [k for k in keys if (k[0], method, k[1]) in ttt and (common is None or (k[0], common, k[1]) in ttt)]
+        return np.array([ttt[t, method, s] / budgets[t] for t, s in ks])
 
     summary = {m: float(np.median(norm_ttt(m))) for m in methods}
     out: dict[str, object] = {
         "median_ttt_over_budget": {m: round(v, 4) for m, v in summary.items()},
-        "reached_fraction": {m: float(np.mean([reached[t, m, s] for t, s in keys])) for m in methods}}
+        "reached_fraction": {m: float(np.mean([v for (_, mm, _), v in reached.items() if mm == m]))
+                             for m in methods}}
     print("median time-to-target / budget over task x seed (1.0 = not reached), fraction of runs reaching it:")
     for m in methods:
         print(f"  {m:<20} {summary[m]:.3f}   {out['reached_fraction'][m]:.0%}")
     if "random_fifo" in methods:
         for hb in ("hyperband_stopping", "hyperband_promotion", "bayesopt_hyperband"):
             if hb in methods:
-                ratio = float(np.median(norm_ttt("random_fifo") / norm_ttt(hb)))
+                ratio = float(np.median(norm_ttt("random_fifo", common=hb) / norm_ttt(hb, common="random_fifo")))
                 out[f"ratio_random_fifo_over_{hb}"] = round(ratio, 3)
                 print(f"  random-FIFO / {hb} time-to-target (median of per-run ratios): {ratio:.2f}x")
     ours = [m for m in methods if m != "optuna"]
@@ -153,6 +157,38 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose):
         print(f"  Optuna / best jaxgluon ({best}) median time-to-target: {ratio:.2f}x "
               "(>= 1: jaxgluon as fast or faster)")
     return out
+
+
+def save_runs(path: str, runs: dict, budgets: dict, args: argparse.Namespace) -> None:
+    """Per run, the anytime-best trajectory (improvements only) and decision timing, so runs split over several
+    processes can be summarised together with --load."""
+    out = {"budgets": budgets, "budget_full_trials": args.budget, "workers": args.workers, "runs": []}
+    for (task, method, seed), r in runs.items():
+        times, best = r.trajectory()
+        keep = np.r_[True, np.diff(best) != 0] if len(best) else np.zeros(0, bool)
+        out["runs"].append({"task": task, "method": method, "seed": seed, "times": times[keep].tolist(),
+                            "best": best[keep].tolist(), "num_trials": len(r.trials),
+                            "decision_seconds": r.decision_seconds, "num_decisions": r.num_decisions,
+                            "total_time": r.total_time})
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    import os
+
+    os.replace(tmp, path)
+
+
+def load_runs(path: str, runs: dict, budgets: dict, args: argparse.Namespace) -> None:
+    from jaxgluon.tune.sim import SimulationResult
+
+    data = json.load(open(path))
+    budgets.update(data["budgets"])
+    args.budget, args.workers = data["budget_full_trials"], data["workers"]
+    for run in data["runs"]:
+        events = [{"time": t, "reward": b} for t, b in zip(run["times"], run["best"])]
+        runs[run["task"], run["method"], run["seed"]] = SimulationResult(
+            events=events, trials=dict.fromkeys(range(run["num_trials"])), total_time=run["total_time"],
+            decision_seconds=run["decision_seconds"], num_decisions=run["num_decisions"])
 
 
 def main() -> None:
@@ -170,6 +206,9 @@ def main() -> None:
     parser.add_argument("--bohb-type", default="stopping", choices=("stopping", "promotion"))
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the uncounted warm-up run per method (decision times then include compiles)")
+    parser.add_argument("--save", default=None, help="write per-run trajectories to this JSON (after each run)")
+    parser.add_argument("--load", default=None,
+                        help="comma-separated JSON files from --save: summarise them instead of simulating")
     parser.add_argument("--lcbench", default=None, help="folder of the YAHPO LCBench surrogate")
     args = parser.parse_args()
 
@@ -183,32 +222,46 @@ def main() -> None:
     runs: dict[tuple[str, str, int], object] = {}
     budgets: dict[str, float] = {}
     t_start = time.time()
-    for i, task in enumerate(tasks):
-        bb = LCBench(task, path=args.lcbench)
-        budgets[task] = args.budget * median_full_trial_time(bb) / args.workers
-        for method in methods:
-            if i == 0 and not args.no_warmup:  # one uncounted run per method compiles jitted code first
-                simulate(make_method(method, bb.search_space, bb.max_epochs, 10**6, args.bohb_type), bb,
-                         num_workers=args.workers, max_time=budgets[task])
-            t0 = time.time()
-            for seed in range(args.seeds):
-                scheduler = make_method(method, bb.search_space, bb.max_epochs, seed, args.bohb_type)
-                runs[task, method, seed] = simulate(scheduler, bb, num_workers=args.workers, max_time=budgets[task])
-            res = [runs[task, method, s] for s in range(args.seeds)]
-            print(f"  task {task:>7} {method:<20} {time.time() - t0:6.1f}s wall  trials/run "
-                  f"{np.mean([len(r.trials) for r in res]):6.1f}  ms/decision "
-                  f"{np.mean([r.ms_per_decision for r in res]):.3f}", flush=True)
-
-    figures: dict[str, object] = {"benchmark": "multifidelity_lcbench", "tasks": tasks, "seeds": args.seeds,
+    if args.load:
+        for path in args.load.split(","):
+            load_runs(path, runs, budgets, args)
+        tasks = [t for t in tasks if t in budgets]
+        methods = [m for m in methods if any(k[1] == m for k in runs)]
+        seeds = sorted({k[2] for k in runs})
+        missing = [(t, m, s) for t in tasks for m in methods for s in seeds if (t, m, s) not in runs]
+        if missing:
+            print(f"note: {len(missing)} (task, method, seed) runs missing from the loaded files, e.g. {missing[:3]}; "
+                  "summaries use the seeds present per method")
+    else:
+        seeds = list(range(args.seeds))
+        for i, task in enumerate(tasks):
+            bb = LCBench(task, path=args.lcbench)
+            budgets[task] = args.budget * median_full_trial_time(bb) / args.workers
+            for method in methods:
+                if i == 0 and not args.no_warmup:  # one uncounted short run per method compiles jitted code first
+                    simulate(make_method(method, bb.search_space, bb.max_epochs, 10**6, args.bohb_type), bb,
+                             num_workers=args.workers, max_time=budgets[task] / 4)
+                t0 = time.time()
+                for seed in seeds:
+                    scheduler = make_method(method, bb.search_space, bb.max_epochs, seed, args.bohb_type)
+                    runs[task, method, seed] = simulate(scheduler, bb, num_workers=args.workers,
+                                                        max_time=budgets[task])
+                    if args.save:
+                        save_runs(args.save, runs, budgets, args)
+                res = [runs[task, method, s] for s in seeds]
+                print(f"  task {task:>7} {method:<20} {time.time() - t0:6.1f}s wall  trials/run "
+                      f"{np.mean([len(r.trials) for r in res]):6.1f}  ms/decision "
+                      f"{np.mean([r.ms_per_decision for r in res]):.3f}", flush=True)
+    figures: dict[str, object] = {"benchmark": "multifidelity_lcbench", "tasks": tasks, "seeds": len(seeds),
                                   "workers": args.workers, "budget_full_trials": args.budget}
     print(f"\nbudget per task = {args.budget:g} full-trial times / {args.workers} workers "
           f"({', '.join(f'{t}: {budgets[t]:.0f}s' for t in tasks)})")
     fractions = [float(f) for f in args.target_fractions.split(",")]
     for i, fraction in enumerate(fractions):
-        figures[f"target_{fraction:g}"] = summarise(runs, tasks, methods, args.seeds, budgets, fraction,
+        figures[f"target_{fraction:g}"] = summarise(runs, tasks, methods, seeds, budgets, fraction,
                                                     verbose=i == 0)
-    figures["ms_per_decision"] = {m: round(float(np.mean([runs[t, m, s].ms_per_decision for t in tasks
-                                                           for s in range(args.seeds)])), 4) for m in methods}
+    figures["ms_per_decision"] = {m: round(float(np.mean([r.ms_per_decision for (t, mm, _), r in runs.items()
+                                                           if mm == m and t in tasks])), 4) for m in methods}
     figures["wall_seconds"] = round(time.time() - t_start, 1)
     print(json.dumps(figures))
 
