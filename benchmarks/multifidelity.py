@@ -195,6 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="3945,7593,126026,189906", help="comma-separated LCBench task ids")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seed-start", type=int, default=0, help="first seed (to split seeds over processes)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--budget", type=float, default=40.0,
                         help="simulated budget in full-trial units: max_time = budget x median full-trial "
@@ -233,7 +234,7 @@ def main() -> None:
             print(f"note: {len(missing)} (task, method, seed) runs missing from the loaded files, e.g. {missing[:3]}; "
                   "summaries use the seeds present per method")
     else:
-        seeds = list(range(args.seeds))
+        seeds = list(range(args.seed_start, args.seed_start + args.seeds))
         for i, task in enumerate(tasks):
             bb = LCBench(task, path=args.lcbench)
             budgets[task] = args.budget * median_full_trial_time(bb) / args.workers
