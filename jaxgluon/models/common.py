@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxgluon.models.layers import max_pool
+
 
 def batch_norm(features: int, *, rngs: nnx.Rngs, dtype=None, epsilon: float = 1e-5,
                momentum: float = 0.9) -> nnx.BatchNorm:
@@ -17,8 +19,11 @@ def batch_norm(features: int, *, rngs: nnx.Rngs, dtype=None, epsilon: float = 1e
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
-    """torch ``MaxPool2d(3, stride=2, padding=1)``: padded cells never win (they count as -inf)."""
-    return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    """torch ``MaxPool2d(3, stride=2, padding=1)``: padded cells never win (they count as -inf).
+
+    Lowered by ``jaxgluon.models.layers.max_pool``, which picks the fastest form per backend.
+    """
+    return max_pool(x, 3, 2, 1)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:
