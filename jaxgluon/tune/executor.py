@@ -5,6 +5,7 @@ capacity``, and calls ``poll`` to drive the running trials. Every report a trial
 ``on_report(trial_id, result) -> decision`` and the decision string must get back to that trial's reporter
 before it continues; ``poll`` returns the trials that ended.
 
+    >>> import tempfile
     >>> def train_fn(config, reporter):
     ...     reporter(epoch=1, reward=config['x'])
     >>> ex = InProcessExecutor()
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import tempfile  # noqa: F401  (used by the docstring example)
 import traceback as traceback_module
 from typing import Any, Callable
 

@@ -5,8 +5,8 @@ Durable record (``experiment_dir``):
 - ``journal.jsonl``: one event per line (``session``, ``start``, ``result`` with the decision it got, ``end``,
   ``finish``), flushed (and by default fsynced) as it happens. The trial records are rebuilt from it.
 - ``scheduler_state.json``: the scheduler's (and so the searcher's) ``state_dict()`` with the journal position it
-  reflects, rewritten atomically at session start and end and whenever the journal has grown by a quarter (at
-  least 64 events) or a minute has passed -- so its O(trials) cost stays amortised O(1) per event. On resume,
+  reflects, rewritten atomically at session start and end and whenever the journal has doubled (by at least
+  64 events) or a minute has passed -- so its O(trials) cost stays amortised O(1) per event. On resume,
   the journal events after that position are replayed into the scheduler in their original order (a start
   replays ``suggest()``, which is deterministic given the scheduler's state, and is checked against the
   journal; a mismatch falls back to ``on_trial_add`` with a warning).
@@ -122,7 +122,7 @@ class Runner:
     def _run(self) -> ExperimentResult:
         self._num_sessions += 1
         self._log("session", session=self._num_sessions, t=self._now(),
-                            wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
+                  wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
         self._snapshot()
         self.executor.bind(self.train_fn, self._on_report)
         try:
@@ -143,8 +143,8 @@ class Runner:
             record.status, record.end_time_s = R.STOPPED, self._now()
             record.error = f"interrupted with the previous session and not restarted ({self._stop_reason})"
             self._notify(self._trials[trial_id], record, "complete")
-            self._log("end", trial_id=trial_id, status=record.status, notify="complete",
-                                error=record.error, traceback=None, t=record.end_time_s)
+            self._log("end", trial_id=trial_id, status=record.status, notify="complete", error=record.error,
+                      traceback=None, t=record.end_time_s)
         self._restart_queue = []
         end_time = time.monotonic()
         overrun = max(0.0, end_time - self._deadline) if self._deadline is not None and self._past_deadline() else 0.0
@@ -195,12 +195,12 @@ class Runner:
         record.num_launches += 1
         self._trials.setdefault(trial_id, Trial(trial_id, record.config))
         self._last_decision.pop(trial_id, None)
+        checkpoint_dir = self.dir / "trials" / str(trial_id)
+        checkpoint_dir.mkdir(exist_ok=True)  # before the start event: its fsync commits the new directory too
         t = self._now()
         if record.start_time_s is None:
             record.start_time_s = t
         self._log("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
-        checkpoint_dir = self.dir / "trials" / str(trial_id)
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self._last_seen[trial_id] = time.monotonic()
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id)))
@@ -239,8 +239,7 @@ class Runner:
             self._mark_error(record, error, error, t)
         record.add_result(result, t)
         self._last_decision[trial_id] = decision
-        self._log("result", trial_id=trial_id, result=result, decision=decision, notify=notify,
-                            error=error, t=t)
+        self._log("result", trial_id=trial_id, result=result, decision=decision, notify=notify, error=error, t=t)
         now = time.monotonic()
         self._max_interval = max(self._max_interval, now - self._last_seen.get(trial_id, now))
         self._last_seen[trial_id] = now
@@ -280,7 +279,7 @@ class Runner:
         self._notify(trial, record, notify)
         record.end_time_s = t
         self._log("end", trial_id=trial_id, status=record.status, notify=notify, error=record.error,
-                            traceback=record.traceback, t=t)
+                  traceback=record.traceback, t=t)
 
     def _notify(self, trial: Trial, record: R.TrialRecord, notify: str | None) -> None:
         if notify == "complete":
@@ -310,7 +309,7 @@ class Runner:
 
     def _maybe_snapshot(self) -> None:
         grown = self.journal.seq - self._snapshot_seq
-        if grown >= max(SNAPSHOT_MIN_EVENTS, self.journal.seq // 4) or (
+        if grown >= max(SNAPSHOT_MIN_EVENTS, self._snapshot_seq) or (
                 grown > 0 and time.monotonic() - self._snapshot_time > SNAPSHOT_MAX_SECONDS):
             self._snapshot()
 
@@ -398,7 +397,7 @@ class Runner:
         record.status, record.end_time_s = status, self._now()
         self._notify(self._trials[trial_id], record, notify)
         self._log("end", trial_id=trial_id, status=status, notify=notify, error=record.error,
-                            traceback=record.traceback, t=record.end_time_s)
+                  traceback=record.traceback, t=record.end_time_s)
         return True
 
     # ---- result --------------------------------------------------------------------------------------------
