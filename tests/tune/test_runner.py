@@ -110,3 +110,13 @@ def test_callbacks_see_every_journal_event_and_a_failing_one_is_dropped(tmp_path
                                           "start", "result", "result", "end", "finish"]
     assert seen == list(read_journal(tmp_path / "exp" / "journal.jsonl"))
     assert len(result.trials) == 2
+
+
+def test_default_directory_is_fresh_under_runs_and_dataframe_needs_pandas(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = tune(scripted_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=1)
+    (experiment,) = (tmp_path / "runs").iterdir()
+    assert (experiment / "journal.jsonl").exists() and result.experiment_dir.resolve() == experiment.resolve()
+    monkeypatch.setitem(__import__("sys").modules, "pandas", None)  # as if pandas were not installed
+    with pytest.raises(ImportError, match="pip install pandas"):
+        result.to_dataframe()
