@@ -192,24 +192,43 @@ def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int, epochs: int)
 
 
 def optimizer_from_trial(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """The optax optimizer of a validated :class:`TrialConfig`."""
+    """The optax optimizer of a validated :class:`TrialConfig`.
+
+    Every numeric hyperparameter (learning rate, momentum, betas, eps, weight decay) is injected as optimizer
+    *state* (``optax.inject_hyperparams``) and the schedule is applied as its shape (peak 1) times that learning
+    rate. So two trials that differ only in those numbers trace to the same XLA program: the persistent compilation
+    cache serves the second one instead of compiling again -- in an HPO search that is most trials.
+    """
     opt = trial.optimizer
-    schedule = make_schedule(trial.lr_scheduler, float(opt["learning_rate"]), steps_per_epoch, epochs,
-                             warmup_epochs=trial.warmup_epochs, poly_power=trial.lr_poly_power,
-                             step_epochs=trial.lr_step_epochs, step_factor=trial.lr_step_factor)
-    wd = float(opt["wd"])
+    shape = make_schedule(trial.lr_scheduler, 1.0, steps_per_epoch, epochs, warmup_epochs=trial.warmup_epochs,
+                          poly_power=trial.lr_poly_power, step_epochs=trial.lr_step_epochs,
+                          step_factor=trial.lr_step_factor)
     name = opt["name"]
-    if name == "adamw":
-        return optax.adamw(schedule, b1=opt["beta1"], b2=opt["beta2"], eps=opt["eps"], weight_decay=wd,
-                           mask=_decay_mask)
+    hyper = {"learning_rate": float(opt["learning_rate"]), "wd": float(opt["wd"])}
     if name == "sgd":
-        momentum = float(opt["momentum"])
-        core = optax.sgd(schedule, momentum=momentum if momentum > 0 else None, nesterov=bool(opt["nesterov"]))
-    else:
-        core = optax.adam(schedule, b1=opt["beta1"], b2=opt["beta2"], eps=opt["eps"])
-    if wd == 0.0:
-        return core
-    return optax.chain(optax.add_decayed_weights(wd, mask=_decay_mask), core)
+        hyper["momentum"] = float(opt["momentum"])
+        factory = optax.inject_hyperparams(_sgd, static_args=("shape", "nesterov"))
+        return factory(shape=shape, nesterov=bool(opt["nesterov"]), **hyper)
+    hyper.update(b1=float(opt["beta1"]), b2=float(opt["beta2"]), eps=float(opt["eps"]))
+    factory = optax.inject_hyperparams(_adam, static_args=("shape", "decoupled"))
+    return factory(shape=shape, decoupled=name == "adamw", **hyper)
+
+
+def _sgd(learning_rate: float, momentum: float, wd: float, shape: optax.Schedule,
+         nesterov: bool) -> optax.GradientTransformation:
+    """``torch.optim.SGD``: coupled L2 (``grad += wd * param``), then momentum, then ``-lr(t)``."""
+    return optax.chain(optax.add_decayed_weights(wd, mask=_decay_mask), optax.trace(decay=momentum, nesterov=nesterov),
+                       optax.scale_by_schedule(shape), optax.scale_by_learning_rate(learning_rate))
+
+
+def _adam(learning_rate: float, b1: float, b2: float, eps: float, wd: float, shape: optax.Schedule,
+          decoupled: bool) -> optax.GradientTransformation:
+    """Adam with coupled L2 (``torch.optim.Adam``), or AdamW (decoupled decay scaled by ``lr(t)``, as
+    ``optax.adamw``)."""
+    decay = optax.add_decayed_weights(wd, mask=_decay_mask)
+    adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+    steps = [adam, decay] if decoupled else [decay, adam]
+    return optax.chain(*steps, optax.scale_by_schedule(shape), optax.scale_by_learning_rate(learning_rate))
 
 
 def steps_for(num_examples: int, batch_size: int) -> int:

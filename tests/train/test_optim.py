@@ -117,3 +117,19 @@ def test_bare_optimizer_config_uses_constant_rate():
     for _ in range(6):   # the whole run: a decaying schedule would shrink the step
         u, _ = tx.update({"w": jnp.ones((2, 2))}, tx.init(p), p)
         np.testing.assert_allclose(u["w"], -0.5)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_trials_differing_only_in_numbers_share_one_program(name):
+    """Hyperparameters are optimizer state, so the persistent compilation cache serves every such trial."""
+    params = {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)}
+    grads = jax.tree.map(lambda p: 0.1 * jnp.ones_like(p), params)
+
+    def lowered(optimizer):
+        tx = make_optimizer({"optimizer": optimizer, "lr_scheduler": "cosine"}, steps_per_epoch=7, epochs=3)
+        return jax.jit(lambda p, s, g: tx.update(g, s, p)).lower(params, tx.init(params), grads).as_text()
+
+    a = {"name": name, "learning_rate": 0.1, "wd": 1e-4}
+    b = {"name": name, "learning_rate": 0.003, "wd": 0.02, **({"momentum": 0.5} if name == "sgd" else {"beta1": 0.8})}
+    assert lowered(a) == lowered(b)
+    assert lowered(a) != lowered({**a, "name": "adam" if name == "sgd" else "sgd"})
