@@ -77,7 +77,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"unknown search_strategy {search_strategy!r}; choose one of {SEARCH_STRATEGIES} or pass a "
                          "scheduler/searcher object")
     train_source, _ = dataset.split()
-    defaults = fit_defaults(dataset.train_source)
+    defaults = fit_defaults(dataset.train_source, time_limits=time_limits)
     space = {"net": _net_space(defaults.net if net is None else net),
              "optimizer": _optimizer_space(defaults.optimizer if optimizer is None else optimizer),
              "lr_scheduler": _scheduler_space(lr_scheduler)}
