@@ -53,10 +53,11 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
     row.update(searched_val_top1=round(searched.reward, 4), searched_time_s=round(meta["time_used_s"], 1),
                searched_trials=meta["num_trials_completed"], searched_epochs=meta["epochs"],
                image_size=meta["image_size"], best_config=searched.config, pretrained=meta["pretrained"])
+    print("searched: " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 
     d = task_defaults.fit_defaults(dataset.train_source, time_limits=time_limits)
     net = d.net if isinstance(d.net, str) else d.net.choices[0]
-    fixed_epochs = task_defaults.budget_epochs(len(dataset.split()[0]), d.image_size, time_limits, num_trials=1)
+    fixed_epochs = task_defaults.budget_epochs(len(dataset.train_source), d.image_size, time_limits, num_trials=1)
     fixed = task.fit(dataset, net=net, optimizer=fixed_optimizer(), lr_scheduler="cosine", num_trials=1,
                      epochs=fixed_epochs, image_size=d.image_size, time_limits=time_limits,
                      output_directory=out / name / "fixed", verbose=verbose)

@@ -47,8 +47,10 @@ CPU_IMAGE_SIZES = (224, 192, 160, 128, 96, 64)
 #: on CPU; an evaluation (forward only) costs ``EVAL_COST_FRACTION`` of it. Estimates for the budget, not promises.
 CPU_TRAIN_SECONDS_PER_MEGAPIXEL = 19.0
 EVAL_COST_FRACTION = 0.35
-#: CPU-seconds per trial outside its epochs: building the net, loading the weights, compiling the steps.
-CPU_TRIAL_OVERHEAD_CPU_S = 40.0
+#: Seconds per trial outside its epochs on two idle cores: building the net, loading the weights, compiling the
+#: steps (the persistent compilation cache shortens later trials). Mostly one thread: with fewer than two cores
+#: free it stretches by 2 / cpus.
+CPU_TRIAL_OVERHEAD_S = 20.0
 TARGET_TRIALS, MIN_EPOCHS, MAX_EPOCHS = 3, 3, 10
 DEFAULT_CPU_EPOCHS, DEFAULT_CPU_IMAGE_SIZE = 5, 128
 
@@ -114,7 +116,7 @@ def budget_epochs(num_images: int, image_size: int, time_limits: float, num_tria
     True
     """
     cpus = max(1e-3, cpus or available_cpus())
-    spare = time_limits - num_trials * CPU_TRIAL_OVERHEAD_CPU_S / cpus
+    spare = time_limits - num_trials * CPU_TRIAL_OVERHEAD_S / min(1.0, cpus / 2)
     return max(1, int(spare // epoch_seconds(num_images, image_size, cpus=cpus)))
 
 
