@@ -89,11 +89,11 @@ def test_unknown_name_lists_closest():
 def test_every_model_builds_and_traces_a_forward():
     """Every listed network, built abstractly: its forward traces to (batch, num_classes) at 32x32.
 
-    resnet101_v1/resnet152_v1 are left out to save time: their code path is resnet50_v1's with
-    resnet101_v1b/resnet152_v1b's stage depths, and both of those are traced here.
+    The 152-layer nets and resnet101_v1 are left out to save time (tracing cost grows with depth squared): their
+    code is the 50-layer nets' with other stage counts, and resnet101_v1b is traced here.
     """
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
-    for name in [n for n in list_models() if n not in ("resnet101_v1", "resnet152_v1")]:
+    for name in [n for n in list_models() if n not in ("resnet101_v1", "resnet152_v1", "resnet152_v1b")]:
         graphdef, state = nnx.split(nnx.eval_shape(lambda: get_model(name, 7, pretrained=False)))
         out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x)
         assert out.shape == (2, 7) and out.dtype == jnp.float32, name
