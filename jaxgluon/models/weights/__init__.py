@@ -1,10 +1,11 @@
 """Pretrained weights: a torch-free, code-free reader of PyTorch checkpoints, key mapping, cache and download.
 
-Example::
+Most code only needs ``jaxgluon.models.get_model(name, n, pretrained=True | 'auto' | path)``. Lower level::
 
-    from jaxgluon.models.weights import read_state_dict, torch_to_flax, assign_weights
-    flat = torch_to_flax(read_state_dict("resnet18-f37072fd.pth"))
-    assign_weights(model, flat)
+    from jaxgluon.models import MODELS
+    from jaxgluon.models.weights import assign_weights, read_state_dict, torch_to_flax
+    flat = torch_to_flax(read_state_dict("resnet18-f37072fd.pth"), MODELS["resnet18_v1b"].rename)
+    assign_weights(model, flat)        # raises WeightMismatchError listing missing/unexpected/mis-shaped keys
 """
 from jaxgluon.models.weights.download import ChecksumError, IncompleteDownloadError, download, sha256_of
 from jaxgluon.models.weights.mapping import (WeightMismatchError, assign_weights, classifier_classes,
