@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_WIDTHS = np.array([0.01, 0.05, 0.2])
+_WIDTHS = np.array([0.002, 0.01, 0.05, 0.2])
 
 
 def perturb(

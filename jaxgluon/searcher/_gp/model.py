@@ -2,7 +2,7 @@
 
 The model: constant mean, Matern-5/2 kernel with one lengthscale per input dimension (ARD) on the unit cube,
 and a learned Gaussian noise variance. Hyperparameters are fitted by maximising the log marginal likelihood plus
-log priors (a MAP fit) with L-BFGS from several starting points at once (``jax.vmap``).
+log priors (a MAP fit) with L-BFGS from several starting points (``jax.lax.map``).
 
 Observations are padded to a fixed size with a boolean ``mask`` so that one compiled function serves every
 data count up to that size: a padded row gets a unit diagonal and no covariance with anything, and its target is
@@ -174,7 +174,9 @@ def fit_hyperparameters(
 
     ``y`` should be standardised (mean 0, variance 1 over the unmasked rows); padded rows are ignored.
     """
-    fitted, values, _ = jax.vmap(lambda p: _lbfgs(p, X, y, mask, num_steps))(starts)
+    # lax.map, not vmap: a batched Cholesky does not reach LAPACK, and batched while loops run every lane to the
+    # longest; sequential restarts compiled ~4x faster and ran >10x faster on CPU.
+    fitted, values, _ = jax.lax.map(lambda p: _lbfgs(p, X, y, mask, num_steps), starts)
     values = jnp.where(jnp.isfinite(values), values, jnp.inf)
     best = jnp.argmin(values)
     return jax.tree.map(lambda a: a[best], fitted)
