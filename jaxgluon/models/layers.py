@@ -26,6 +26,10 @@ Padding = str | int | Sequence[tuple[int, int]]
 CPU_IM2COL_MAX_OUTPUT_PIXELS = 4 * 4
 # ... or, for strided windows, this many (im2col is even with XLA at 8x8 strided outputs and wins at 7x7).
 CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS = 8 * 8
+# On CPU, XLA convolutions whose input exceeds this many bytes run in batch chunks of at most about this size:
+# XLA:CPU's convolutions and their backward run 1.5-3x faster (fwd+bwd CPU time, 2 threads) on ~1.5 MB pieces
+# than on a whole batch of 32 (56x56x64: 290 -> 92 ms; 16x16x128: 57 -> 31 ms).
+CPU_CONV_CHUNK_BYTES = 2 << 20
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -127,11 +131,36 @@ def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequ
     return "xla"
 
 
+def batch_chunks(input_shape: Sequence[int], itemsize: int, max_bytes: int = CPU_CONV_CHUNK_BYTES) -> int:
+    """How many equal batch chunks keep each under ``max_bytes`` (1 when the input is small; a divisor of N).
+
+    Example:
+        >>> batch_chunks((32, 56, 56, 64), 4), batch_chunks((32, 8, 8, 128), 4)
+        (16, 1)
+    """
+    n = input_shape[0]
+    nbytes = itemsize * n * input_shape[1] * input_shape[2] * input_shape[3]
+    if nbytes <= max_bytes:
+        return 1
+    want = min(n, -(-nbytes // max_bytes))
+    return next(d for d in range(want, n + 1) if n % d == 0)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
            groups: int = 1, lowering: Lowering | Literal["auto"] = "auto") -> jax.Array:
-    """NHWC x HWIO convolution, lowered per backend and map size (``choose_lowering``) unless told otherwise."""
+    """NHWC x HWIO convolution, lowered per backend and map size (``choose_lowering``) unless told otherwise.
+
+    With ``lowering='auto'`` on CPU, large XLA convolutions run per batch chunk (``batch_chunks``).
+    """
+    chunks = 1
     if lowering == "auto":
-        lowering = choose_lowering(jax.default_backend(), x.shape, kernel.shape, strides, groups)
+        backend = jax.default_backend()
+        lowering = choose_lowering(backend, x.shape, kernel.shape, strides, groups)
+        if backend == "cpu" and lowering == "xla":
+            chunks = batch_chunks(x.shape, x.dtype.itemsize, CPU_CONV_CHUNK_BYTES)
+    if lowering == "xla" and chunks > 1:
+        return jnp.concatenate([conv_xla(part, kernel, strides, padding, groups)
+                                for part in jnp.split(x, chunks)])
     if lowering == "xla":
         return conv_xla(x, kernel, strides, padding, groups)
     if lowering == "im2col":

@@ -1,6 +1,8 @@
 """Conv lowering: the im2col path matches lax.conv_general_dilated in value and gradients; the choice rule."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from flax import nnx
 
 from jaxgluon.models import layers
-from jaxgluon.models.layers import Conv, choose_lowering, conv2d, conv_im2col, conv_xla, max_pool
+from jaxgluon.models.layers import Conv, batch_chunks, choose_lowering, conv2d, conv_im2col, conv_xla, max_pool
 
 # (input H, W, C, out C, kernel, stride, padding, groups): ResNet-like windows and a depthwise one.
 CASES = [
@@ -89,6 +91,30 @@ def test_conv_module_params_shapes_and_bias():
     depthwise = Conv(8, 8, 3, groups=8, rngs=nnx.Rngs(0))
     assert depthwise.kernel[...].shape == (3, 3, 1, 8) and depthwise.bias is None
     assert Conv(4, 4, 3, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(jnp.ones((1, 4, 4, 4))).dtype == jnp.bfloat16
+
+
+def test_large_cpu_convolutions_run_in_batch_chunks_with_the_same_result(monkeypatch):
+    assert batch_chunks((32, 56, 56, 64), 4, 2 << 20) == 16
+    assert batch_chunks((6, 8, 8, 8), 4, 2500) == 6      # 5 pieces wanted: the next divisor of the batch
+    assert batch_chunks((6, 8, 8, 8), 4, 10) == 6        # at most one image per piece
+    assert batch_chunks((6, 8, 8, 8), 4, 1 << 20) == 1
+    monkeypatch.setattr(layers.jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(layers, "CPU_CONV_CHUNK_BYTES", 6 * 10 * 10 * 16 * 4 // 3)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((6, 10, 10, 16)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 16, 8)), jnp.float32)
+    assert choose_lowering("cpu", x.shape, k.shape) == "xla"
+
+    def loss(conv, x, k):
+        return jnp.sum(jnp.sin(conv(x, k, (1, 1), "SAME")))
+
+    chunked = jax.jit(jax.value_and_grad(functools.partial(loss, conv2d), argnums=(0, 1)))
+    whole = jax.jit(jax.value_and_grad(functools.partial(loss, conv_xla), argnums=(0, 1)))
+    assert "concatenate" in chunked.lower(x, k).as_text()
+    (v, (gx, gk)), (v_ref, (gx_ref, gk_ref)) = chunked(x, k), whole(x, k)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-5)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gk, gk_ref, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("kwargs, match", [
