@@ -41,6 +41,10 @@ class HyperbandScheduler(TrialScheduler):
         brackets: number of Hyperband brackets (1 = plain asynchronous successive halving).
         searcher_data: 'rungs' (default) forwards only rung-level results to the searcher (what a
             multi-fidelity model is fitted on), 'all' forwards every epoch.
+
+    A trial stopped at a rung is completed in the searcher with its rung-level reward, so a model-based searcher
+    should be multi-fidelity (``get_scheduler('bayesopt_hyperband', ...)`` builds ``GPSearcher(multi_fidelity=True)``).
+    At ``max_t`` the decision is STOP: the trial is finished.
     """
 
     name = "hyperband"
