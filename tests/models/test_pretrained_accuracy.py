@@ -6,6 +6,7 @@ Reference points (an independent numpy forward of the same weights): CIFAR ResNe
 """
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 
 import jax
@@ -14,7 +15,6 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-import tensorflow_datasets
 from jaxgluon.models import get_model, model_info
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -49,7 +49,9 @@ def cifar_images(shared_dir):
 @pytest.fixture(scope="module")
 def imagenette_val(shared_dir):
     """Imagenette val resized (shorter side 256) and centre-cropped to 224, labels as ImageNet-2012 indices."""
-    labels_file = (pathlib.Path(tensorflow_datasets.__file__).parent / "datasets" / "imagenet2012" / "labels.txt")
+    # tensorflow-datasets ships the ImageNet-2012 class list in wnid (= label index) order; found without importing it.
+    tfds_root = pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0])
+    labels_file = tfds_root / "datasets" / "imagenet2012" / "labels.txt"
     wnids = labels_file.read_text().split()
     assert len(wnids) == 1000 and wnids == sorted(wnids)
     root = shared_dir / "data" / "imagenette_small" / "val"
