@@ -16,12 +16,16 @@ Events carry ``seq`` (0-based line number) and ``event`` (``session``, ``start``
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
 import pathlib
 from typing import Any, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no advisory lock
+    fcntl = None  # type: ignore[assignment]
 
 SYNC_MODES = ("fsync", "flush")
 
@@ -62,7 +66,8 @@ class Journal:
         self.sync = check_sync_mode(sync)
         self._file = open(self.path, "a", encoding="utf-8")
         try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             self._file.close()
             raise RuntimeError(f"{self.path} is in use by another running experiment driver; wait for it to end "
