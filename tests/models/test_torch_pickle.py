@@ -98,6 +98,16 @@ def test_legacy_layout_hand_built_reads_strided_views(tmp_path, monkeypatch):
     np.testing.assert_array_equal(state["b"], [[storage[2 + i + 4 * j] for j in range(2)] for i in range(3)])
 
 
+def test_tensor_layout_outside_its_storage_is_refused():
+    from jaxgluon.models.weights.torch_pickle import _LazyTensor, _Storage
+    storage = _Storage("0", np.dtype(np.float32), 4)
+    storage.data = np.arange(4, dtype=np.float32)
+    for offset, size, stride in [(0, (2, 3), (3, 1)), (-1, (2,), (1,)), (3, (2,), (-1,)), (5, (), ())]:
+        with pytest.raises(pickle.UnpicklingError):
+            _LazyTensor(storage, offset, size, stride).materialize()
+    np.testing.assert_array_equal(_LazyTensor(storage, 1, (3,), (1,)).materialize(), [1, 2, 3])
+
+
 def test_truncated_legacy_file_is_an_error_not_garbage(shared_dir, tmp_path):
     data = (shared_dir / "weights/cifar10_resnet/resnet20-12fca82f.th").read_bytes()
     path = tmp_path / "cut.th"

@@ -67,13 +67,19 @@ class _LazyTensor:
     """A tensor whose storage bytes may not be read yet (the legacy format stores them after the pickle)."""
 
     def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]):
-        self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def materialize(self) -> np.ndarray:
         data = self.storage.data
         if data is None:
             raise pickle.UnpicklingError(f"storage {self.storage.key!r} was referenced but never stored in the file")
+        values = (self.offset,) + self.size + self.stride
+        if len(self.size) != len(self.stride) or any(not isinstance(v, int) or v < 0 for v in values):
+            raise pickle.UnpicklingError(f"invalid tensor layout (offset {self.offset}, size {self.size}, "
+                                         f"stride {self.stride}) in storage {self.storage.key!r}")
         if not self.size:
+            if self.offset >= data.size:
+                raise pickle.UnpicklingError(f"scalar tensor overruns its storage {self.storage.key!r}")
             return np.array(data[self.offset])
         needed = self.offset + 1 + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n > 0)
         if min(self.size) > 0 and needed > data.size:
