@@ -219,8 +219,11 @@ def _run_tasks(args: argparse.Namespace, fn: Callable, tasks: list[tuple]) -> di
             task = futures[future]
             results[task] = future.result()
             outcome = results[task][0]
-            shown = outcome[-1] if isinstance(outcome, np.ndarray) else outcome
-            print(f"  {task[0]:14s} {task[1]:16s} seed {task[3]}: regret {shown:.4g} ({results[task][1]:.0f}s)", flush=True)
+            if isinstance(outcome, np.ndarray):
+                shown = " ".join(f"@{n}={outcome[n - 1]:.4g}" for n in (25, 50, 100) if n <= len(outcome))
+            else:
+                shown = f"{outcome:.4g}"
+            print(f"  {task[0]:14s} {task[1]:16s} seed {task[3]}: regret {shown} ({results[task][1]:.0f}s)", flush=True)
     return results
 
 

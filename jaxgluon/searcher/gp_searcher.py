@@ -27,8 +27,9 @@ class GPSearcher(Searcher):
 
     Model: constant mean, Matern-5/2 ARD kernel on the space's unit-cube encoding, learned noise; hyperparameters
     are MAP-fitted (marginal likelihood + priors, L-BFGS from ``num_restarts`` starts, one of them the previous
-    fit) on rewards standardised to mean 0 / std 1. Categoricals are one-hot blocks that stay exact one-hots
-    during the acquisition search, so they are never treated as ordered numbers.
+    fit) on rewards standardised to mean 0 / std 1. Categoricals are one-hot blocks with one shared lengthscale
+    per block, and stay exact one-hots during the acquisition search, so they are never treated as ordered
+    numbers.
 
     Suggestions: the first ``num_initial_random`` configs (default :func:`default_num_initial_random`:
     ``max(5, min(10, dim + 1))``) are random draws from the prior. After that, log EI is scored on
@@ -196,7 +197,8 @@ class GPSearcher(Searcher):
         if self._params is not None and self.num_restarts > 1 and len(self._params["log_lengthscales"]) == dim:
             warm = _gp.params_from_json(self._params)
             starts = jax.tree.map(lambda a, w: a.at[1].set(w), starts, warm)
-        params = _gp.fit_hyperparameters(jnp.asarray(X_pad), jnp.asarray(y_pad), jnp.asarray(obs_mask), starts,
+        tie = _gp.tie_matrix(dim, self.space.categorical_groups)
+        params = _gp.fit_hyperparameters(jnp.asarray(X_pad), jnp.asarray(y_pad), jnp.asarray(obs_mask), starts, tie,
                                          num_steps=self.fit_steps)
         post = _gp.posterior(params, jnp.asarray(X_pad), jnp.asarray(y_pad), jnp.asarray(np.arange(rows) < n + n_pending))
         jax.block_until_ready(post)
@@ -215,15 +217,24 @@ class GPSearcher(Searcher):
         _compiled_buckets.add(bucket)
         self.last_info.update(fit_seconds=t1 - t0, acquisition_seconds=time.perf_counter() - t1, compiled=compiling,
                               rows=rows, kind="bayesopt")
+        if not np.isfinite(values).any():
+            logger.warning("GPSearcher: the acquisition function is not finite anywhere; random suggestion")
+            return None
+        config = self._first_unseen(xs, values, seen)
+        if config is None:  # every refined point is a config already tried: take the best unseen raw candidate
+            raw = np.asarray(_gp.score_log_ei(post, jnp.asarray(candidates), jnp.asarray(y.max())))
+            order = np.argsort(-np.where(np.isfinite(raw), raw, -np.inf))
+            config = self._first_unseen(candidates[order], raw[order], seen)
+        return config
+
+    def _first_unseen(self, xs: np.ndarray, values: np.ndarray, seen: set[str]) -> Any | None:
         for x, value in zip(xs, values):
             if not np.isfinite(value):
-                break
+                return None
             config = self.space.decode(x)
             if config_key(config) not in seen:
                 self.last_info["log_ei"] = float(value)
                 return config
-        if not np.isfinite(values).any():
-            logger.warning("GPSearcher: the acquisition function is not finite anywhere; random suggestion")
         return None
 
     def _candidates(self, key: jax.Array, X: np.ndarray, y: np.ndarray) -> np.ndarray:

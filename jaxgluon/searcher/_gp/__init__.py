@@ -18,6 +18,8 @@ from jaxgluon.searcher._gp.model import (
     params_to_json,
     posterior,
     predict,
+    tie_lengthscales,
+    tie_matrix,
 )
 
 __all__ = [
@@ -37,4 +39,6 @@ __all__ = [
     "predict",
     "score_log_ei",
     "standard_log_ei",
+    "tie_lengthscales",
+    "tie_matrix",
 ]

@@ -113,7 +113,27 @@ def log_prior(params: GPParams) -> jax.Array:
     return lp
 
 
-def _objective(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array) -> jax.Array:
+def tie_lengthscales(params: GPParams, tie: jax.Array) -> GPParams:
+    """Share lengthscales between dims: ``log_lengthscales <- tie @ log_lengthscales`` (``tie``: ``[d, d]``).
+
+    With ``tie`` averaging over each one-hot block, a categorical gets one lengthscale, so what the data say
+    about switching between the choices seen so far also applies to the choices not yet tried.
+    """
+    return params._replace(log_lengthscales=tie @ params.log_lengthscales)
+
+
+def tie_matrix(dim: int, groups: tuple[tuple[int, ...], ...]) -> jax.Array:
+    """The ``tie`` matrix that averages the log lengthscales within each group (identity elsewhere)."""
+    tie = jnp.eye(dim)
+    for dims in groups:
+        idx = jnp.asarray(dims)
+        tie = tie.at[jnp.ix_(idx, idx)].set(1.0 / len(dims))
+    return tie
+
+
+def _objective(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, tie: jax.Array | None = None) -> jax.Array:
+    if tie is not None:
+        params = tie_lengthscales(params, tie)
     value = -(log_marginal_likelihood(params, X, y, mask) + log_prior(params)) / jnp.maximum(jnp.sum(mask), 1)
     return jnp.where(jnp.isfinite(value), value, 1e10)
 
@@ -136,11 +156,13 @@ def initial_params(dim: int, num_restarts: int, key: jax.Array | None = None) ->
     return jax.tree.map(jnp.add, batch, noise)
 
 
-def _lbfgs(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, num_steps: int) -> tuple[GPParams, jax.Array, jax.Array]:
+def _lbfgs(
+    params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, tie: jax.Array, num_steps: int
+) -> tuple[GPParams, jax.Array, jax.Array]:
     """L-BFGS for at most ``num_steps`` steps; stops early once the objective or the gradient stops moving."""
 
     def f(p: GPParams) -> jax.Array:
-        return _objective(p, X, y, mask)
+        return _objective(p, X, y, mask, tie)
 
     solver = optax.lbfgs(memory_size=10, linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=10))
     value_and_grad = optax.value_and_grad_from_state(f)
@@ -168,18 +190,21 @@ def _lbfgs(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, num_st
 
 @jax.jit(static_argnames=("num_steps",))
 def fit_hyperparameters(
-    X: jax.Array, y: jax.Array, mask: jax.Array, starts: GPParams, num_steps: int = 50
+    X: jax.Array, y: jax.Array, mask: jax.Array, starts: GPParams, tie: jax.Array | None = None, num_steps: int = 50
 ) -> GPParams:
     """MAP hyperparameters: L-BFGS from every start in ``starts`` (leading axis), best objective wins.
 
     ``y`` should be standardised (mean 0, variance 1 over the unmasked rows); padded rows are ignored.
+    ``tie`` (see :func:`tie_matrix`) shares lengthscales within one-hot blocks; the result is already tied.
     """
+    if tie is None:
+        tie = jnp.eye(X.shape[1], dtype=X.dtype)
     # lax.map, not vmap: a batched Cholesky does not reach LAPACK, and batched while loops run every lane to the
     # longest; sequential restarts compiled ~4x faster and ran >10x faster on CPU.
-    fitted, values, _ = jax.lax.map(lambda p: _lbfgs(p, X, y, mask, num_steps), starts)
+    fitted, values, _ = jax.lax.map(lambda p: _lbfgs(p, X, y, mask, tie, num_steps), starts)
     values = jnp.where(jnp.isfinite(values), values, jnp.inf)
     best = jnp.argmin(values)
-    return jax.tree.map(lambda a: a[best], fitted)
+    return tie_lengthscales(jax.tree.map(lambda a: a[best], fitted), tie)
 
 
 @jax.jit
