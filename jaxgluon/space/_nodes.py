@@ -69,9 +69,13 @@ def _is_number(v: Any) -> bool:
 
 
 def _unique(values: list) -> list:
+    """``values`` without repeats (first occurrence kept; ``1`` and ``1.0`` stay distinct), in linear time."""
+    seen: set = set()
     out: list = []
     for v in values:
-        if not any(type(v) is type(w) and v == w for w in out):
+        key = (type(v), v)
+        if key not in seen:
+            seen.add(key)
             out.append(v)
     return out
 
