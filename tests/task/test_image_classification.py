@@ -78,6 +78,18 @@ def test_save_and_load_give_the_same_predictions(fitted, image_folders, tmp_path
         results.save(saved)
 
 
+def test_plot_training_curves_and_leaderboard(fitted, tmp_path):
+    pytest.importorskip("matplotlib")
+    _, results, _ = fitted
+    fig = results.plot_training_curves(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    curves = fig.axes[0].get_lines()
+    assert len(curves) == len(results.trials)
+    assert [list(line.get_ydata()) for line in curves] == [t["rewards"] for t in results.trials]
+    board = results.leaderboard()
+    assert [row["best_reward"] for row in board] == sorted((t["best_reward"] for t in results.trials), reverse=True)
+
+
 def test_resume_keeps_finished_trials(fitted):
     dataset, results, out = fitted
     # Same space (two configs, both done): resuming with a larger budget keeps both trials as they were.
