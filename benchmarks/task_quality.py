@@ -40,7 +40,45 @@ def fixed_optimizer() -> object:
     return ag.optimizer.SGD(learning_rate=0.01, momentum=0.9, wd=1e-4)
 
 
-def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool) -> dict:
+def linear_probe_top1(train_dir: pathlib.Path, test_dir: pathlib.Path, image_size: int) -> float:
+    """Peer without fine-tuning: a logistic regression on frozen ImageNet efficientnet_lite0 features (eval mode,
+    pooled before the classifier), fitted on the training folder; test top-1."""
+    import numpy as np
+    from flax import nnx
+    from sklearn.linear_model import LogisticRegression
+
+    from jaxgluon import data as jdata
+    from jaxgluon import models
+    from jaxgluon.models.common import global_avg_pool
+
+    net = models.get_model("efficientnet_lite0", 1000, pretrained=True)
+    net.eval()
+    info = models.model_info("efficientnet_lite0")
+
+    @nnx.jit
+    def features(m, x):  # EfficientNetLite0.__call__ without its classifier
+        y = nnx.relu6(m.bn0(m.conv_stem(x)))
+        for block in m.blocks:
+            y = block(y)
+        return global_avg_pool(nnx.relu6(m.bn1(m.conv_head(y))))
+
+    def extract(folder: pathlib.Path):
+        loader = jdata.make_loader(jdata.open_source(str(folder)), batch_size=32, image_size=image_size,
+                                   mean=info["mean"], std=info["std"], train=False)
+        xs, ys = [], []
+        for batch in loader:
+            keep = np.asarray(batch["mask"]).astype(bool) if "mask" in batch else slice(None)
+            xs.append(np.asarray(features(net, np.asarray(batch["image"])))[keep])
+            ys.append(np.asarray(batch["label"])[keep])
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x_train, y_train = extract(train_dir)
+    x_test, y_test = extract(test_dir)
+    return float(LogisticRegression(max_iter=2000).fit(x_train, y_train).score(x_test, y_test))
+
+
+def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool,
+                probe_size: int | None = None) -> dict:
     train_dir, test_dir = (data_root / name / split for split in DATASETS[name])
     dataset = task.Dataset(name=name, train_path=str(train_dir))
     test = task.Dataset(name=name, test_path=str(test_dir))
@@ -67,6 +105,10 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
                fixed_epochs_done=max((t.get("num_epochs", 0) for t in fixed.trials), default=0),
                fixed_config=f"{net} {d.image_size}px SGD lr 0.01 m 0.9 wd 1e-4 cosine")
     row["ratio_searched_vs_fixed"] = round(row["searched_top1"] / max(row["fixed_top1"], 1e-9), 3)
+    if probe_size:
+        t = time.perf_counter()
+        row[f"linear_probe_{probe_size}px_top1"] = round(linear_probe_top1(train_dir, test_dir, probe_size), 4)
+        row["linear_probe_s"] = round(time.perf_counter() - t, 1)
     return row
 
 
@@ -78,6 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-root", default=str(SHARED_DATA), help="folder holding the datasets")
     p.add_argument("--out", default=None, help="experiment folder (default: a temporary one)")
     p.add_argument("--verbose", action="store_true", help="show the progress bars")
+    p.add_argument("--linear-probe", type=int, default=None, metavar="PX",
+                   help="also report a logistic regression on frozen efficientnet_lite0 features at PX px (a peer "
+                        "without fine-tuning; outside the time budget)")
     args = p.parse_args(argv)
     names = ["hymenoptera"] if args.quick else [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = sorted(set(names) - set(DATASETS))
@@ -96,14 +141,16 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     rows = []
     for name in names:
-        row = run_dataset(name, data_root, time_limits, out, args.verbose)
+        row = run_dataset(name, data_root, time_limits, out, args.verbose, args.linear_probe)
         rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     summary = {"time_limits": time_limits, "total_s": round(time.perf_counter() - started, 1),
                "loadavg_end": round(os.getloadavg()[0], 1),
                "datasets": {r["dataset"]: {k: r[k] for k in ("searched_top1", "fixed_top1", "ratio_searched_vs_fixed",
                                                              "searched_time_s", "fixed_time_s", "image_size",
-                                                             "best_config")} for r in rows}}
+                                                             "best_config")} | {k: v for k, v in r.items()
+                                                                                if k.startswith("linear_probe_")}
+                            for r in rows}}
     if tmp is not None:
         tmp.cleanup()
     print(json.dumps(summary))
