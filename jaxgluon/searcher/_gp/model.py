@@ -179,7 +179,7 @@ def _lbfgs(
         new_p = _clip(optax.apply_updates(p, updates))
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(new_p)]))
         grad_norm = optax.tree_utils.tree_norm(grad)
-        done = ~finite | (jnp.abs(previous - value) < 1e-7 * (1.0 + jnp.abs(value))) | (grad_norm < 1e-6)
+        done = ~finite | (jnp.abs(previous - value) < 1e-5 * (1.0 + jnp.abs(value))) | (grad_norm < 1e-3)
         p, state = jax.lax.cond(finite, lambda: (new_p, new_state), lambda: (p, state))
         return i + 1, p, state, value, done
 

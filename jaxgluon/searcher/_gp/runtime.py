@@ -14,6 +14,7 @@ import contextlib
 from typing import Iterator
 
 import jax
+import jax.numpy as jnp
 from threadpoolctl import ThreadpoolController
 
 _controller: ThreadpoolController | None = None
@@ -23,6 +24,10 @@ _controller: ThreadpoolController | None = None
 def gp_runtime() -> Iterator[None]:
     global _controller
     if _controller is None:
+        # jax loads its LAPACK (scipy's OpenBLAS) on the first linalg call; the controller only sees libraries
+        # already loaded, so make that call first.
+        with jax.enable_x64(True):
+            jax.block_until_ready(jnp.linalg.cholesky(jnp.eye(2)))
         _controller = ThreadpoolController()
     with _controller.limit(limits=1, user_api="blas"), jax.enable_x64(True):
         yield
