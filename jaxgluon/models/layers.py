@@ -4,11 +4,12 @@
 (the same layout as ``flax.nnx.Conv``), and how it computes depends on backend and feature-map size.
 
 On GPU/TPU every convolution is ``lax.conv_general_dilated`` (cuDNN and the TPU convolution emitter are fast).
-On CPU, XLA's convolution kernels (and especially the convolutions that autodiff derives for the backward pass)
-are very slow on small feature maps and on strided 3x3 windows: a 3x3 convolution on 2x2 maps runs at well under
-1 GFLOP/s. There the convolution is written as im2col + one matrix multiply (``conv_im2col``), whose forward and
-autodiff-derived backward are plain dots (~80-100 GFLOP/s on two cores); 1x1 convolutions are always plain matmuls.
-``choose_lowering`` holds the rule, measured per ResNet layer shape (see benchmarks/RESULTS.md).
+On CPU, XLA's convolutions (and especially the ones autodiff derives for the backward pass) collapse on tiny
+output maps: fwd+bwd of a 3x3 convolution on 2x2 maps runs at ~2 GFLOP/s. There the convolution is written as
+im2col + one matrix multiply (``conv_im2col``), whose forward and autodiff-derived backward are plain dots
+(~60 GFLOP/s per core); 1x1 convolutions are always plain matmuls (``choose_lowering`` holds the rule, measured
+per ResNet layer shape). Large convolutions stay XLA's but run per batch chunk (``batch_chunks``), which keeps
+their working set in cache. ``max_pool`` does the same per-backend choice for max pooling.
 """
 from __future__ import annotations
 
