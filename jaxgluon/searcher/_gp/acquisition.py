@@ -3,8 +3,8 @@
 All functions are pure and jit-compiled; shapes are static per call site (fixed candidate counts), so the
 compiled code is reused across suggestions.
 
-    >>> import jax.numpy as jnp
-    >>> standard_log_ei(jnp.array([-40.0, 0.0, 3.0]))   # finite everywhere, increasing
+    import jax.numpy as jnp
+    standard_log_ei(jnp.array([-40.0, 0.0, 3.0]))   # finite everywhere, increasing
 """
 from __future__ import annotations
 

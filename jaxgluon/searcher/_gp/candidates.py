@@ -4,9 +4,9 @@ Half the candidates come from the space's prior (passed in), half are local pert
 points: Gaussian steps of several widths on the continuous dims and, now and then, one categorical group switched
 to a random choice (one-hot blocks stay one-hots).
 
-    >>> rng = np.random.default_rng(0)
-    >>> local = perturb(rng, np.full((3, 2), 0.5), 8, cont_mask=np.array([1.0, 1.0]), groups=())
-    >>> local.shape
+    rng = np.random.default_rng(0)
+    local = perturb(rng, np.full((3, 2), 0.5), 8, cont_mask=np.array([1.0, 1.0]), groups=())
+    local.shape
     (8, 2)
 """
 from __future__ import annotations

@@ -8,11 +8,12 @@ Observations are padded to a fixed size with a boolean ``mask`` so that one comp
 data count up to that size: a padded row gets a unit diagonal and no covariance with anything, and its target is
 the mean, so it adds exactly zero to the likelihood and to the posterior.
 
-    >>> import jax.numpy as jnp
-    >>> X = jnp.linspace(0, 1, 8)[:, None]; y = jnp.sin(6 * X[:, 0]); mask = jnp.ones(8, bool)
-    >>> params = fit_hyperparameters(X, y, mask, initial_params(1, num_restarts=4))
-    >>> post = posterior(params, X, y, mask)
-    >>> mean, var = predict(post, X)   # mean ~= y, var ~= 0
+    import jax, jax.numpy as jnp
+    with gp_runtime():   # float64, single-threaded BLAS (see runtime.py)
+        X = jnp.linspace(0, 1, 8)[:, None]; y = jnp.sin(6 * X[:, 0]); mask = jnp.ones(8, bool)
+        params = fit_hyperparameters(X, y, mask, initial_params(1, 4, jax.random.key(0)))
+        post = posterior(params, X, y, mask)
+        mean, var = predict(post, X)   # mean ~= y, var ~= 0
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ OpenBLAS's worker threads only spin: on a busy 2-core machine a 256 x 256 Choles
 threads and ~1 ms with one. ``gp_runtime()`` limits BLAS to one thread (threadpoolctl) and enables float64 for
 the duration of a GP computation, leaving the rest of the process as it was.
 
-    >>> with gp_runtime():
-    ...     params = fit_hyperparameters(X, y, mask, starts)
+    with gp_runtime():
+        params = fit_hyperparameters(X, y, mask, starts)
 """
 from __future__ import annotations
 
