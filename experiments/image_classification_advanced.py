@@ -35,7 +35,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("jaxgluon").setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's per-checkpoint chatter
     shared_weights = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "cifar10_resnet"
     if shared_weights.is_dir():  # the CIFAR-10 ResNet weights, where this checkout has them beside it
         os.environ.setdefault("JAXGLUON_WEIGHTS_PATH", str(shared_weights))

@@ -12,7 +12,9 @@ Per epoch it reports ``reward`` (validation top-1 in [0, 1]), ``train_loss``, ``
 or loading it from the persistent cache, plus one step). Each epoch is checkpointed (Orbax, asynchronously) in
 ``reporter.checkpoint_dir / 'checkpoints'`` before reporting; a later call with the same directory continues from
 the latest checkpoint exactly as if it had never stopped (epoch ``e`` always sees the batches derived from
-``(reporter.seed, e)``). Any decision but ``'CONTINUE'`` returns after the checkpoint is written.
+``(reporter.seed, e)``). Any decision but ``'CONTINUE'`` returns after the checkpoint is written. When the
+experiment's time limit (``reporter.deadline``) passes in the middle of an epoch, the trial returns at once without
+reporting that epoch, so a long epoch does not overrun the limit.
 
 Data-parallel over every local device: the batch size is rounded up to a multiple of the device count (and down to
 the training-set size), so training batches are never padded and BatchNorm sees only real examples.
@@ -154,10 +156,14 @@ class _EpochTimer:
         self.first_step_seconds: float | None = None
         self._skip_images = self._skip_seconds = 0.0
 
-    def train(self, steps: CompiledSteps, state: TrainState, batches: Iterator[dict]) -> tuple[TrainState, dict]:
+    def train(self, steps: CompiledSteps, state: TrainState, batches: Iterator[dict],
+              deadline: float | None = None) -> tuple[TrainState, dict | None]:
+        """One epoch's steps; ``(state, None)`` when the wall-clock ``deadline`` passes before the epoch ends."""
         start = time.perf_counter()
         metrics = []
         for batch in batches:
+            if deadline is not None and time.time() >= deadline:
+                return state, None
             step_start = time.perf_counter()
             state, m = steps.train_step(state, steps.shard(batch))
             metrics.append(m)
@@ -234,9 +240,14 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
 def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
                 val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range) -> None:
     timer = _EpochTimer()
+    deadline = getattr(reporter, "deadline", None)
     for epoch in epochs:
         epoch_start = time.perf_counter()
-        state, train = timer.train(steps, state, itertools.islice(batches, steps_per_epoch))
+        state, train = timer.train(steps, state, itertools.islice(batches, steps_per_epoch), deadline)
+        if train is None:  # the experiment's time limit ran out mid-epoch: stop now rather than overrun it
+            log.info("trial %s: time limit reached during epoch %d; stopping (latest checkpoint: epoch %d)",
+                     reporter.trial_id, epoch, epoch - 1)
+            return
         val = evaluate_loader(steps, state, val_loader)
         reward = val["correct"] / max(val["count"], 1.0)
         ckpt.save(epoch, state, reward=reward, meta=meta)

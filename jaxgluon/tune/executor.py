@@ -35,6 +35,7 @@ class TrialLaunch:
     checkpoint_dir: str
     max_epochs: int
     seed: int
+    deadline: float | None = None  # wall-clock (time.time()) end of the search's time limit, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Executor(abc.ABC):
 def run_trial(train_fn: Callable[[dict, Any], Any], launch: TrialLaunch, send: Callable[[dict], str]) -> TrialOutcome:
     """Run one trial function to its end, turning any exception into an outcome (shared by all executors)."""
     try:
-        reporter = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs, launch.seed, send)
+        reporter = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs, launch.seed, send,
+                            deadline=launch.deadline)
         train_fn(dict(launch.config), reporter)
     except TrialStopped:
         pass

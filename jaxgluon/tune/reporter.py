@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import numbers
 import pathlib
+import time
 from typing import Any, Callable
 
 
@@ -38,7 +39,9 @@ class Reporter:
 
     Attributes: ``trial_id``, ``checkpoint_dir`` (``pathlib.Path``; exists; the trial's own state lives here and
     survives pauses, restarts and resumed experiments), ``max_epochs``, ``seed`` (a per-trial seed derived from
-    the experiment seed), ``last_decision`` (None until the first report).
+    the experiment seed), ``last_decision`` (None until the first report), ``deadline`` (``time.time()`` at which
+    the experiment's time limit runs out, or None). A long epoch can poll :meth:`time_left` and return early rather
+    than overrun the limit (the runner records such a trial as STOPPED).
 
     ``send(result) -> str`` delivers one result dict to the runner and returns its decision; executors supply
     it (a direct call in-process, a pipe round trip from a worker process).
@@ -51,6 +54,7 @@ class Reporter:
         max_epochs: int,
         seed: int,
         send: Callable[[dict], str],
+        deadline: float | None = None,
     ):
         self.trial_id = trial_id
         self.checkpoint_dir = pathlib.Path(checkpoint_dir)
@@ -60,6 +64,11 @@ class Reporter:
         self.last_decision: Any = None
         self._send = send
         self._last_epoch = 0
+        self.deadline = deadline
+
+    def time_left(self) -> float | None:
+        """Seconds until the experiment's time limit (negative once past it), or None without a limit."""
+        return None if self.deadline is None else self.deadline - time.time()
 
     def __call__(self, epoch: int | None = None, reward: float | None = None, **metrics: Any) -> Any:
         if self.last_decision is not None and self.last_decision != "CONTINUE":

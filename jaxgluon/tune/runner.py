@@ -202,8 +202,10 @@ class Runner:
             record.start_time_s = t
         self._log("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
         self._last_seen[trial_id] = time.monotonic()
+        deadline = None if self._deadline is None else time.time() + (self._deadline - time.monotonic())
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
-                                         max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id)))
+                                         max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
+                                         deadline=deadline))
 
     def _poll_timeout(self) -> float | None:
         if self._deadline is None:
@@ -265,6 +267,9 @@ class Runner:
         elif outcome.cancelled:
             record.status, notify = R.STOPPED, "complete"
             record.error = "killed at the time limit: it did not report within the grace period"
+        elif not record.results and self._past_deadline():
+            record.status, notify = R.STOPPED, "error"  # nothing to learn from: the scheduler forgets it
+            record.error = "stopped at the time limit before its first report"
         elif not record.results:
             self._mark_error(record, "train_fn returned without reporting any result; call "
                              "reporter(epoch=..., reward=...) once per epoch", None, t)
@@ -273,8 +278,8 @@ class Runner:
             decision = self._last_decision.get(trial_id, "CONTINUE")
             if decision == "PAUSE":
                 record.status = R.PAUSED
-            else:  # a STOP at the last epoch is a completed trial
-                stopped = decision == "STOP" and record.last_epoch < self.max_epochs
+            else:  # a STOP at the last epoch is a completed trial; one that returned early at the deadline stopped
+                stopped = record.last_epoch < self.max_epochs and (decision == "STOP" or self._past_deadline())
                 record.status, notify = (R.STOPPED if stopped else R.COMPLETED), "complete"
         self._notify(trial, record, notify)
         record.end_time_s = t

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+import time
 import pickle
 from functools import partial
 
@@ -113,6 +114,17 @@ def test_stop_returns_after_saving(spec, tmp_path):
     assert len(reporter.results) == 1
     with TrialCheckpointer(tmp_path / CHECKPOINT_SUBDIR) as ckpt:
         assert ckpt.all_epochs() == [1]
+
+
+def test_returns_mid_epoch_once_the_deadline_has_passed(spec, tmp_path):
+    """A trial whose experiment ran out of time stops at the next step instead of finishing (and reporting) the
+    epoch; its earlier checkpoints stay."""
+    reporter = FakeReporter(tmp_path)
+    reporter.deadline = time.time() - 1.0
+    train_trial(CONFIG, reporter, spec)
+    assert reporter.results == []
+    with TrialCheckpointer(tmp_path / CHECKPOINT_SUBDIR) as ckpt:
+        assert ckpt.all_epochs() == []
 
 
 def test_load_trained_predicts_evaluates_and_saves(spec, full_run, tmp_path):

@@ -1,0 +1,40 @@
+"""Trials see the experiment's deadline and may return mid-epoch; the runner records them as STOPPED, not ERROR."""
+from __future__ import annotations
+
+import time
+
+import jaxgluon as ag
+
+
+def _slow_epochs(config, reporter):
+    """Epochs of ~0.4 s made of small steps; returns as soon as the time limit has passed (like train_trial)."""
+    for epoch in range(1, reporter.max_epochs + 1):
+        for _ in range(40):
+            if reporter.time_left() is not None and reporter.time_left() <= 0:
+                return
+            time.sleep(0.01)
+        if reporter(epoch=epoch, reward=config["x"] * epoch) != "CONTINUE":
+            return
+
+
+def test_reporter_knows_the_deadline_and_long_epochs_stop_within_it(tmp_path):
+    start = time.monotonic()
+    result = ag.tune(_slow_epochs, {"x": ag.Real(0.0, 1.0)}, num_trials=50, time_limits=1.0, epochs=100,
+                     output_directory=tmp_path / "exp", journal_sync="flush")
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.0 + 0.4 + 1.0  # at most one step past the limit, plus setup -- not a whole 0.4 s epoch more
+    assert result.trials[0]["status"] == "STOPPED"
+    assert result.trials[0]["num_epochs"] >= 1
+    assert all(t["status"] == "STOPPED" for t in result.trials)
+
+
+def test_trial_cut_before_its_first_report_is_stopped_not_failed(tmp_path):
+    def never_reports_in_time(config, reporter):
+        while reporter.time_left() > 0:
+            time.sleep(0.01)
+
+    result = ag.tune(never_reports_in_time, {"x": ag.Real(0.0, 1.0)}, num_trials=3, time_limits=0.3, epochs=2,
+                     output_directory=tmp_path / "exp", journal_sync="flush")
+    assert [t["status"] for t in result.trials] == ["STOPPED"]
+    assert "time limit" in result.trials[0]["error"]
+    assert result.best_trial_id is None
