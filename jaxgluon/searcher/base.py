@@ -50,6 +50,8 @@ class Searcher:
         self.results: list[tuple[int | None, Any, float]] = []  # completed (trial_id, config, reward)
         self.errors: list[tuple[int | None, Any]] = []
         self.pending: dict[int, Any] = {}  # trial_id -> config, suggested but not finished
+        self._suggested: list[Any] = []  # every config returned by suggest(), in order
+        self._seen: set[str] = set()  # config_key of everything suggested, completed or failed (kept incrementally)
 
     # ------------------------------------------------------------------------------------------ protocol
     def suggest(self, trial_id: int | None = None) -> Any | None:
@@ -67,12 +69,14 @@ class Searcher:
         if trial_id is not None:
             self.pending.pop(trial_id, None)
         self.results.append((trial_id, config, float(reward)))
+        self._seen.add(config_key(config))
 
     def on_trial_error(self, trial_id: int | None, config: Any) -> None:
         """The trial failed; its config is no longer pending (and is not suggested again on finite spaces)."""
         if trial_id is not None:
             self.pending.pop(trial_id, None)
         self.errors.append((trial_id, config))
+        self._seen.add(config_key(config))
 
     # ------------------------------------------------------------------------------------------ helpers
     def score(self, reward: float) -> float:
@@ -92,18 +96,21 @@ class Searcher:
         self._num_suggestions += 1
         return key
 
+    def _check_trial_id(self, trial_id: int | None) -> None:
+        if trial_id is not None and trial_id in self.pending:
+            raise ValueError(f"trial_id {trial_id} is already pending; use a new id for every suggest()")
+
     def _mark_pending(self, trial_id: int | None, config: Any) -> None:
+        """Record a suggestion (and make it pending when it has a trial id)."""
+        self._check_trial_id(trial_id)
         if trial_id is not None:
-            if trial_id in self.pending:
-                raise ValueError(f"trial_id {trial_id} is already pending; use a new id for every suggest()")
             self.pending[trial_id] = config
+        self._suggested.append(config)
+        self._seen.add(config_key(config))
 
     def _seen_keys(self) -> set[str]:
-        """Keys of every config already tried, running or failed."""
-        seen = {config_key(c) for _, c, _ in self.results}
-        seen.update(config_key(c) for c in self.pending.values())
-        seen.update(config_key(c) for _, c in self.errors)
-        return seen
+        """Keys of every config already suggested, completed or failed (do not modify the returned set)."""
+        return self._seen
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -116,6 +123,7 @@ class Searcher:
             "results": [[t, c, _json_float(r)] for t, c, r in self.results],
             "errors": [[t, c] for t, c in self.errors],
             "pending": [[t, c] for t, c in self.pending.items()],
+            "suggested": self._suggested,
             **self._extra_state(),
         }
 
@@ -128,6 +136,10 @@ class Searcher:
         self.results = [(t, c, float(r)) for t, c, r in state["results"]]
         self.errors = [(t, c) for t, c in state["errors"]]
         self.pending = {int(t): c for t, c in state["pending"]}
+        self._suggested = list(state["suggested"])
+        self._seen = {config_key(c) for c in self._suggested}
+        self._seen.update(config_key(c) for _, c, _ in self.results)
+        self._seen.update(config_key(c) for _, c in self.errors)
         self._load_extra_state(state)
 
     def _extra_state(self) -> dict:

@@ -93,7 +93,6 @@ class GPSearcher(Searcher):
         self._group_masks, self._onehots = categorical_options(dim, self.space.categorical_groups)
         self._levels: dict[int, dict] = {}  # trial_id -> {"config": config, "rewards": {resource: reward}}
         self._params: dict | None = None  # last fitted hyperparameters (JSON form), the warm start of the next fit
-        self._suggested: list[Any] = []
         self.last_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ protocol
@@ -109,7 +108,8 @@ class GPSearcher(Searcher):
 
     def suggest(self, trial_id: int | None = None) -> Any | None:
         start = time.perf_counter()
-        seen = self._seen_keys() | {config_key(c) for c in self._suggested}
+        self._check_trial_id(trial_id)
+        seen = self._seen_keys()
         if self.space.size is not None and len(seen) >= self.space.size:
             return None
         key = self._next_key()
@@ -122,7 +122,6 @@ class GPSearcher(Searcher):
             config = self._random(key, seen)
         if config is None:
             return None
-        self._suggested.append(config)
         self._mark_pending(trial_id, config)
         self.last_info["seconds"] = time.perf_counter() - start
         return config
@@ -251,11 +250,9 @@ class GPSearcher(Searcher):
         return {
             "levels": [[t, e["config"], [[_json_float(r), v] for r, v in e["rewards"].items()]] for t, e in self._levels.items()],
             "gp_params": self._params,
-            "suggested": self._suggested,
         }
 
     def _load_extra_state(self, state: dict) -> None:
         self._levels = {int(t): {"config": c, "rewards": {float(r): float(v) for r, v in rewards}}
                         for t, c, rewards in state["levels"]}
         self._params = state["gp_params"]
-        self._suggested = list(state["suggested"])

@@ -21,15 +21,20 @@ class GridSearcher(Searcher):
     def __init__(self, search_space: Any, mode: str = "max", seed: int = 0, points_per_dim: int = 4) -> None:
         super().__init__(search_space, mode=mode, seed=seed)
         self.points_per_dim = points_per_dim
-        grid = self.space.grid(points_per_dim)
-        keys = [config_key(c) for c in grid]  # rounding Int values can repeat a config: keep the first
-        self._grid = [c for i, c in enumerate(grid) if keys.index(keys[i]) == i] if len(set(keys)) < len(keys) else grid
+        self._grid = []
+        keys: set[str] = set()
+        for config in self.space.grid(points_per_dim):  # rounding Int values can repeat a config: keep the first
+            key = config_key(config)
+            if key not in keys:
+                keys.add(key)
+                self._grid.append(config)
         self._next_index = 0
 
     def __len__(self) -> int:
         return len(self._grid)
 
     def suggest(self, trial_id: int | None = None) -> Any | None:
+        self._check_trial_id(trial_id)
         if self._next_index >= len(self._grid):
             return None
         config = self._grid[self._next_index]

@@ -21,12 +21,9 @@ class RandomSearcher(Searcher):
     (['adam', 'sgd'], None)
     """
 
-    def __init__(self, search_space: Any, mode: str = "max", seed: int = 0) -> None:
-        super().__init__(search_space, mode=mode, seed=seed)
-        self._suggested: list[Any] = []  # everything returned so far, including trials without an id
-
     def suggest(self, trial_id: int | None = None) -> Any | None:
-        seen = self._seen_keys() | {config_key(c) for c in self._suggested}
+        self._check_trial_id(trial_id)
+        seen = self._seen_keys()
         size = self.space.size
         if size is not None and len(seen) >= size:
             return None
@@ -34,7 +31,6 @@ class RandomSearcher(Searcher):
         if config is None:
             logger.warning("RandomSearcher: found no new config in %d draws; treating the space as exhausted", 1 << 18)
             return None
-        self._suggested.append(config)
         self._mark_pending(trial_id, config)
         return config
 
@@ -47,10 +43,3 @@ class RandomSearcher(Searcher):
                 if config_key(config) not in seen:
                     return config
         return None
-
-    def _extra_state(self) -> dict:
-        return {"suggested": self._suggested}
-
-    def _load_extra_state(self, state: dict) -> None:
-        self._suggested = list(state["suggested"])
-
