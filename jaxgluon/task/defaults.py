@@ -12,9 +12,8 @@ Why these choices (2-core CPUs to one GPU, budgets of minutes):
 - On a CPU the time budget decides, because fine-tuning there is slow: an efficientnet_lite0 train step costs
   ~``CPU_TRAIN_SECONDS_PER_MEGAPIXEL`` CPU-seconds per megapixel of input (measured on a 2-core x86 CPU, see
   benchmarks/RESULTS.md), so one epoch of 3,300 images at 224 px takes ~25 minutes on 2 idle cores. The cores
-  counted are those free now (``available_cpus``: the core count scaled down by the load average), since
-  ``time_limits`` is wall time. With ``time_limits`` the image side is the largest of ``CPU_IMAGE_SIZES`` at which
-  the budget holds ``TARGET_TRIALS`` trials of ``MIN_EPOCHS`` epochs each (their overheads included), else the
+  counted are those this process may use (``available_cpus``), not the current load, so defaults are
+  reproducible. With ``time_limits`` the image side is the largest of ``CPU_IMAGE_SIZES`` at which the budget holds ``TARGET_TRIALS`` trials of ``MIN_EPOCHS`` epochs each (their overheads included), else the
   smallest: transfer accuracy falls slowly with resolution, while a search needs a few trials and a pretrained net a
   few epochs to adapt (and a trial that cannot finish one epoch reports nothing). The epochs of a trial are the
   budget's epochs shared by as many of the ``TARGET_TRIALS`` trials as get ``MIN_EPOCHS`` each (a few trials of a
@@ -87,14 +86,13 @@ def default_optimizers() -> Optimizers:
 
 
 def available_cpus() -> float:
-    """The cores this process can expect now: ``os.cpu_count()``, scaled down by the 1-minute load average when
-    other processes keep more than that many threads runnable (time_limits are wall time)."""
-    cpus = float(os.cpu_count() or 1)
+    """The cores this process may run on (its CPU affinity). Deliberately not the current load: the same command
+    on the same machine gets the same defaults (reproducible searches); a busy machine makes epochs slower, and
+    the time limit still holds because trials stop mid-epoch at the deadline."""
     try:
-        load = os.getloadavg()[0]
+        return float(len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on every platform
-        return cpus
-    return cpus * min(1.0, cpus / max(load, 1e-9))
+        return float(os.cpu_count() or 1)
 
 
 def epoch_seconds(num_images: int, image_size: int, val_fraction: float = 0.1, cpus: float | None = None) -> float:
