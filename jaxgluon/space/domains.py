@@ -90,7 +90,24 @@ def _check_bounds(owner: str, lower: float, upper: float, log: bool) -> None:
         raise ValueError(f"{owner}: log=True needs lower > 0, got lower={lower!r}; use log=False or a positive lower")
 
 
-class Real(Space):
+class _Range(Space):
+    """What Real and Int share: ``lower``, ``upper``, ``log``, ``default``, their identity and their repr."""
+
+    __slots__ = ()
+
+    def _key(self) -> tuple:
+        return (self.lower, self.upper, self.log, self.default)
+
+    def _repr_parts(self):
+        args: list[tuple[str | None, Any]] = [(None, self.lower), (None, self.upper)]
+        if self.log:
+            args.append(("log", True))
+        if self.default is not None:
+            args.append(("default", self.default))
+        return type(self).__name__, args
+
+
+class Real(_Range):
     """A real hyperparameter in ``[lower, upper]``; ``log=True`` samples log-uniformly (equal mass per decade).
 
     ``default`` (what :meth:`CompiledSpace.default` returns) defaults to the midpoint, the geometric midpoint
@@ -112,19 +129,9 @@ class Real(Space):
                 raise ValueError(f"Real: default={default!r} lies outside [lower, upper] = [{lower!r}, {upper!r}]")
         self._init(lower=lower, upper=upper, log=bool(log), default=default)
 
-    def _key(self) -> tuple:
-        return (self.lower, self.upper, self.log, self.default)
-
-    def _repr_parts(self):
-        args: list[tuple[str | None, Any]] = [(None, self.lower), (None, self.upper)]
-        if self.log:
-            args.append(("log", True))
-        if self.default is not None:
-            args.append(("default", self.default))
-        return "Real", args
 
 
-class Int(Space):
+class Int(_Range):
     """An integer hyperparameter in ``[lower, upper]`` (both inclusive); ``log=True`` samples log-uniformly.
 
     >>> Int(16, 256).upper
@@ -143,16 +150,6 @@ class Int(Space):
                 raise ValueError(f"Int: default={default!r} lies outside [lower, upper] = [{lower!r}, {upper!r}]")
         self._init(lower=lower, upper=upper, log=bool(log), default=default)
 
-    def _key(self) -> tuple:
-        return (self.lower, self.upper, self.log, self.default)
-
-    def _repr_parts(self):
-        args: list[tuple[str | None, Any]] = [(None, self.lower), (None, self.upper)]
-        if self.log:
-            args.append(("log", True))
-        if self.default is not None:
-            args.append(("default", self.default))
-        return "Int", args
 
 
 def _check_integral(name: str, value: Any) -> int:
