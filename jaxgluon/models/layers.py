@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-Lowering = Literal["xla", "im2col"]
+Lowering = Literal["xla", "im2col", "depthwise"]
 Padding = str | int | Sequence[tuple[int, int]]
 
 # On CPU, windows larger than 1x1 use im2col when the output map has at most this many pixels (XLA's backward
@@ -106,6 +106,38 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1)
     return jnp.moveaxis(y, 0, 3).reshape(n, ho, wo, out)
 
 
+def conv_depthwise(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
+                   padding: Padding = "SAME") -> jax.Array:
+    """A depthwise convolution (HWIO kernel ``[kh, kw, 1, C]``, ``groups == C``) as the sum of ``kh*kw`` shifted,
+    strided slices of ``x`` times one kernel row each: elementwise work that XLA fuses into one loop, forward and
+    backward, where XLA:CPU's grouped convolution runs far below the machine's speed.
+
+    Example:
+        >>> x, k = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 1, 4))
+        >>> bool(jnp.allclose(conv_depthwise(x, k, (2, 2)), conv_xla(x, k, (2, 2), 'SAME', groups=4)))
+        True
+    """
+    kh, kw, one, c = kernel.shape
+    if one != 1 or x.shape[-1] != c:
+        raise ValueError(f"conv_depthwise needs a [kh, kw, 1, C] kernel for C = {x.shape[-1]} input channels, "
+                         f"got kernel shape {kernel.shape}")
+    pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
+    (sh, sw) = strides
+    if any(p != 0 for pair in pads for p in pair):
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    n, h, w, _ = x.shape
+    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kh}x{kw} window does not fit a padded {h}x{w} feature map")
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            part = jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
+                                 (1, sh, sw, 1)) * kernel[i, j, 0]
+            out = part if out is None else out + part
+    return out
+
+
 def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequence[int],
                     strides: Sequence[int] = (1, 1), groups: int = 1) -> Lowering:
     """The convolution lowering ``Conv`` uses for one layer on ``backend`` ('cpu', 'gpu', 'tpu', ...).
@@ -116,8 +148,10 @@ def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequ
         >>> choose_lowering('gpu', (32, 2, 2, 512), (3, 3, 512, 512))
         'xla'
     """
-    if backend != "cpu" or groups != 1:
+    if backend != "cpu":
         return "xla"
+    if groups != 1:  # depthwise (EfficientNet): shifted slices beat XLA:CPU's grouped convolution
+        return "depthwise" if groups == kernel_shape[3] == input_shape[3] and kernel_shape[2] == 1 else "xla"
     kh, kw, cin, _ = kernel_shape
     if kh == kw == 1:
         return "im2col"
@@ -166,7 +200,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), pad
         return conv_xla(x, kernel, strides, padding, groups)
     if lowering == "im2col":
         return conv_im2col(x, kernel, strides, padding, groups)
-    raise ValueError(f"lowering must be 'auto', 'xla' or 'im2col', got {lowering!r}")
+    if lowering == "depthwise":
+        return conv_depthwise(x, kernel, strides, padding)
+    raise ValueError(f"lowering must be 'auto', 'xla', 'im2col' or 'depthwise', got {lowering!r}")
 
 
 def max_pool(x: jax.Array, window: int | Sequence[int] = 3, strides: int | Sequence[int] = 2,

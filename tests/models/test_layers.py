@@ -10,7 +10,8 @@ import pytest
 from flax import nnx
 
 from jaxgluon.models import layers
-from jaxgluon.models.layers import Conv, batch_chunks, choose_lowering, conv2d, conv_im2col, conv_xla, max_pool
+from jaxgluon.models.layers import (Conv, batch_chunks, choose_lowering, conv2d, conv_depthwise, conv_im2col, conv_xla,
+                                    max_pool)
 
 # (input H, W, C, out C, kernel, stride, padding, groups): ResNet-like windows and a depthwise one.
 CASES = [
@@ -54,6 +55,32 @@ def test_im2col_matches_xla_forward_and_gradients(h, w, cin, cout, ks, stride, p
     np.testing.assert_allclose(gk, gk_ref, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("h,w,c,ks,stride,padding", [
+    (6, 6, 8, 3, 1, "SAME"), (7, 7, 8, 3, 2, "SAME"), (9, 8, 4, 5, 2, "SAME"), (8, 8, 4, 3, 2, ((1, 1), (1, 1))),
+    (6, 7, 4, 5, 1, ((2, 1), (0, 2)))])
+def test_depthwise_matches_xla_forward_and_gradients(h, w, c, ks, stride, padding):
+    rng = np.random.default_rng(h * 100 + ks * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((2, h, w, c)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((ks, ks, 1, c)), jnp.float32)
+    ref_shape = jax.eval_shape(lambda: conv_xla(x, k, (stride, stride), padding, c)).shape
+    cot = jnp.asarray(rng.standard_normal(ref_shape), jnp.float32)
+
+    def depthwise(x, k, strides, padding, groups):
+        return conv_depthwise(x, k, strides, padding)
+
+    @jax.jit
+    def both(x, k, cot):
+        return [(conv(x, k, (stride, stride), padding, c), *jax.grad(_loss, argnums=(1, 2))(
+            conv, x, k, stride, padding, c, cot)) for conv in (conv_xla, depthwise)]
+
+    (ref, gx_ref, gk_ref), (got, gx, gk) = both(x, k, cot)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gk, gk_ref, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="kernel"):
+        conv_depthwise(x, jnp.ones((3, 3, 2, c)))
+
+
 def test_lowering_rule_per_backend_and_map_size():
     assert choose_lowering("gpu", (32, 2, 2, 512), (3, 3, 512, 512)) == "xla"
     assert choose_lowering("tpu", (32, 56, 56, 64), (1, 1, 64, 256)) == "xla"
@@ -65,7 +92,9 @@ def test_lowering_rule_per_backend_and_map_size():
     assert choose_lowering("cpu", (32, 28, 28, 128), (3, 3, 128, 256), (2, 2)) == "xla"
     assert choose_lowering("cpu", (32, 56, 56, 64), (3, 3, 64, 64)) == "xla"           # large map
     assert choose_lowering("cpu", (32, 224, 224, 3), (7, 7, 3, 64), (2, 2)) == "xla"   # RGB stem
-    assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 1, 512), groups=512) == "xla"
+    assert choose_lowering("cpu", (32, 2, 2, 512), (3, 3, 1, 512), groups=512) == "depthwise"
+    assert choose_lowering("cpu", (32, 8, 8, 8), (3, 3, 4, 8), groups=2) == "xla"      # grouped, not depthwise
+    assert choose_lowering("gpu", (32, 8, 8, 8), (3, 3, 1, 8), groups=8) == "xla"
 
 
 def test_conv2d_follows_the_rule_and_rejects_unknown_lowerings(monkeypatch):
