@@ -76,7 +76,6 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     if isinstance(search_strategy, str) and search_strategy not in SEARCH_STRATEGIES:
         raise ValueError(f"unknown search_strategy {search_strategy!r}; choose one of {SEARCH_STRATEGIES} or pass a "
                          "scheduler/searcher object")
-    train_source, _ = dataset.split()
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits)
     space = {"net": _net_space(defaults.net if net is None else net),
              "optimizer": _optimizer_space(defaults.optimizer if optimizer is None else optimizer),
