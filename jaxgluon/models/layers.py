@@ -13,6 +13,8 @@ their working set in cache. ``max_pool`` does the same per-backend choice for ma
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Literal, Sequence
 
 import jax
@@ -65,9 +67,9 @@ def conv_xla(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), p
                                         feature_group_count=groups)
 
 
-def _patches(x: jax.Array, kernel_hw: Sequence[int], strides: Sequence[int],
-             pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
-    """[N, Ho, Wo, kh*kw*C] windows of ``x``, ordered (row, column, channel) like an HWIO kernel's reshape."""
+def _windows(x: jax.Array, kernel_hw: Sequence[int], strides: Sequence[int],
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> list[jax.Array]:
+    """The ``kh*kw`` shifted, strided slices [N, Ho, Wo, C] of padded ``x``, in (row, column) order."""
     (kh, kw), (sh, sw) = kernel_hw, strides
     if any(p != 0 for pair in pads for p in pair):
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
@@ -76,8 +78,14 @@ def _patches(x: jax.Array, kernel_hw: Sequence[int], strides: Sequence[int],
     if ho < 1 or wo < 1:
         raise ValueError(f"a {kh}x{kw} window does not fit a padded {h}x{w} feature map; add padding or "
                          "use a smaller kernel")
-    cols = [jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+    return [jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
             for i in range(kh) for j in range(kw)]
+
+
+def _patches(x: jax.Array, kernel_hw: Sequence[int], strides: Sequence[int],
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """[N, Ho, Wo, kh*kw*C] windows of ``x``, ordered (row, column, channel) like an HWIO kernel's reshape."""
+    cols = _windows(x, kernel_hw, strides, pads)
     return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
@@ -122,20 +130,8 @@ def conv_depthwise(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1,
         raise ValueError(f"conv_depthwise needs a [kh, kw, 1, C] kernel for C = {x.shape[-1]} input channels, "
                          f"got kernel shape {kernel.shape}")
     pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
-    (sh, sw) = strides
-    if any(p != 0 for pair in pads for p in pair):
-        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    n, h, w, _ = x.shape
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    if ho < 1 or wo < 1:
-        raise ValueError(f"a {kh}x{kw} window does not fit a padded {h}x{w} feature map")
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            part = jax.lax.slice(x, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
-                                 (1, sh, sw, 1)) * kernel[i, j, 0]
-            out = part if out is None else out + part
-    return out
+    windows = _windows(x, (kh, kw), strides, pads)
+    return functools.reduce(jnp.add, (window * kernel[i // kw, i % kw, 0] for i, window in enumerate(windows)))
 
 
 def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequence[int],
