@@ -47,7 +47,8 @@ class ImageDataset:
             spec = {"train": self.train_data, "test": self.test_data}[which]
             if spec is None:
                 raise ValueError(f"dataset {self.name or ''!r} has no {which} data; create it with "
-                                 f"{'train_path' if which == 'train' else 'test_path'}=<folder>")
+                                 f"{'train_path' if which == 'train' else 'test_path'}=<folder> (or "
+                                 f"train={which == 'train'} for a built-in/TFDS dataset)")
             self._sources[which] = jdata.open_source(spec)
         return self._sources[which]
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.train import TrainedModel, load_trained
 
 RESULTS_FILE = "results.json"
@@ -67,10 +68,7 @@ class Results:
 
     def evaluate(self, dataset: Any) -> float:
         """Top-1 accuracy on a dataset's test data (or on a data source)."""
-        source = dataset.test_source if hasattr(dataset, "test_source") and dataset.test_data else dataset
-        if hasattr(source, "train_source") and not getattr(source, "test_data", None):
-            raise ValueError("evaluate() needs test data: create the dataset with test_path=<folder> "
-                             "(or train=False for a built-in/TFDS dataset)")
+        source = dataset.test_source if isinstance(dataset, ImageDataset) else dataset  # clear error without one
         return float(self.model.evaluate(source))
 
     def leaderboard(self) -> list[dict]:
