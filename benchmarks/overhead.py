@@ -10,9 +10,10 @@ Per trial the runner asks the scheduler for a config (searcher), journals the st
 scheduler and journals the result with its decision, then journals the end. "ms per decision" is the time the
 runner spends handling one report (scheduler decision + journal append), measured inside the runner;
 "ms per trial" is the runner's own session time / trials (suggest, start, the trivial trial, reports, end: all
-included; building the scheduler and searcher beforehand is not, it is in "setup s"). The journal is measured in both durability modes:
-'fsync' (the default: each event on disk before the trial continues) and 'flush' (handed to the OS: survives a
-killed driver, not a power cut). Optuna's peer: ``study.optimize`` of a trivial objective with a RandomSampler and
+included; building the scheduler and searcher beforehand is not, it is in "setup s"). The journal is measured in its
+three durability modes: 'group' (the default: each event handed to the OS before the trial continues, fsynced by
+a background thread within one disk-sync latency -- group commit), 'fsync' (each event on disk before the trial
+continues) and 'flush' (handed to the OS: survives a killed driver, not a power cut). Optuna's peer: ``study.optimize`` of a trivial objective with a RandomSampler and
 (by default) a NopPruner -- like-for-like with jaxgluon's random FIFO --, one ``trial.report`` +
 ``trial.should_prune`` per epoch (its "decision"), in-memory storage.
 The raw fsync latency of the disk is measured in the same run, because it bounds the 'fsync' mode.
@@ -107,7 +108,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=1, help="reports (decisions) per trial")
     parser.add_argument("--strategy", default="grid", help="jaxgluon search strategy (scheduler)")
-    parser.add_argument("--sync", nargs="+", default=["fsync", "flush"], choices=["fsync", "flush"])
+    parser.add_argument("--sync", nargs="+", default=["group", "fsync", "flush"],
+                        choices=["group", "fsync", "flush"])
     parser.add_argument("--optuna-pruner", default="nop", choices=["nop", "median", "hyperband"])
     parser.add_argument("--dir", default=None, help="where the experiment directories are written (then removed); "
                         "default: the system temp dir")
@@ -141,8 +143,8 @@ def main() -> None:
         figures[f"jaxgluon_{sync}_vs_optuna_per_trial"] = round(row["ms_per_trial"] / optuna_row["ms_per_trial"], 3)
     figures["optuna_ms_per_decision"] = round(optuna_row["ms_per_decision"], 4)
     figures["optuna_ms_per_trial"] = round(optuna_row["ms_per_trial"], 4)
-    default = figures.get("jaxgluon_fsync_ms_per_decision")
-    figures["target_1ms_per_decision_met_default_fsync"] = None if default is None else default <= 1.0
+    default = figures.get("jaxgluon_group_ms_per_decision")
+    figures["target_1ms_per_decision_met_default_group"] = None if default is None else default <= 1.0
     print(json.dumps(figures))
 
 

@@ -50,7 +50,7 @@ class Runner:
 
     def __init__(self, train_fn: Callable[[dict, Any], Any], scheduler: Any, executor: Executor,
                  experiment_dir: str | pathlib.Path, stop: StopCriterion, max_epochs: int, seed: int = 0,
-                 resume: bool = False, journal_sync: str = "fsync", settings: dict | None = None,
+                 resume: bool = False, journal_sync: str = "group", settings: dict | None = None,
                  callbacks: Sequence[Callable[[dict], Any]] = ()):
         self.callbacks = list(callbacks)
         self.train_fn, self.scheduler, self.executor = train_fn, scheduler, executor

@@ -1,12 +1,14 @@
 import json
 import math
+import os
+import threading
 
 import pytest
 
 from jaxgluon.tune.journal import Journal, read_journal, write_json_atomic, read_json
 
 
-@pytest.mark.parametrize("sync", ["fsync", "flush"])
+@pytest.mark.parametrize("sync", ["group", "fsync", "flush"])
 def test_events_round_trip_with_sequence_numbers(tmp_path, sync):
     path = tmp_path / "journal.jsonl"
     with Journal(path, sync=sync) as journal:
@@ -60,3 +62,42 @@ def test_a_journal_is_written_by_one_driver_at_a_time(tmp_path):
         with pytest.raises(RuntimeError, match="in use by another running experiment driver"):
             Journal(tmp_path / "j.jsonl")
     Journal(tmp_path / "j.jsonl").close()  # free again once closed
+
+
+def test_group_commit_appends_reach_the_os_at_once_and_share_fsyncs(tmp_path, monkeypatch):
+    """'group': append returns before the disk sync; a burst of events shares one background fsync, and
+    wait_durable / close return only once everything is synced."""
+    release, calls, real_fsync = threading.Event(), [], os.fsync
+
+    def slow_fsync(fd):
+        calls.append(os.fstat(fd).st_size)
+        release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, sync="group")
+    for i in range(20):  # would block 20 times in 'fsync' mode; here the first fsync is still stuck
+        journal.append("result", trial_id=i)
+    assert len(list(read_journal(path))) == 20  # visible to a reader (survives kill -9) before any sync ended
+    assert len(calls) <= 1
+    release.set()
+    journal.wait_durable()
+    size = path.stat().st_size
+    assert calls[-1] == size  # the last fsync covered every line written
+    assert len(calls) <= 2
+    journal.append("end", trial_id=0)
+    journal.close()
+    assert calls[-1] == path.stat().st_size > size
+
+
+def test_group_commit_reports_a_failed_fsync(tmp_path, monkeypatch):
+    def failing_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    journal = Journal(tmp_path / "journal.jsonl", sync="group")
+    journal.append("start", trial_id=0)
+    with pytest.raises(OSError, match="fsync of the journal .* failed"):
+        journal.wait_durable()
+    journal.close()
