@@ -1,4 +1,4 @@
-"""The YAHPO Gym LCBench surrogate (34 OpenML tasks, MLPs trained for 1-52 epochs) as a simulator blackbox.
+"""The YAHPO Gym LCBench surrogate (34 OpenML tasks, funnel MLPs) as a simulator blackbox.
 
 The ONNX model takes ``x_cat`` (int32: the task id, integer-encoded by ``encoding.json``) and ``x_cont`` (float32,
 raw values in YAHPO's ``cont_names`` order: epoch, batch_size, learning_rate, momentum, weight_decay, num_layers,
@@ -6,10 +6,18 @@ max_units, max_dropout -- the model applies its own log transforms) and returns,
 time (cumulative seconds), val_accuracy (percent), val_cross_entropy, val_balanced_accuracy, test_cross_entropy,
 test_balanced_accuracy.
 
+YAHPO's fidelity ``epoch`` runs 1..52 over LCBench's 52 logged entries, and the FIRST entry is the evaluation of
+the untrained network (LCBench logs once at initialisation, then after each training epoch): at YAHPO epoch 1 the
+validation balanced accuracy sits at chance level (0.50 on binary tasks, 0.14 on 7-class covertype), and its rank
+is uncorrelated with the final one. Learning-curve HPO code on LCBench drops that entry too (e.g. ifBO's LCBench
+wrapper: ``max_budget = 51``, the curve is ``val_curve[1:]``, ``val_curve[0]`` its "init value"). So ``curves()`` returns the 51 TRAINED epochs: our epoch ``e`` is YAHPO
+epoch ``e + 1``, and its cumulative time includes the set-up and initial evaluation (YAHPO epoch 1's time), which
+a real trial pays before its first result. ``evaluate()`` still returns all 52 raw YAHPO fidelities.
+
     >>> bb = LCBench('3945')                                    # doctest: +SKIP
     >>> curve = bb.curves([bb.default_config()])[0]             # doctest: +SKIP
     >>> curve.rewards.shape, curve.elapsed[-1] > curve.elapsed[0]  # doctest: +SKIP
-    ((52,), True)
+    ((51,), True)
 """
 from __future__ import annotations
 
@@ -48,7 +56,8 @@ class LCBench:
         metric: 'val_accuracy' (percent, maximise) or 'val_balanced_accuracy' (in [0, 1]).
     """
 
-    max_epochs = 52
+    max_epochs = 51            # trained epochs (YAHPO epochs 2..52)
+    surrogate_epochs = 52      # YAHPO fidelities 1..52; fidelity 1 is the untrained network
     mode = "max"
 
     def __init__(self, task_id: str | int, path: str | os.PathLike | None = None,
@@ -112,24 +121,27 @@ class LCBench:
                 values.append(round(value) if hp["type"] == "uniform_int" else value)
             rows.append(values)
         hps = np.asarray(rows, dtype=np.float32)                       # [n, 7]
-        n, e = len(configs), self.max_epochs
+        n, e = len(configs), self.surrogate_epochs
         epochs = np.tile(np.arange(1, e + 1, dtype=np.float32), n)[:, None]
         x_cont = np.concatenate([epochs, np.repeat(hps, e, axis=0)], axis=1)  # [n*e, 8] in CONT_NAMES order
         x_cat = np.full((n * e, 1), self._task_code, dtype=np.int32)
         return x_cat, x_cont
 
     def evaluate(self, configs: Sequence[dict]) -> dict[str, np.ndarray]:
-        """All surrogate outputs, each ``[len(configs), 52]`` (epochs 1..52), keyed by YAHPO's y names."""
+        """All surrogate outputs, each ``[len(configs), 52]`` (YAHPO epochs 1..52; epoch 1 = untrained network),
+        keyed by YAHPO's y names."""
         if not configs:
-            return {name: np.zeros((0, self.max_epochs)) for name in Y_NAMES}
+            return {name: np.zeros((0, self.surrogate_epochs)) for name in Y_NAMES}
         x_cat, x_cont = self._encode(configs)
         out = self._session.run(None, {"x_cat": x_cat, "x_cont": x_cont})[0].astype(np.float64)
-        out = out.reshape(len(configs), self.max_epochs, len(Y_NAMES))
+        out = out.reshape(len(configs), self.surrogate_epochs, len(Y_NAMES))
         return {name: out[..., i] for i, name in enumerate(Y_NAMES)}
 
     def curves(self, configs: Sequence[dict]) -> list[Curve]:
+        """Learning curves over the 51 trained epochs (the untrained YAHPO epoch 1 is no result; its time is the
+        set-up cost folded into the first epoch)."""
         ys = self.evaluate(configs)
         upper = 100.0 if self.metric == "val_accuracy" else 1.0
-        rewards = np.clip(ys[self.metric], 0.0, upper)
-        elapsed = monotone_elapsed(ys["time"])
+        rewards = np.clip(ys[self.metric], 0.0, upper)[:, 1:]
+        elapsed = monotone_elapsed(ys["time"])[:, 1:]
         return [Curve(rewards=r, elapsed=t) for r, t in zip(rewards, elapsed)]
