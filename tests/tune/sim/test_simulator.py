@@ -148,3 +148,22 @@ def test_bayesopt_hyperband_fits_the_gp_on_rung_level_results():
     assert len(result.trials) == 8
     assert set(searcher.resources) <= {1, 3, 9} and 3 in searcher.resources
     assert gp.last_info.get("resource_level") is not None  # the last suggestion came from the GP
+
+
+@pytest.mark.parametrize("kind", ["fifo", "stopping", "promotion"])
+def test_workers_are_charged_each_epoch_once_and_never_idle(kind):
+    """Per worker, the reported epochs tile the clock: each epoch costs exactly its curve's epoch time, a
+    stopped or paused trial frees its worker at once (no gap), a resumed one pays only its new epochs."""
+    bb = SyntheticCurves(max_epochs=27, noise=0.01, seed=4)
+    scheduler = (FIFOScheduler(UniformSearcher(4), max_t=27) if kind == "fifo" else
+                 HyperbandScheduler(UniformSearcher(4), type=kind, max_t=27, seed=4))
+    result = simulate(scheduler, bb, num_workers=3, max_time=400.0)
+    curves = {tid: bb.curves([t["config"]])[0] for tid, t in result.trials.items()}
+    ends = {}
+    for e in result.events:  # in time order
+        start = e["time"] - curves[e["trial_id"]].epoch_cost(e["epoch"])
+        assert start == pytest.approx(ends.get(e["worker"], 0.0), abs=1e-9)
+        ends[e["worker"]] = e["time"]
+    assert len(ends) == 3
+    if kind != "fifo":
+        assert any(e["decision"] in ("STOP", "PAUSE") and e["epoch"] < 27 for e in result.events)
