@@ -59,8 +59,12 @@ class CifarResNet(nnx.Module):
         self.fc = nnx.Linear(64, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc(self.features(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Pooled penultimate features [N, C] (what ``fc`` classifies): for linear probes and embeddings."""
         x = nnx.relu(self.bn1(self.conv1(x)))
         for stage in (self.layer1, self.layer2, self.layer3):
             for blk in stage:
                 x = blk(x)
-        return self.fc(global_avg_pool(x))
+        return global_avg_pool(x)

@@ -78,8 +78,12 @@ class EfficientNetLite0(nnx.Module):
         self.fc = nnx.Linear(1280, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc(self.features(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Pooled penultimate features [N, C] (what ``fc`` classifies): for linear probes and embeddings."""
         x = nnx.relu6(self.bn0(self.conv_stem(x)))
         for blk in self.blocks:
             x = blk(x)
         x = nnx.relu6(self.bn1(self.conv_head(x)))
-        return self.fc(global_avg_pool(x))
+        return global_avg_pool(x)

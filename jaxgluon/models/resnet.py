@@ -104,11 +104,15 @@ class ResNet(nnx.Module):
         self.fc = nnx.Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc(self.features(x))
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """Pooled penultimate features [N, C] (what ``fc`` classifies): for linear probes and embeddings."""
         x = max_pool_3x3_s2(nnx.relu(self.bn1(self.conv1(x))))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for blk in stage:
                 x = blk(x)
-        return self.fc(global_avg_pool(x))
+        return global_avg_pool(x)
 
 
 def resnet(depth: int, num_classes: int = 1000, *, variant: Literal["v1", "v1b"] = "v1b", dtype=None,

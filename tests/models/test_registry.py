@@ -99,6 +99,17 @@ def test_every_model_builds_and_traces_a_forward():
         assert out.shape == (2, 7) and out.dtype == jnp.float32, name
 
 
+def test_features_are_what_the_classifier_sees():
+    """``features(x)`` is the pooled input of ``fc`` for every family (linear-probe heads are fitted on it)."""
+    x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+    for name in ("cifar_resnet20_v1", "resnet18_v1b", "efficientnet_lite0"):
+        model = random_model(name, 5, seed=0)
+        model.eval()
+        feats = model.features(x)
+        assert feats.shape == (2, model.fc.in_features), name
+        np.testing.assert_allclose(model.fc(feats), model(x), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_gluoncv_v1_bottleneck_forward():
     """The GluonCV-v1 bottleneck (the other layouts run for real in the pretrained tests) computes finite logits."""
     model = random_model("resnet50_v1", 7, seed=0)
