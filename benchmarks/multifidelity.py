@@ -41,8 +41,10 @@ class OptunaTPEHyperband:
                 self.dists[name] = optuna.distributions.IntDistribution(dom.lower, dom.upper, log=dom.log)
             else:
                 self.dists[name] = optuna.distributions.FloatDistribution(dom.lower, dom.upper, log=dom.log)
+        # a fixed study name: HyperbandPruner assigns brackets by crc32(study_name, trial number), and the default
+        # name is a random uuid, which made Optuna's runs differ between processes for the same seed
         self.study = optuna.create_study(
-            direction="maximize",
+            study_name=f"multifidelity-seed{seed}", direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed, constant_liar=True),
             pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_t,
                                                   reduction_factor=reduction_factor))
@@ -93,7 +95,7 @@ def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_typ
 
 
 def median_full_trial_time(blackbox, n: int = 256) -> float:
-    """Median simulated time of a full (52-epoch) training run over random configs: the budget unit."""
+    """Median simulated time of a full (max_epochs) training run over random configs: the budget unit."""
     import jax
 
     from jaxgluon.space import compile_space
