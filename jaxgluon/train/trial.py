@@ -40,6 +40,7 @@ from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
+from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.steps import CompiledSteps, compile_steps, make_mesh, sum_metrics
@@ -48,6 +49,7 @@ log = logging.getLogger("jaxgluon.train")
 
 CHECKPOINT_SUBDIR = "checkpoints"
 META_FORMAT = "jaxgluon.trained/1"
+HEAD_INITS = ("linear_probe", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,9 @@ class TrialSpec:
       augment: the train augmentation for ``data.make_loader`` ('auto' picks by image size).
       keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
       compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
+      head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
+        classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
+        then fine-tunes everything; 'model': keep the network's own classifier init.
     """
 
     train_data: str
@@ -83,8 +88,11 @@ class TrialSpec:
     augment: str = "auto"
     keep_checkpoints: int = 2
     compilation_cache: bool = True
+    head_init: str = "linear_probe"
 
     def __post_init__(self) -> None:
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.batch_size < 1 or (self.eval_batch_size is not None and self.eval_batch_size < 1):
             raise ValueError(f"batch sizes must be positive, got {self.batch_size} / {self.eval_batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -224,6 +232,22 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
                                  dtype=dtype, seed=seed)
         meta = (ckpt.restore_meta(start) if start else
                 _initial_meta(trial, config, model, class_names, image_size, mean, std, seed, dtype))
+        first_result: dict[str, Any] = {}
+        if start == 0 and spec.head_init == "linear_probe" and meta["pretrained_loaded"]:
+            probe_start = time.perf_counter()
+            probe_loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                             std=std, train=False, worker_count=spec.worker_count)
+            key = (trial.net, meta["pretrained_source"], meta["compute_dtype"], image_size, spec.train_data,
+                   spec.val_data, spec.val_fraction, spec.split_seed)
+            try:
+                feats, labels = cached_features(key, lambda: pooled_features(model, probe_loader,
+                                                                             getattr(reporter, "deadline", None)))
+            except DeadlinePassed:
+                log.info("trial %s: time limit reached while fitting the linear-probe head", reporter.trial_id)
+                return
+            set_head(model, *fit_linear_head(feats, labels, len(class_names)))
+            meta["head_init"] = "linear_probe"
+            first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
         steps = compile_steps(mesh, label_smoothing=trial.label_smoothing)
         state = steps.replicate(create_train_state(model, tx))
         if start:
@@ -237,11 +261,12 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
                                        std=std, train=False, worker_count=spec.worker_count)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
-                        range(start + 1, max_epochs + 1))
+                        range(start + 1, max_epochs + 1), first_result)
 
 
 def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
-                val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range) -> None:
+                val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range,
+                first_result: dict | None = None) -> None:
     timer = _EpochTimer()
     deadline = getattr(reporter, "deadline", None)
     for epoch in epochs:
@@ -264,6 +289,6 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
             "pretrained_loaded": bool(meta["pretrained_loaded"]),
         }
         if epoch == epochs.start:
-            result["first_step_seconds"] = timer.first_step_seconds
+            result.update(first_step_seconds=timer.first_step_seconds, **(first_result or {}))
         if reporter(epoch=epoch, **result) != "CONTINUE":
             return

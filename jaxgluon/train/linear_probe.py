@@ -1,0 +1,128 @@
+"""Linear-probe head initialisation: fit the classifier on frozen pretrained features before fine-tuning.
+
+A pretrained backbone with a freshly initialised classifier is fine-tuned worse than one whose classifier already
+fits the task: the random head's large, wrong gradients distort the pretrained features in the first steps,
+which a small dataset and a short schedule never repair ("LP-FT", Kumar et al., ICLR 2022). So a trial may first
+fit ``fc`` as a multinomial logistic regression on the pooled features of the training images (eval mode, eval
+transforms: no augmentation), then fine-tune everything from there. The cost is one forward pass over the training
+set; the features are cached in-process, so the trials of one search that share a network, image size and data
+compute them once.
+
+    feats, labels = pooled_features(model, loader)              # [N, D] float32, [N]
+    kernel, bias = fit_linear_head(feats, labels, num_classes)   # L2-regularised softmax regression (L-BFGS)
+    set_head(model, kernel, bias)
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, Hashable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+#: Features kept in the in-process cache at most (bytes): small datasets only.
+CACHE_MAX_BYTES = 256 * 2**20
+_cache: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
+
+
+class DeadlinePassed(Exception):
+    """The experiment's time limit passed while the features were being extracted."""
+
+
+@nnx.jit
+def _features(model: nnx.Module, images: jax.Array) -> jax.Array:
+    return model.features(images).astype(jnp.float32)
+
+
+def pooled_features(model: nnx.Module, loader: Any, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The model's pooled features (``model.features``, eval mode) and labels of every real example in ``loader``
+    (an eval loader: padded rows, ``mask == 0``, are dropped). Raises :class:`DeadlinePassed` after wall-clock
+    ``deadline`` (``time.time()`` seconds)."""
+    model.eval()
+    feats, labels = [], []
+    for batch in loader:
+        if deadline is not None and time.time() >= deadline:
+            raise DeadlinePassed
+        keep = np.asarray(batch["mask"]).astype(bool) if "mask" in batch else slice(None)
+        feats.append(np.asarray(_features(model, jnp.asarray(batch["image"])))[keep])
+        labels.append(np.asarray(batch["label"])[keep])
+    return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
+
+
+def cached_features(key: Hashable, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``compute()`` once per ``key`` in this process (kept if under ``CACHE_MAX_BYTES`` in all)."""
+    if key in _cache:
+        return _cache[key]
+    value = compute()
+    size = value[0].nbytes + sum(v[0].nbytes for v in _cache.values())
+    if size <= CACHE_MAX_BYTES:
+        _cache[key] = value
+    return value
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
+def _fit(feats: jax.Array, labels: jax.Array, num_classes: int, l2: float, max_iter: int
+         ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    mean, scale = feats.mean(0), feats.std(0) + 1e-6
+    x = (feats - mean) / scale  # standardised: one L2 strength suits every backbone's feature scale
+    onehot = jax.nn.one_hot(labels, num_classes)
+
+    def loss(params):
+        logits = x @ params["w"] + params["b"]
+        return optax.softmax_cross_entropy(logits, onehot).mean() + 0.5 * l2 * jnp.sum(params["w"] ** 2)
+
+    params = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros((num_classes,))}
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+        return optax.apply_updates(params, updates), state
+
+    def going(carry):
+        _, state = carry
+        count = optax.tree_utils.tree_get(state, "count")
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (count == 0) | ((count < max_iter) & (optax.tree_utils.tree_l2_norm(grad) >= 1e-5))
+
+    params, _ = jax.lax.while_loop(going, step, (params, opt.init(params)))
+    # back to the raw features: w'(x - m)/s + b = (w/s)'x + (b - (m/s)'w)
+    w = params["w"] / scale[:, None]
+    return w, params["b"] - mean @ w, loss(params)
+
+
+def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2: float | None = None,
+                    max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [D, num_classes], bias [num_classes]) of an L2-regularised softmax regression on ``feats``.
+
+    ``l2`` (on standardised features, mean loss) defaults to ``1 / N``: scikit-learn's ``LogisticRegression(C=1)``
+    objective.
+
+    >>> x = np.array([[0., 1.], [1., 0.], [0., 2.], [2., 0.]]); y = np.array([0, 1, 0, 1])
+    >>> w, b = fit_linear_head(x, y, 2)
+    >>> (np.argmax(x @ w + b, 1) == y).all()
+    True
+    """
+    feats = np.asarray(feats, np.float32)
+    labels = np.asarray(labels, np.int32)
+    if feats.ndim != 2 or len(feats) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need features [N, D] and N labels, got {feats.shape} and {labels.shape}")
+    l2 = 1.0 / len(labels) if l2 is None else float(l2)
+    w, b, _ = _fit(jnp.asarray(feats), jnp.asarray(labels), num_classes, l2, max_iter)
+    return np.asarray(w), np.asarray(b)
+
+
+def set_head(model: nnx.Module, kernel: np.ndarray, bias: np.ndarray) -> None:
+    """Writes ``kernel``/``bias`` into ``model.fc`` (an ``nnx.Linear``), keeping its parameter dtype."""
+    fc = model.fc
+    shape = tuple(fc.kernel.get_value().shape)
+    if shape != tuple(kernel.shape):
+        raise ValueError(f"head kernel {kernel.shape} does not fit {type(model).__name__}.fc {shape}")
+    fc.kernel.set_value(jnp.asarray(kernel, fc.kernel.get_value().dtype))
+    fc.bias.set_value(jnp.asarray(bias, fc.bias.get_value().dtype))
