@@ -34,6 +34,7 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     assert results.metadata["optimizer"]["name"] == "adam"
     assert results.metadata["optimizer"]["learning_rate"] == 3e-3
     assert results.metadata["pretrained"] == {"cifar_resnet20_v1": False}
+    assert results.metadata["head_init"] == "linear_probe"   # the default (applied only to pretrained nets)
     assert len(results.trials) == 2 and results.metadata["num_trials_completed"] == 2
     assert results.leaderboard()[0]["trial_id"] == results.metadata["best_trial_id"]
     assert results.leaderboard()[0]["best_reward"] == pytest.approx(results.reward)
