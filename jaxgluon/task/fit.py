@@ -40,7 +40,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         num_trials: int | None = None, batch_size: Any = None, image_size: int | None = None,
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
-        max_reward: float | None = None, head_init: str = "linear_probe", verbose: bool = True) -> Results:
+        max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
+        verbose: bool = True) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -66,6 +67,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       head_init: 'linear_probe' (default): a trial of a pretrained net first fits its classifier on the frozen
         features of the training images, then fine-tunes (better on small datasets, costs one forward pass over
         them, shared by the trials of one net); 'model': start from the network's own classifier init.
+      freeze_batchnorm: keep BatchNorm in inference mode while training; 'auto' (default): for pretrained nets,
+        whose statistics small augmented batches would otherwise pull away from what the features expect.
     """
     started = time.perf_counter()
     if not isinstance(dataset, ImageDataset):
@@ -94,7 +97,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = TrialSpec(train_data=dataset.train_data, val_data=dataset.val_data, val_fraction=dataset.val_fraction,
                      split_seed=dataset.split_seed, image_size=image_size or defaults.image_size,
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
-                     pretrained=pretrained, head_init=head_init)
+                     pretrained=pretrained, head_init=head_init,
+                     freeze_batchnorm=freeze_batchnorm)
     reserve = 0.0 if time_limits is None else min(FINAL_RESERVE_FRACTION * time_limits, FINAL_RESERVE_MAX_S)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
@@ -165,6 +169,7 @@ def _metadata(experiment: Any, space: dict, spec: TrialSpec, time_limits: float 
         "net": best["net"], "optimizer": best["optimizer"], "lr_scheduler": best["lr_scheduler"],
         "search_space": format_space(space), "epochs": epochs, "image_size": spec.image_size,
         "batch_size": best.get("batch_size", spec.batch_size), "pretrained": pretrained, "head_init": spec.head_init,
+        "freeze_batchnorm": spec.freeze_batchnorm,
         "num_trials_completed": completed, "time_limits": time_limits, "time_used_s": elapsed,
         "fit_overrun_s": 0.0 if time_limits is None else max(0.0, elapsed - time_limits),
         "best_trial_id": experiment.best_trial_id,

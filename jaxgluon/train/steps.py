@@ -46,12 +46,18 @@ def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: 
     return {"loss": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
 
 
-def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0) -> tuple[TrainState, Metrics]:
-    """One optimizer step on the masked mean loss; BatchNorm uses (and updates with) batch statistics."""
+def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0,
+               freeze_batchnorm: bool = False) -> tuple[TrainState, Metrics]:
+    """One optimizer step on the masked mean loss. BatchNorm uses (and updates with) batch statistics, or with
+    ``freeze_batchnorm`` stays in inference mode (running statistics, not updated; its scale and shift still
+    train): the usual way to fine-tune a pretrained net on little data, whose augmented batches would otherwise
+    drag the pretrained statistics away from what the features were trained with."""
 
     def loss_fn(params):
         model = nnx.merge(state.graphdef, params, state.batch_stats, copy=True)
         model.train()
+        if freeze_batchnorm:
+            model.set_attributes(nnx.BatchNorm, use_running_average=True, raise_if_not_found=False)
         logits = model(batch["image"]).astype(jnp.float32)
         losses = cross_entropy(logits, batch["label"], label_smoothing)
         sums = _masked_sums(logits, losses, batch["label"], batch["mask"])
@@ -127,7 +133,7 @@ class CompiledSteps(NamedTuple):
         return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
-def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0) -> CompiledSteps:
+def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0, freeze_batchnorm: bool = False) -> CompiledSteps:
     """Data-parallel jitted ``train_step`` (state donated) and ``eval_step`` over ``mesh``.
 
     >>> steps = compile_steps(make_mesh(), label_smoothing=0.1)
@@ -136,7 +142,8 @@ def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0) -> CompiledSteps:
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("data"))
-    train = jax.jit(functools.partial(train_step, label_smoothing=float(label_smoothing)),
+    train = jax.jit(functools.partial(train_step, label_smoothing=float(label_smoothing),
+                                      freeze_batchnorm=bool(freeze_batchnorm)),
                     in_shardings=(replicated, split), out_shardings=(replicated, replicated), donate_argnums=0)
     evaluate = jax.jit(eval_step, in_shardings=(replicated, split), out_shardings=replicated)
     return CompiledSteps(mesh=mesh, train_step=train, eval_step=evaluate)

@@ -73,6 +73,8 @@ class TrialSpec:
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
+      freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``); 'auto' (default): when
+        pretrained weights were loaded (fine-tuning), not when training from a random init.
     """
 
     train_data: str
@@ -89,10 +91,13 @@ class TrialSpec:
     keep_checkpoints: int = 2
     compilation_cache: bool = True
     head_init: str = "linear_probe"
+    freeze_batchnorm: bool | str = "auto"
 
     def __post_init__(self) -> None:
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if self.freeze_batchnorm not in (True, False, "auto"):
+            raise ValueError(f"freeze_batchnorm must be True, False or 'auto', got {self.freeze_batchnorm!r}")
         if self.batch_size < 1 or (self.eval_batch_size is not None and self.eval_batch_size < 1):
             raise ValueError(f"batch sizes must be positive, got {self.batch_size} / {self.eval_batch_size}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -248,7 +253,11 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
             set_head(model, *fit_linear_head(feats, labels, len(class_names)))
             meta["head_init"] = "linear_probe"
             first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
-        steps = compile_steps(mesh, label_smoothing=trial.label_smoothing)
+        if "freeze_batchnorm" not in meta:  # a resumed trial keeps its first choice
+            meta["freeze_batchnorm"] = (meta["pretrained_loaded"] if spec.freeze_batchnorm == "auto"
+                                        else bool(spec.freeze_batchnorm))
+        freeze = bool(meta["freeze_batchnorm"])
+        steps = compile_steps(mesh, label_smoothing=trial.label_smoothing, freeze_batchnorm=freeze)
         state = steps.replicate(create_train_state(model, tx))
         if start:
             state = ckpt.restore(start, state)

@@ -66,10 +66,15 @@ def test_pretrained_trial_starts_from_the_linear_probe_head(tmp_path, monkeypatc
     np.testing.assert_allclose(np.asarray(fc["kernel"][...]), kernel, atol=1e-4)
     np.testing.assert_allclose(np.asarray(fc["bias"][...]), bias, atol=1e-4)
     assert trained.meta["head_init"] == "linear_probe"
+    # fine-tuning a pretrained net keeps BatchNorm frozen by default: the running statistics are the pretrained ones
+    assert trained.meta["freeze_batchnorm"] is True
+    np.testing.assert_allclose(np.asarray(trained._state.batch_stats["bn1"]["mean"][...]),
+                               np.asarray(pretrained.bn1.mean[...]), rtol=1e-6)
 
     plain = FakeReporter(tmp_path / "plain", max_epochs=1)
     train_trial(config, plain, TrialSpec(train_data=str(folder), val_fraction=0.2, image_size=16, pretrained=True,
                                          head_init="model"))
     assert "linear_probe_seconds" not in plain.results[0]
+    assert load_trained(plain.checkpoint_dir).meta["freeze_batchnorm"] is True  # 'auto': pretrained, so frozen
     with pytest.raises(ValueError, match="head_init"):
         TrialSpec(train_data=str(folder), head_init="probe")

@@ -53,6 +53,23 @@ def test_train_step_learns_and_counts(steps):
     assert not np.allclose(state.batch_stats["bn1"]["mean"][...], 0.0)
 
 
+def test_frozen_batchnorm_keeps_running_statistics_and_trains_like_eval_mode():
+    """freeze_batchnorm: the step's forward is the eval-mode forward (loss equals eval_step's), the running
+    statistics stay as they were, and the parameters (BatchNorm scale/shift included) still learn."""
+    frozen = compile_steps(make_mesh(), freeze_batchnorm=True)
+    state = frozen.replicate(create_train_state(TinyNet(), SGD))
+    state = state.replace_variables({"params": state.variables()["params"],
+                                     "batch_stats": jax.tree.map(lambda x: x + 0.5, state.variables()["batch_stats"])})
+    before = jax.tree.map(np.asarray, state.variables())
+    batch = frozen.shard(toy_batch(16))
+    eval_loss = float(sum_metrics([frozen.eval_step(state, batch)])["loss"])
+    state, metrics = frozen.train_step(state, batch)
+    assert float(sum_metrics([metrics])["loss"]) == pytest.approx(eval_loss, rel=1e-5)
+    after = state.variables()
+    jax.tree.map(np.testing.assert_array_equal, before["batch_stats"], jax.tree.map(np.asarray, after["batch_stats"]))
+    assert not np.allclose(before["params"]["bn1"]["scale"], np.asarray(after["params"]["bn1"]["scale"]))
+
+
 def test_padded_rows_count_nowhere_in_eval(steps):
     state = steps.replicate(create_train_state(TinyNet(), SGD))
     batch = toy_batch(5, seed=3)
