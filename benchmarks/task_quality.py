@@ -5,7 +5,8 @@ Per dataset it runs, in this order and each with ``time_limits`` seconds:
 - **searched**: ``task.fit(task.Dataset(train_path=...), time_limits=T)`` with every other argument left at its
   default (nets, optimizers, image size, epochs from ``jaxgluon.task.defaults``), then
   ``task.evaluate(task.Dataset(test_path=...))``;
-- **fixed**: the default net at the default image size, SGD lr 0.01 momentum 0.9 wd 1e-4, cosine schedule, one
+- **fixed**: the default net at the default image size, SGD lr 1e-3 (the centre of the default SGD range) momentum
+  0.9 wd 1e-4, cosine schedule, the default fine-tuning recipe (linear-probe head, frozen BatchNorm), one
   trial (no search) whose epochs fill the same budget (``defaults.budget_epochs``).
 
 Datasets (``../shared/data``): ``flowers5`` (train / test) and ``hymenoptera`` (train / val as the test split).
@@ -37,7 +38,7 @@ SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "d
 
 
 def fixed_optimizer() -> object:
-    return ag.optimizer.SGD(learning_rate=0.01, momentum=0.9, wd=1e-4)
+    return ag.optimizer.SGD(learning_rate=1e-3, momentum=0.9, wd=1e-4)
 
 
 def linear_probe_top1(train_dir: pathlib.Path, test_dir: pathlib.Path, image_size: int) -> float:
@@ -88,7 +89,7 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
     row.update(fixed_val_top1=round(fixed.reward, 4), fixed_time_s=round(fixed.metadata["time_used_s"], 1),
                fixed_epochs=fixed_epochs,
                fixed_epochs_done=max((t.get("num_epochs", 0) for t in fixed.trials), default=0),
-               fixed_config=f"{net} {d.image_size}px SGD lr 0.01 m 0.9 wd 1e-4 cosine")
+               fixed_config=f"{net} {d.image_size}px SGD lr 1e-3 m 0.9 wd 1e-4 cosine")
     row["ratio_searched_vs_fixed"] = round(row["searched_top1"] / max(row["fixed_top1"], 1e-9), 3)
     if probe_size:
         t = time.perf_counter()

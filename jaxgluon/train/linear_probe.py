@@ -89,7 +89,7 @@ def _fit(feats: jax.Array, labels: jax.Array, num_classes: int, l2: float, max_i
         _, state = carry
         count = optax.tree_utils.tree_get(state, "count")
         grad = optax.tree_utils.tree_get(state, "grad")
-        return (count == 0) | ((count < max_iter) & (optax.tree_utils.tree_l2_norm(grad) >= 1e-5))
+        return (count == 0) | ((count < max_iter) & (optax.tree_utils.tree_norm(grad) >= 1e-5))
 
     params, _ = jax.lax.while_loop(going, step, (params, opt.init(params)))
     # back to the raw features: w'(x - m)/s + b = (w/s)'x + (b - (m/s)'w)
@@ -106,7 +106,7 @@ def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2:
 
     >>> x = np.array([[0., 1.], [1., 0.], [0., 2.], [2., 0.]]); y = np.array([0, 1, 0, 1])
     >>> w, b = fit_linear_head(x, y, 2)
-    >>> (np.argmax(x @ w + b, 1) == y).all()
+    >>> bool((np.argmax(x @ w + b, 1) == y).all())
     True
     """
     feats = np.asarray(feats, np.float32)

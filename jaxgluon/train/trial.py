@@ -73,8 +73,11 @@ class TrialSpec:
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
-      freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``); 'auto' (default): when
-        pretrained weights were loaded (fine-tuning), not when training from a random init.
+      freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``). 'auto' (default): when
+        fine-tuning pretrained weights with random-resized-crop augmentation, whose crop statistics differ from
+        the eval transform's (on hymenoptera, train-mode BatchNorm alone took a linear probe's 0.94 test top-1 to
+        0.82 at a zero learning rate); not with random init, nor with pad-and-crop (small images: there adapting
+        the statistics to the new domain helps -- CIFAR-10 weights on digits: 0.986 vs 0.975 frozen).
     """
 
     train_data: str
@@ -254,8 +257,9 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
             meta["head_init"] = "linear_probe"
             first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
         if "freeze_batchnorm" not in meta:  # a resumed trial keeps its first choice
-            meta["freeze_batchnorm"] = (meta["pretrained_loaded"] if spec.freeze_batchnorm == "auto"
-                                        else bool(spec.freeze_batchnorm))
+            meta["freeze_batchnorm"] = (
+                meta["pretrained_loaded"] and jdata.resolve_augment(train_src, spec.augment).startswith("resized_crop")
+                if spec.freeze_batchnorm == "auto" else bool(spec.freeze_batchnorm))
         freeze = bool(meta["freeze_batchnorm"])
         steps = compile_steps(mesh, label_smoothing=trial.label_smoothing, freeze_batchnorm=freeze)
         state = steps.replicate(create_train_state(model, tx))

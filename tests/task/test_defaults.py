@@ -54,11 +54,14 @@ def test_the_chosen_size_leaves_room_for_the_planned_trials():
 
 
 def test_default_optimizers_search_fine_tuning_learning_rates():
-    opts = d.default_optimizers()
-    assert isinstance(opts, Categorical)
-    lrs = {o.params["learning_rate"].lower for o in opts.choices} | {o.params["learning_rate"].upper
-                                                                      for o in opts.choices}
-    assert max(lrs) <= 0.03 and min(lrs) >= 1e-4
+    def bounds(opts):
+        assert isinstance(opts, Categorical)
+        return [(o.params["learning_rate"].lower, o.params["learning_rate"].upper) for o in opts.choices]
+
+    frozen, training = bounds(d.default_optimizers()), bounds(d.default_optimizers(frozen_batchnorm=False))
+    assert max(hi for _, hi in frozen) <= 3e-3 and min(lo for lo, _ in frozen) >= 1e-5  # frozen BatchNorm: lower
+    assert all(f_hi < t_hi for (_, f_hi), (_, t_hi) in zip(frozen, training))
+    assert max(hi for _, hi in training) <= 0.03
 
 
 @pytest.mark.parametrize("bad", [0, -5, float("nan"), "600"])
