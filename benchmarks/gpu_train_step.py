@@ -1,0 +1,137 @@
+"""Accelerator train-step throughput: jaxgluon ResNet-50 (bfloat16 compute, float32 master weights, 224 px) vs
+torchvision's ResNet-50 with autocast bf16 + channels-last, side by side on the same GPU, plus model-FLOPs
+utilisation.
+
+    python benchmarks/gpu_train_step.py                          # ResNet-50, 224 px, batch 256, all local GPUs
+    python benchmarks/gpu_train_step.py --arch resnet18 --size 64 --batch 32 --steps 3   # CPU smoke run
+
+The jaxgluon step is ``jaxgluon.train.compile_steps`` (data-parallel over every local device, state donated,
+SGD momentum) on a synthetic batch placed on the devices once, so the figure is the step itself (the input
+pipeline is measured elsewhere). FLOPs per step come from XLA's cost analysis of the compiled step; MFU divides the
+achieved FLOP/s by the devices' dense bf16 peak (``PEAK_BF16_TFLOPS``, vendor figures; unknown devices: no MFU).
+The issue's target is >= 5,000 img/s on one H100 (NVIDIA's tuned PyTorch: ~2,500 img/s on an A100 with AMP).
+The output ends with one JSON line of the key figures.
+
+On the lent GPU machine (its image has JAX, flax, optax, orbax and torch/torchvision, not grain): carry grain's
+wheel as the device tool's README says, then ``PYTHONPATH=. python3 benchmarks/gpu_train_step.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgluon.models import get_model
+from jaxgluon.train import compile_steps, create_train_state, make_mesh
+
+#: Dense bf16 tensor-core peak per device, TFLOP/s (vendor data sheets, SXM parts).
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "B200": 2250.0}
+
+
+def peak_flops(device: jax.Device) -> float | None:
+    kind = getattr(device, "device_kind", "")
+    for name, tflops in PEAK_BF16_TFLOPS.items():
+        if name in kind:
+            return tflops * 1e12
+    return None
+
+
+def time_steps(step, n: int) -> float:
+    """Seconds per call of ``step`` (which blocks on its own result), median of ``n`` after it has run once."""
+    step()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def jaxgluon_case(arch: str, size: int, batch: int, steps: int, bf16: bool) -> dict:
+    mesh = make_mesh()
+    dtype = jnp.bfloat16 if bf16 else jnp.float32
+    model = get_model(f"{arch}_v1b", 1000, pretrained=False, dtype=dtype)
+    compiled = compile_steps(mesh)
+    state = compiled.replicate(create_train_state(model, optax.sgd(0.1, momentum=0.9)))
+    rng = np.random.default_rng(0)
+    data = compiled.shard({"image": rng.normal(size=(batch, size, size, 3)).astype(np.float32),
+                           "label": rng.integers(0, 1000, batch).astype(np.int32),
+                           "mask": np.ones(batch, np.float32)})
+    start = time.perf_counter()
+    lowered = compiled.train_step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    cost = lowered.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    holder = {"state": state}
+
+    def step() -> None:
+        holder["state"], metrics = compiled.train_step(holder["state"], data)
+        jax.block_until_ready(metrics)
+
+    seconds = time_steps(step, steps)
+    peak = peak_flops(jax.devices()[0])
+    achieved = flops / seconds if flops else None
+    return {"img_s": batch / seconds, "compile_s": compile_s, "flops_per_step": flops,
+            "tflops": None if achieved is None else achieved / 1e12,
+            "mfu": None if (achieved is None or peak is None) else achieved / (peak * mesh.size),
+            "devices": mesh.size, "device_kind": jax.devices()[0].device_kind}
+
+
+def torch_case(arch: str, size: int, batch: int, steps: int, bf16: bool) -> dict | None:
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = getattr(torchvision.models, arch)(num_classes=1000).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,), device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return {"img_s": batch / time_steps(step, steps), "device": device, "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arch", default="resnet50", choices=["resnet18", "resnet50"])
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=256, help="global batch (split over the devices)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (median reported)")
+    p.add_argument("--fp32", action="store_true", help="float32 compute instead of bfloat16")
+    p.add_argument("--no-torch", action="store_true")
+    args = p.parse_args(argv)
+    bf16 = not args.fp32
+    print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()}", flush=True)
+    ours = jaxgluon_case(args.arch, args.size, args.batch, args.steps, bf16)
+    print("jaxgluon: " + " ".join(f"{k}={v}" for k, v in ours.items()), flush=True)
+    peer = None if args.no_torch else torch_case(args.arch, args.size, args.batch, args.steps, bf16)
+    print("torch: " + ("not installed (pip install torch torchvision)" if peer is None else
+                       " ".join(f"{k}={v}" for k, v in peer.items())), flush=True)
+    figures = {"arch": args.arch, "size": args.size, "batch": args.batch, "bf16": bf16,
+               "jaxgluon_img_s": round(ours["img_s"], 2), "compile_s": round(ours["compile_s"], 2),
+               "mfu": None if ours["mfu"] is None else round(ours["mfu"], 4), "device_kind": ours["device_kind"],
+               "devices": ours["devices"], "torch_img_s": None if peer is None else round(peer["img_s"], 2),
+               "ratio_vs_torch": None if peer is None else round(ours["img_s"] / peer["img_s"], 3),
+               "target_5000_img_s_met": ours["img_s"] >= 5000 if jax.default_backend() == "gpu" else None}
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
