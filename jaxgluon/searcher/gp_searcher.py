@@ -10,16 +10,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgluon.searcher import _gp
-from jaxgluon.searcher._gp.candidates import categorical_options, continuous_mask, perturb
+from jaxgluon.searcher._gp.candidates import categorical_options, continuous_mask
 from jaxgluon.searcher.base import Searcher, _json_float, config_key, logger
 
 _MIN_BUCKET = 16
+_WARM_ONLY_FROM = 128  # from this many observations on, the hyperparameter fit starts from the previous fit only,
+_FULL_FIT_EVERY = 16  # except when the observation count is a multiple of this (then all restarts run)
+_NUM_REFINE = 16  # local searches of the acquisition started from candidates
+_ANCHOR_STEPS = (1e-3, 1e-2, 1e-3)  # ... and from Gaussian steps this wide off the best, the best, the 2nd best point
 _compiled_buckets: set[tuple[int, int, int, int]] = set()  # (rows, dim, candidates, restarts) compiled so far
 
 
 def default_num_initial_random(dim: int) -> int:
-    """Size of the initial random design: ``max(5, min(10, dim + 1))`` configs."""
-    return max(5, min(10, dim + 1))
+    """Size of the initial random design: ``max(5, min(20, 2 * (dim + 1)))`` configs (BoTorch's ``2 (d + 1)``).
+
+    A wider first look makes it less likely that the search commits to a wide secondary basin before it has
+    seen the narrower global one (on Hartmann6, ``dim + 1`` random points lost the global basin more often).
+    """
+    return max(5, min(20, 2 * (dim + 1)))
 
 
 class GPSearcher(Searcher):
@@ -27,16 +35,19 @@ class GPSearcher(Searcher):
 
     Model: constant mean, Matern-5/2 ARD kernel on the space's unit-cube encoding, learned noise; hyperparameters
     are MAP-fitted (marginal likelihood + priors, L-BFGS from ``num_restarts`` starts, one of them the previous
-    fit) on rewards standardised to mean 0 / std 1. Categoricals are one-hot blocks with one shared lengthscale
+    fit; from 128 observations on, from the previous fit alone unless the count is a multiple of 16) on rewards
+    standardised to mean 0 / std 1. Categoricals are one-hot blocks with one shared lengthscale
     per block, and stay exact one-hots during the acquisition search, so they are never treated as ordered
     numbers.
 
     Suggestions: the first ``num_initial_random`` configs (default :func:`default_num_initial_random`:
-    ``max(5, min(10, dim + 1))``) are random draws from the prior. After that, log EI is scored on
-    ``num_candidates`` points (half prior draws, half perturbations of the best observed points); the best 16 are
-    refined by gradient ascent on the continuous dims alternating with sweeps over single categorical changes.
-    The winner is snapped to its config's canonical encoding (``encode(decode(x))``); a config already tried is
-    skipped for the next best.
+    ``max(5, min(20, 2 * (dim + 1)))``) are random draws from the prior. After that, log EI is scored on
+    ``num_candidates`` prior draws, and local searches start from the best of them, from 15 more drawn with
+    probability proportional to EI (so that regions far from the incumbent get refined too, not only the crowd
+    of candidates next to it), and from 3 points next to the best observed ones (what makes the final answer
+    precise). A local search is gradient ascent on the continuous dims in lengthscale units, alternating with
+    sweeps over single categorical changes. The best new config wins: a config already tried (e.g. the
+    incumbent, where the noise floor keeps EI positive) is skipped for the next best.
 
     Pending trials (suggested with a ``trial_id``, not yet complete) enter the posterior with a constant liar:
     the worst observed standardised score, which pushes the next suggestion away from them.
@@ -71,7 +82,7 @@ class GPSearcher(Searcher):
         mode: str = "max",
         seed: int = 0,
         num_initial_random: int | None = None,
-        num_candidates: int = 1024,
+        num_candidates: int = 2048,
         num_restarts: int = 3,
         fit_steps: int = 50,
         multi_fidelity: bool = False,
@@ -193,12 +204,16 @@ class GPSearcher(Searcher):
         y_pad[n : n + n_pending] = y.min()  # the constant liar
         obs_mask = np.arange(rows) < n
         starts = _gp.initial_params(dim, self.num_restarts, k_fit)
+        active = np.ones(self.num_restarts, bool)
         if self._params is not None and self.num_restarts > 1 and len(self._params["log_lengthscales"]) == dim:
             warm = _gp.params_from_json(self._params)
             starts = jax.tree.map(lambda a, w: a.at[1].set(w), starts, warm)
+            if n >= _WARM_ONLY_FROM and n % _FULL_FIT_EVERY:
+                active[:] = False  # much data: the previous fit moves little; restart from scratch only now and then
+                active[1] = True
         tie = _gp.tie_matrix(dim, self.space.categorical_groups)
         params = _gp.fit_hyperparameters(jnp.asarray(X_pad), jnp.asarray(y_pad), jnp.asarray(obs_mask), starts, tie,
-                                         num_steps=self.fit_steps)
+                                         num_steps=self.fit_steps, active=jnp.asarray(active))
         post = _gp.posterior(params, jnp.asarray(X_pad), jnp.asarray(y_pad), jnp.asarray(np.arange(rows) < n + n_pending))
         jax.block_until_ready(post)
         t1 = time.perf_counter()
@@ -206,11 +221,14 @@ class GPSearcher(Searcher):
             logger.warning("GPSearcher: Cholesky factorisation failed even with jitter; random suggestion")
             return None
         self._params = _gp.params_to_json(params)
-        candidates = self._candidates(k_cand, X, y)
+        k_prior, k_starts, k_anchor = jax.random.split(k_cand, 3)
+        candidates = np.asarray(self.space.sample_encoded(k_prior, self.num_candidates), dtype=np.float64)
+        anchors = self._anchors(k_anchor, X, y)
         xs, values = _gp.maximize_log_ei(
-            post, jnp.asarray(y.max()), jnp.asarray(candidates), jnp.asarray(self._cont_mask),
-            jnp.asarray(self._group_masks), jnp.asarray(self._onehots),
-            num_steps=60 if self._cont_mask.any() else 0,
+            post, jnp.asarray(y.max()), jnp.asarray(candidates), jnp.asarray(anchors), k_starts,
+            jnp.asarray(self._cont_mask), jnp.asarray(self._group_masks), jnp.asarray(self._onehots),
+            num_refine=_NUM_REFINE, num_steps=100 if self._cont_mask.any() else 0,
+            num_rounds=2 if len(self._group_masks) else 1,
         )
         xs, values = np.asarray(xs), np.asarray(values)
         _compiled_buckets.add(bucket)
@@ -226,6 +244,19 @@ class GPSearcher(Searcher):
             config = self._first_unseen(candidates[order], raw[order], seen)
         return config
 
+    def _anchors(self, key: jax.Array, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Local-search starts next to the best observed points (see ``_ANCHOR_STEPS``: the best one twice).
+
+        Not exactly at them: near convergence the EI maximum sits on the incumbent itself (its posterior variance
+        is the noise floor), a config already tried, and the search must still return the best new point next to it
+        rather than fall back to a far, much worse one.
+        """
+        order = np.argsort(-y, kind="stable")
+        rows = X[order[np.minimum([0, 0, 1], len(y) - 1)]]
+        rng = np.random.default_rng(np.asarray(jax.random.bits(key, (2,))))
+        steps = np.asarray(_ANCHOR_STEPS)[:, None] * rng.normal(size=rows.shape) * self._cont_mask
+        return np.clip(rows + steps, 0.0, 1.0)
+
     def _first_unseen(self, xs: np.ndarray, values: np.ndarray, seen: set[str]) -> Any | None:
         for x, value in zip(xs, values):
             if not np.isfinite(value):
@@ -235,15 +266,6 @@ class GPSearcher(Searcher):
                 self.last_info["log_ei"] = float(value)
                 return config
         return None
-
-    def _candidates(self, key: jax.Array, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        k_prior, k_local = jax.random.split(key)
-        n_prior = self.num_candidates // 2
-        prior = np.asarray(self.space.sample_encoded(k_prior, n_prior), dtype=np.float64)
-        rng = np.random.default_rng(np.asarray(jax.random.bits(k_local, (2,))))
-        top = X[np.argsort(-y)[: min(5, len(y))]]
-        local = perturb(rng, top, self.num_candidates - n_prior, self._cont_mask, self.space.categorical_groups)
-        return np.concatenate([prior, local])
 
     # ------------------------------------------------------------------------------------------ state
     def _extra_state(self) -> dict:

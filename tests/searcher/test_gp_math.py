@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from jaxgluon.searcher import _gp
-from jaxgluon.searcher._gp.candidates import categorical_options, continuous_mask, perturb
+from jaxgluon.searcher._gp.acquisition import select_starts
+from jaxgluon.searcher._gp.candidates import categorical_options, continuous_mask
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +103,22 @@ def test_fit_recovers_a_known_lengthscale_roughly():
     assert np.median(irrelevant) > 3 * np.median(relevant), (relevant, irrelevant)
 
 
+def test_fit_with_inactive_starts_is_the_fit_from_the_active_start_alone():
+    rng = np.random.default_rng(6)
+    X = jnp.asarray(rng.random((32, 2)))
+    y = jnp.sin(6.0 * X[:, 0])
+    y = (y - y.mean()) / y.std()
+    mask, tie = jnp.ones(32, bool), _gp.tie_matrix(2, ())
+    starts = _gp.initial_params(2, 3, jax.random.key(7))  # the shapes GPSearcher uses on Branin: shared compile
+    alone = _gp.fit_hyperparameters(X, y, mask, jax.tree.map(lambda a: jnp.stack([a[1]] * 3), starts), tie)
+    warm_only = _gp.fit_hyperparameters(X, y, mask, starts, tie, active=jnp.array([False, True, False]))
+    for a, b in zip(alone, warm_only):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    untouched = _gp.fit_hyperparameters(X, y, mask, starts, tie, active=jnp.zeros(3, bool))  # nothing runs
+    for a, b in zip(untouched, jax.tree.map(lambda a: a[0], starts)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_cholesky_of_duplicated_points_falls_back_to_jitter():
     X = np.repeat(np.array([[0.2, 0.7]]), 6, axis=0)
     y = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])  # contradictory, noise-free: singular without jitter
@@ -121,26 +138,54 @@ def test_maximize_log_ei_keeps_one_hots_and_improves_on_the_candidates():
     y = -((X[:, 0] - 0.3) ** 2) + X[:, 3]  # best: x0 = 0.3 and the third choice
     y = (y - y.mean()) / y.std()
     post = _gp.posterior(_params(4, 0.5, 1e-4), *_padded(X, y, 16))
-    cands = perturb(rng, X, 1024, cont, groups)
+    cands = np.zeros((256, 4))
+    cands[:, 0] = rng.random(256)
+    cands[np.arange(256), 1 + rng.integers(3, size=256)] = 1.0
     masks, onehots = categorical_options(4, groups)
-    xs, values = _gp.maximize_log_ei(post, jnp.array(y.max()), jnp.asarray(cands), jnp.asarray(cont),
-                                     jnp.asarray(masks), jnp.asarray(onehots), num_steps=60)
+    anchors = X[np.argsort(-y)[:3]]
+    xs, values = _gp.maximize_log_ei(post, jnp.array(y.max()), jnp.asarray(cands), jnp.asarray(anchors), jax.random.key(0),
+                                     jnp.asarray(cont), jnp.asarray(masks), jnp.asarray(onehots), num_steps=60, num_rounds=2)
     xs = np.asarray(xs)
-    np.testing.assert_array_equal(np.sort(xs[:, 1:4], axis=1), np.tile([0.0, 0.0, 1.0], (16, 1)))
+    assert xs.shape == (16 + 3, 4)
+    np.testing.assert_array_equal(np.sort(xs[:, 1:4], axis=1), np.tile([0.0, 0.0, 1.0], (19, 1)))
     assert abs(xs[0, 0] - 0.3) < 0.15 and xs[0, 3] == 1.0  # near the optimum, on the best choice
     assert float(values[0]) >= float(jnp.max(_gp.score_log_ei(post, jnp.asarray(cands), jnp.array(y.max())))) - 1e-9
     assert bool(jnp.all(jnp.diff(values) <= 0))
 
 
-def test_perturb_stays_in_the_cube_and_keeps_one_hots():
-    rng = np.random.default_rng(4)
-    groups = ((2, 3), (4, 5, 6))
-    centres = np.array([[0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0]])
-    out = perturb(rng, centres, 500, continuous_mask(7, groups), groups, switch_probability=0.5)
-    assert out.min() >= 0.0 and out.max() <= 1.0
-    for dims in groups:
-        np.testing.assert_array_equal(out[:, list(dims)].sum(axis=1), 1.0)
-    assert len({tuple(r) for r in out[:, 4:7]}) == 3  # switches reached every choice
+def test_maximize_log_ei_finds_the_global_maximum_precisely():
+    """Two EI peaks, the higher one narrow: the local searches must reach a dense grid's maximum, to ~1e-3."""
+    X = np.array([[0.1, 0.1], [0.15, 0.9], [0.5, 0.5], [0.9, 0.2], [0.85, 0.8], [0.3, 0.6], [0.62, 0.72], [0.7, 0.3]])
+    y = np.array([0.0, 0.1, -0.2, 0.9, 0.2, 0.3, 0.95, -0.1])
+    post = _gp.posterior(_params(2, 0.15, 1e-6), *_padded(X, y, 16))
+    best = jnp.array(y.max())
+    g = np.linspace(0.0, 1.0, 401)
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    grid_scores = np.asarray(_gp.score_log_ei(post, jnp.asarray(grid), best))
+    top = grid[np.argmax(grid_scores)]
+    cands = np.random.default_rng(0).random((256, 2))
+    anchors = X[np.argsort(-y)[[0, 0, 1]]] + 1e-3
+    none = jnp.zeros((0, 2))
+    for seed in range(3):
+        xs, values = _gp.maximize_log_ei(post, best, jnp.asarray(cands), jnp.asarray(anchors), jax.random.key(seed),
+                                         jnp.ones(2), none, none, num_steps=60)
+        assert float(values[0]) >= grid_scores.max() - 1e-3, (float(values[0]), grid_scores.max())
+        assert np.linalg.norm(np.asarray(xs[0]) - top) < 0.02
+
+
+def test_select_starts_takes_the_best_then_draws_in_proportion_to_ei():
+    scores = jnp.concatenate([jnp.array([0.0, -jnp.inf, jnp.nan]), jnp.full(97, -3.0)])
+    picks = [np.asarray(select_starts(scores, 8, jax.random.key(i))) for i in range(50)]
+    for idx in picks:
+        assert idx[0] == 0 and len(set(idx.tolist())) == 8
+        assert 1 not in idx and 2 not in idx  # a non-finite score is never a start
+    # the 97 equal scores share the other draws evenly: no fixed subset (a top-k would always pick the same)
+    assert len(set(np.concatenate([p[1:] for p in picks]).tolist())) > 80
+    weighted = jnp.concatenate([jnp.array([0.0]), jnp.full(50, jnp.log(10.0)) - 5.0, jnp.full(50, -5.0)])
+    counts = np.zeros(101)
+    for i in range(200):
+        counts[np.asarray(select_starts(weighted, 2, jax.random.key(100 + i)))[1]] += 1
+    assert counts[1:51].sum() > 4 * counts[51:].sum()  # 10x the EI: drawn ~10x as often
 
 
 def test_params_json_round_trip_is_exact():

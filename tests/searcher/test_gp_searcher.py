@@ -21,7 +21,7 @@ def branin(c: dict) -> float:
 
 
 def test_initial_design_size_is_documented_and_random():
-    assert default_num_initial_random(2) == 5 and default_num_initial_random(6) == 7 and default_num_initial_random(50) == 10
+    assert default_num_initial_random(1) == 5 and default_num_initial_random(6) == 14 and default_num_initial_random(50) == 20
     searcher = GPSearcher(BRANIN_SPACE, mode="min", seed=0)
     for i in range(searcher.num_initial_random):
         config = searcher.suggest(i)
@@ -126,3 +126,22 @@ def test_multi_fidelity_without_enough_data_suggests_randomly():
 def test_bad_options_are_rejected(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         GPSearcher(BRANIN_SPACE, **bad)
+
+
+def test_near_convergence_suggestions_stay_next_to_the_incumbent():
+    """Once EI peaks on the incumbent itself (a config already tried), the next suggestion must be the best new
+    point next to it, not a far one from further down the list (that wasted most evaluations on a smooth bowl)."""
+    def bowl(c: dict) -> float:
+        return (c["x1"] - 2.5) ** 2 + (c["x2"] - 7.5) ** 2
+
+    searcher = GPSearcher(BRANIN_SPACE, mode="min", seed=0)
+    best, near = math.inf, 0
+    for i in range(30):
+        config = searcher.suggest(i)
+        if i >= 20:
+            incumbent = min(searcher.results, key=lambda r: r[2])[1]
+            near += abs(config["x1"] - incumbent["x1"]) < 0.5 and abs(config["x2"] - incumbent["x2"]) < 0.5
+        best = min(best, bowl(config))
+        searcher.on_trial_complete(i, config, bowl(config))
+    assert near >= 7, near
+    assert best < 1e-3, best

@@ -1,43 +1,11 @@
-"""Candidate points for the acquisition optimiser (pure numpy, given a generator).
+"""Encoding helpers for the acquisition search over a mixed continuous / one-hot unit cube (pure numpy).
 
-Half the candidates come from the space's prior (passed in), half are local perturbations of the best observed
-points: Gaussian steps of several widths on the continuous dims and, now and then, one categorical group switched
-to a random choice (one-hot blocks stay one-hots).
-
-    rng = np.random.default_rng(0)
-    local = perturb(rng, np.full((3, 2), 0.5), 8, cont_mask=np.array([1.0, 1.0]), groups=())
-    local.shape
-    (8, 2)
+    continuous_mask(4, ((1, 2, 3),))          # array([1., 0., 0., 0.])
+    categorical_options(4, ((1, 2, 3),))      # group masks and one-hots of the 3 single choices
 """
 from __future__ import annotations
 
 import numpy as np
-
-_WIDTHS = np.array([0.002, 0.01, 0.05, 0.2])
-
-
-def perturb(
-    rng: np.random.Generator,
-    centres: np.ndarray,
-    n: int,
-    cont_mask: np.ndarray,
-    groups: tuple[tuple[int, ...], ...],
-    switch_probability: float = 0.3,
-) -> np.ndarray:
-    """``n`` points near the rows of ``centres`` (``[k, d]``), clipped to the unit cube."""
-    base = centres[rng.integers(len(centres), size=n)]
-    widths = _WIDTHS[rng.integers(len(_WIDTHS), size=n)][:, None]
-    out = np.clip(base + rng.normal(size=base.shape) * widths * cont_mask, 0.0, 1.0)
-    if groups:
-        switch = rng.random(n) < switch_probability
-        which = rng.integers(len(groups), size=n)
-        for g, dims in enumerate(groups):
-            rows = np.flatnonzero(switch & (which == g))
-            if rows.size:
-                dims = np.asarray(dims)
-                out[np.ix_(rows, dims)] = 0.0
-                out[rows, dims[rng.integers(len(dims), size=rows.size)]] = 1.0
-    return out
 
 
 def categorical_options(dim: int, groups: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:

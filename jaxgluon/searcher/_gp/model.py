@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-MIN_NOISE_VAR = 1e-6
+MIN_NOISE_VAR = 1e-8  # in standardised units; 1e-6 blurred the last digits of a deterministic objective's optimum
 _LOG_LS_BOUNDS = (jnp.log(1e-3), jnp.log(1e3))
 _LOG_SIGNAL_BOUNDS = (jnp.log(1e-3), jnp.log(1e2))
 _LOG_NOISE_BOUNDS = (jnp.log(1e-9), jnp.log(10.0))
@@ -102,12 +102,14 @@ def log_marginal_likelihood(params: GPParams, X: jax.Array, y: jax.Array, mask: 
 def log_prior(params: GPParams) -> jax.Array:
     """Log prior (up to a constant) for targets standardised to mean 0, variance 1 on the unit cube.
 
-    Lengthscales: LogNormal(sqrt(2) + log(d)/2, sqrt(3)) (the dimension-scaled prior of Hvarfner et al. 2024),
-    signal variance LogNormal(0, 1), noise variance LogNormal(-6, 2) (small but learnable), mean Normal(0, 1).
+    Lengthscales: ``-0.1 * (l**2 + 1 / l**2)`` per dim (Optuna's GPSampler prior; mode at 1, the cube's width),
+    which rules out both a lengthscale far below the cube's scale (a GP that fits ripples as signal: white
+    noise to the acquisition, e.g. on Ackley) and one far above it (a dim declared irrelevant from a few points,
+    never to be explored again: the trap of Hartmann6's wide second basin). Signal variance LogNormal(0, 1),
+    noise variance LogNormal(-6, 2) (small but learnable), mean Normal(0, 1).
     """
-    d = params.log_lengthscales.shape[-1]
-    mu_ls = jnp.sqrt(2.0) + 0.5 * jnp.log(d)
-    lp = -0.5 * jnp.sum(((params.log_lengthscales - mu_ls) / jnp.sqrt(3.0)) ** 2)
+    l2 = jnp.exp(2.0 * params.log_lengthscales)
+    lp = -0.1 * jnp.sum(l2 + 1.0 / l2)
     lp += -0.5 * params.log_signal_var**2
     lp += -0.5 * ((params.log_noise_var + 6.0) / 2.0) ** 2
     lp += -0.5 * params.mean**2
@@ -141,7 +143,7 @@ def _objective(params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, ti
 
 def initial_params(dim: int, num_restarts: int, key: jax.Array | None = None) -> GPParams:
     """``num_restarts`` starting points (leading axis): one at the prior's centre, the rest drawn around it."""
-    mu_ls = jnp.sqrt(2.0) + 0.5 * jnp.log(dim) - 1.5  # start shorter than the prior median: easier to grow
+    mu_ls = jnp.sqrt(2.0) + 0.5 * jnp.log(dim) - 1.5  # ~sqrt(dim): a smooth start, from which short scales grow
     centre = GPParams(jnp.full((dim,), mu_ls), jnp.array(0.0), jnp.array(-6.0), jnp.array(0.0))
     batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_restarts,) + a.shape), centre)
     if key is None or num_restarts == 1:
@@ -158,9 +160,13 @@ def initial_params(dim: int, num_restarts: int, key: jax.Array | None = None) ->
 
 
 def _lbfgs(
-    params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, tie: jax.Array, num_steps: int
+    params: GPParams, X: jax.Array, y: jax.Array, mask: jax.Array, tie: jax.Array, num_steps: int,
+    active: jax.Array | bool = True,
 ) -> tuple[GPParams, jax.Array, jax.Array]:
-    """L-BFGS for at most ``num_steps`` steps; stops early once the objective or the gradient stops moving."""
+    """L-BFGS for at most ``num_steps`` steps; stops early once the objective or the gradient stops moving.
+
+    With ``active`` False it takes no step and reports an infinite objective (a restart switched off).
+    """
 
     def f(p: GPParams) -> jax.Array:
         return _objective(p, X, y, mask, tie)
@@ -184,16 +190,20 @@ def _lbfgs(
         p, state = jax.lax.cond(finite, lambda: (new_p, new_state), lambda: (p, state))
         return i + 1, p, state, value, done
 
-    init = (jnp.array(0), params, solver.init(params), jnp.array(jnp.inf, dtype=X.dtype), jnp.array(False))
+    init = (jnp.array(0), params, solver.init(params), jnp.array(jnp.inf, dtype=X.dtype), ~jnp.asarray(active))
     steps, params, _, _, _ = jax.lax.while_loop(cond, body, init)
-    return params, f(params), steps
+    return params, jnp.where(active, f(params), jnp.inf), steps
 
 
 @jax.jit(static_argnames=("num_steps",))
 def fit_hyperparameters(
-    X: jax.Array, y: jax.Array, mask: jax.Array, starts: GPParams, tie: jax.Array | None = None, num_steps: int = 50
+    X: jax.Array, y: jax.Array, mask: jax.Array, starts: GPParams, tie: jax.Array | None = None, num_steps: int = 50,
+    active: jax.Array | None = None,
 ) -> GPParams:
     """MAP hyperparameters: L-BFGS from every start in ``starts`` (leading axis), best objective wins.
+
+    ``active`` (bool, one per start; default all) switches starts off without a new compilation: a warm start
+    alone is several times cheaper than the full set of restarts on a large data set.
 
     ``y`` should be standardised (mean 0, variance 1 over the unmasked rows); padded rows are ignored.
     ``tie`` (see :func:`tie_matrix`) shares lengthscales within one-hot blocks; the result is already tied.
@@ -202,7 +212,9 @@ def fit_hyperparameters(
         tie = jnp.eye(X.shape[1], dtype=X.dtype)
     # lax.map, not vmap: a batched Cholesky does not reach LAPACK, and batched while loops run every lane to the
     # longest; sequential restarts compiled ~4x faster and ran >10x faster on CPU.
-    fitted, values, _ = jax.lax.map(lambda p: _lbfgs(p, X, y, mask, tie, num_steps), starts)
+    if active is None:
+        active = jnp.ones(jax.tree.leaves(starts)[0].shape[0], bool)
+    fitted, values, _ = jax.lax.map(lambda pa: _lbfgs(pa[0], X, y, mask, tie, num_steps, pa[1]), (starts, active))
     values = jnp.where(jnp.isfinite(values), values, jnp.inf)
     best = jnp.argmin(values)
     return tie_lengthscales(jax.tree.map(lambda a: a[best], fitted), tie)
