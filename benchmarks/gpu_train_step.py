@@ -5,8 +5,8 @@ utilisation.
     python benchmarks/gpu_train_step.py                          # ResNet-50, 224 px, batch 256, all local GPUs
     python benchmarks/gpu_train_step.py --arch resnet18 --size 64 --batch 32 --steps 3   # CPU smoke run
 
-The jaxgluon step is ``jaxgluon.train.compile_steps`` (data-parallel over every local device, state donated,
-SGD momentum) on a synthetic batch placed on the devices once, so the figure is the step itself (the input
+The jaxgluon step is ``train_step.jax_step_fn`` (``jaxgluon.train.compile_steps``: data-parallel over every local
+device, state donated, SGD momentum) on a synthetic batch placed on the devices once, so the figure is the step itself (the input
 pipeline is measured elsewhere). FLOPs per step come from XLA's cost analysis of the compiled step; MFU divides the
 achieved FLOP/s by the devices' dense bf16 peak (``PEAK_BF16_TFLOPS``, vendor figures; unknown devices: no MFU).
 The issue's target is >= 5,000 img/s on one H100 (NVIDIA's tuned PyTorch: ~2,500 img/s on an A100 with AMP).
@@ -24,10 +24,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxgluon.models import get_model
-from jaxgluon.train import compile_steps, create_train_state, make_mesh
+from train_step import jax_step_fn  # benchmarks/ is on sys.path when this script runs
 
 #: Dense bf16 tensor-core peak per device, TFLOP/s (vendor data sheets, SXM parts).
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "B200": 2250.0}
@@ -53,34 +51,15 @@ def time_steps(step, n: int) -> float:
 
 
 def jaxgluon_case(arch: str, size: int, batch: int, steps: int, bf16: bool) -> dict:
-    mesh = make_mesh()
-    dtype = jnp.bfloat16 if bf16 else jnp.float32
-    model = get_model(f"{arch}_v1b", 1000, pretrained=False, dtype=dtype)
-    compiled = compile_steps(mesh)
-    state = compiled.replicate(create_train_state(model, optax.sgd(0.1, momentum=0.9)))
-    rng = np.random.default_rng(0)
-    data = compiled.shard({"image": rng.normal(size=(batch, size, size, 3)).astype(np.float32),
-                           "label": rng.integers(0, 1000, batch).astype(np.int32),
-                           "mask": np.ones(batch, np.float32)})
-    start = time.perf_counter()
-    lowered = compiled.train_step.lower(state, data).compile()
-    compile_s = time.perf_counter() - start
-    cost = lowered.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
-    holder = {"state": state}
-
-    def step() -> None:
-        holder["state"], metrics = compiled.train_step(holder["state"], data)
-        jax.block_until_ready(metrics)
-
+    step, compile_s, _, flops = jax_step_fn(arch, size, batch, dtype=jnp.bfloat16 if bf16 else jnp.float32)
     seconds = time_steps(step, steps)
+    devices = jax.local_device_count()
     peak = peak_flops(jax.devices()[0])
     achieved = flops / seconds if flops else None
     return {"img_s": batch / seconds, "compile_s": compile_s, "flops_per_step": flops,
             "tflops": None if achieved is None else achieved / 1e12,
-            "mfu": None if (achieved is None or peak is None) else achieved / (peak * mesh.size),
-            "devices": mesh.size, "device_kind": jax.devices()[0].device_kind}
+            "mfu": None if (achieved is None or peak is None) else achieved / (peak * devices),
+            "devices": devices, "device_kind": jax.devices()[0].device_kind}
 
 
 def torch_case(arch: str, size: int, batch: int, steps: int, bf16: bool) -> dict | None:

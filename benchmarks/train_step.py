@@ -109,10 +109,11 @@ def torch_step_fn(arch: str, size: int, batch: int, channels_last: bool):
 
 
 # ------------------------------------------------------------------------------------------ jaxgluon side
-def jax_step_fn(arch: str, size: int, batch: int):
-    """(step closure, compile seconds, first-step seconds) for jaxgluon.train's jitted data-parallel train_step."""
+def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
+    """(step closure, compile seconds, first-step seconds, FLOPs per step from XLA's cost analysis) for
+    jaxgluon.train's jitted data-parallel train_step; ``dtype`` is the compute dtype (float32 master weights)."""
     t0 = time.perf_counter()
-    model = get_model(f"{arch}_v1b", num_classes=1000, pretrained=False)
+    model = get_model(f"{arch}_v1b", num_classes=1000, pretrained=False, dtype=dtype)
     steps = compile_steps(make_mesh())
     state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
     rng = np.random.default_rng(0)
@@ -121,6 +122,9 @@ def jax_step_fn(arch: str, size: int, batch: int):
     t1 = time.perf_counter()
     compiled = steps.train_step.lower(state, data).compile()
     compile_s = time.perf_counter() - t1
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
     state, metrics = compiled(state, data)
     jax.block_until_ready(metrics)
     first_step_s = time.perf_counter() - t0
@@ -129,7 +133,7 @@ def jax_step_fn(arch: str, size: int, batch: int):
     def step() -> None:
         holder[0], m = compiled(holder[0], data)
         jax.block_until_ready(m)
-    return step, compile_s, first_step_s
+    return step, compile_s, first_step_s, flops
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -154,7 +158,7 @@ def interleaved_images_per_s(fns: dict, batch: int, rounds: int, window_s: float
 
 
 def run_case(arch: str, size: int, batch: int, rounds: int, window_s: float, torch_peer: bool) -> dict:
-    jax_fn, compile_s, first_step_s = jax_step_fn(arch, size, batch)
+    jax_fn, compile_s, first_step_s, _ = jax_step_fn(arch, size, batch)
     fns = {"jaxgluon": jax_fn}
     if torch_peer:
         import torch
