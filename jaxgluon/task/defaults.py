@@ -11,21 +11,21 @@ Why these choices (2-core CPUs to one GPU, budgets of minutes):
   offline), the cheapest pretrained ImageNet network here; on a GPU/TPU also ``resnet50_v1b``, at 224 px.
 - On a CPU the time budget decides, because fine-tuning there is slow: an efficientnet_lite0 train step costs
   ~``CPU_TRAIN_SECONDS_PER_MEGAPIXEL`` CPU-seconds per megapixel of input (measured on a 2-core x86 CPU, see
-  benchmarks/RESULTS.md), so one epoch of 3,300 images at 224 px takes ~7 minutes on 2 idle cores. The cores
-  counted are those this process may use (``available_cpus``), not the current load, so defaults are
-  reproducible. With ``time_limits`` the image side is the largest of ``CPU_IMAGE_SIZES`` at which the budget holds ``TARGET_TRIALS`` trials of ``MIN_EPOCHS`` epochs each (their overheads included), else the
-  smallest: transfer accuracy falls slowly with resolution, while a search needs a few trials and a pretrained net a
-  few epochs to adapt (and a trial that cannot finish one epoch reports nothing). The epochs of a trial are the
-  budget's epochs shared by as many of the ``TARGET_TRIALS`` trials as get ``MIN_EPOCHS`` each (a few trials of a
-  narrow fine-tuning space find a good learning rate; many short ones would stop before the cosine schedule has
-  decayed), at most ``MAX_EPOCHS`` (pretrained nets gain little after ~10 epochs on small data). Without
-  ``time_limits``: 128 px and 5 epochs.
+  benchmarks/RESULTS.md), so one epoch of 3,300 images at 224 px takes ~7 minutes on 2 idle cores. The cores counted
+  are those this process may use (``available_cpus``), not the current load, so defaults are reproducible. With
+  ``time_limits`` the image side is the largest of ``CPU_IMAGE_SIZES`` at which the budget holds ``TARGET_TRIALS``
+  trials of ``MIN_EPOCHS`` epochs each (their overheads included), else the smallest: transfer accuracy falls slowly
+  with resolution, while a search needs a few trials and a pretrained net a few epochs to adapt (and a trial that
+  cannot finish one epoch reports nothing). The epochs of a trial are the budget's epochs shared by as many of the
+  ``TARGET_TRIALS`` trials as get ``MIN_EPOCHS`` each (a few trials of a narrow fine-tuning space find a good
+  learning rate; many short ones would stop before the cosine schedule has decayed), at most ``MAX_EPOCHS``
+  (pretrained nets gain little after ~10 epochs on small data). Without ``time_limits``: 128 px and 5 epochs.
 - Fine-tuning recipe (``jaxgluon.train``): the classifier of a pretrained net is first fitted on its frozen
   features (linear probe), and BatchNorm stays in inference mode while everything fine-tunes. Measured on
-  hymenoptera at 160 px, 5 epochs, test top-1 (benchmarks/RESULTS.md): linear probe alone 0.94; fine-tuning a
-  random head with train-mode BatchNorm 0.84-0.89 (SGD 1e-3 / 1e-2, Adam 1e-4); the same with the probed head
-  still 0.84-0.89, and 0.82 even at a zero learning rate (re-estimated BatchNorm statistics alone); probed head +
-  frozen BatchNorm, SGD 1e-3: 0.92-0.93 at every epoch.
+  hymenoptera at 160 px, 5 epochs, test top-1 (benchmarks/RESULTS.md): linear probe alone 0.94; the probed head
+  fine-tuned with train-mode BatchNorm fell to 0.84-0.89 (SGD 1e-3 / 1e-2, Adam 1e-4), and to 0.82 even at a zero
+  learning rate (re-estimated BatchNorm statistics alone); a random head, SGD 1e-2 for 10 epochs, ended at 0.89;
+  probed head + frozen BatchNorm, SGD 1e-3: 0.92-0.93 at every epoch.
   Small images keep BatchNorm training (``freeze_batchnorm='auto'`` freezes it only under random-resized-crop
   augmentation): CIFAR-10 weights fine-tuned on digits reach 0.986 test top-1 with it, 0.975 frozen.
 - Optimizers: SGD with momentum 0.9 and Adam. With frozen BatchNorm (larger images) the learning rates are
@@ -129,9 +129,10 @@ def budget_epochs(num_images: int, image_size: int, time_limits: float, num_tria
     True
     """
     cpus = max(1e-3, cpus or available_cpus())
-    probe = epoch_seconds(num_images, image_size, cpus=cpus) * EVAL_COST_FRACTION  # the linear probe, once
+    epoch = epoch_seconds(num_images, image_size, cpus=cpus)
+    probe = epoch * EVAL_COST_FRACTION  # the linear-probe pass, once
     spare = time_limits - num_trials * CPU_TRIAL_OVERHEAD_S / min(1.0, cpus / 2) - probe
-    return max(1, int(spare // epoch_seconds(num_images, image_size, cpus=cpus)))
+    return max(1, int(spare // epoch))
 
 
 def cpu_size_and_epochs(num_images: int, time_limits: float | None, cpus: float | None = None) -> tuple[int, int]:

@@ -66,7 +66,7 @@ def cached_features(key: Hashable, compute: Callable[[], tuple[np.ndarray, np.nd
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
 def _fit(feats: jax.Array, labels: jax.Array, num_classes: int, l2: float, max_iter: int
-         ) -> tuple[jax.Array, jax.Array, jax.Array]:
+         ) -> tuple[jax.Array, jax.Array]:
     mean, scale = feats.mean(0), feats.std(0) + 1e-6
     x = (feats - mean) / scale  # standardised: one L2 strength suits every backbone's feature scale
     onehot = jax.nn.one_hot(labels, num_classes)
@@ -94,7 +94,7 @@ def _fit(feats: jax.Array, labels: jax.Array, num_classes: int, l2: float, max_i
     params, _ = jax.lax.while_loop(going, step, (params, opt.init(params)))
     # back to the raw features: w'(x - m)/s + b = (w/s)'x + (b - (m/s)'w)
     w = params["w"] / scale[:, None]
-    return w, params["b"] - mean @ w, loss(params)
+    return w, params["b"] - mean @ w
 
 
 def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2: float | None = None,
@@ -114,7 +114,7 @@ def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2:
     if feats.ndim != 2 or len(feats) != len(labels) or len(labels) == 0:
         raise ValueError(f"need features [N, D] and N labels, got {feats.shape} and {labels.shape}")
     l2 = 1.0 / len(labels) if l2 is None else float(l2)
-    w, b, _ = _fit(jnp.asarray(feats), jnp.asarray(labels), num_classes, l2, max_iter)
+    w, b = _fit(jnp.asarray(feats), jnp.asarray(labels), num_classes, l2, max_iter)
     return np.asarray(w), np.asarray(b)
 
 
