@@ -76,19 +76,23 @@ class OptunaTPEHyperband:
             self.study.tell(otrial, result["reward"])
 
 
-def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_type: str):
+def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_type: str,
+                hyperband_options: dict | None = None):
+    """``hyperband_options``: extra HyperbandScheduler arguments (e.g. brackets, grace_period) for the three
+    Hyperband methods; None = the library defaults."""
     from jaxgluon.scheduler import get_scheduler
 
+    hb = dict(hyperband_options or {})
     if method == "random_fifo":
         return get_scheduler("random", search_space, max_t=max_t, seed=seed)
     if method == "gp_fifo":
         return get_scheduler("bayesopt", search_space, max_t=max_t, seed=seed)
     if method == "hyperband_stopping":
-        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="stopping")
+        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="stopping", **hb)
     if method == "hyperband_promotion":
-        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="promotion")
+        return get_scheduler("hyperband", search_space, max_t=max_t, seed=seed, type="promotion", **hb)
     if method == "bayesopt_hyperband":
-        return get_scheduler("bayesopt_hyperband", search_space, max_t=max_t, seed=seed, type=bohb_type)
+        return get_scheduler("bayesopt_hyperband", search_space, max_t=max_t, seed=seed, type=bohb_type, **hb)
     if method == "optuna":
         return OptunaTPEHyperband(search_space, max_t=max_t, seed=seed)
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -178,7 +182,8 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose):
 def save_runs(path: str, runs: dict, budgets: dict, args: argparse.Namespace) -> None:
     """Per run, the anytime-best trajectory (improvements only) and decision timing, so runs split over several
     processes can be summarised together with --load."""
-    out = {"budgets": budgets, "budget_full_trials": args.budget, "workers": args.workers, "runs": []}
+    out = {"budgets": budgets, "budget_full_trials": args.budget, "workers": args.workers,
+           "hyperband_options": args.hyperband_options, "runs": []}
     for (task, method, seed), r in runs.items():
         times, best = r.trajectory()
         keep = np.r_[True, np.diff(best) != 0] if len(best) else np.zeros(0, bool)
@@ -200,6 +205,8 @@ def load_runs(path: str, runs: dict, budgets: dict, args: argparse.Namespace) ->
     data = json.load(open(path))
     budgets.update(data["budgets"])
     args.budget, args.workers = data["budget_full_trials"], data["workers"]
+    if data.get("hyperband_options"):
+        print(f"{path}: Hyperband methods run with --hyperband-options {data['hyperband_options']}")
     for run in data["runs"]:
         events = [{"time": t, "reward": b} for t, b in zip(run["times"], run["best"])]
         runs[run["task"], run["method"], run["seed"]] = SimulationResult(
@@ -221,6 +228,11 @@ def main() -> None:
                              "headline (full table), the others are summarised")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--bohb-type", default="stopping", choices=("stopping", "promotion"))
+    parser.add_argument("--hyperband-options", default=None,
+                        help='JSON dict of HyperbandScheduler arguments for the Hyperband methods, e.g. '
+                             '\'{"grace_period": 3, "brackets": 2}\' (default: the library defaults). With --load, '
+                             'later files replace earlier ones run by run, so a file of Hyperband runs with other '
+                             'options can be summarised against the baselines of another')
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the uncounted warm-up run per method (decision times then include compiles)")
     parser.add_argument("--save", default=None, help="write per-run trajectories to this JSON (after each run)")
@@ -228,6 +240,9 @@ def main() -> None:
                         help="comma-separated JSON files from --save: summarise them instead of simulating")
     parser.add_argument("--lcbench", default=None, help="folder of the YAHPO LCBench surrogate")
     args = parser.parse_args()
+    hb_options = json.loads(args.hyperband_options) if args.hyperband_options else None
+    if hb_options is not None and not isinstance(hb_options, dict):
+        parser.error("--hyperband-options must be a JSON object")
 
     from jaxgluon.tune.sim import LCBench, simulate
 
@@ -256,11 +271,12 @@ def main() -> None:
             budgets[task] = args.budget * median_full_trial_time(bb) / args.workers
             for method in methods:
                 if i == 0 and not args.no_warmup:  # one uncounted short run per method compiles jitted code first
-                    simulate(make_method(method, bb.search_space, bb.max_epochs, 10**6, args.bohb_type), bb,
-                             num_workers=args.workers, max_time=budgets[task] / 4)
+                    warm = make_method(method, bb.search_space, bb.max_epochs, 10**6, args.bohb_type, hb_options)
+                    simulate(warm, bb, num_workers=args.workers, max_time=budgets[task] / 4)
                 t0 = time.time()
                 for seed in seeds:
-                    scheduler = make_method(method, bb.search_space, bb.max_epochs, seed, args.bohb_type)
+                    scheduler = make_method(method, bb.search_space, bb.max_epochs, seed, args.bohb_type,
+                                            hb_options)
                     runs[task, method, seed] = simulate(scheduler, bb, num_workers=args.workers,
                                                         max_time=budgets[task])
                     if args.save:
@@ -271,6 +287,8 @@ def main() -> None:
                       f"{np.mean([r.ms_per_decision for r in res]):.3f}", flush=True)
     figures: dict[str, object] = {"benchmark": "multifidelity_lcbench", "tasks": tasks, "seeds": len(seeds),
                                   "workers": args.workers, "budget_full_trials": args.budget}
+    if args.hyperband_options:
+        figures["hyperband_options"] = args.hyperband_options
     print(f"\nbudget per task = {args.budget:g} full-trial times / {args.workers} workers "
           f"({', '.join(f'{t}: {budgets[t]:.0f}s' for t in tasks)})")
     fractions = [float(f) for f in args.target_fractions.split(",")]
