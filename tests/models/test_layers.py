@@ -172,3 +172,28 @@ def test_max_pool_lowerings_agree_in_value_and_gradient(shape, window, strides, 
     assert max_pool(x, window, strides, padding).shape == ref.shape
     with pytest.raises(ValueError, match="lowering"):
         max_pool(x, lowering="fast")
+
+
+def _max_pool_grad_reference(x, g, window, stride, pad):
+    """numpy: each output's gradient split equally between the inputs of its window equal to its maximum."""
+    n, h, w, c = x.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
+    dx = np.zeros_like(xp)
+    for o in np.ndindex(g.shape):
+        b, i, j, ch = o
+        win = xp[b, i * stride:i * stride + window, j * stride:j * stride + window, ch]
+        tied = win == win.max()
+        dx[b, i * stride:i * stride + window, j * stride:j * stride + window, ch] += tied * g[o] / tied.sum()
+    return dx[:, pad:pad + h, pad:pad + w]
+
+
+def test_max_pool_gradient_splits_ties_equally_and_conserves_the_gradient():
+    # post-ReLU maps are full of exact ties (zeros), and of ties between overlapping windows' maxima
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.integers(-3, 3, size=(2, 7, 6, 3)), 0).astype(np.float32)
+    y, vjp = jax.vjp(lambda x: max_pool(x, 3, 2, 1, lowering="im2col"), jnp.asarray(x))
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = np.asarray(vjp(jnp.asarray(g))[0])
+    np.testing.assert_allclose(dx, _max_pool_grad_reference(x, g, 3, 2, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx.sum(), g.sum(), rtol=1e-4)
+    np.testing.assert_array_equal(y, max_pool(jnp.asarray(x), 3, 2, 1, lowering="xla"))
