@@ -105,13 +105,39 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1)
     pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
     patches = _patches(x, (kh, kw), strides, pads)
     if groups == 1:
-        return jax.lax.dot_general(patches, kernel.reshape(kh * kw * cg, out), (((3,), (0,)), ((), ())))
+        return _pixel_matmul(patches, kernel.reshape(kh * kw * cg, out))
     n, ho, wo, _ = patches.shape
     og = out // groups
     patches = patches.reshape(n, ho, wo, kh * kw, groups, cg)
     k = kernel.reshape(kh * kw, cg, groups, og)
     y = jax.lax.dot_general(patches, k, (((3, 5), (0, 1)), ((4,), (2,))))  # [groups, n, ho, wo, og]
     return jnp.moveaxis(y, 0, 3).reshape(n, ho, wo, out)
+
+
+@jax.custom_vjp
+def _pixel_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """``x [N, H, W, K] @ w [K, O]``, with the kernel gradient written as one dot over all pixels.
+
+    Autodiff's kernel gradient makes XLA:CPU transpose the output gradient to [O, pixels] in a slow strided loop
+    fused with the BatchNorm backward (18% of a ResNet-50 128 px train step); contracting the pixel axis of
+    ``x`` and ``g`` in place avoids it (ResNet-50 128 px: 11.4 -> 15.3 img/s).
+    """
+    return jax.lax.dot_general(x, w, (((3,), (0,)), ((), ())))
+
+
+def _pixel_matmul_fwd(x, w):
+    return _pixel_matmul(x, w), (x, w)
+
+
+def _pixel_matmul_bwd(residuals, g):
+    x, w = residuals
+    k, o = w.shape
+    dx = jax.lax.dot_general(g, w, (((3,), (1,)), ((), ())))
+    dw = jax.lax.dot_general(x.reshape(-1, k), g.reshape(-1, o), (((0,), (0,)), ((), ())))
+    return dx, dw
+
+
+_pixel_matmul.defvjp(_pixel_matmul_fwd, _pixel_matmul_bwd)
 
 
 def conv_depthwise(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
