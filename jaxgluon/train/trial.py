@@ -243,13 +243,16 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
         first_result: dict[str, Any] = {}
         if start == 0 and spec.head_init == "linear_probe" and meta["pretrained_loaded"]:
             probe_start = time.perf_counter()
-            probe_loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                             std=std, train=False, worker_count=spec.worker_count)
             key = (trial.net, meta["pretrained_source"], meta["compute_dtype"], image_size, spec.train_data,
                    spec.val_data, spec.val_fraction, spec.split_seed)
+
+            def extract() -> tuple[np.ndarray, np.ndarray]:  # only on a cache miss: the loader is built here
+                loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                           std=std, train=False, worker_count=spec.worker_count)
+                return pooled_features(model, loader, getattr(reporter, "deadline", None))
+
             try:
-                feats, labels = cached_features(key, lambda: pooled_features(model, probe_loader,
-                                                                             getattr(reporter, "deadline", None)))
+                feats, labels = cached_features(key, extract)
             except DeadlinePassed:
                 log.info("trial %s: time limit reached while fitting the linear-probe head", reporter.trial_id)
                 return
