@@ -88,12 +88,9 @@ def median_image_side(source: Any, max_images: int = 32) -> float:
 def default_optimizers(frozen_batchnorm: bool = True) -> Optimizers:
     """SGD and Adam over the learning rates that fine-tune a pretrained net with BatchNorm frozen (the default for
     larger images) or training (small images); see the module docstring."""
-    if frozen_batchnorm:
-        sgd = SGD(learning_rate=LogLinear(3e-4, 3e-3), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
-        adam = Adam(learning_rate=LogLinear(1e-5, 1e-4), wd=LogLinear(1e-6, 1e-4))
-    else:
-        sgd = SGD(learning_rate=LogLinear(3e-3, 3e-2), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
-        adam = Adam(learning_rate=LogLinear(1e-4, 1e-3), wd=LogLinear(1e-6, 1e-4))
+    sgd_lr, adam_lr = ((3e-4, 3e-3), (1e-5, 1e-4)) if frozen_batchnorm else ((3e-3, 3e-2), (1e-4, 1e-3))
+    sgd = SGD(learning_rate=LogLinear(*sgd_lr), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
+    adam = Adam(learning_rate=LogLinear(*adam_lr), wd=LogLinear(1e-6, 1e-4))
     return Optimizers([sgd, adam])
 
 
