@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multifidelity import median_full_trial_time  # noqa: E402
+from multifidelity import median_full_trial_time, random_config_curves  # noqa: E402
 
 BENCHMARK_TASKS = ("3945", "7593", "126026", "189906")
 FRACTIONS = (0.25, 0.5, 1.0)
@@ -41,16 +41,6 @@ def held_out_tasks(num: int, path: str | None = None) -> list[str]:
     from jaxgluon.tune.sim import LCBench
 
     return [t for t in LCBench.tasks(path) if t not in BENCHMARK_TASKS][:num]
-
-
-def random_config_stats(bb, n: int = 256) -> float:
-    """Median final accuracy of ``n`` random configs (same sample as the budget unit)."""
-    import jax
-
-    from jaxgluon.space import compile_space
-
-    configs = compile_space(bb.search_space).sample_batch(jax.random.key(12345), n)
-    return float(np.median([c.rewards[-1] for c in bb.curves(configs)]))
 
 
 def make(kind: str, brackets: str, grace: int, bb, seed: int):
@@ -94,8 +84,9 @@ def main() -> None:
     y_med: dict[str, float] = {}
     for task in tasks:
         bb = LCBench(task, path=args.lcbench)
-        budget = args.budget * median_full_trial_time(bb) / args.workers
-        y_med[task] = random_config_stats(bb)
+        curves = random_config_curves(bb)  # one sample for the budget unit and the median random config
+        budget = args.budget * median_full_trial_time(bb, curves=curves) / args.workers
+        y_med[task] = float(np.median([c.rewards[-1] for c in curves]))
         t0 = time.time()
         runs = [("random_fifo", "-", 0)] + [(k, b, g) for k in kinds for b, g in settings]
         for kind, b, g in runs:

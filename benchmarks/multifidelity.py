@@ -98,14 +98,20 @@ def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_typ
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
-def median_full_trial_time(blackbox, n: int = 256) -> float:
-    """Median simulated time of a full (max_epochs) training run over random configs: the budget unit."""
+def random_config_curves(blackbox, n: int = 256) -> list:
+    """Learning curves of ``n`` random configs, drawn with a fixed key: the sample the budget unit comes from."""
     import jax
 
     from jaxgluon.space import compile_space
 
-    configs = compile_space(blackbox.search_space).sample_batch(jax.random.key(12345), n)
-    return float(np.median([c.elapsed[-1] for c in blackbox.curves(configs)]))
+    return blackbox.curves(compile_space(blackbox.search_space).sample_batch(jax.random.key(12345), n))
+
+
+def median_full_trial_time(blackbox, n: int = 256, curves: list | None = None) -> float:
+    """Median simulated time of a full (max_epochs) training run over random configs: the budget unit
+    (``curves``: those of :func:`random_config_curves`, when the caller has them already)."""
+    curves = random_config_curves(blackbox, n) if curves is None else curves
+    return float(np.median([c.elapsed[-1] for c in curves]))
 
 
 def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose):

@@ -10,9 +10,10 @@ YAHPO's fidelity ``epoch`` runs 1..52 over LCBench's 52 logged entries, and the 
 the untrained network (LCBench logs once at initialisation, then after each training epoch): at YAHPO epoch 1 the
 validation balanced accuracy sits at chance level (0.50 on binary tasks, 0.14 on 7-class covertype), and its rank
 is uncorrelated with the final one. Learning-curve HPO code on LCBench drops that entry too (e.g. ifBO's LCBench
-wrapper: ``max_budget = 51``, the curve is ``val_curve[1:]``, ``val_curve[0]`` its "init value"). So ``curves()`` returns the 51 TRAINED epochs: our epoch ``e`` is YAHPO
-epoch ``e + 1``, and its cumulative time includes the set-up and initial evaluation (YAHPO epoch 1's time), which
-a real trial pays before its first result. ``evaluate()`` still returns all 52 raw YAHPO fidelities.
+wrapper: ``max_budget = 51``, the curve is ``val_curve[1:]``, ``val_curve[0]`` its "init value"). So ``curves()``
+returns the 51 TRAINED epochs: our epoch ``e`` is YAHPO epoch ``e + 1``, and its cumulative time includes the set-up
+and initial evaluation (YAHPO epoch 1's time), which a real trial pays before its first result. ``evaluate()`` still
+returns all 52 raw YAHPO fidelities.
 
     >>> bb = LCBench('3945')                                    # doctest: +SKIP
     >>> curve = bb.curves([bb.default_config()])[0]             # doctest: +SKIP
