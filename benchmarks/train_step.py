@@ -8,6 +8,7 @@ the torch ResNets are defined here, torchvision's v1 layout = GluonCV's v1b).
 
     python benchmarks/train_step.py --arch resnet18 --size 64          # one case
     python benchmarks/train_step.py --arch all --size all --rounds 3    # the RESULTS.md table
+    JAXGLUON_ONEDNN=0 python benchmarks/train_step.py ...              # XLA's convolutions instead of oneDNN's
 
 The output ends with one JSON line: per case the images/s of each and the ratio jaxgluon / torch eager.
 """
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxgluon.models import get_model
+from jaxgluon.models import get_model, onednn
 from jaxgluon.train import compile_steps, create_train_state, enable_compilation_cache, make_mesh
 
 ARCHS = ("resnet18", "resnet50")
@@ -192,8 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
     archs = ARCHS if args.arch == "all" else (args.arch,)
     if args.compile_cache:
         enable_compilation_cache(args.compile_cache)
+    conv = "onednn" if jax.default_backend() == "cpu" and onednn.supports((1, 1, 1, 1), np.float32) else "xla"
     print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.device_count()} "
-          f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f}", flush=True)
+          f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f} large_convs={conv}", flush=True)
     cases = []
     for arch in archs:
         for size in sizes:
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = dict(cases[0]) if len(cases) == 1 else {"cases": cases}
     if not args.no_torch and len(cases) > 1:
         summary["min_ratio_vs_torch"] = min(c["ratio_vs_torch"] for c in cases)
+    summary["large_convs"] = conv
     summary["loadavg_end"] = round(os.getloadavg()[0], 1)
     print(json.dumps(summary))
     return summary

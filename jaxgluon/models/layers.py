@@ -8,8 +8,10 @@ On CPU, XLA's convolutions (and especially the ones autodiff derives for the bac
 output maps: fwd+bwd of a 3x3 convolution on 2x2 maps runs at ~2 GFLOP/s. There the convolution is written as
 im2col + one matrix multiply (``conv_im2col``), whose forward and autodiff-derived backward are plain dots
 (~60 GFLOP/s per core); 1x1 convolutions are always plain matmuls (``choose_lowering`` holds the rule, measured
-per ResNet layer shape). Large convolutions stay XLA's but run per batch chunk (``batch_chunks``), which keeps
-their working set in cache. ``max_pool`` does the same per-backend choice for max pooling.
+per ResNet layer shape). When oneDNN is available (``onednn.conv``, the kernels torch uses on CPU) it takes all
+but the tiniest convolutions, 1.2-3x faster than XLA's; otherwise the larger ones stay XLA's but run per batch
+chunk (``batch_chunks``), which keeps their working set in cache. ``max_pool`` does the same per-backend choice for max
+pooling.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-Lowering = Literal["xla", "im2col", "depthwise"]
+from jaxgluon.models import onednn
+
+Lowering = Literal["xla", "im2col", "depthwise", "onednn"]
 Padding = str | int | Sequence[tuple[int, int]]
 
 # On CPU, windows larger than 1x1 use im2col when the output map has at most this many pixels (XLA's backward
@@ -33,6 +37,11 @@ CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS = 8 * 8
 # XLA:CPU's convolutions and their backward run 1.5-3x faster (fwd+bwd CPU time, 2 threads) on ~1.5 MB pieces
 # than on a whole batch of 32 (56x56x64: 290 -> 92 ms; 16x16x128: 57 -> 31 ms).
 CPU_CONV_CHUNK_BYTES = 2 << 20
+# With oneDNN available it takes every CPU convolution but the tiniest, where im2col's one matmul still wins
+# (fwd+bwd, batch 32: 3x3 on 2x2 outputs 11 vs 14 ms; 1x1 on 4x4 maps 256->1024 5 vs 7 ms; on 8x8 oneDNN is even or
+# ahead, and 1.2-1.6x ahead from 16x16 on). Measured per ResNet layer shape, benchmarks/RESULTS.md.
+ONEDNN_IM2COL_MAX_OUTPUT_PIXELS = 2 * 2
+ONEDNN_IM2COL_MAX_1X1_OUTPUT_PIXELS = 4 * 4
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -161,13 +170,20 @@ def conv_depthwise(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1,
 
 
 def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequence[int],
-                    strides: Sequence[int] = (1, 1), groups: int = 1) -> Lowering:
+                    strides: Sequence[int] = (1, 1), groups: int = 1, onednn_ok: bool = False) -> Lowering:
     """The convolution lowering ``Conv`` uses for one layer on ``backend`` ('cpu', 'gpu', 'tpu', ...).
+
+    ``onednn_ok`` says the oneDNN lowering can run (``onednn.supports``); on CPU it then takes every convolution
+    but the tiniest maps.
 
     Example:
         >>> choose_lowering('cpu', (32, 2, 2, 512), (3, 3, 512, 512))
         'im2col'
-        >>> choose_lowering('gpu', (32, 2, 2, 512), (3, 3, 512, 512))
+        >>> choose_lowering('cpu', (32, 32, 32, 128), (3, 3, 128, 128))
+        'xla'
+        >>> choose_lowering('cpu', (32, 32, 32, 128), (3, 3, 128, 128), onednn_ok=True)
+        'onednn'
+        >>> choose_lowering('gpu', (32, 32, 32, 128), (3, 3, 128, 128), onednn_ok=True)
         'xla'
     """
     if backend != "cpu":
@@ -175,17 +191,27 @@ def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequ
     if groups != 1:  # depthwise (EfficientNet): shifted slices beat XLA:CPU's grouped convolution
         return "depthwise" if groups == kernel_shape[3] == input_shape[3] and kernel_shape[2] == 1 else "xla"
     kh, kw, cin, _ = kernel_shape
+    h, w = input_shape[1], input_shape[2]
+    out_pixels = -(-h // strides[0]) * -(-w // strides[1])
+    if onednn_ok:
+        limit = ONEDNN_IM2COL_MAX_1X1_OUTPUT_PIXELS if kh == kw == 1 else ONEDNN_IM2COL_MAX_OUTPUT_PIXELS
+        return "im2col" if out_pixels <= limit else "onednn"
     if kh == kw == 1:
         return "im2col"
     if cin < 16:  # an RGB stem: K = kh*kw*3 is too thin for a good matmul, XLA's direct convolution wins
         return "xla"
+    if out_pixels <= CPU_IM2COL_MAX_OUTPUT_PIXELS:
+        return "im2col"
+    if max(strides) > 1 and out_pixels <= CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS:
+        return "im2col"
+    return "xla"
     h, w = input_shape[1], input_shape[2]
     out_pixels = -(-h // strides[0]) * -(-w // strides[1])
     if out_pixels <= CPU_IM2COL_MAX_OUTPUT_PIXELS:
         return "im2col"
     if max(strides) > 1 and out_pixels <= CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS:
         return "im2col"
-    return "xla"
+    return direct
 
 
 def batch_chunks(input_shape: Sequence[int], itemsize: int, max_bytes: int = CPU_CONV_CHUNK_BYTES) -> int:
@@ -207,12 +233,14 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), pad
            groups: int = 1, lowering: Lowering | Literal["auto"] = "auto") -> jax.Array:
     """NHWC x HWIO convolution, lowered per backend and map size (``choose_lowering``) unless told otherwise.
 
-    With ``lowering='auto'`` on CPU, large XLA convolutions run per batch chunk (``batch_chunks``).
+    With ``lowering='auto'`` on CPU, large convolutions run on oneDNN when it is available (``onednn.supports``),
+    else on XLA per batch chunk (``batch_chunks``).
     """
     chunks = 1
     if lowering == "auto":
         backend = jax.default_backend()
-        lowering = choose_lowering(backend, x.shape, kernel.shape, strides, groups)
+        onednn_ok = backend == "cpu" and onednn.supports(x.shape, x.dtype, groups)
+        lowering = choose_lowering(backend, x.shape, kernel.shape, strides, groups, onednn_ok)
         if backend == "cpu" and lowering == "xla":
             chunks = batch_chunks(x.shape, x.dtype.itemsize, CPU_CONV_CHUNK_BYTES)
     if lowering == "xla" and chunks > 1:
@@ -224,7 +252,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), pad
         return conv_im2col(x, kernel, strides, padding, groups)
     if lowering == "depthwise":
         return conv_depthwise(x, kernel, strides, padding)
-    raise ValueError(f"lowering must be 'auto', 'xla', 'im2col' or 'depthwise', got {lowering!r}")
+    if lowering == "onednn":
+        if groups != 1:
+            raise ValueError(f"lowering='onednn' has no grouped convolutions (groups={groups}); use 'auto'")
+        return onednn.conv(x, kernel, strides, explicit_padding(padding, x.shape[1:3], kernel.shape[:2], strides))
+    raise ValueError(f"lowering must be 'auto', 'xla', 'im2col', 'depthwise' or 'onednn', got {lowering!r}")
 
 
 def _pool_windows(x: jax.Array, kernel_hw: tuple[int, int], strides: tuple[int, int],

@@ -101,6 +101,7 @@ def test_conv2d_follows_the_rule_and_rejects_unknown_lowerings(monkeypatch):
     calls = []
     monkeypatch.setattr(layers, "conv_im2col", lambda *a: calls.append("im2col") or conv_im2col(*a))
     monkeypatch.setattr(layers, "conv_xla", lambda *a: calls.append("xla") or conv_xla(*a))
+    monkeypatch.setattr(layers.onednn, "supports", lambda *a, **k: False)  # the rule without oneDNN
     monkeypatch.setattr(layers.jax, "default_backend", lambda: "cpu")
     conv2d(jnp.ones((1, 2, 2, 32)), jnp.ones((3, 3, 32, 4)))
     monkeypatch.setattr(layers.jax, "default_backend", lambda: "gpu")
@@ -128,6 +129,7 @@ def test_large_cpu_convolutions_run_in_batch_chunks_with_the_same_result(monkeyp
     assert batch_chunks((6, 8, 8, 8), 4, 10) == 6        # at most one image per piece
     assert batch_chunks((6, 8, 8, 8), 4, 1 << 20) == 1
     monkeypatch.setattr(layers.jax, "default_backend", lambda: "cpu")
+    monkeypatch.setattr(layers.onednn, "supports", lambda *a, **k: False)  # chunking is the fallback without oneDNN
     monkeypatch.setattr(layers, "CPU_CONV_CHUNK_BYTES", 6 * 10 * 10 * 16 * 4 // 3)
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((6, 10, 10, 16)), jnp.float32)
