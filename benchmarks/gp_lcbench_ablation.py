@@ -55,7 +55,7 @@ import types
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hyperband_defaults import FRACTIONS, held_out_tasks  # noqa: E402
+from hyperband_defaults import FRACTIONS, add_held_out_arguments, chosen_tasks  # noqa: E402
 from multifidelity import median_full_trial_time, random_config_curves  # noqa: E402
 
 VARIANTS = ("head", "init_d1", "init_cap10", "prior_old", "noise_old", "acq_old", "all_old")
@@ -194,17 +194,10 @@ def summarise(best_at: dict, y_med: dict, tasks: list, variants: list, seeds: li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-tasks", type=int, default=6)
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated LCBench task ids instead of the held-out rule (a second check; "
-                             "never the multifidelity benchmark's tasks)")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--budget", type=float, default=40.0, help="full-trial times (as multifidelity.py)")
+    add_held_out_arguments(parser)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--save", default=None, help="write the per-run best@fractions to this JSON as they come")
     parser.add_argument("--load", default=None, help="comma-separated --save files: summarise only")
-    parser.add_argument("--lcbench", default=None)
     args = parser.parse_args()
 
     t_start = time.time()
@@ -214,13 +207,7 @@ def main() -> None:
             parser.error(f"unknown variant {v!r}; valid: {', '.join(VARIANTS)}")
     best_at: dict[tuple, np.ndarray] = {}
     y_med: dict[str, float] = {}
-    tasks = held_out_tasks(args.num_tasks, args.lcbench)
-    if args.tasks:
-        from hyperband_defaults import BENCHMARK_TASKS
-
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        if set(tasks) & set(BENCHMARK_TASKS):
-            parser.error(f"--tasks must not include the benchmark's tasks {BENCHMARK_TASKS}")
+    tasks = chosen_tasks(parser, args)
     seeds = list(range(args.seeds))
     if args.load:
         for path in args.load.split(","):

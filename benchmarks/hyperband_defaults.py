@@ -43,6 +43,28 @@ def held_out_tasks(num: int, path: str | None = None) -> list[str]:
     return [t for t in LCBench.tasks(path) if t not in BENCHMARK_TASKS][:num]
 
 
+def add_held_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a selection on held-out LCBench tasks: which tasks, seeds, simulated workers and budget."""
+    parser.add_argument("--num-tasks", type=int, default=6)
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated LCBench task ids instead of the held-out rule (a second check; "
+                             "never the multifidelity benchmark's tasks)")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--budget", type=float, default=40.0, help="full-trial times (as multifidelity.py)")
+    parser.add_argument("--lcbench", default=None)
+
+
+def chosen_tasks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The held-out tasks by the fixed rule, or ``--tasks`` (never the benchmark's own)."""
+    if not args.tasks:
+        return held_out_tasks(args.num_tasks, args.lcbench)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if set(tasks) & set(BENCHMARK_TASKS):
+        parser.error(f"--tasks must not include the benchmark's tasks {BENCHMARK_TASKS}")
+    return tasks
+
+
 def make(kind: str, brackets: str, grace: int, bb, seed: int):
     from jaxgluon.scheduler import _rungs, get_scheduler
 
@@ -56,26 +78,15 @@ def make(kind: str, brackets: str, grace: int, bb, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-tasks", type=int, default=6)
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated LCBench task ids instead of the held-out rule (a second check; "
-                             "never the multifidelity benchmark's tasks)")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--budget", type=float, default=40.0, help="full-trial times (as multifidelity.py)")
+    add_held_out_arguments(parser)
     parser.add_argument("--brackets", default="1,2,3,all")
     parser.add_argument("--grace-periods", default="1,3")
-    parser.add_argument("--lcbench", default=None)
     args = parser.parse_args()
 
     from jaxgluon.tune.sim import LCBench, simulate
 
     t_start = time.time()
-    tasks = held_out_tasks(args.num_tasks, args.lcbench)
-    if args.tasks:
-        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-        if set(tasks) & set(BENCHMARK_TASKS):
-            parser.error(f"--tasks must not include the benchmark's tasks {BENCHMARK_TASKS}")
+    tasks = chosen_tasks(parser, args)
     settings = [(b, int(g)) for g in args.grace_periods.split(",") for b in args.brackets.split(",")]
     kinds = ("stopping", "promotion")
     seeds = range(args.seeds)
