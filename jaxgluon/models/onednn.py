@@ -7,8 +7,9 @@ NHWC x HWIO float32 convolution whose forward, input gradient and kernel gradien
 
 The shim is compiled on first use with the system C++ compiler against the ``onednn-cpu-gomp`` wheel (headers from
 ``onednn-devel-cpu-gomp``), cached in ``$JAXGLUON_HOME/onednn`` (default ``~/.jaxgluon/onednn``) by a hash of its
-inputs, and registered as an FFI target. Where that cannot happen (no compiler, no wheel, not Linux x86-64),
-``available()`` is False, one warning says why, and convolutions keep XLA's lowering. ``JAXGLUON_ONEDNN=0`` turns
+inputs, and registered as an FFI target. Where that cannot happen (no compiler, no wheel), ``available()`` is False,
+one warning says why, and convolutions keep XLA's lowering; off Linux x86-64 (where the wheels don't exist) it is
+quietly False. ``JAXGLUON_ONEDNN=0`` turns
 the oneDNN lowering off.
 
 Example:
@@ -24,7 +25,9 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import platform
 import shutil
+import sys
 import subprocess
 import tempfile
 import warnings
@@ -102,6 +105,8 @@ def _load() -> str | None:
     """Builds, loads and registers the FFI targets once per process; the reason when that fails, else None."""
     if os.environ.get("JAXGLUON_ONEDNN", "1").strip().lower() in ("0", "false", "no", "off"):
         return "disabled by JAXGLUON_ONEDNN=0"
+    if not (sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")):  # nothing to fix: no warning
+        return f"the oneDNN wheels are Linux x86-64 only (this is {sys.platform} {platform.machine()})"
     try:
         library = ctypes.cdll.LoadLibrary(str(build()))
         for name, symbol in _TARGETS.items():

@@ -120,6 +120,13 @@ def test_unavailable_warns_once_and_falls_back(monkeypatch):
         assert "JAXGLUON_ONEDNN=0" in onednn._load.__wrapped__()
 
 
+def test_other_platforms_fall_back_quietly(monkeypatch):
+    monkeypatch.setattr(onednn.platform, "machine", lambda: "arm64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "Linux x86-64 only" in onednn._load.__wrapped__()
+
+
 @needs_onednn
 def test_build_is_cached(tmp_path):
     first = onednn.build(tmp_path)
