@@ -125,12 +125,12 @@ def available() -> bool:
 
 
 def supports(x_shape: Sequence[int], dtype, groups: int = 1) -> bool:
-    """Whether ``conv`` handles this call: float32, rank-4 input, no grouping, and oneDNN available.
+    """Whether ``conv`` handles this call: float32, a non-empty rank-4 input, no grouping, and oneDNN available.
 
     Under a multi-device CPU mesh the call would be gathered onto every device (XLA cannot partition a custom
     call), so the oneDNN lowering is used only with one local device.
     """
-    return (len(x_shape) == 4 and np.dtype(dtype) == np.float32 and groups == 1
+    return (len(x_shape) == 4 and min(x_shape) > 0 and np.dtype(dtype) == np.float32 and groups == 1
             and jax.local_device_count() == 1 and available())
 
 

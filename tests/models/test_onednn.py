@@ -65,6 +65,7 @@ def test_conv2d_auto_picks_onednn_for_large_cpu_convolutions():
     x, kernel = jnp.ones((2, 32, 32, 64)), jnp.ones((3, 3, 64, 64)) * 0.01
     text = str(jax.make_jaxpr(lambda a, b: layers.conv2d(a, b, (1, 1), "SAME"))(x, kernel))
     assert "jaxgluon_onednn_forward" in text
+    assert layers.conv2d(jnp.ones((0, 32, 32, 64)), kernel).shape == (0, 32, 32, 64)  # empty batch: XLA's
     small = str(jax.make_jaxpr(lambda a, b: layers.conv2d(a, b, (1, 1), "SAME"))(jnp.ones((2, 2, 2, 64)), kernel))
     assert "jaxgluon_onednn" not in small  # tiny maps stay im2col
     np.testing.assert_allclose(layers.conv2d(x, kernel, (1, 1), "SAME"),
