@@ -9,8 +9,7 @@ The shim is compiled on first use with the system C++ compiler against the ``one
 ``onednn-devel-cpu-gomp``), cached in ``$JAXGLUON_HOME/onednn`` (default ``~/.jaxgluon/onednn``) by a hash of its
 inputs, and registered as an FFI target. Where that cannot happen (no compiler, no wheel), ``available()`` is False,
 one warning says why, and convolutions keep XLA's lowering; off Linux x86-64 (where the wheels don't exist) it is
-quietly False. ``JAXGLUON_ONEDNN=0`` turns
-the oneDNN lowering off.
+quietly False. ``JAXGLUON_ONEDNN=0`` turns the oneDNN lowering off.
 
 Example:
     >>> import jax.numpy as jnp
@@ -51,12 +50,12 @@ class OneDNNUnavailable(RuntimeError):
 
 def _dist_file(dist: str, suffix: str) -> Path:
     try:
-        files = importlib.metadata.distribution(dist).files or []
+        distribution = importlib.metadata.distribution(dist)
     except importlib.metadata.PackageNotFoundError:
         raise OneDNNUnavailable(f"the {dist!r} package is not installed (pip install {dist}==2023.2.0)") from None
-    for f in files:
+    for f in distribution.files or []:
         if str(f).endswith(suffix):
-            return Path(importlib.metadata.distribution(dist).locate_file(f)).resolve()
+            return Path(distribution.locate_file(f)).resolve()
     raise OneDNNUnavailable(f"the {dist!r} package has no file ending in {suffix!r}; reinstall it")
 
 

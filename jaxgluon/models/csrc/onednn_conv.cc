@@ -7,13 +7,13 @@
 // jaxgluon/models/onednn.py compiles this file on first use against the onednn-cpu-gomp wheel.
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <new>
 #include <string>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <utility>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -61,11 +61,9 @@ struct Plan {
   memory::desc scratch_desc;
 };
 
+using PlanKey = decltype(std::tuple_cat(std::make_tuple(0), std::declval<Geometry>().key()));  // (kind, geometry)
 std::mutex cache_mu;
-std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                    int64_t, int64_t, int64_t>,
-         std::shared_ptr<Plan>>
-    cache;
+std::map<PlanKey, std::shared_ptr<Plan>> cache;
 
 std::shared_ptr<Plan> GetPlan(int kind, const Geometry& g) {
   auto key = std::tuple_cat(std::make_tuple(kind), g.key());
