@@ -17,7 +17,8 @@ _MIN_BUCKET = 16
 _WARM_ONLY_FROM = 128  # from this many observations on, the hyperparameter fit starts from the previous fit only,
 _FULL_FIT_EVERY = 16  # except when the observation count is a multiple of this (then all restarts run)
 _NUM_REFINE = 16  # local searches of the acquisition started from candidates
-_ANCHOR_STEPS = (1e-3, 1e-2, 1e-3)  # ... and from Gaussian steps this wide off the best, the best, the 2nd best point
+# ... and from Gaussian steps off the best observed points: (rank of the point, 0 = best; step width)
+_ANCHORS = ((0, 1e-3), (0, 1e-2), (1, 1e-3))
 _compiled_buckets: set[tuple[int, int, int, int]] = set()  # (rows, dim, candidates, restarts) compiled so far
 
 
@@ -245,16 +246,17 @@ class GPSearcher(Searcher):
         return config
 
     def _anchors(self, key: jax.Array, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Local-search starts next to the best observed points (see ``_ANCHOR_STEPS``: the best one twice).
+        """Local-search starts next to the best observed points (see ``_ANCHORS``: the best one twice).
 
         Not exactly at them: near convergence the EI maximum sits on the incumbent itself (its posterior variance
         is the noise floor), a config already tried, and the search must still return the best new point next to it
         rather than fall back to a far, much worse one.
         """
         order = np.argsort(-y, kind="stable")
-        rows = X[order[np.minimum([0, 0, 1], len(y) - 1)]]
+        ranks, widths = (np.asarray(column) for column in zip(*_ANCHORS))
+        rows = X[order[np.minimum(ranks, len(y) - 1)]]
         rng = np.random.default_rng(np.asarray(jax.random.bits(key, (2,))))
-        steps = np.asarray(_ANCHOR_STEPS)[:, None] * rng.normal(size=rows.shape) * self._cont_mask
+        steps = widths[:, None] * rng.normal(size=rows.shape) * self._cont_mask
         return np.clip(rows + steps, 0.0, 1.0)
 
     def _first_unseen(self, xs: np.ndarray, values: np.ndarray, seen: set[str]) -> Any | None:
