@@ -103,13 +103,14 @@ def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_typ
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
 
 
-def random_config_curves(blackbox, n: int = 256) -> list:
-    """Learning curves of ``n`` random configs, drawn with a fixed key: the sample the budget unit comes from."""
+def random_config_curves(blackbox, n: int = 256, key: int = 12345) -> list:
+    """Learning curves of ``n`` random configs, drawn with a fixed key (the default: the sample the budget unit
+    comes from)."""
     import jax
 
     from jaxgluon.space import compile_space
 
-    return blackbox.curves(compile_space(blackbox.search_space).sample_batch(jax.random.key(12345), n))
+    return blackbox.curves(compile_space(blackbox.search_space).sample_batch(jax.random.key(key), n))
 
 
 def median_full_trial_time(blackbox, n: int = 256, curves: list | None = None) -> float:
@@ -125,15 +126,10 @@ RANDOM_SAMPLING = ("random_fifo", "hyperband_stopping", "hyperband_promotion")
 def random_config_best(blackbox, n: int = 8192) -> np.ndarray:
     """Per config, the best reward its learning curve reaches at any epoch, for ``n`` random configs (a key apart
     from the budget sample's): the ceiling of every scheduler whose configs come from random sampling."""
-    import jax
-
-    from jaxgluon.space import compile_space
-
-    configs = compile_space(blackbox.search_space).sample_batch(jax.random.key(54321), n)
-    return np.array([c.rewards.max() for c in blackbox.curves(configs)])
+    return np.array([c.rewards.max() for c in random_config_curves(blackbox, n, key=54321)])
 
 
-def random_sampling_reach(runs, tasks, methods, targets, config_best, verbose):
+def random_sampling_reach(runs, tasks, methods, targets, config_best):
     """How reachable each target is for a random-sampling scheduler at all.
 
     ``q`` = the fraction of random configs whose curve ever reaches the target. A run that samples ``n`` configs
@@ -145,9 +141,8 @@ def random_sampling_reach(runs, tasks, methods, targets, config_best, verbose):
     sampling = [m for m in RANDOM_SAMPLING if m in methods]
     if not sampling:
         return out
-    if verbose:
-        print(f"reach of the target for random sampling ({len(next(iter(config_best.values())))} random configs; "
-              "P = 1-(1-q)^trials, trials = the method's mean configs per run):")
+    print(f"reach of the target for random sampling ({len(next(iter(config_best.values())))} random configs; "
+          "P = 1-(1-q)^trials, trials = the method's mean configs per run):")
     for task in tasks:
         q = float(np.mean(config_best[task] >= targets[task]))
         out["reach_fraction"][task] = round(q, 5)
@@ -159,12 +154,10 @@ def random_sampling_reach(runs, tasks, methods, targets, config_best, verbose):
         out["runs"] += task_runs
         if max(p.values()) < 0.05:
             out["runs_out_of_reach"] += task_runs
-        if verbose:
-            print(f"  {task:>7} q = {q:.5f} (best random config {config_best[task].max():.2f}); "
-                  + ", ".join(f"P[{m}] = {v:.3f}" for m, v in p.items()))
-    if verbose:
-        print(f"  runs where no random-sampling method can reach the target (P < 5%): "
-              f"{out['runs_out_of_reach']} of {out['runs']} (their random-FIFO / Hyperband ratio is 1 by construction)")
+        print(f"  {task:>7} q = {q:.5f} (best random config {config_best[task].max():.2f}); "
+              + ", ".join(f"P[{m}] = {v:.3f}" for m, v in p.items()))
+    print(f"  runs where no random-sampling method can reach the target (P < 5%): "
+          f"{out['runs_out_of_reach']} of {out['runs']} (their random-FIFO / Hyperband ratio is 1 by construction)")
     return out
 
 
@@ -231,7 +224,7 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose, config_be
                 print(f"  random-FIFO / {hb} time-to-target (median of per-run ratios): "
                       f"{out[f'ratio_random_fifo_over_{hb}']:.2f}x; per task {per_task}")
     if config_best is not None:
-        out["random_sampling"] = random_sampling_reach(runs, tasks, methods, targets, config_best, verbose=True)
+        out["random_sampling"] = random_sampling_reach(runs, tasks, methods, targets, config_best)
     n_runs = {m: sum((t, m, s) in ttt for t, s in keys) for m in methods}
     complete = [m for m in methods if m != "optuna" and n_runs[m] == max(n_runs.values())]
     if "optuna" in methods and complete:
