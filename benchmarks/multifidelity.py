@@ -161,12 +161,14 @@ def random_sampling_reach(runs, tasks, methods, targets, config_best):
     return out
 
 
-def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose, config_best=None, quantile=None):
+def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose, config_best=None, quantile=None,
+              reach=True):
     """Time-to-target (censored at the budget when not reached) and anytime best; ratios between methods.
 
     The target is ``fraction`` x the best accuracy any method reached on the task or, with ``quantile``, the
     ``quantile`` of the random configs' best accuracies (``config_best``: per task, :func:`random_config_best`),
-    a target that does not move when a method is added. ``config_best`` also serves the reach report.
+    a target that does not move when a method is added. ``config_best`` also serves the reach report (with
+    ``reach``).
     """
     ttt, reached = {}, {}
     if quantile is None:
@@ -223,7 +225,7 @@ def summarise(runs, tasks, methods, seeds, budgets, fraction, verbose, config_be
                 per_task = {t: round(ratio("random_fifo", hb, t), 2) for t in tasks}
                 print(f"  random-FIFO / {hb} time-to-target (median of per-run ratios): "
                       f"{out[f'ratio_random_fifo_over_{hb}']:.2f}x; per task {per_task}")
-    if config_best is not None:
+    if reach and config_best is not None:
         out["random_sampling"] = random_sampling_reach(runs, tasks, methods, targets, config_best)
     n_runs = {m: sum((t, m, s) in ttt for t, s in keys) for m in methods}
     complete = [m for m in methods if m != "optuna" and n_runs[m] == max(n_runs.values())]
@@ -308,8 +310,8 @@ def main() -> None:
                         help="comma-separated JSON files from --save: summarise them instead of simulating")
     parser.add_argument("--lcbench", default=None, help="folder of the YAHPO LCBench surrogate")
     parser.add_argument("--no-reach", action="store_true",
-                        help="skip the check of how reachable each target is for random sampling (8192 random "
-                             "configs per task)")
+                        help="skip the report of how reachable each target is for random sampling (its 8192 random "
+                             "configs per task are still drawn when --random-quantile-targets needs them)")
     args = parser.parse_args()
     hb_options = json.loads(args.hyperband_options) if args.hyperband_options else None
     if hb_options is not None and not isinstance(hb_options, dict):
@@ -368,10 +370,12 @@ def main() -> None:
                    else {t: random_config_best(LCBench(t, path=args.lcbench)) for t in tasks})
     for i, fraction in enumerate(fractions):
         figures[f"target_{fraction:g}"] = summarise(runs, tasks, methods, seeds, budgets, fraction,
-                                                    verbose=i == 0, config_best=config_best)
+                                                    verbose=i == 0, config_best=config_best,
+                                                    reach=not args.no_reach)
     for quantile in quantiles:
         figures[f"target_random_quantile_{quantile:g}"] = summarise(
-            runs, tasks, methods, seeds, budgets, None, verbose=False, config_best=config_best, quantile=quantile)
+            runs, tasks, methods, seeds, budgets, None, verbose=False, config_best=config_best, quantile=quantile,
+            reach=not args.no_reach)
     figures["ms_per_decision"] = {m: round(float(np.mean([r.ms_per_decision for (t, mm, _), r in runs.items()
                                                            if mm == m and t in tasks])), 4) for m in methods}
     figures["wall_seconds"] = round(time.time() - t_start, 1)
