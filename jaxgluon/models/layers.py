@@ -205,13 +205,6 @@ def choose_lowering(backend: str, input_shape: Sequence[int], kernel_shape: Sequ
     if max(strides) > 1 and out_pixels <= CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS:
         return "im2col"
     return "xla"
-    h, w = input_shape[1], input_shape[2]
-    out_pixels = -(-h // strides[0]) * -(-w // strides[1])
-    if out_pixels <= CPU_IM2COL_MAX_OUTPUT_PIXELS:
-        return "im2col"
-    if max(strides) > 1 and out_pixels <= CPU_IM2COL_MAX_STRIDED_OUTPUT_PIXELS:
-        return "im2col"
-    return direct
 
 
 def batch_chunks(input_shape: Sequence[int], itemsize: int, max_bytes: int = CPU_CONV_CHUNK_BYTES) -> int:
