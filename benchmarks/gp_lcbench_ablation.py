@@ -55,8 +55,7 @@ import types
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hyperband_defaults import FRACTIONS, add_held_out_arguments, chosen_tasks  # noqa: E402
-from multifidelity import median_full_trial_time, random_config_curves  # noqa: E402
+from hyperband_defaults import FRACTIONS, add_held_out_arguments, budget_and_median_random, chosen_tasks  # noqa: E402
 
 VARIANTS = ("head", "init_d1", "init_cap10", "prior_old", "noise_old", "acq_old", "all_old")
 PARENT = "7bba9d9^"
@@ -223,9 +222,7 @@ def main() -> None:
         bbs, budgets = {}, {}
         for task in tasks:
             bbs[task] = LCBench(task, path=args.lcbench)
-            curves = random_config_curves(bbs[task])
-            budgets[task] = args.budget * median_full_trial_time(bbs[task], curves=curves) / args.workers
-            y_med[task] = float(np.median([c.rewards[-1] for c in curves]))
+            budgets[task], y_med[task] = budget_and_median_random(bbs[task], args)
         print(f"held-out tasks: {tasks}; variants: {variants}", flush=True)
         for v in variants:
             t0 = time.time()

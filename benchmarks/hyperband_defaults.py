@@ -65,6 +65,14 @@ def chosen_tasks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> l
     return tasks
 
 
+def budget_and_median_random(bb, args: argparse.Namespace) -> tuple[float, float]:
+    """A task's simulated budget (``--budget`` full-trial times / ``--workers``) and the median final accuracy of
+    random configs, both from the one sample of :func:`multifidelity.random_config_curves`."""
+    curves = random_config_curves(bb)
+    budget = args.budget * median_full_trial_time(bb, curves=curves) / args.workers
+    return budget, float(np.median([c.rewards[-1] for c in curves]))
+
+
 def make(kind: str, brackets: str, grace: int, bb, seed: int):
     from jaxgluon.scheduler import _rungs, get_scheduler
 
@@ -95,9 +103,7 @@ def main() -> None:
     y_med: dict[str, float] = {}
     for task in tasks:
         bb = LCBench(task, path=args.lcbench)
-        curves = random_config_curves(bb)  # one sample for the budget unit and the median random config
-        budget = args.budget * median_full_trial_time(bb, curves=curves) / args.workers
-        y_med[task] = float(np.median([c.rewards[-1] for c in curves]))
+        budget, y_med[task] = budget_and_median_random(bb, args)
         t0 = time.time()
         runs = [("random_fifo", "-", 0)] + [(k, b, g) for k in kinds for b, g in settings]
         for kind, b, g in runs:
