@@ -277,7 +277,7 @@ def _max_pool_slices_bwd(kernel_hw, strides, pads, residuals, g):
     # term reads x and out directly, so XLA's fused loop does a few compares per element instead of re-deriving
     # the chain of maxima (which autodiff of the chain does: ~10x slower fwd+bwd at 64x64x64, batch 32).
     x, out = residuals
-    (kh, kw), (sh, sw) = kernel_hw, strides
+    (_, kw), (sh, sw) = kernel_hw, strides
     n, h, w, c = x.shape
     hp, wp = h + sum(pads[0]), w + sum(pads[1])
     _, ho, wo, _ = g.shape
