@@ -5,12 +5,11 @@
     results.leaderboard()[:3]                       # best trials first
     ind, prob = results.predict('img.jpg')          # array scalars: ind.item(), prob.item()
     results.evaluate(test_dataset)                  # top-1
-    results.save('out/model'); same = Results.load('out/model')
+    results.save('out/model'); same = Results.load('out/model')   # every file's sha256 is checked on load
     results.plot_training_curves('curves.png')      # needs matplotlib
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -20,9 +19,24 @@ import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.train import TrainedModel, load_trained
+from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
+                                      validate_json, verify_manifest, write_json, write_manifest)
 
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
+#: What ``results.json`` must hold; the model in ``model/`` is checked by ``load_trained``.
+RESULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["reward", "config", "metadata", "trials"],
+    "properties": {
+        "reward": {"type": ["number", "null"]},
+        "config": {"type": "object"},
+        "metadata": {"type": "object"},
+        "trials": {"type": "array", "items": {"type": "object", "required": ["trial_id", "status", "config"]}},
+        "experiment_dir": {"type": ["string", "null"]},
+        MANIFEST_FIELD: {"const": MANIFEST_FILE},
+    },
+}
 
 
 def _is_single(images: Any) -> bool:
@@ -84,24 +98,35 @@ class Results:
 
     # --------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Writes the best model and this summary to a new folder; :meth:`load` reads it back."""
+        """Writes the best model and this summary to a new folder, then its ``manifest.json`` (the sha256 of
+        ``results.json`` and of the model's own manifest); :meth:`load` verifies and reads it back."""
         path = pathlib.Path(path).expanduser().absolute()
         if path.exists() and any(path.iterdir()):
             raise ValueError(f"{path} is not empty; save into a new or empty folder")
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / MODEL_DIR)
         summary = {"reward": self.reward, "config": self.config, "metadata": self.metadata, "trials": self.trials,
-                   "experiment_dir": self.experiment_dir}
-        (path / RESULTS_FILE).write_text(json.dumps(summary, indent=1, default=_json_default))
+                   "experiment_dir": self.experiment_dir, MANIFEST_FIELD: MANIFEST_FILE}
+        write_json(path / RESULTS_FILE, summary, indent=1, default=_json_default)
+        write_manifest(path)
         return path
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "Results":
+        """Reads what :meth:`save` wrote, after checking every file against the manifest (a
+        ``jaxgluon.train.integrity.SavedModelError`` names a changed or missing file) and ``results.json`` against
+        :data:`RESULTS_SCHEMA`. A folder saved before manifests existed loads with a warning."""
         path = pathlib.Path(path).expanduser().absolute()
+        verified = verify_manifest(path)
         if not (path / RESULTS_FILE).is_file():
+            if verified:
+                raise SavedModelError(f"{path} is not complete: its {RESULTS_FILE} is missing")
             raise FileNotFoundError(f"{path} holds no saved results ({RESULTS_FILE} missing); give the folder "
                                     "that Results.save() wrote")
-        summary = json.loads((path / RESULTS_FILE).read_text())
+        summary = read_json_file(path / RESULTS_FILE, "the saved results are corrupt; save them again")
+        if not verified:
+            check_saved(path, summary, RESULTS_FILE)
+        validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
         return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"],
                    load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
 
