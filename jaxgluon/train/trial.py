@@ -143,6 +143,7 @@ def load_source(spec: str | os.PathLike) -> Any:
 @functools.lru_cache(maxsize=4)
 def _sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
     train = load_source(train_data)
+    jdata.require_classes(train, f"the training data {train_data!r}")   # where a trial's data enters
     if val_data is None:
         return jdata.stratified_split(train, val_fraction=val_fraction, seed=split_seed)
     val = load_source(val_data)

@@ -141,6 +141,17 @@ def test_bad_inputs_have_clear_errors(image_folders, tmp_path):
         task.fit(dataset, lr_scheduler="linear", verbose=False)
 
 
+def test_one_class_is_refused_where_the_training_data_enters(tmp_path):
+    """A one-class folder used to fit with reward 1.0 and predict p=1.0; now Dataset and fit refuse it."""
+    one = write_folder(tmp_path / "one", 4, 0, classes=("cats",))
+    with pytest.raises(ValueError, match=r"has 1 class \['cats'\]; classification needs at least 2 classes"):
+        task.Dataset(train_path=str(one))
+    from jaxgluon.task.dataset import ImageDataset
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        task.fit(ImageDataset("one", str(one), None), num_trials=1, verbose=False)
+    assert task.Dataset(test_path=str(one)).synsets == ["cats"]     # test data may hold one class
+
+
 def test_builtin_digits_dataset():
     train = task.Dataset(name="digits")
     test = task.Dataset(name="digits", train=False)

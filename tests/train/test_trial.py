@@ -161,6 +161,15 @@ def test_spec_and_config_errors(spec, tmp_path):
         TrialSpec(train_data="digits", val_fraction=1.0)
 
 
+def test_one_class_training_data_is_refused_before_training(tmp_path):
+    path = save_array_dataset(tmp_path / "one.npz", np.zeros((6, 8, 8, 3), np.uint8), [0] * 6, ["only"])
+    spec = TrialSpec(train_data=path, image_size=8, pretrained=False, compilation_cache=False)
+    reporter = FakeReporter(tmp_path / "trial")
+    with pytest.raises(ValueError, match=r"one.npz' has 1 class \['only'\]; classification needs at least 2"):
+        train_trial(CONFIG, reporter, spec)
+    assert reporter.results == []
+
+
 def test_array_dataset_roundtrip(tmp_path):
     images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
     path = save_array_dataset(tmp_path / "d.npz", images, [0, 1, 2, 0, 1, 2], ["a", "b", "c"])
