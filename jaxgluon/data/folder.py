@@ -153,7 +153,7 @@ class ImageFolderSource:
         per_class = [_image_files(root / name, ignored) for name in classes]
         self.ignored: dict[str, int] = dict(ignored)
         if ignored:
-            logger.warning("ignored %s in %s that are not images Pillow reads", ignored_summary(ignored), root)
+            logger.warning("ignored %s (not images Pillow reads) in %s", ignored_summary(ignored), root)
         empty = [str(root / name) for name, files in zip(classes, per_class) if not files]
         if empty:
             seen = f" (found only {ignored_summary(ignored)})" if ignored else ""

@@ -43,7 +43,7 @@ def test_mixed_folder_scanned_with_odd_files_skipped(tmp_path, caplog):
         assert item["label"] == src.labels[i]
     assert "6 images" in repr(src) and "3 skipped" in repr(src)
     assert src.ignored == {".txt": 1}
-    assert any("ignored 1 file(s): 1 .txt in" in r.getMessage() for r in caplog.records)
+    assert any("ignored 1 file(s): 1 .txt (not images Pillow reads) in" in r.getMessage() for r in caplog.records)
 
 
 def test_every_format_pillow_decodes_is_read(tmp_path):
@@ -71,7 +71,7 @@ def test_ignored_files_are_summed_up_per_extension_in_one_line(tmp_path, caplog)
         src = ImageFolderSource(root)
     assert src.ignored == {".txt": 2, ".json": 1, "(no extension)": 1}
     lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("ignored 4 file(s): 2 .txt, 1 (no extension), 1 .json in ")
+    assert len(lines) == 1 and lines[0].startswith("ignored 4 file(s): 2 .txt, 1 (no extension), 1 .json (not images Pillow reads) in ")
 
 
 def test_tilde_expanded(tmp_path, monkeypatch, make_folder):
