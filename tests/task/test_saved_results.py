@@ -79,3 +79,15 @@ def test_a_missing_results_json_or_model_is_named(folder):
     (folder / MANIFEST_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="holds no saved results"):
         Results.load(folder)
+
+
+def test_results_saved_before_manifests_load_with_a_warning(folder):
+    for directory, name in ((folder, RESULTS_FILE), (folder / "model", "meta.json")):
+        data = json.loads((directory / name).read_text())
+        del data["manifest"]
+        (directory / name).write_text(json.dumps(data))
+        (directory / MANIFEST_FILE).unlink()
+    with pytest.warns(RuntimeWarning, match="no manifest.json") as caught:
+        loaded = Results.load(folder)
+    assert len([w for w in caught if "no manifest.json" in str(w.message)]) == 2   # the folder and its model
+    assert loaded.trials == TRIALS
