@@ -69,13 +69,21 @@ def _listed_files(directory: pathlib.Path) -> list[pathlib.Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(directory):
         here = pathlib.Path(dirpath)
-        if here != directory and MANIFEST_FILE in filenames:
+        if here != directory and MANIFEST_FILE in filenames and _is_manifest(here / MANIFEST_FILE):
             found.append(here / MANIFEST_FILE)
             dirnames[:] = []
             continue
         dirnames.sort()
         found.extend(here / name for name in filenames if not (here == directory and name == MANIFEST_FILE))
     return sorted(found)
+
+
+def _is_manifest(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a jaxgluon manifest (not some other program's ``manifest.json``)."""
+    try:
+        return json.loads(path.read_bytes()).get("format") == MANIFEST_FORMAT
+    except (ValueError, AttributeError, OSError):
+        return False
 
 
 def _write_atomic(path: pathlib.Path, text: str) -> None:

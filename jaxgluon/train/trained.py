@@ -193,6 +193,9 @@ def _load_saved(path: pathlib.Path) -> tuple[TrainState, dict[str, Any]]:
     """The state and meta of a saved model directory, its manifest and ``meta.json`` verified first."""
     verified = verify_manifest(path)
     meta_path = path / META_FILE
+    if not meta_path.is_file() and (path / "results.json").is_file():
+        raise SavedModelError(f"{path} holds saved Results, not a model: load it with Results.load / "
+                              f"ImageClassification.load, or give load_trained its model/ folder")
     if not meta_path.is_file():
         raise SavedModelError(
             f"{path} is not a complete saved model: its {META_FILE} (the network's name, classes and input size) is "

@@ -91,3 +91,10 @@ def test_results_saved_before_manifests_load_with_a_warning(folder):
         loaded = Results.load(folder)
     assert len([w for w in caught if "no manifest.json" in str(w.message)]) == 2   # the folder and its model
     assert loaded.trials == TRIALS
+
+
+def test_load_trained_on_a_results_folder_points_to_results_load(folder):
+    from jaxgluon.train import load_trained
+    with pytest.raises(SavedModelError, match="holds saved Results, not a model"):
+        load_trained(folder)
+    assert load_trained(folder / "model").class_names == ["a", "b"]
