@@ -34,8 +34,8 @@ from jaxgluon.train.trial import CHECKPOINT_SUBDIR, META_FORMAT, evaluate_loader
 
 META_FILE = "meta.json"
 VARIABLES_DIR = "variables"
-#: Largest accepted sizes: a model description beyond them is refused before anything is allocated (an
-#: ``image_size`` of 2048 already needs ~17 GB of activations for a ResNet batch of 64).
+#: Largest accepted sizes: a model description beyond them is refused as damage before anything is allocated
+#: (activation memory grows with the square of ``image_size``; the registered nets take 32-224 px).
 MAX_IMAGE_SIZE, MAX_CLASSES = 2048, 100_000
 
 _NUMBER3 = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}
@@ -164,7 +164,7 @@ def load_trained(path: str | pathlib.Path, *, epoch: int | None = None, batch_si
     """
     path = pathlib.Path(path).expanduser().absolute()
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} does not exist; give a directory written by TrainedModel.save / "
+        raise FileNotFoundError(f"{path} {'is not a directory' if path.exists() else 'does not exist'}; give a directory written by TrainedModel.save / "
                                 "Results.save, or a trial's checkpoint directory")
     if any((path / name).exists() for name in (META_FILE, MANIFEST_FILE, VARIABLES_DIR)):
         if epoch is not None:
@@ -186,7 +186,6 @@ def load_trained(path: str | pathlib.Path, *, epoch: int | None = None, batch_si
         variables = ckpt.restore_variables(chosen, template.variables())
         meta = {**meta, "epoch": chosen, "reward": ckpt.reward(chosen)}
     return TrainedModel(template.replace_variables(variables), meta, batch_size=batch_size)
-
 
 
 def _load_saved(path: pathlib.Path) -> tuple[TrainState, dict[str, Any]]:
