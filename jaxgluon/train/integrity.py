@@ -27,9 +27,10 @@ import json
 import os
 import pathlib
 import warnings
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "jaxgluon.manifest/1"
@@ -188,6 +189,8 @@ def validate_json(obj: Any, schema: Mapping[str, Any], where: str, *, error: Any
     A missing key reads ``net: missing (required)``; a bound ``image_size: 100000 is greater than the maximum of
     2048``. ``error`` (message -> exception) replaces the default exception.
     """
+    import jsonschema  # imported on first use: loading a model needs it, importing jaxgluon does not
+
     validator = jsonschema.Draft202012Validator(schema)
     problems = []
     for err in sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
