@@ -15,6 +15,7 @@ read. A model saved before manifests existed loads with a warning.
 from __future__ import annotations
 
 import pathlib
+import warnings
 from typing import Any
 
 import jax
@@ -86,6 +87,11 @@ class TrainedModel:
 
     def __init__(self, state: TrainState, meta: dict[str, Any], *, batch_size: int = 64):
         self.meta = dict(meta)
+        if int(self.meta["num_classes"]) < jdata.MIN_CLASSES:
+            warnings.warn(f"this {self.meta['net']} model has {self.meta['num_classes']} class(es) "
+                          f"{self.meta['class_names']}: every prediction is that class at probability 1.0 (it was "
+                          "trained before jaxgluon refused training data with fewer than 2 classes)", RuntimeWarning,
+                          stacklevel=2)
         self._steps = compile_steps(make_mesh())
         self._state = self._steps.replicate(state)
         self.batch_size = -(-batch_size // self._steps.num_devices) * self._steps.num_devices

@@ -98,3 +98,11 @@ def test_load_trained_on_a_results_folder_points_to_results_load(folder):
     with pytest.raises(SavedModelError, match="holds saved Results, not a model"):
         load_trained(folder)
     assert load_trained(folder / "model").class_names == ["a", "b"]
+
+
+def test_a_flipped_bit_in_the_weights_fails_task_load_naming_the_file(folder):
+    """Issue #19: a bit flipped in the 1 MB variables file used to load and evaluate at chance, one class for all."""
+    target = max((p for p in (folder / "model" / "variables").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    _flip(target, target.stat().st_size // 3, 6)
+    with pytest.raises(SavedModelError, match=f"corrupt: variables/.*{target.name} has sha256"):
+        task.load(folder)

@@ -164,3 +164,9 @@ def test_unlisted_files_are_ignored_with_a_warning(model_dir):
     with pytest.warns(RuntimeWarning, match="ignoring 1 file.*notes.txt"):
         model = load_trained(model_dir)
     np.testing.assert_array_equal(model.predict(np.zeros((2, 16, 16, 3), np.uint8)).shape, (2,))
+
+
+def test_a_one_class_model_from_before_the_rule_warns():
+    state = create_train_state(models.get_model("cifar_resnet20_v1", 1, pretrained=False), optax.identity())
+    with pytest.warns(RuntimeWarning, match="1 class.*every prediction is that class"):
+        TrainedModel(state, {**META, "num_classes": 1, "class_names": ["only"]})
