@@ -96,7 +96,10 @@ class Results:
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
         (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
-        return dataframe(self.leaderboard_rows(), "Results.leaderboard()", last=("error",))
+        rows = self.leaderboard_rows()
+        hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
+        first = ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
+        return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
 
     # --------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | pathlib.Path) -> pathlib.Path:

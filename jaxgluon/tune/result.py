@@ -234,16 +234,17 @@ def _seconds(value: Any) -> str | None:
     return None if value is None else f"{value:.1f} s"
 
 
-def dataframe(rows: list[dict], what: str, last: Sequence[str] = ()) -> Any:
-    """``rows`` as a pandas DataFrame (columns in order of first appearance, ``last`` moved to the end), or a clear
-    ImportError naming ``what`` needed pandas."""
+def dataframe(rows: list[dict], what: str, first: Sequence[str] = (), last: Sequence[str] = ()) -> Any:
+    """``rows`` as a pandas DataFrame: the ``first`` columns, the others in order of first appearance, then the
+    ``last`` ones (those absent from every row left out); or a clear ImportError saying ``what`` needs pandas."""
     try:
         import pandas as pd
     except ImportError as err:
         raise ImportError(f"{what} needs pandas (`pip install pandas`); the same data is available without it as "
                           "a list of dicts (`trials`, `leaderboard_rows()`)") from err
-    columns = _columns(rows)
-    columns = [c for c in columns if c not in last] + [c for c in last if c in columns]
+    seen = _columns(rows)
+    columns = [c for c in first if c in seen] + [c for c in seen if c not in first and c not in last]
+    columns += [c for c in last if c in seen]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -177,6 +177,9 @@ def test_results_html_summary_and_dataframe_leaderboard(fitted):
                                                                           key=lambda t: -t["best_reward"])]
     assert board["optimizer"].iloc[0] == "adam" and board["optimizer.learning_rate"].iloc[0] == 3e-3
     assert board["seconds"].iloc[-1] == pytest.approx(1.5)
+    columns = list(board.columns)
+    assert columns[:7] == ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer"]
+    assert columns[-1] == "error" and all(c.startswith("optimizer.") for c in columns[7:columns.index("lr_scheduler")])
     assert board.to_dict("records")[0]["net"] == "cifar_resnet20_v1"
     assert "best_reward" in board.to_string()   # prints in a terminal
 
