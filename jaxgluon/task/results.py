@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,10 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.train import TrainedModel, load_trained
 from jaxgluon.tune.result import (HTML_TOP_TRIALS, dataframe, format_value, html_summary, plot_trials, rank_trials,
                                   status_counts, trial_seconds)
+
+if TYPE_CHECKING:  # optional dependencies: pandas for tables, matplotlib for plots
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
@@ -90,7 +94,7 @@ class Results:
             rows.append(row)
         return rows
 
-    def leaderboard(self) -> Any:
+    def leaderboard(self) -> pd.DataFrame:
         """A pandas DataFrame of the trials ranked by their best validation reward (failed trials last), best
         first: ``trial_id``, ``best_reward``, ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
@@ -125,7 +129,7 @@ class Results:
                    load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
 
     # -------------------------------------------------------------------------------------------------- plots
-    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Any:
+    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Figure:
         """Per-trial validation curves (top-1 vs epoch) and the best-so-far line over time. Returns the matplotlib
         Figure (shown inline when it ends a Jupyter cell) and saves it to ``path`` when given; draws only the
         curves on ``ax`` when given. Needs matplotlib (``pip install matplotlib``)."""

@@ -7,7 +7,7 @@
     0.9
 
 In Jupyter a result displays itself as a short HTML summary (``_repr_html_``); ``leaderboard()`` and
-``todataframe()`` are pandas DataFrames; ``plot_training_curves()`` returns a matplotlib Figure. The helpers
+``to_dataframe()`` are pandas DataFrames; ``plot_training_curves()`` returns a matplotlib Figure. The helpers
 below (``rank_trials``, ``html_summary``, ``plot_trials``) serve ``jaxgluon.task.Results`` as well.
 """
 from __future__ import annotations
@@ -17,7 +17,11 @@ import html
 import math
 import pathlib
 import sys
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # optional dependencies: pandas for tables, matplotlib for plots
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 #: Trials shown in the HTML summary's leaderboard.
 HTML_TOP_TRIALS = 5
@@ -49,7 +53,7 @@ class ExperimentResult:
             return None
         return pathlib.Path(self.experiment_dir) / "trials" / str(trial_id)
 
-    def todataframe(self) -> Any:
+    def to_dataframe(self) -> pd.DataFrame:
         """One row per trial: ``trial_id``, ``status``, ``reward`` (last), ``best_reward``, ``num_epochs``, times,
         ``error``, the rewards list, and one ``config.<name>`` column per (flattened) hyperparameter."""
         rows = []
@@ -59,7 +63,7 @@ class ExperimentResult:
             row["rewards"] = list(trial.get("rewards", []))
             row.update({f"config.{k}": v for k, v in _flatten(trial.get("config", {})).items()})
             rows.append(row)
-        return dataframe(rows, "ExperimentResult.todataframe()")
+        return dataframe(rows, "ExperimentResult.to_dataframe()")
 
     def leaderboard_rows(self) -> list[dict]:
         """``leaderboard()`` as a list of dicts (no pandas needed)."""
@@ -73,13 +77,13 @@ class ExperimentResult:
             rows.append(row)
         return rows
 
-    def leaderboard(self) -> Any:
+    def leaderboard(self) -> pd.DataFrame:
         """A pandas DataFrame of the trials, best first (by their best reward; failed trials last): ``trial_id``,
         ``best_reward``, ``reward`` (last), ``status``, ``epochs``, ``seconds`` (start to end), one ``config.<name>``
         column per (flattened) hyperparameter, ``error``. ``print(result.leaderboard().to_string())`` in a terminal."""
         return dataframe(self.leaderboard_rows(), "ExperimentResult.leaderboard()", last=("error",))
 
-    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Any:
+    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Figure:
         """Reward vs epoch per trial, and the best reward so far over time; returns the matplotlib Figure (shown
         inline in Jupyter) and saves it to ``path`` when given. Needs matplotlib."""
         return plot_trials(self.trials, path, ax=ax, ylabel="reward")
@@ -160,7 +164,7 @@ def html_summary(title: str, fields: Sequence[tuple[str, Any]], top_rows: Sequen
 
 
 def plot_trials(trials: Sequence[dict], path: str | pathlib.Path | None = None, *, ax: Any = None,
-                ylabel: str = "reward", label: Callable[[dict], str] | None = None) -> Any:
+                ylabel: str = "reward", label: Callable[[dict], str] | None = None) -> Figure:
     """Per-trial curves (reward vs epoch) and, unless ``ax`` is given, the best reward so far over time beside
     them. Returns the matplotlib Figure: displayed inline when it ends a Jupyter cell (once: it is not left open
     in pyplot for the inline backend to show again), saved to ``path`` when given. Draws on ``ax`` when given."""
@@ -234,7 +238,7 @@ def _seconds(value: Any) -> str | None:
     return None if value is None else f"{value:.1f} s"
 
 
-def dataframe(rows: list[dict], what: str, first: Sequence[str] = (), last: Sequence[str] = ()) -> Any:
+def dataframe(rows: list[dict], what: str, first: Sequence[str] = (), last: Sequence[str] = ()) -> pd.DataFrame:
     """``rows`` as a pandas DataFrame: the ``first`` columns, the others in order of first appearance, then the
     ``last`` ones (those absent from every row left out); or a clear ImportError saying ``what`` needs pandas."""
     try:

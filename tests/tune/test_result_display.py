@@ -76,3 +76,10 @@ def test_format_value():
     assert format_value({"name": "sgd", "learning_rate": 0.0123456, "nesterov": False}) == \
         "sgd(learning_rate=0.01235, nesterov=False)"
     assert format_value(None) == "-" and format_value([1, 2.5]) == "[1, 2.5]"
+
+
+def test_to_dataframe_keeps_every_trial_in_id_order(result):
+    pytest.importorskip("pandas")
+    frame = result.to_dataframe()
+    assert list(frame["trial_id"]) == [t["trial_id"] for t in result.trials]
+    assert list(frame["rewards"]) == [t["rewards"] for t in result.trials] and "config.x" in frame.columns
