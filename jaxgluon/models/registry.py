@@ -62,11 +62,12 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 _TORCHVISION_RESNET = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
                        101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
 # The Gluon model zoo (Apache-2.0): <name>-<sha1[:8]>.zip holding <name>-<sha1[:8]>.params, the URL pattern of
-# GluonCV's and MXNet's model_store.py. The sha1s (of the .params) are GluonCV's model_store.py's; for 50 and 152
-# they name GluonCV's retrained weights (ImageNet top-1 77.36 / 78.34 / 79.22 for 50 / 101 / 152 in GluonCV's
-# model-zoo table), not the older MXNet ones (0aee57f9 / d988c13d / 671c637a).
+# GluonCV's and MXNet's model_store.py; each sha1 (of the .params) is GluonCV's model_store.py's. GluonCV's model-zoo
+# table gives them ImageNet top-1 77.36 / 78.34 / 79.22. For 50 and 152 they are GluonCV's retrained weights, newer
+# than MXNet's own model_store entries (0aee57f9, 671c637a); 101 is the same file in both.
 _GLUON = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/models/"
-_GLUON_RESNET_V1_SHA1 = {50: "cc729d95031ca98cf2ff362eb57dee4d9994e4b2", 101: "d988c13d6159779e907140a638c56f229634cb02",
+_GLUON_RESNET_V1_SHA1 = {50: "cc729d95031ca98cf2ff362eb57dee4d9994e4b2",
+                         101: "d988c13d6159779e907140a638c56f229634cb02",
                          152: "acfd09703b113143af9c33898bad8b6154fd6fb0"}
 _AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 _CIFAR_FILES = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 44: "resnet44-014dd654.th",
