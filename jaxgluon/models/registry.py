@@ -63,8 +63,8 @@ _TORCHVISION_RESNET = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth",
                        101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
 # The Gluon model zoo (Apache-2.0): <name>-<sha1[:8]>.zip holding <name>-<sha1[:8]>.params, the URL pattern of
 # GluonCV's and MXNet's model_store.py; each sha1 (of the .params) is GluonCV's model_store.py's. GluonCV's model-zoo
-# table gives them ImageNet top-1 77.36 / 78.34 / 79.22. For 50 and 152 they are GluonCV's retrained weights, newer
-# than MXNet's own model_store entries (0aee57f9, 671c637a); 101 is the same file in both.
+# table gives them ImageNet top-1 77.36 / 78.34 / 79.22. For 50 and 152 they are other files than MXNet's own
+# model_store.py names (0aee57f9, 671c637a); for 101 both name the same file.
 _GLUON = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/models/"
 _GLUON_RESNET_V1_SHA1 = {50: "cc729d95031ca98cf2ff362eb57dee4d9994e4b2",
                          101: "d988c13d6159779e907140a638c56f229634cb02",
