@@ -17,7 +17,7 @@ from test_registry import random_model
 
 from jaxgluon.models import MODELS, WeightsUnavailableError, get_model, model_info
 from jaxgluon.models.resnet import DEPTHS
-from jaxgluon.models.weights import (ChecksumError, WeightMismatchError, WeightSource, cache_root,
+from jaxgluon.models.weights import (ChecksumError, WeightMismatchError, cache_root,
                                      gluon_resnet_v1_to_torch, locate, model_variables, torch_to_flax)
 
 FILES = pathlib.Path(__file__).parent / "gluon_files"

@@ -50,8 +50,8 @@ DTYPES: dict[int, np.dtype] = {
 }
 STORAGE_TYPES = {0: "dense", 1: "row_sparse", 2: "csr"}
 _AUX_ARRAYS = {1: 1, 2: 2}          # row_sparse: indices; csr: indptr, indices
-# The fewest bytes an array record can take (magic + storage type + ndim), used to bound the array count.
-_MIN_ARRAY_BYTES = 12
+# The fewest bytes an array record can take (an empty array of the oldest format: its ndim 0), to bound the count.
+_MIN_ARRAY_BYTES = 4
 
 
 class ParamsFormatError(ValueError):
