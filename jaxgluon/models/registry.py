@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxgluon.models.cifar_resnet import CifarResNet
@@ -128,6 +129,55 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def lecun_normal_linear(in_features: int, out_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A dense layer's (kernel, bias) drawn on the host like ``nnx.Linear``'s defaults: LeCun-normal kernel
+    (truncated at two standard deviations, variance ``1 / in_features``), zero bias. No device program runs."""
+    rng = np.random.default_rng([int(seed) % 2**32, in_features, out_features])
+    kernel = rng.standard_normal((in_features, out_features))
+    bad = np.abs(kernel) > 2.0
+    while bad.any():
+        kernel[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(kernel) > 2.0
+    stddev = np.sqrt(1.0 / in_features) / 0.87962566103423978   # the truncated normal's std is 0.88
+    return (kernel * stddev).astype(np.float32), np.zeros((out_features,), np.float32)
+
+
+class ModelInitializers:
+    """One jitted random initialiser per (net, classes, compute dtype), built on first use (per process).
+
+    Random initialisation run eagerly is dozens of tiny one-op programs, each compiled on first sight; jitted
+    whole it is one program per architecture, and the seed is its input, so every later trial reuses it.
+    Owned by this module (the instance :data:`INITIALIZERS`).
+    """
+
+    def __init__(self) -> None:
+        self._fns: dict[tuple, tuple[Any, Any, Callable]] = {}
+
+    def build(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any, seed: int) -> nnx.Module:
+        """A randomly initialised model (one compiled program per architecture, the seed its input)."""
+        graphdef, _, init = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, init(np.uint32(int(seed) % 2**32)))
+
+    def abstract(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> nnx.Module:
+        """A new model of ``jax.ShapeDtypeStruct`` variables, to be filled (traced once per architecture)."""
+        graphdef, shapes, _ = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, shapes)
+
+    def _entry(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> tuple:
+        key = (name, num_classes, None if compute_dtype is None else jnp.dtype(compute_dtype).name)
+        if key not in self._fns:
+            make = lambda s: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(jax.random.key(s)))  # noqa
+            graphdef, shapes = nnx.split(nnx.eval_shape(lambda: make(0)))
+            self._fns[key] = (graphdef, shapes, jax.jit(lambda s: nnx.state(make(s))))
+        return self._fns[key]
+
+    def clear(self) -> None:
+        self._fns.clear()
+
+
+INITIALIZERS = ModelInitializers()
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""
     return list(MODELS)
@@ -177,9 +227,12 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
     compute_dtype = None if dtype in (None, jnp.float32) else dtype
 
     def build(abstract: bool) -> nnx.Module:
-        make = lambda: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))  # noqa: E731
-        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled.
-        model = nnx.eval_shape(make) if abstract else make()
+        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled; random
+        # ones by one jitted program per architecture (INITIALIZERS), not hundreds of eager one-op programs.
+        if abstract:
+            model = INITIALIZERS.abstract(name.lower(), spec, num_classes, compute_dtype)
+        else:
+            model = INITIALIZERS.build(name.lower(), spec, num_classes, compute_dtype, seed)
         model.eval()
         model.name = name.lower()
         model.num_classes = num_classes
@@ -215,8 +268,10 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
     checkpoint_classes = classifier_classes(flat)
     reinit = checkpoint_classes != num_classes
     assign_weights(model, flat, skip_prefixes=("fc.",) if reinit else ())
-    if reinit:   # transfer learning: a fresh classifier for the new classes
-        model.fc = nnx.Linear(model.fc.in_features, num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
+    if reinit:   # transfer learning: a fresh classifier for the new classes, initialised on the host
+        kernel, bias = lecun_normal_linear(model.fc.in_features, num_classes, seed)
+        model.fc.kernel.set_value(jax.device_put(kernel))
+        model.fc.bias.set_value(jax.device_put(bias))
         log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
                  checkpoint_classes)
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):

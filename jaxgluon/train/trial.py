@@ -43,7 +43,8 @@ from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
-from jaxgluon.train.steps import CompiledSteps, compile_steps, make_mesh, sum_metrics
+from jaxgluon.train.compile_count import CompileCounter
+from jaxgluon.train.steps import PROGRAMS, CompiledSteps, make_mesh, sum_metrics
 
 log = logging.getLogger("jaxgluon.train")
 
@@ -216,6 +217,12 @@ def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, cla
 
 def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:
     """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol."""
+    with CompileCounter() as counter:
+        _train_trial(config, reporter, spec, counter, time.perf_counter())
+
+
+def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, counter: CompileCounter,
+                 called: float) -> None:
     trial = TrialConfig.from_dict(config)
     if spec.compilation_cache:
         enable_compilation_cache()
@@ -225,6 +232,7 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
     image_size = int(spec.image_size or info["input_size"])
     mean, std = tuple(info["mean"]), tuple(info["std"])
     mesh = make_mesh()
+    steps = PROGRAMS.steps(mesh)
     batch_size = _batch_size(trial.batch_size or spec.batch_size, mesh.size, len(train_src))
     eval_batch_size = -(-(spec.eval_batch_size or batch_size) // mesh.size) * mesh.size
     max_epochs, seed = int(reporter.max_epochs), int(reporter.seed)
@@ -249,7 +257,9 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
             def extract() -> tuple[np.ndarray, np.ndarray]:  # only on a cache miss: the loader is built here
                 loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
                                            std=std, train=False, worker_count=spec.worker_count)
-                return pooled_features(model, loader, getattr(reporter, "deadline", None))
+                probe = steps.replicate(create_train_state(model, tx))
+                features = lambda batch: steps.features_step(probe, steps.shard(batch)["image"])  # noqa: E731
+                return pooled_features(features, loader, getattr(reporter, "deadline", None))
 
             try:
                 feats, labels = cached_features(key, extract)
@@ -264,8 +274,8 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
                 meta["pretrained_loaded"] and jdata.resolve_augment(train_src, spec.augment).startswith("resized_crop")
                 if spec.freeze_batchnorm == "auto" else bool(spec.freeze_batchnorm))
         freeze = bool(meta["freeze_batchnorm"])
-        steps = compile_steps(mesh, label_smoothing=trial.label_smoothing, freeze_batchnorm=freeze)
-        state = steps.replicate(create_train_state(model, tx))
+        state = steps.replicate(create_train_state(model, tx, label_smoothing=trial.label_smoothing,
+                                                   freeze_batchnorm=freeze))
         if start:
             state = ckpt.restore(start, state)
             log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
@@ -276,13 +286,14 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
         val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
                                        std=std, train=False, worker_count=spec.worker_count)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
+            first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
-                        range(start + 1, max_epochs + 1), first_result)
+                        range(start + 1, max_epochs + 1), first_result, counter)
 
 
 def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
                 val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range,
-                first_result: dict | None = None) -> None:
+                first_result: dict | None = None, counter: CompileCounter | None = None) -> None:
     timer = _EpochTimer()
     deadline = getattr(reporter, "deadline", None)
     for epoch in epochs:
@@ -292,18 +303,26 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
             log.info("trial %s: time limit reached during epoch %d; stopping (latest checkpoint: epoch %d)",
                      reporter.trial_id, epoch, epoch - 1)
             return
+        eval_start = time.perf_counter()
         val = evaluate_loader(steps, state, val_loader)
         reward = val["correct"] / max(val["count"], 1.0)
+        save_start = time.perf_counter()
         ckpt.save(epoch, state, reward=reward, meta=meta)
+        save_end = time.perf_counter()
         result = {
             "reward": reward,
             "train_loss": train["loss"] / max(train["count"], 1.0),
             "train_accuracy": train["correct"] / max(train["count"], 1.0),
             "val_loss": val["loss"] / max(val["count"], 1.0),
-            "epoch_seconds": time.perf_counter() - epoch_start,
+            "epoch_seconds": save_end - epoch_start,
+            "train_seconds": eval_start - epoch_start,
+            "eval_seconds": save_start - eval_start,
+            "checkpoint_seconds": save_end - save_start,
             "images_per_sec": train["images_per_sec"],
             "pretrained_loaded": bool(meta["pretrained_loaded"]),
         }
+        if counter is not None:  # cumulative over this call: later epochs add nothing once compiled
+            result.update(compilations=counter.compilations, compile_seconds=counter.compile_seconds)
         if epoch == epochs.start:
             result.update(first_step_seconds=timer.first_step_seconds, **(first_result or {}))
         if reporter(epoch=epoch, **result) != "CONTINUE":
