@@ -52,8 +52,8 @@ CACHE_RAM_FRACTION = 0.25
 """``cache=True`` keeps decoded images when their estimate fits in this fraction of the machine's RAM."""
 TINY_IMAGE_SIDE = 64
 """``augment='auto'`` picks 'pad_crop+flip' when the median shorter side is at most this, else 'resized_crop+flip'."""
-WORKING_SIDE_FACTOR = 1.15
-"""Train images are kept with the shorter side capped at this many times ``image_size`` (256 px for 224)."""
+WORKING_SIDE_FACTOR = WORKING_SIDE_FACTOR_DEFAULT = 1.15
+"""Train images are kept with the shorter side capped at this many times ``image_size`` (258 px for 224)."""
 
 
 def cache_budget_bytes() -> int:

@@ -43,7 +43,7 @@ from jaxgluon.models.resnet import resnet
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
 from jaxgluon.models.weights.store import WeightSource, WeightsUnavailableError, load_converted, load_flax_weights
 
-__all__ = ["get_model", "list_models", "model_info", "MODELS", "ModelSpec"]
+__all__ = ["get_model", "list_models", "model_info", "pretrained_unavailable", "MODELS", "ModelSpec"]
 
 log = logging.getLogger("jaxgluon.models")
 
@@ -161,7 +161,7 @@ class ModelInitializers:
     def abstract(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> nnx.Module:
         """A new model of ``jax.ShapeDtypeStruct`` variables, to be filled (traced once per architecture)."""
         graphdef, shapes, _ = self._entry(name, spec, num_classes, compute_dtype)
-        return nnx.merge(graphdef, shapes)
+        return nnx.merge(graphdef, shapes, copy=True)
 
     def _entry(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> tuple:
         key = (name, num_classes, None if compute_dtype is None else jnp.dtype(compute_dtype).name)
@@ -209,6 +209,29 @@ def model_info(name: str) -> dict[str, Any]:
         "pretrained_classes": spec.pretrained_classes if src else None,
         "license": src.license if src else None, "notes": spec.notes,
     }
+
+
+def abstract_model(name: str, num_classes: int | None = None, dtype: Any = jnp.float32) -> nnx.Module:
+    """``name`` with ``jax.ShapeDtypeStruct`` variables: nothing initialised or computed (for shapes and FLOPs,
+    ``jaxgluon.models.flops.model_flops``)."""
+    spec = _spec(name)
+    compute_dtype = None if dtype in (None, jnp.float32) else dtype
+    return INITIALIZERS.abstract(name.lower(), spec, num_classes or spec.pretrained_classes, compute_dtype)
+
+
+def pretrained_unavailable(name: str) -> str | None:
+    """Why ``get_model(name, pretrained=True)`` would fail, or None when its published weights load.
+
+    Converts and caches the weights on first use (as ``get_model`` would), so a later ``get_model`` reads them
+    from the cache."""
+    spec = _spec(name)
+    if spec.source is None:
+        return f"{name} has no published pretrained weights. {spec.notes}".strip()
+    try:
+        load_converted(spec.source, spec.rename)
+    except WeightsUnavailableError as err:
+        return str(err)
+    return None
 
 
 def get_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike = True,

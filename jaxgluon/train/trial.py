@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import logging
@@ -74,6 +73,9 @@ class TrialSpec:
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
+      cache: decode each image once per process and keep it in host memory (``jaxgluon.data.make_loader``):
+        True (default: when the decoded images fit in a fraction of RAM), False (stream every epoch), or a budget
+        in bytes.
       freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``). 'auto' (default): when
         fine-tuning pretrained weights with random-resized-crop augmentation, whose crop statistics differ from
         the eval transform's (on hymenoptera, train-mode BatchNorm alone took a linear probe's 0.94 test top-1 to
@@ -96,8 +98,11 @@ class TrialSpec:
     compilation_cache: bool = True
     head_init: str = "linear_probe"
     freeze_batchnorm: bool | str = "auto"
+    cache: bool | int = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cache, (bool, int)) or (not isinstance(self.cache, bool) and self.cache < 0):
+            raise ValueError(f"cache must be True, False or a budget in bytes (int >= 0), got {self.cache!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.freeze_batchnorm not in (True, False, "auto"):
@@ -109,7 +114,7 @@ class TrialSpec:
 
     def sources(self) -> tuple[Any, Any]:
         """(train, validation) sources; built once per process and spec (images are decoded lazily)."""
-        return _sources(self.train_data, self.val_data, self.val_fraction, self.split_seed)
+        return SOURCES.get(self.train_data, self.val_data, self.val_fraction, self.split_seed)
 
     def use_mixed_precision(self) -> bool:
         if self.mixed_precision is None:
@@ -141,8 +146,31 @@ def load_source(spec: str | os.PathLike) -> Any:
     return jdata.open_source(spec)
 
 
-@functools.lru_cache(maxsize=4)
-def _sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
+class SourceCache:
+    """The (train, validation) sources of the last few specs, per process (:data:`SOURCES`, owned by this module).
+
+    Keeping the source objects alive is what lets later trials read the images ``jaxgluon.data`` decoded for the
+    first one (its cache is keyed by source object)."""
+
+    def __init__(self, max_entries: int = 4):
+        self.max_entries = max_entries
+        self._entries: dict[tuple, tuple[Any, Any]] = {}
+
+    def get(self, train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
+        key = (train_data, val_data, val_fraction, split_seed)
+        if key not in self._entries:
+            self._entries[key] = _open_sources(*key)
+            while len(self._entries) > self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+        else:
+            self._entries[key] = self._entries.pop(key)   # most recently used last
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _open_sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
     train = load_source(train_data)
     if val_data is None:
         return jdata.stratified_split(train, val_fraction=val_fraction, seed=split_seed)
@@ -151,6 +179,9 @@ def _sources(train_data: str, val_data: str | None, val_fraction: float, split_s
         raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names} "
                          f"({val_data} vs {train_data})")
     return train, val
+
+
+SOURCES = SourceCache()
 
 
 def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
@@ -256,7 +287,8 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
 
             def extract() -> tuple[np.ndarray, np.ndarray]:  # only on a cache miss: the loader is built here
                 loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                           std=std, train=False, worker_count=spec.worker_count)
+                                           std=std, train=False, worker_count=spec.worker_count,
+                                           cache=spec.cache)
                 probe = steps.replicate(create_train_state(model, tx))
                 features = lambda batch: steps.features_step(probe, steps.shard(batch)["image"])  # noqa: E731
                 return pooled_features(features, loader, getattr(reporter, "deadline", None))
@@ -282,9 +314,9 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
         # one iterator over the remaining epochs: epoch e's batches derive from (seed, e) wherever we start
         train_loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
                                          std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
-                                         worker_count=spec.worker_count, augment=spec.augment)
+                                         worker_count=spec.worker_count, augment=spec.augment, cache=spec.cache)
         val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                       std=std, train=False, worker_count=spec.worker_count)
+                                       std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
             first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
