@@ -41,7 +41,8 @@ from jaxgluon.models.cifar_resnet import CifarResNet
 from jaxgluon.models.efficientnet_lite import EfficientNetLite0
 from jaxgluon.models.resnet import resnet
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
-from jaxgluon.models.weights.store import WeightSource, WeightsUnavailableError, load_converted, load_flax_weights
+from jaxgluon.models.weights.store import (WeightSource, WeightsUnavailableError, cache_root, load_converted,
+                                          load_flax_weights)
 
 __all__ = ["get_model", "list_models", "model_info", "pretrained_unavailable", "MODELS", "ModelSpec"]
 
@@ -178,6 +179,27 @@ class ModelInitializers:
 INITIALIZERS = ModelInitializers()
 
 
+class ConvertedWeights:
+    """Pretrained weights (flat numpy, Flax layout) read once per process, per weight file: later models of the
+    same net copy them instead of restoring the converted checkpoint again. Owned by this module
+    (:data:`WEIGHTS`); ``clear()`` frees the memory (a ResNet-50 is ~100 MB)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, dict] = {}
+
+    def get(self, source: WeightSource, rename: Rename) -> dict:
+        key = (str(cache_root()), source.cache_key)   # a different $JAXGLUON_HOME is a different cache
+        if key not in self._entries:
+            self._entries[key] = load_converted(source, rename)[0]
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+WEIGHTS = ConvertedWeights()
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""
     return list(MODELS)
@@ -228,7 +250,7 @@ def pretrained_unavailable(name: str) -> str | None:
     if spec.source is None:
         return f"{name} has no published pretrained weights. {spec.notes}".strip()
     try:
-        load_converted(spec.source, spec.rename)
+        WEIGHTS.get(spec.source, spec.rename)
     except WeightsUnavailableError as err:
         return str(err)
     return None
@@ -271,7 +293,7 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
         try:
             if spec.source is None:
                 raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
-            flat, _entry = load_converted(spec.source, spec.rename)
+            flat = WEIGHTS.get(spec.source, spec.rename)
             origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
         except WeightsUnavailableError as err:
             if pretrained is True:
