@@ -143,7 +143,7 @@ def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2:
     if feats.ndim != 2 or len(feats) != len(labels) or len(labels) == 0:
         raise ValueError(f"need features [N, D] and N labels, got {feats.shape} and {labels.shape}")
     l2 = 1.0 / len(labels) if l2 is None else float(l2)
-    w, b = _fit(jnp.asarray(feats), jnp.asarray(labels), num_classes, l2, max_iter)
+    w, b = _fit(feats, labels, num_classes, l2, max_iter)   # numpy in: jnp.asarray would compile a program
     return np.asarray(w), np.asarray(b)
 
 
@@ -153,5 +153,6 @@ def set_head(model: nnx.Module, kernel: np.ndarray, bias: np.ndarray) -> None:
     shape = tuple(fc.kernel.get_value().shape)
     if shape != tuple(kernel.shape):
         raise ValueError(f"head kernel {kernel.shape} does not fit {type(model).__name__}.fc {shape}")
-    fc.kernel.set_value(jnp.asarray(kernel, fc.kernel.get_value().dtype))
-    fc.bias.set_value(jnp.asarray(bias, fc.bias.get_value().dtype))
+    # host-side conversion and a plain transfer: no device program (jnp.asarray would compile a 'stage' per dtype)
+    fc.kernel.set_value(jax.device_put(np.asarray(kernel, fc.kernel.get_value().dtype)))
+    fc.bias.set_value(jax.device_put(np.asarray(bias, fc.bias.get_value().dtype)))
