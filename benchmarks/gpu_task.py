@@ -20,9 +20,10 @@ process: a notebook user's second call). For each it reports
 
 After the warm fit it measures, for the best trial's network, ``loader_img_s`` (the train loader alone, an epoch
 after the first, decoded images cached) and ``step_img_s`` (the compiled train step alone on a batch already on
-the devices): the loader keeps up when ``loader_img_s >= step_img_s``. Defaults: 224 px, ``time_limits=240``,
+the devices): the loader keeps up when ``loader_img_s >= step_img_s``. Defaults: 224 px, ``time_limits=150``,
 fit's own defaults for everything else (the default search, nets whose weights load). The output ends with one
-JSON line. On a GPU the whole run takes under 8 minutes on a ~200-image folder.
+JSON line. On a GPU the whole run takes under 8 minutes on a ~200-image folder; `--time-limits 60` checks that a
+60-second fit returns a model.
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", required=True, help="a class-per-subfolder training folder (or 'digits')")
     p.add_argument("--test-data", default=None, help="a class-per-subfolder test folder")
     p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--time-limits", type=float, default=240.0)
+    p.add_argument("--time-limits", type=float, default=150.0, help="per fit (two fits: under 8 min in all)")
     p.add_argument("--net", default=None, help="default: fit's default search")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--num-trials", type=int, default=None)
