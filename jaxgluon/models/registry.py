@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxgluon.models.cifar_resnet import CifarResNet
@@ -47,10 +48,10 @@ from jaxgluon.models.efficientnet_lite import EfficientNetLite0
 from jaxgluon.models.resnet import DEPTHS, resnet
 from jaxgluon.models.weights.gluon_resnet import gluon_resnet_v1_to_torch
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
-from jaxgluon.models.weights.store import (GluonMap, WeightSource, WeightsUnavailableError, load_converted,
-                                           load_flax_weights)
+from jaxgluon.models.weights.store import (GluonMap, WeightSource, WeightsUnavailableError, cache_root,
+                                           load_converted, load_flax_weights)
 
-__all__ = ["get_model", "list_models", "model_info", "MODELS", "ModelSpec"]
+__all__ = ["get_model", "list_models", "model_info", "pretrained_unavailable", "MODELS", "ModelSpec"]
 
 log = logging.getLogger("jaxgluon.models")
 
@@ -157,6 +158,76 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def lecun_normal_linear(in_features: int, out_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A dense layer's (kernel, bias) drawn on the host like ``nnx.Linear``'s defaults: LeCun-normal kernel
+    (truncated at two standard deviations, variance ``1 / in_features``), zero bias. No device program runs."""
+    rng = np.random.default_rng([int(seed) % 2**32, in_features, out_features])
+    kernel = rng.standard_normal((in_features, out_features))
+    bad = np.abs(kernel) > 2.0
+    while bad.any():
+        kernel[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(kernel) > 2.0
+    stddev = np.sqrt(1.0 / in_features) / 0.87962566103423978   # the truncated normal's std is 0.88
+    return (kernel * stddev).astype(np.float32), np.zeros((out_features,), np.float32)
+
+
+class ModelInitializers:
+    """One jitted random initialiser per (net, classes, compute dtype), built on first use (per process).
+
+    Random initialisation run eagerly is dozens of tiny one-op programs, each compiled on first sight; jitted
+    whole it is one program per architecture, and the seed is its input, so every later trial reuses it.
+    Owned by this module (the instance :data:`INITIALIZERS`).
+    """
+
+    def __init__(self) -> None:
+        self._fns: dict[tuple, tuple[Any, Any, Callable]] = {}
+
+    def build(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any, seed: int) -> nnx.Module:
+        """A randomly initialised model (one compiled program per architecture, the seed its input)."""
+        graphdef, _, init = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, init(np.uint32(int(seed) % 2**32)))
+
+    def abstract(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> nnx.Module:
+        """A new model of ``jax.ShapeDtypeStruct`` variables, to be filled (traced once per architecture)."""
+        graphdef, shapes, _ = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, shapes, copy=True)
+
+    def _entry(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> tuple:
+        key = (name, num_classes, None if compute_dtype is None else jnp.dtype(compute_dtype).name)
+        if key not in self._fns:
+            make = lambda s: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(jax.random.key(s)))  # noqa
+            graphdef, shapes = nnx.split(nnx.eval_shape(lambda: make(0)))
+            self._fns[key] = (graphdef, shapes, jax.jit(lambda s: nnx.state(make(s))))
+        return self._fns[key]
+
+    def clear(self) -> None:
+        self._fns.clear()
+
+
+INITIALIZERS = ModelInitializers()
+
+
+class ConvertedWeights:
+    """Pretrained weights (flat numpy, Flax layout) read once per process, per weight file: later models of the
+    same net copy them instead of restoring the converted checkpoint again. Owned by this module
+    (:data:`WEIGHTS`); ``clear()`` frees the memory (a ResNet-50 is ~100 MB)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, dict] = {}
+
+    def get(self, source: WeightSource, rename: Rename, gluon: GluonMap | None = None) -> dict:
+        key = (str(cache_root()), source.cache_key)   # a different $JAXGLUON_HOME is a different cache
+        if key not in self._entries:
+            self._entries[key] = load_converted(source, rename, gluon)[0]
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+WEIGHTS = ConvertedWeights()
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""
     return list(MODELS)
@@ -191,6 +262,29 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
+def abstract_model(name: str, num_classes: int | None = None, dtype: Any = jnp.float32) -> nnx.Module:
+    """``name`` with ``jax.ShapeDtypeStruct`` variables: nothing initialised or computed (for shapes and FLOPs,
+    ``jaxgluon.models.flops.model_flops``)."""
+    spec = _spec(name)
+    compute_dtype = None if dtype in (None, jnp.float32) else dtype
+    return INITIALIZERS.abstract(name.lower(), spec, num_classes or spec.pretrained_classes, compute_dtype)
+
+
+def pretrained_unavailable(name: str) -> str | None:
+    """Why ``get_model(name, pretrained=True)`` would fail, or None when its published weights load.
+
+    Converts and caches the weights on first use (as ``get_model`` would), so a later ``get_model`` reads them
+    from the cache."""
+    spec = _spec(name)
+    if spec.source is None:
+        return f"{name} has no published pretrained weights. {spec.notes}".strip()
+    try:
+        WEIGHTS.get(spec.source, spec.rename, spec.gluon)
+    except WeightsUnavailableError as err:
+        return str(err)
+    return None
+
+
 def get_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike = True,
               dtype: Any = jnp.float32, seed: int = 0) -> nnx.Module:
     """Build ``name`` with ``num_classes`` outputs (default: the pretrained dataset's) in eval mode.
@@ -207,9 +301,12 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
     compute_dtype = None if dtype in (None, jnp.float32) else dtype
 
     def build(abstract: bool) -> nnx.Module:
-        make = lambda: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))  # noqa: E731
-        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled.
-        model = nnx.eval_shape(make) if abstract else make()
+        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled; random
+        # ones by one jitted program per architecture (INITIALIZERS), not hundreds of eager one-op programs.
+        if abstract:
+            model = INITIALIZERS.abstract(name.lower(), spec, num_classes, compute_dtype)
+        else:
+            model = INITIALIZERS.build(name.lower(), spec, num_classes, compute_dtype, seed)
         model.eval()
         model.name = name.lower()
         model.num_classes = num_classes
@@ -225,7 +322,7 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
         try:
             if spec.source is None:
                 raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
-            flat, _entry = load_converted(spec.source, spec.rename, spec.gluon)
+            flat = WEIGHTS.get(spec.source, spec.rename, spec.gluon)
             origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
         except WeightsUnavailableError as err:
             if pretrained is True:
@@ -245,8 +342,10 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
     checkpoint_classes = classifier_classes(flat)
     reinit = checkpoint_classes != num_classes
     assign_weights(model, flat, skip_prefixes=("fc.",) if reinit else ())
-    if reinit:   # transfer learning: a fresh classifier for the new classes
-        model.fc = nnx.Linear(model.fc.in_features, num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
+    if reinit:   # transfer learning: a fresh classifier for the new classes, initialised on the host
+        kernel, bias = lecun_normal_linear(model.fc.in_features, num_classes, seed)
+        model.fc.kernel.set_value(jax.device_put(kernel))
+        model.fc.bias.set_value(jax.device_put(bias))
         log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
                  checkpoint_classes)
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):

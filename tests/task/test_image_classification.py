@@ -36,6 +36,11 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     assert results.metadata["pretrained"] == {"cifar_resnet20_v1": False}
     assert results.metadata["head_init"] == "linear_probe"   # the default (applied only to pretrained nets)
     assert len(results.trials) == 2 and results.metadata["num_trials_completed"] == 2
+    assert results.metadata["default_nets_left_out"] == {}          # a net the user names is never dropped
+    # compile once per shape: the second trial of the search reuses the first one's programs
+    first, second = sorted(results.trials, key=lambda t: t["trial_id"])
+    assert first["results"][0]["compilations"] <= 10
+    assert [r["compilations"] for r in second["results"]] == [0] * len(second["results"])
     best = results.leaderboard().iloc[0]
     assert best["trial_id"] == results.metadata["best_trial_id"]
     assert best["best_reward"] == pytest.approx(results.reward)
