@@ -9,10 +9,31 @@
 from __future__ import annotations
 
 import functools
+import json
 import numbers
 import pathlib
 import time
 from typing import Any, Callable
+
+#: Each report is appended here (in the trial's checkpoint_dir) before it is sent: a driver killed between a
+#: trial's checkpoint and the journal record of its report recovers the report from it on resume.
+REPORTS_FILE = "reports.jsonl"
+
+
+def read_reports(checkpoint_dir: str | pathlib.Path) -> list[dict]:
+    """The results a trial sent from ``checkpoint_dir`` (a torn or unreadable line ends the list)."""
+    path = pathlib.Path(checkpoint_dir) / REPORTS_FILE
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            if not line.endswith("\n"):
+                break
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return results
 
 
 class TrialStopped(Exception):
@@ -86,8 +107,19 @@ class Reporter:
             raise TypeError(f"reporter(reward=...) must be a real number, got {type(reward).__name__}: {reward!r}")
         result = {"epoch": int(epoch), "reward": float(reward), **metrics}
         self._last_epoch = int(epoch)
+        self._record(result)
         self.last_decision = as_decision(self._send(result))
         return self.last_decision
+
+    def _record(self, result: dict) -> None:
+        from jaxgluon.tune.journal import dumps
+
+        try:
+            line = dumps(result) + "\n"
+        except (TypeError, ValueError):
+            return  # the runner rejects it with a clear error
+        with open(self.checkpoint_dir / REPORTS_FILE, "a", encoding="utf-8") as f:
+            f.write(line)
 
     def __repr__(self) -> str:
         return (f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, "
