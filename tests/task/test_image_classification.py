@@ -36,6 +36,9 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     assert results.metadata["pretrained"] == {"cifar_resnet20_v1": False}
     assert results.metadata["head_init"] == "linear_probe"   # the default (applied only to pretrained nets)
     assert len(results.trials) == 2 and results.metadata["num_trials_completed"] == 2
+    # the default executor: both trials ran in one persistent worker process (its compiled programs reused)
+    assert results.metadata["executor"] == "process_pool"
+    assert results.metadata["executor_stats"] == {"num_worker_processes_started": 1, "num_workers_killed": 0}
     assert results.leaderboard()[0]["trial_id"] == results.metadata["best_trial_id"]
     assert results.leaderboard()[0]["best_reward"] == pytest.approx(results.reward)
     assert dataset.init().synsets == ["dark", "light"]
