@@ -1,8 +1,16 @@
 """A local pool of worker processes: concurrent trials, each pinned to its own CPUs (and devices), isolated.
 
-Workers are started with the ``spawn`` method (JAX is not fork-safe). Each worker runs one trial at a time; its
-reports travel over a pipe to the driver, which answers with the scheduler's decision. A worker that dies
-(SIGKILL, out of memory, a segfault in native code) turns its trial into an ERROR and is replaced.
+The default executor of ``jaxgluon.tune``. Workers are started with the ``spawn`` method (JAX is not fork-safe)
+once per search and persist from trial to trial, keeping their compiled programs and caches. Each worker runs one
+trial at a time; its reports travel over a pipe to the driver, which answers with the scheduler's decision. A
+worker that dies (``os._exit``, SIGKILL, out of memory, a segfault in native code) turns its trial into an ERROR
+and is replaced; ``cancel`` (a hung trial: ``trial_timeout`` or the time limit) kills it, and it is replaced too.
+
+Workers die with their driver: ``PR_SET_PDEATHSIG`` on Linux, a thread that watches the parent pid everywhere, and
+a parent check before every report. While it may write trial state a worker holds the experiment's writers fence
+(``TrialLaunch.fence``) shared; a resumed driver takes it exclusively before starting its own workers
+(``jaxgluon.tune.lock.fence_stale_writers``), so no worker of a killed driver writes beside the new ones. When the
+trial function does not live in the driver's ``__main__``, workers do not re-run the driver's script.
 
     >>> executor = ProcessPoolExecutor(num_workers=2, num_cpus=1)
     >>> executor.resources()['num_cpus']

@@ -234,7 +234,7 @@ class Runner:
     def _poll_timeout(self) -> float:
         """Until the next thing the driver must check: the heartbeat, the deadline, a trial's liveness limit."""
         now, wake = time.monotonic(), [1.0]
-        if self._deadline is not None:
+        if self._deadline is not None and self._deadline > now:
             wake.append(self._deadline - now)
         for seen in self._last_seen.values():
             wake.append(self._kill_time(seen) - now)
