@@ -99,6 +99,7 @@ class Executor(abc.ABC):
 
 def run_trial(train_fn: Callable[[dict, Any], Any], launch: TrialLaunch, send: Callable[[dict], str]) -> TrialOutcome:
     """Run one trial function to its end, turning any exception into an outcome (shared by all executors)."""
+    reporter = None
     try:
         reporter = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs, launch.seed, send,
                             deadline=launch.deadline)
@@ -108,6 +109,9 @@ def run_trial(train_fn: Callable[[dict, Any], Any], launch: TrialLaunch, send: C
     except Exception as err:  # noqa: BLE001 -- failure isolation: every trial error is recorded, none escapes
         return TrialOutcome(launch.trial_id, error=f"{type(err).__name__}: {err}",
                             traceback=traceback_module.format_exc())
+    finally:
+        if reporter is not None:
+            reporter.close()
     return TrialOutcome(launch.trial_id)
 
 
@@ -128,7 +132,8 @@ class InProcessExecutor(Executor):
         self._requested = dict(requested_resources or {})
         self._train_fn: Callable[[dict, Any], Any] | None = None
         self._on_report: ReportCallback | None = None
-        self._running: _TrialThread | None = None
+        self._thread: _TrialThread | None = None  # reused from trial to trial
+        self._running: _TrialThread | None = None  # the thread while it runs a trial
         self._cancelled: list[TrialOutcome] = []  # abandoned trials, returned by the next poll
         self.num_abandoned = 0
 
@@ -150,7 +155,10 @@ class InProcessExecutor(Executor):
             raise RuntimeError("call bind(train_fn, on_report) before submit")
         if self.num_running:
             raise RuntimeError("InProcessExecutor runs one trial at a time; poll() the running one first")
-        self._running = _TrialThread(self._train_fn, launch)
+        if self._thread is None:
+            self._thread = _TrialThread(self._train_fn)
+        self._thread.run(launch)
+        self._running = self._thread
 
     def poll(self, timeout: float | None) -> list[TrialOutcome]:
         if self._cancelled:
@@ -159,7 +167,8 @@ class InProcessExecutor(Executor):
         running, on_report = self._running, self._on_report
         if running is None:
             return []
-        assert on_report is not None
+        launch = running.launch
+        assert on_report is not None and launch is not None
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = None if end is None else max(0.0, end - time.monotonic())
@@ -170,17 +179,17 @@ class InProcessExecutor(Executor):
             kind = message[0]
             if kind == "report":
                 try:
-                    decision = on_report(running.launch.trial_id, message[1])
+                    decision = on_report(launch.trial_id, message[1])
                 except BaseException:
                     running.abandon()  # the runner failed, not the trial: the trial must not wait for ever
-                    self._running = None
+                    self._running = self._thread = None
                     raise
                 running.replies.put(str(getattr(decision, "value", decision)))
             elif kind == "done":
                 self._running = None
                 return [message[1]]
             else:  # "raise": a BaseException (KeyboardInterrupt, SystemExit) escaped the trial: re-raise it here
-                self._running = None
+                self._running = self._thread = None  # that thread has ended
                 raise message[1]
 
     def stats(self) -> dict:
@@ -188,10 +197,10 @@ class InProcessExecutor(Executor):
 
     def cancel(self, trial_id: int) -> bool:
         running = self._running
-        if running is None or running.launch.trial_id != trial_id:
+        if running is None or running.launch is None or running.launch.trial_id != trial_id:
             return False
         running.abandon()
-        self._running = None
+        self._running = self._thread = None
         self.num_abandoned += 1
         self._cancelled.append(TrialOutcome(trial_id, cancelled=True))
         return True
@@ -201,41 +210,51 @@ class InProcessExecutor(Executor):
                 "it sees; a hung trial is abandoned, not killed"}
 
     def shutdown(self) -> None:
-        if self._running is not None:
-            self._running.abandon()
-            self._running = None
+        if self._thread is not None:
+            self._thread.abandon()
+        self._running = self._thread = None
 
 
 class _TrialThread:
-    """One trial in a daemon thread; its reports travel to the driver's thread through ``messages``."""
+    """A daemon thread that runs trials one after the other (reused while none is abandoned); reports travel to the
+    driver's thread through ``messages``, decisions back through ``replies``."""
 
-    def __init__(self, train_fn: Callable[[dict, Any], Any], launch: TrialLaunch) -> None:
-        self.launch = launch
+    def __init__(self, train_fn: Callable[[dict, Any], Any]) -> None:
+        self.launch: TrialLaunch | None = None
         self.messages: queue.Queue = queue.Queue()
         self.replies: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue = queue.Queue()
         self._abandoned = threading.Event()
-        self.thread = threading.Thread(target=self._main, args=(train_fn,), daemon=True,
-                                       name=f"jaxgluon-trial-{launch.trial_id}")
+        self.thread = threading.Thread(target=self._main, args=(train_fn,), daemon=True, name="jaxgluon-trial")
         self.thread.start()
 
+    def run(self, launch: TrialLaunch) -> None:
+        self.launch = launch
+        self._inbox.put(launch)
+
     def abandon(self) -> None:
+        """Let go of this thread: its trial ends at its next report, and it runs nothing more."""
         self._abandoned.set()
         self.replies.put(None)  # wakes a trial waiting for its decision
+        self._inbox.put(None)
 
     def _send(self, result: dict) -> str:
         if self._abandoned.is_set():
-            raise TrialStopped(f"trial {self.launch.trial_id} was abandoned by the runner (time limit or "
-                               "trial_timeout); it must return")
+            raise TrialStopped("the trial was abandoned by the runner (time limit or trial_timeout); it must return")
         self.messages.put(("report", result))
         reply = self.replies.get()
         if reply is None:
-            raise TrialStopped(f"trial {self.launch.trial_id} was abandoned by the runner; it must return")
+            raise TrialStopped("the trial was abandoned by the runner (time limit or trial_timeout); it must return")
         return reply
 
     def _main(self, train_fn: Callable[[dict, Any], Any]) -> None:
-        try:
-            outcome = run_trial(train_fn, self.launch, self._send)
-        except BaseException as err:  # noqa: BLE001 -- KeyboardInterrupt/SystemExit: handed to the driver's thread
-            self.messages.put(("raise", err))
-            return
-        self.messages.put(("done", outcome))
+        while True:
+            launch = self._inbox.get()
+            if launch is None or self._abandoned.is_set():
+                return
+            try:
+                outcome = run_trial(train_fn, launch, self._send)
+            except BaseException as err:  # noqa: BLE001 -- KeyboardInterrupt/SystemExit: to the driver's thread
+                self.messages.put(("raise", err))
+                return
+            self.messages.put(("done", outcome))

@@ -86,6 +86,7 @@ class Reporter:
         self._send = send
         self._last_epoch = 0
         self.deadline = deadline
+        self._reports: Any = None
 
     def time_left(self) -> float | None:
         """Seconds until the experiment's time limit (negative once past it), or None without a limit."""
@@ -118,8 +119,16 @@ class Reporter:
             line = dumps(result) + "\n"
         except (TypeError, ValueError):
             return  # the runner rejects it with a clear error
-        with open(self.checkpoint_dir / REPORTS_FILE, "a", encoding="utf-8") as f:
-            f.write(line)
+        if self._reports is None:
+            self._reports = open(self.checkpoint_dir / REPORTS_FILE, "a", encoding="utf-8")
+        self._reports.write(line)
+        self._reports.flush()  # in the operating system's hands: survives a kill of this process
+
+    def close(self) -> None:
+        """Closes the reports file (the executors call it when the trial function returns)."""
+        if self._reports is not None:
+            self._reports.close()
+            self._reports = None
 
     def __repr__(self) -> str:
         return (f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, "
