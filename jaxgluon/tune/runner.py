@@ -12,9 +12,18 @@ Durable record (``experiment_dir``):
   journal; a mismatch falls back to ``on_trial_add`` with a warning).
 - ``experiment.json``: the settings of the first session; ``trials/<trial_id>/``: each trial's checkpoint_dir.
 
+- ``experiment.lock``: held by the driver from before it reads any of the above until it returns (one driver at a
+  time; its modification time is the driver's heartbeat); ``workers.lock``: the writers' fence
+  (``jaxgluon.tune.lock``).
+
 Resuming (``Runner(..., resume=True)``): finished trials are kept as they are, trials that were running restart
 from their own checkpoint_dir, paused trials wait for the scheduler to promote them, and the time spent in
-earlier sessions counts against ``time_limits``.
+earlier sessions -- a killed one's up to its last heartbeat -- counts against ``time_limits``. A report a running
+trial sent that the killed driver never journaled is recovered from the trial's ``reports.jsonl`` first, and
+journaled suggestions are replayed into the searcher without recomputing them (``Searcher.replaying``).
+
+Liveness: a trial silent for longer than ``trial_timeout`` is killed as hung (ERROR), and past ``time_limits``
+every trial still running is killed after ``DEADLINE_GRACE_S`` (STOPPED), through ``Executor.cancel``.
 """
 from __future__ import annotations
 
