@@ -57,6 +57,9 @@ class Executor(abc.ABC):
     """Where trial functions run. Single-threaded from the runner's side: all calls come from the driver."""
 
     name: str = "executor"
+    #: Set by the runner: an executor whose trials start late (a worker process still starting) calls it from
+    #: ``poll`` with the trial id when the trial function actually starts; the liveness clock restarts then.
+    on_started: Callable[[int], None] | None = None
 
     @property
     @abc.abstractmethod

@@ -123,6 +123,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
             return
         launch = TrialLaunch(**message[1])
         hold_fence(launch.fence, fences)
+        conn.send(("started", launch.trial_id))
         if train_fn is None:
             outcome = TrialOutcome(launch.trial_id, error=load_error[0], traceback=load_error[1])
         else:
@@ -354,6 +355,8 @@ class ProcessPoolExecutor(Executor):
                     return None
             elif message[0] == "ready":
                 worker.ready = True
+            elif message[0] == "started" and self.on_started is not None:
+                self.on_started(message[1])
             elif message[0] == "done":
                 worker.launch = None
                 return TrialOutcome(**message[1])

@@ -156,6 +156,7 @@ class Runner:
         self._snapshot()
         fence_stale_writers(self.dir / FENCE)  # the workers of a killed driver are gone before ours start
         self.executor.bind(self.train_fn, self._on_report)
+        self.executor.on_started = self._on_started
         try:
             self._recover_reports()
             for trial_id in list(self._restart_queue):
@@ -250,6 +251,11 @@ class Runner:
         return min(max(0.02, w) for w in wake)
 
     # ---- trial events --------------------------------------------------------------------------------------
+    def _on_started(self, trial_id: int) -> None:
+        """The trial function began (its worker is up): its silence is counted from now."""
+        if trial_id in self._last_seen:
+            self._last_seen[trial_id] = time.monotonic()
+
     def _on_report(self, trial_id: int, result: dict) -> str:
         start = time.perf_counter()
         record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
