@@ -25,9 +25,10 @@ from typing import Any, Callable, Sequence
 
 from jaxgluon.tune.executor import Executor, InProcessExecutor
 from jaxgluon.tune.journal import check_sync_mode
+from jaxgluon.tune.liveness import check_trial_timeout
 from jaxgluon.tune.process_pool import ProcessPoolExecutor
 from jaxgluon.tune.result import ExperimentResult
-from jaxgluon.tune.runner import Runner, check_trial_timeout
+from jaxgluon.tune.runner import Runner
 from jaxgluon.tune.stop import StopCriterion
 
 _RESOURCE_KEYS = ("num_cpus", "num_devices")

@@ -23,7 +23,8 @@ trial sent that the killed driver never journaled is recovered from the trial's 
 journaled suggestions are replayed into the searcher without recomputing them (``Searcher.replaying``).
 
 Liveness: a trial silent for longer than ``trial_timeout`` is killed as hung (ERROR), and past ``time_limits``
-every trial still running is killed after ``DEADLINE_GRACE_S`` (STOPPED), through ``Executor.cancel``.
+every trial still running is killed after ``DEADLINE_GRACE_S`` (STOPPED), through ``Executor.cancel``
+(rules: ``jaxgluon.tune.liveness``).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from jaxgluon.scheduler import Trial
 from jaxgluon.tune import records as R
 from jaxgluon.tune.executor import Executor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.journal import Journal, dumps, read_journal, read_json, write_json_atomic
+from jaxgluon.tune.liveness import DEADLINE_GRACE_S, auto_timeout, check_trial_timeout, kill_time
 from jaxgluon.tune.lock import ExperimentLock, fence_stale_writers
 from jaxgluon.tune.reporter import read_reports
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
@@ -49,10 +51,6 @@ SCHEDULER_STATE = "scheduler_state.json"
 SETTINGS = "experiment.json"
 LOCK = "experiment.lock"
 FENCE = "workers.lock"
-DEADLINE_GRACE_S = 1.0  # past the time limit, a trial that has not returned within this is killed
-AUTO_TIMEOUT_MIN_S = 600.0  # trial_timeout='auto' without time_limits: at least this, ...
-AUTO_TIMEOUT_FACTOR = 10.0  # ... or this many times the longest interval between reports seen, ...
-AUTO_TIMEOUT_FIRST_S = 3600.0  # ... or this before any report (compilation, data loading)
 _RESUME_CHECKED = ("max_epochs", "search_strategy", "seed")  # settings a resumed session must keep
 SNAPSHOT_MIN_EVENTS = 64
 SNAPSHOT_MAX_SECONDS = 60.0
@@ -340,27 +338,14 @@ class Runner:
             self.scheduler.on_trial_error(trial)
 
     def trial_timeout_now(self) -> float | None:
-        """Seconds a running trial may go without reporting before it is killed as hung (None: no limit).
-
-        ``trial_timeout='auto'``: before any report, ``time_limits`` (1 h without one: compilation and data
-        loading come first); after, ``10 x`` the longest interval between reports seen so far, at least
-        ``time_limits / 4`` (600 s without time_limits), at most ``time_limits``."""
+        """Seconds a running trial may go without reporting before it is killed as hung (None: no limit); 'auto':
+        ``jaxgluon.tune.liveness.auto_timeout``."""
         if self.trial_timeout != "auto":
             return self.trial_timeout  # type: ignore[return-value]
-        limit = self.stop.time_limits
-        if self._max_interval <= 0:
-            return limit if limit is not None else AUTO_TIMEOUT_FIRST_S
-        timeout = max(limit / 4 if limit is not None else AUTO_TIMEOUT_MIN_S, AUTO_TIMEOUT_FACTOR * self._max_interval)
-        return timeout if limit is None else min(timeout, limit)
+        return auto_timeout(self.stop.time_limits, self._max_interval)
 
     def _kill_time(self, seen: float) -> float:
-        """When a trial last seen (launched or reported) at ``seen`` is killed if it stays silent: at its trial
-        timeout if that comes before the time limit (it is hung), else just after the time limit."""
-        timeout = self.trial_timeout_now()
-        hung_at = math.inf if timeout is None else seen + timeout
-        if self._deadline is None:
-            return hung_at
-        return hung_at if hung_at < self._deadline else max(seen, self._deadline) + DEADLINE_GRACE_S
+        return kill_time(seen, self._deadline, self.trial_timeout_now())
 
     def _cancel_hung(self) -> None:
         """Kill trials past the time limit (plus ``DEADLINE_GRACE_S``) or silent for longer than the trial timeout:
@@ -544,17 +529,6 @@ class Runner:
                                 best_reward=None if best is None else best["best_reward"],
                                 best_trial_id=None if best is None else best["trial_id"],
                                 trials=trials, metadata=metadata, experiment_dir=self.dir)
-
-
-def check_trial_timeout(trial_timeout: Any) -> float | str | None:
-    """Validates ``trial_timeout``: a positive number of seconds, ``'auto'`` or None."""
-    if trial_timeout is None or trial_timeout == "auto":
-        return trial_timeout
-    if isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float)) or \
-            not math.isfinite(trial_timeout) or trial_timeout <= 0:
-        raise ValueError(f"trial_timeout must be a positive number of seconds, 'auto' or None (no limit), got "
-                         f"{trial_timeout!r}")
-    return float(trial_timeout)
 
 
 def _fsync_directory(path: pathlib.Path) -> None:
