@@ -41,7 +41,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
-        cache: bool | int = True, verbose: bool = True) -> Results:
+        cache: bool | int = True, verbose: bool = True, executor: Any = None,
+        trial_timeout: float | str | None = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -71,6 +72,12 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         whose statistics small augmented batches would otherwise pull away from what the features expect.
       cache: decode every image once and keep it in memory for later epochs and trials: True (default: when
         the decoded images fit in a quarter of RAM), False, or a budget in bytes.
+      executor: where trials run (``jaxgluon.tune``): by default a persistent worker process per device set
+        (``num_workers`` of them), which keeps its compiled programs across trials and is killed and replaced
+        when a trial hangs or crashes; 'in_process' runs them in the calling process (no start-up; a hung trial is
+        abandoned at the limits, not killed).
+      trial_timeout: seconds a trial may go without reporting an epoch before it is killed as hung ('auto':
+        derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
     Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
     warning recorded in ``metadata['default_nets_left_out']``.
     """
@@ -113,7 +120,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
-                          scheduler_options=scheduler_options, callbacks=[progress.on_event])
+                          scheduler_options=scheduler_options, callbacks=[progress.on_event], executor=executor,
+                          trial_timeout=trial_timeout)
     if experiment.best_trial_id is None:
         raise RuntimeError(f"no trial reported a validation reward within the budget (time_limits={time_limits}); "
                            f"give a larger time_limits or fewer epochs. Trials: {experiment.trials}")

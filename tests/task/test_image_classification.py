@@ -44,6 +44,9 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     best = results.leaderboard().iloc[0]
     assert best["trial_id"] == results.metadata["best_trial_id"]
     assert best["best_reward"] == pytest.approx(results.reward)
+    # the default executor: both trials ran in one persistent worker process (its compiled programs reused)
+    assert results.metadata["executor"] == "process_pool"
+    assert results.metadata["executor_stats"] == {"num_worker_processes_started": 1, "num_workers_killed": 0}
     assert dataset.init().synsets == ["dark", "light"]
 
 
@@ -116,7 +119,7 @@ def test_hyperband_over_nets_optimizers_and_schedules_within_time_limits(image_f
     start = time.perf_counter()
     results = task.fit(dataset, ag.Nets(["cifar_resnet20_v1"]), optimizers, lr_scheduler=ag.List("poly", "cosine"),
                        search_strategy="hyperband", time_limits=limit, epochs=3, output_directory=tmp_path / "hb",
-                       **fast)
+                       executor="in_process", **fast)  # reuses the programs compiled by the tests before it
     elapsed = time.perf_counter() - start
     assert results.metadata["search_strategy"] == "hyperband"
     assert results.config["lr_scheduler"] in ("poly", "cosine")
