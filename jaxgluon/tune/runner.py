@@ -107,12 +107,16 @@ class Runner:
                                  "it or choose a new output_directory")
             (self.dir / "trials").mkdir(parents=True, exist_ok=True)
             if resume:
+                # opened first: a torn or corrupt line is cut off (and the original kept) before the restore reads
+                self.journal = Journal(journal_path, sync=journal_sync)
                 self._restore(self._lock.previous_heartbeat)
             else:
                 write_json_atomic(self.dir / SETTINGS, self.settings, "fsync")
                 _fsync_directory(self.dir)
-            self.journal = Journal(journal_path, sync=journal_sync)
+                self.journal = Journal(journal_path, sync=journal_sync)
         except BaseException:
+            if getattr(self, "journal", None) is not None:
+                self.journal.close()
             self._lock.release()
             raise
         self._deadline = (None if stop.time_limits is None
@@ -402,6 +406,10 @@ class Runner:
         events = list(read_journal(self.dir / JOURNAL))
         snapshot = read_json(self.dir / SCHEDULER_STATE) if (self.dir / SCHEDULER_STATE).exists() else None
         replay_from = 0  # without a snapshot, the freshly built scheduler replays the whole journal
+        if snapshot is not None and snapshot["journal_seq"] > len(events):
+            # the journal lost records the snapshot had already seen (a recovered corrupt line): the snapshot is
+            # ahead of the journal, so rebuild the scheduler from the journal alone
+            snapshot = None
         if snapshot is not None:
             self.scheduler.load_state_dict(snapshot["scheduler"])
             replay_from = snapshot["journal_seq"]

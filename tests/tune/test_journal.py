@@ -105,7 +105,7 @@ def test_resume_proceeds_after_a_corrupt_journal_line(tmp_path):
     exp = tmp_path / "exp"
     with pytest.raises(KeyboardInterrupt):
         tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
-             output_directory=exp)
+             output_directory=exp, executor="in_process")   # the interrupt reaches the driver in-process
     path = exp / "journal.jsonl"
     lines = path.read_bytes().split(b"\n")
     assert len(lines) > 12
@@ -113,10 +113,31 @@ def test_resume_proceeds_after_a_corrupt_journal_line(tmp_path):
     path.write_bytes(b"\n".join(lines))
     with pytest.warns(RuntimeWarning, match="recovered the journal .*line 9 is not valid JSON.*dropped lines 9-"):
         result = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
-                      output_directory=exp, resume=True)
+                      output_directory=exp, resume=True, executor="in_process")
     assert [t["config"]["x"] for t in result.trials] == [c["x"] for c in configs]
     assert all(t["status"] == "COMPLETED" and t["epochs"] == [1, 2, 3] for t in result.trials)
     assert result.best_config["x"] == 0.9 and len(_backups(path)) == 1
+
+
+def test_resume_of_a_finished_experiment_with_a_corrupt_line_does_not_trust_a_newer_snapshot(tmp_path):
+    """The scheduler snapshot of a finished experiment has seen every record; once recovery drops records, the
+    snapshot is ahead of the journal and must not be loaded (it lost two trials and ended one after one epoch)."""
+    from tune_trial_fns import ListSearcher
+    from jaxgluon.tune import tune
+    configs = [{"x": x, "marker": str(tmp_path / "unused")} for x in (0.3, 0.8, 0.5, 0.6, 0.9, 0.4)]
+    exp = tmp_path / "exp"
+    first = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
+                 output_directory=exp, executor="in_process")
+    path = exp / "journal.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[8] = lines[8][:-7]
+    path.write_bytes(b"\n".join(lines))
+    with pytest.warns(RuntimeWarning, match="recovered the journal"):
+        result = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
+                      output_directory=exp, resume=True, executor="in_process")
+    assert [t["config"]["x"] for t in result.trials] == [c["x"] for c in configs]
+    assert all(t["status"] == "COMPLETED" and t["epochs"] == [1, 2, 3] for t in result.trials)
+    assert result.best_config == first.best_config
 
 
 def test_numpy_metrics_are_serialised_and_bad_mode_rejected(tmp_path):
