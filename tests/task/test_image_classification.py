@@ -228,3 +228,10 @@ def test_plot_is_returned_and_not_left_open(fitted, tmp_path):
     fig = results.plot_training_curves()
     assert len(fig.axes) == 2 and plt.get_fignums() == [fig.number]   # no path, no Jupyter: left for plt.show()
     plt.close("all")
+
+
+def test_task_fit_shows_the_real_signature_and_docstring():
+    import inspect
+    from jaxgluon.task.fit import fit
+    assert inspect.signature(task.fit) == inspect.signature(fit)
+    assert "time_limits" in inspect.signature(task.fit).parameters and task.fit.__doc__ == fit.__doc__
