@@ -317,7 +317,3 @@ def optimizer_from_trial(trial: TrialConfig, steps_per_epoch: int, epochs: int) 
     return optax.GradientTransformation(_TrialInit(trial_hyperparams(trial, steps_per_epoch, epochs)),
                                         _trial_update)
 
-
-def steps_for(num_examples: int, batch_size: int) -> int:
-    """Optimizer steps per epoch when the last incomplete batch is dropped (at least one)."""
-    return max(1, num_examples // batch_size)
