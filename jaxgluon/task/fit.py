@@ -14,6 +14,7 @@ import logging
 import math
 import pathlib
 import time
+import warnings
 from typing import Any
 
 from jaxgluon import models
@@ -25,6 +26,7 @@ from jaxgluon.task.defaults import fit_defaults
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import SCHEDULES, TrialSpec, load_trained, train_trial
+from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
 log = logging.getLogger("jaxgluon.task")
@@ -114,17 +116,66 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
                           scheduler_options=scheduler_options, callbacks=[progress.on_event])
-    if experiment.best_trial_id is None:
-        raise RuntimeError(f"no trial reported a validation reward within the budget (time_limits={time_limits}); "
-                           f"give a larger time_limits or fewer epochs. Trials: {experiment.trials}")
-    model = load_trained(pathlib.Path(experiment.experiment_dir) / "trials" / str(experiment.best_trial_id))
+    trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
+    restore_start = time.perf_counter()
+    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits)
+    model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+    final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
     elapsed = time.perf_counter() - started
-    metadata = _metadata(experiment, space, spec, time_limits, elapsed, epochs)
+    config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
+    metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
+    # final_model: 'single' (a trial's best fine-tuned epoch) or 'linear_probe' (its probe model, epoch 0)
+    metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=model.meta.get("epoch"),
+                    final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
-    log.info("fit: best validation top-1 %.4f with %s (%.1f s)", experiment.best_reward, experiment.best_config,
-             elapsed)
-    return Results(float(model.meta.get("reward", experiment.best_reward)), experiment.best_config, metadata,
-                   experiment.trials, model, str(experiment.experiment_dir))
+    reward = float(model.meta.get("val_top1", model.meta.get("reward")))
+    log.info("fit: best validation top-1 %.4f with %s (%s, %.1f s)", reward, config, final, elapsed)
+    return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
+
+
+def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None) -> tuple[int, int | None]:
+    """``(trial_id, epoch, kind)`` of the model ``fit`` returns: the best reward over every trial's reported
+    epochs and its linear-probe model (epoch 0, scored like an epoch); kind 'single' or 'linear_probe'. With no
+    reported epoch, the best probe with a warning; with no probe either, a RuntimeError saying how long a probe
+    would have taken."""
+    candidates = []     # (reward, fine-tuned first on ties, earlier trial first on ties) -> (trial_id, epoch)
+    incomplete = []
+    for trial in experiment.trials:
+        tid = trial["trial_id"]
+        if trial.get("best_reward") is not None and trial["status"] != "ERROR":
+            candidates.append(((trial["best_reward"], 1, -tid), (tid, None)))
+        probe = read_probe_record(trials_dir / str(tid))
+        if probe and probe.get("status") == "scored":
+            candidates.append(((probe["reward"], 0, -tid), (tid, 0)))
+        elif probe:
+            incomplete.append(probe)
+    if not candidates:
+        raise RuntimeError(f"no trial reported a validation reward within the budget (time_limits={time_limits}), "
+                           f"and no linear-probe model was ready either: {_probe_estimate(incomplete)}. Give a "
+                           f"larger time_limits or fewer epochs. Trials: {experiment.trials}")
+    (_, _, _), (tid, epoch) = max(candidates, key=lambda c: c[0])
+    if experiment.best_trial_id is None:
+        warnings.warn(f"the budget (time_limits={time_limits}) ended before any fine-tuning epoch reported: "
+                      f"returning trial {tid}'s linear-probe model (a classifier fitted on the pretrained features, "
+                      "scored on validation); give a larger time_limits to fine-tune", RuntimeWarning, stacklevel=3)
+    return tid, epoch
+
+
+def _probe_estimate(records: list[dict]) -> str:
+    """How long a probe would take, from the trials that started one (setup + extrapolated feature pass)."""
+    estimates = []
+    for r in records:
+        if r.get("images_done"):
+            estimates.append(r["setup_seconds"] + r["feature_seconds"] * r["images_total"] / r["images_done"])
+    if estimates:
+        return (f"a probe needs about {min(estimates):.0f} s from a trial's start (setup, then features of every "
+                "training image, extrapolated from the part done)")
+    started = [r["setup_seconds"] for r in records if "setup_seconds" in r]
+    if started:
+        return (f"a trial needed {min(started):.0f} s of setup (loading weights and data, compiling) before its probe "
+                "could start, so a probe needs more than that")
+    return ("no trial got as far as a probe (its setup -- loading weights and data, compiling -- outlasted the budget, "
+            "or the nets have no pretrained weights to probe)")
 
 
 def _names(space: Any) -> list[str]:
@@ -160,10 +211,9 @@ def _scheduler_space(lr_scheduler: Any) -> Any:
     return lr_scheduler
 
 
-def _metadata(experiment: Any, space: dict, spec: TrialSpec, time_limits: float | None, elapsed: float,
-              epochs: int) -> dict:
+def _metadata(experiment: Any, best: dict, space: dict, spec: TrialSpec, time_limits: float | None,
+              elapsed: float, epochs: int) -> dict:
     meta = dict(experiment.metadata)
-    best = experiment.best_config
     pretrained: dict[str, bool] = {}
     for trial in experiment.trials:
         for result in trial.get("results", []):
@@ -178,7 +228,6 @@ def _metadata(experiment: Any, space: dict, spec: TrialSpec, time_limits: float 
         "freeze_batchnorm": spec.freeze_batchnorm,
         "num_trials_completed": completed, "time_limits": time_limits, "time_used_s": elapsed,
         "fit_overrun_s": 0.0 if time_limits is None else max(0.0, elapsed - time_limits),
-        "best_trial_id": experiment.best_trial_id,
     })
     return meta
 

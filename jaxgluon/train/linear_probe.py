@@ -60,7 +60,12 @@ FEATURES = FeatureCache()
 
 
 class DeadlinePassed(Exception):
-    """The experiment's time limit passed while the features were being extracted."""
+    """The experiment's time limit passed while the features were being extracted: after ``images_done``
+    images in ``seconds``."""
+
+    def __init__(self, images_done: int = 0, seconds: float = 0.0):
+        super().__init__(f"deadline passed after {images_done} images in {seconds:.1f} s")
+        self.images_done, self.seconds = int(images_done), float(seconds)
 
 
 @nnx.jit
@@ -79,9 +84,10 @@ def pooled_features(model: nnx.Module | Callable[[dict], Any], loader: Any,
         module.eval()
         model = lambda batch: _features(module, jnp.asarray(batch["image"]))  # noqa: E731
     feats, labels = [], []
+    start = time.perf_counter()
     for batch in loader:
         if deadline is not None and time.time() >= deadline:
-            raise DeadlinePassed
+            raise DeadlinePassed(sum(len(x) for x in labels), time.perf_counter() - start)
         keep = np.asarray(batch["mask"]).astype(bool) if "mask" in batch else slice(None)
         feats.append(np.asarray(model(batch))[:len(batch["label"])][keep])
         labels.append(np.asarray(batch["label"])[keep])
