@@ -9,6 +9,7 @@ checkpoint comes back as a ``TrainedModel``.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -22,7 +23,7 @@ from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, c
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.dataset import ImageDataset
-from jaxgluon.task.defaults import fit_defaults
+from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import SCHEDULES, TrialSpec, load_trained, train_trial
@@ -43,7 +44,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
-        cache: bool | int = True, verbose: bool = True) -> Results:
+        cache: bool | int = True, metric: str = "auto", verbose: bool = True) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -55,8 +56,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       lr_scheduler: 'cosine', 'poly', 'step', 'constant' or a categorical of them (``ag.List('poly', 'cosine')``).
       search_strategy: one of 'random', 'grid', 'bayesopt', 'hyperband', 'bayesopt_hyperband', or a
         ``jaxgluon.scheduler`` / ``jaxgluon.searcher`` object.
-      time_limits: seconds for the whole fit (the search stops its trials at the deadline; the overrun is
-        reported in ``metadata['overrun_s']``).
+      time_limits: seconds for the whole fit, counted from the call (setup, the search and restoring the final
+        model; the search stops its trials at its deadline, ``time_limits`` less a reserve for the final restore);
+        ``metadata['overrun_s']`` is the wall-clock time past it.
       epochs: epochs of a full trial (the schedulers' max_t).
       num_trials: at most this many trials (default: as many as ``time_limits`` allows; without time_limits, 2).
       batch_size: an int or an ``ag.Int``/categorical to search (default 32 on CPU, 64 on accelerators).
@@ -73,6 +75,18 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         whose statistics small augmented batches would otherwise pull away from what the features expect.
       cache: decode every image once and keep it in memory for later epochs and trials: True (default: when
         the decoded images fit in a quarter of RAM), False, or a budget in bytes.
+      metric: what trials are ranked by (the scheduler, the searcher and the choice of the final model):
+        'accuracy' (validation top-1), 'log_loss' (validation log-loss, as ``exp(-log_loss)``: not a step function
+        of a few images, so it breaks the ties top-1 makes on small validation sets), or 'auto' (default):
+        log-loss when the validation set has under 300 images, else top-1 (top-1 too when ``max_reward`` is given,
+        as that is a top-1 threshold). ``results.reward`` and the leaderboard's ``best_reward`` show top-1 either
+        way; ``metadata['metric']`` records the choice. The validation split itself defaults by dataset size
+        (``Dataset(val_fraction=None)``: 25% of under 800 images, 200 images, 10% from 2,000 images on).
+    A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
+    (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
+    reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
+    it raises only when no probe was ready either, saying how long one would take. ``time_limits`` counts from the
+    call: ``metadata['overrun_s']`` is the wall-clock time past it, restoring the final model included.
     Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
     warning recorded in ``metadata['default_nets_left_out']``.
     """
@@ -88,6 +102,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     if isinstance(search_strategy, str) and search_strategy not in SEARCH_STRATEGIES:
         raise ValueError(f"unknown search_strategy {search_strategy!r}; choose one of {SEARCH_STRATEGIES} or pass a "
                          "scheduler/searcher object")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -106,6 +122,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
                      pretrained=pretrained, head_init=head_init,
                      freeze_batchnorm=freeze_batchnorm, cache=cache)
+    num_validation = len(spec.sources()[1])
+    ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
+    spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(FINAL_RESERVE_FRACTION * time_limits, FINAL_RESERVE_MAX_S)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
@@ -128,6 +147,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=model.meta.get("epoch"),
                     final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
+    metadata.update(metric=ranked_by, num_validation_images=num_validation,
+                    val_fraction=None if spec.val_data else spec.val_fraction)
     reward = float(model.meta.get("val_top1", model.meta.get("reward")))
     log.info("fit: best validation top-1 %.4f with %s (%s, %.1f s)", reward, config, final, elapsed)
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
@@ -227,7 +248,9 @@ def _metadata(experiment: Any, best: dict, space: dict, spec: TrialSpec, time_li
         "batch_size": best.get("batch_size", spec.batch_size), "pretrained": pretrained, "head_init": spec.head_init,
         "freeze_batchnorm": spec.freeze_batchnorm,
         "num_trials_completed": completed, "time_limits": time_limits, "time_used_s": elapsed,
-        "fit_overrun_s": 0.0 if time_limits is None else max(0.0, elapsed - time_limits),
+        # one overrun figure, wall clock from the call to the returned model, against the user's time_limits
+        "overrun_s": 0.0 if time_limits is None else max(0.0, elapsed - time_limits),
+        "search_overrun_s": meta.get("overrun_s", 0.0),   # the search's own, against its share of the budget
     })
     return meta
 
