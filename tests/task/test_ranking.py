@@ -40,7 +40,8 @@ def test_fit_ranks_small_validation_sets_by_log_loss_and_shows_top1(image_folder
                        output_directory=tmp_path / "exp", **FAST)
     assert results.metadata["metric"] == "log_loss" and results.metadata["num_validation_images"] == 20
     reported = {t["trial_id"]: t["results"][-1] for t in results.trials}
-    chosen = min(reported, key=lambda tid: reported[tid]["val_loss"])   # the lowest log-loss wins...
+    assert len({r["val_top1"] for r in reported.values()}) == 1         # separable data: top-1 ties (1.0)...
+    chosen = min(reported, key=lambda tid: reported[tid]["val_loss"])   # ...the lowest log-loss wins...
     assert results.metadata["best_trial_id"] == chosen
     assert results.reward == reported[chosen]["val_top1"]                # ...and its top-1 is what fit reports
     board = results.leaderboard_rows()
