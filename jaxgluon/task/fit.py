@@ -184,13 +184,21 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
 
 def _probe_estimate(records: list[dict]) -> str:
     """How long a probe would take, from the trials that started one (setup + extrapolated feature pass)."""
-    estimates = []
+    estimates, lower = [], []
     for r in records:
-        if r.get("images_done"):
-            estimates.append(r["setup_seconds"] + r["feature_seconds"] * r["images_total"] / r["images_done"])
+        first_images, first_s = r.get("first_batch_images", 0), r.get("first_batch_seconds", 0.0)
+        later_images = r.get("images_done", 0) - first_images
+        if first_images and later_images > 0:   # the first batch compiled: extrapolate from the later ones
+            rate = (r["feature_seconds"] - first_s) / later_images
+            estimates.append(r["setup_seconds"] + first_s + rate * (r["images_total"] - first_images))
+        elif first_images:
+            lower.append(r["setup_seconds"] + first_s)
     if estimates:
-        return (f"a probe needs about {min(estimates):.0f} s from a trial's start (setup, then features of every "
-                "training image, extrapolated from the part done)")
+        return (f"a probe needs about {min(estimates):.0f} s from a trial's start (setup, compiling, then the "
+                "features of every training image at the rate measured after the first batch)")
+    if lower:
+        return (f"a probe needs more than {min(lower):.0f} s from a trial's start (setup, then compiling the feature "
+                "program and its first batch; the deadline came before a second batch showed the rate)")
     started = [r["setup_seconds"] for r in records if "setup_seconds" in r]
     if started:
         return (f"a trial needed {min(started):.0f} s of setup (loading weights and data, compiling) before its probe "

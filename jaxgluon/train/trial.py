@@ -312,6 +312,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
                 _write_probe_record(reporter.checkpoint_dir, {
                     "status": "incomplete", "setup_seconds": probe_start - called,
                     "feature_seconds": passed.seconds, "images_done": passed.images_done,
+                    "first_batch_images": passed.first_batch[0], "first_batch_seconds": passed.first_batch[1],
                     "images_total": len(train_src)})
                 return
             set_head(model, *fit_linear_head(feats, labels, len(class_names)))

@@ -101,7 +101,7 @@ def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_pat
                                                          monkeypatch):
     def deadline_during_features(key, compute):   # a feature pass that outlasts the 2 s budget
         time.sleep(2.5)
-        raise DeadlinePassed(images_done=10, seconds=2.5)
+        raise DeadlinePassed(images_done=24, seconds=2.5, first_batch=(8, 2.1))   # 16 more images in 0.4 s
 
     monkeypatch.setattr(trial_module, "cached_features", deadline_during_features)
     dataset = task.Dataset(train_path=str(image_folders[0]))
