@@ -158,10 +158,10 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
 
 
 def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None) -> tuple[int, int | None]:
-    """``(trial_id, epoch, kind)`` of the model ``fit`` returns: the best reward over every trial's reported
-    epochs and its linear-probe model (epoch 0, scored like an epoch); kind 'single' or 'linear_probe'. With no
-    reported epoch, the best probe with a warning; with no probe either, a RuntimeError saying how long a probe
-    would have taken."""
+    """``(trial_id, epoch)`` of the model ``fit`` returns: the best reward over every trial's reported epochs
+    (``epoch=None``: that trial's best checkpoint) and linear-probe models (``epoch=0``, scored like an epoch).
+    With no reported epoch, the best probe with a warning; with no probe either, a RuntimeError saying how long a
+    probe would have taken."""
     candidates = []     # (reward, fine-tuned first on ties, earlier trial first on ties) -> (trial_id, epoch)
     incomplete = []
     for trial in experiment.trials:
