@@ -17,6 +17,7 @@ import pathlib
 from typing import Any
 
 from jaxgluon import data as jdata
+from jaxgluon.task.defaults import default_val_fraction
 
 BUILTIN = ("digits",)  # a fixed stratified 80/20 train/test split (jaxgluon.data.specs)
 
@@ -27,18 +28,19 @@ class ImageDataset:
     Attributes:
       name: a label (or the built-in / TFDS dataset's name).
       train_data, val_data, test_data: data specs (see the module docstring), or None.
-      val_fraction, split_seed: the stratified validation split of ``train_data`` when ``val_data`` is None.
+      val_fraction, split_seed: the stratified validation split of ``train_data`` when ``val_data`` is None
+        (``val_fraction=None``: chosen by the training set's size, see :attr:`val_fraction`).
     """
 
     def __init__(self, name: str | None, train_data: str | None, test_data: str | None, *,
-                 val_data: str | None = None, val_fraction: float = 0.1, split_seed: int = 0):
-        if not 0.0 < val_fraction < 1.0:
+                 val_data: str | None = None, val_fraction: float | None = None, split_seed: int = 0):
+        if val_fraction is not None and not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction!r}")
         self.name = name
         self.train_data = train_data
         self.val_data = val_data
         self.test_data = test_data
-        self.val_fraction = float(val_fraction)
+        self._val_fraction = None if val_fraction is None else float(val_fraction)
         self.split_seed = int(split_seed)
         self._sources: dict[str, Any] = {}
 
@@ -54,6 +56,14 @@ class ImageDataset:
                 jdata.require_classes(source, f"the training data {spec!r}")
             self._sources[which] = source
         return self._sources[which]
+
+    @property
+    def val_fraction(self) -> float:
+        """The validation split's fraction: as given, else by the training set's size
+        (``jaxgluon.task.defaults.default_val_fraction``: 25% of small sets, 200 images, 10% of large ones)."""
+        if self._val_fraction is not None:
+            return self._val_fraction
+        return default_val_fraction(len(self.train_source)) if self.has_train else 0.1
 
     @property
     def has_train(self) -> bool:
@@ -101,7 +111,7 @@ class ImageDataset:
 
 def Dataset(name: str | None = None, train_path: str | os.PathLike | None = None,  # noqa: N802 - AutoGluon name
             test_path: str | os.PathLike | None = None, *, train: bool = True, val_path: str | os.PathLike | None = None,
-            val_fraction: float = 0.1, seed: int = 0, data_dir: str | os.PathLike | None = None,
+            val_fraction: float | None = None, seed: int = 0, data_dir: str | os.PathLike | None = None,
             download: bool = False) -> ImageDataset:
     """A dataset from image folders, the built-in ``'digits'``, or a TFDS dataset.
 
@@ -109,7 +119,8 @@ def Dataset(name: str | None = None, train_path: str | os.PathLike | None = None
       name: a label for folders; ``'digits'`` (built in); or a TFDS dataset name (prepared in ``data_dir``, or
         downloaded when ``download=True``) when no path is given.
       train_path, test_path, val_path: folders with one subfolder per class (``~`` expanded). Without
-        ``val_path`` a stratified ``val_fraction`` of the training folder validates each trial.
+        ``val_path`` a stratified ``val_fraction`` of the training folder validates each trial (default: by size,
+        25% of under 800 images, 200 images, 10% from 2,000 images on; ``jaxgluon.task.defaults``).
       train: for built-in/TFDS names: the training split (True) or the test split (False).
       seed: seeds the validation split.
     """
@@ -144,7 +155,7 @@ def _folder(path: str | os.PathLike | None, what: str) -> str | None:
     return str(folder.absolute())
 
 
-def _named_dataset(name: str, *, train: bool, val_fraction: float, seed: int, data_dir: Any,
+def _named_dataset(name: str, *, train: bool, val_fraction: float | None, seed: int, data_dir: Any,
                    download: bool) -> ImageDataset:
     split = "train" if train else "test"
     if name.lower() == "digits":

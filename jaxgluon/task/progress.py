@@ -73,7 +73,8 @@ class ProgressBar:
             raise ValueError(f"mode must be one of {MODES} or None (chosen for where it runs), got {mode!r}")
         self.time_limits = time_limits
         self.enabled = enabled
-        self.best = -math.inf
+        self.best = -math.inf          # shown: the validation top-1 (``val_top1``) of the best-ranked result
+        self._best_score = -math.inf   # what the search ranks by (``reward``)
         self.done = 0
         self.mode = mode
         self.desc = desc
@@ -113,9 +114,11 @@ class ProgressBar:
         kind = event.get("event")
         trial_ended = False
         if kind == "result":
-            reward = event.get("result", {}).get("reward")
-            if reward is not None and math.isfinite(reward):
-                self.best = max(self.best, float(reward))
+            result = event.get("result", {})
+            reward = result.get("reward")
+            if reward is not None and math.isfinite(reward) and reward > self._best_score:
+                self._best_score = float(reward)
+                self.best = float(result.get("val_top1", reward))
         elif kind == "end" and event.get("status") != "PAUSED":
             self.done += 1
             trial_ended = True

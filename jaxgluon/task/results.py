@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import math
 import pathlib
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,9 @@ class Results:
         for t in rank_trials(self.trials):
             config = dict(t["config"])
             optimizer = config.get("optimizer")
-            row = {"trial_id": t["trial_id"], "best_reward": t.get("best_reward"), "status": t["status"],
+            best = _best_result(t)
+            row = {"trial_id": t["trial_id"], "best_reward": best.get("val_top1", t.get("best_reward")),
+                   "val_loss": best.get("val_loss"), "status": t["status"],
                    "epochs": t.get("num_epochs", 0), "seconds": trial_seconds(t), "net": config.get("net"),
                    "optimizer": optimizer.get("name") if isinstance(optimizer, dict) else optimizer}
             if isinstance(optimizer, dict):
@@ -109,14 +112,15 @@ class Results:
         return rows
 
     def leaderboard(self) -> pd.DataFrame:
-        """A pandas DataFrame of the trials ranked by their best validation reward (failed trials last), best
-        first: ``trial_id``, ``best_reward``, ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
+        """A pandas DataFrame of the trials ranked as the search ranked them (``metadata['metric']``: validation
+        top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
+        trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
         (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
-        first = ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
+        first = ["trial_id", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
         return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
 
     # --------------------------------------------------------------------------------------------- persistence
@@ -191,6 +195,12 @@ class Results:
             row["optimizer"] = format_value(trial["config"].get("optimizer"))
             top.append(row)
         return html_summary("Results", fields, top, len(self.trials))
+
+
+def _best_result(trial: dict) -> dict:
+    """The trial's reported result with the highest reward (the ranking score), or {}."""
+    results = [r for r in trial.get("results", []) if r.get("reward") is not None and math.isfinite(r["reward"])]
+    return max(results, key=lambda r: r["reward"], default={})
 
 
 def _json_default(obj: Any) -> Any:

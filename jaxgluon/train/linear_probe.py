@@ -60,7 +60,14 @@ FEATURES = FeatureCache()
 
 
 class DeadlinePassed(Exception):
-    """The experiment's time limit passed while the features were being extracted."""
+    """The experiment's time limit passed while the features were being extracted: after ``images_done``
+    images in ``seconds``."""
+
+    def __init__(self, images_done: int = 0, seconds: float = 0.0, first_batch: tuple[int, float] = (0, 0.0)):
+        super().__init__(f"deadline passed after {images_done} images in {seconds:.1f} s")
+        self.images_done, self.seconds = int(images_done), float(seconds)
+        #: (images, seconds) of the first batch, which includes compiling the feature program
+        self.first_batch = (int(first_batch[0]), float(first_batch[1]))
 
 
 @nnx.jit
@@ -79,12 +86,16 @@ def pooled_features(model: nnx.Module | Callable[[dict], Any], loader: Any,
         module.eval()
         model = lambda batch: _features(module, jnp.asarray(batch["image"]))  # noqa: E731
     feats, labels = [], []
+    start = time.perf_counter()
+    first_batch = (0, 0.0)
     for batch in loader:
         if deadline is not None and time.time() >= deadline:
-            raise DeadlinePassed
+            raise DeadlinePassed(sum(len(x) for x in labels), time.perf_counter() - start, first_batch)
         keep = np.asarray(batch["mask"]).astype(bool) if "mask" in batch else slice(None)
         feats.append(np.asarray(model(batch))[:len(batch["label"])][keep])
         labels.append(np.asarray(batch["label"])[keep])
+        if len(labels) == 1:
+            first_batch = (len(labels[0]), time.perf_counter() - start)
     return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
 
 

@@ -26,11 +26,12 @@ import orbax.checkpoint as ocp
 
 from jaxgluon import data as jdata
 from jaxgluon import models
+from jaxgluon.models.registry import abstract_model
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.train.state import TrainState, create_train_state
-from jaxgluon.train.steps import compile_steps, make_mesh
+from jaxgluon.train.steps import PROGRAMS, make_mesh
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR, META_FORMAT, evaluate_loader
 
 META_FILE = "meta.json"
@@ -92,7 +93,7 @@ class TrainedModel:
                           f"{self.meta['class_names']}: every prediction is that class at probability 1.0 (it was "
                           "trained before jaxgluon refused training data with fewer than 2 classes)", RuntimeWarning,
                           stacklevel=2)
-        self._steps = compile_steps(make_mesh())
+        self._steps = PROGRAMS.steps(make_mesh())   # shares the programs the trials of this process compiled
         self._state = self._steps.replicate(state)
         self.batch_size = -(-batch_size // self._steps.num_devices) * self._steps.num_devices
         self._forward = jax.jit(_logits)
@@ -156,7 +157,9 @@ class TrainedModel:
 
 
 def _template(meta: dict[str, Any]) -> TrainState:
-    model = models.get_model(meta["net"], int(meta["num_classes"]), pretrained=False)
+    """An abstract state (``jax.ShapeDtypeStruct`` leaves) to restore into: no random initialiser runs and no
+    program compiles (building a random model first cost 5-9 s of small compilations after a fit's deadline)."""
+    model = abstract_model(meta["net"], int(meta["num_classes"]))
     return create_train_state(model, optax.identity())
 
 

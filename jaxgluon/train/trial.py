@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import math
 import os
 import pathlib
 import time
@@ -50,6 +51,12 @@ log = logging.getLogger("jaxgluon.train")
 CHECKPOINT_SUBDIR = "checkpoints"
 META_FORMAT = "jaxgluon.trained/1"
 HEAD_INITS = ("linear_probe", "model")
+#: What a trial's ``reward`` (the score the scheduler, searcher and checkpoint retention rank by) measures:
+#: 'accuracy': validation top-1; 'log_loss': ``exp(-validation log-loss)``, the geometric-mean probability of the
+#: true class (in (0, 1], higher is better, not a step function of a few images). ``val_top1`` is reported either way.
+METRICS = ("accuracy", "log_loss")
+#: The linear-probe record a pretrained trial writes in its checkpoint directory (see ``_score_probe``).
+PROBE_FILE = "probe.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +106,11 @@ class TrialSpec:
     head_init: str = "linear_probe"
     freeze_batchnorm: bool | str = "auto"
     cache: bool | int = True
+    metric: str = "accuracy"
 
     def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
         if not isinstance(self.cache, (bool, int)) or (not isinstance(self.cache, bool) and self.cache < 0):
             raise ValueError(f"cache must be True, False or a budget in bytes (int >= 0), got {self.cache!r}")
         if self.head_init not in HEAD_INITS:
@@ -281,6 +291,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
         meta = (ckpt.restore_meta(start) if start else
                 _initial_meta(trial, config, model, class_names, image_size, mean, std, seed, dtype))
         first_result: dict[str, Any] = {}
+        probed = False
         if start == 0 and spec.head_init == "linear_probe" and meta["pretrained_loaded"]:
             probe_start = time.perf_counter()
             key = (trial.net, meta["pretrained_source"], meta["compute_dtype"], image_size, spec.train_data,
@@ -296,12 +307,18 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
 
             try:
                 feats, labels = cached_features(key, extract)
-            except DeadlinePassed:
+            except DeadlinePassed as passed:
                 log.info("trial %s: time limit reached while fitting the linear-probe head", reporter.trial_id)
+                _write_probe_record(reporter.checkpoint_dir, {
+                    "status": "incomplete", "setup_seconds": probe_start - called,
+                    "feature_seconds": passed.seconds, "images_done": passed.images_done,
+                    "first_batch_images": passed.first_batch[0], "first_batch_seconds": passed.first_batch[1],
+                    "images_total": len(train_src)})
                 return
             set_head(model, *fit_linear_head(feats, labels, len(class_names)))
             meta["head_init"] = "linear_probe"
             first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
+            probed = True
         if "freeze_batchnorm" not in meta:  # a resumed trial keeps its first choice
             meta["freeze_batchnorm"] = (
                 meta["pretrained_loaded"] and jdata.resolve_augment(train_src, spec.augment).startswith("resized_crop")
@@ -312,21 +329,78 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
         if start:
             state = ckpt.restore(start, state)
             log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
+        val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                       std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
+        if probed:  # the linear-probe model is the trial's first model: scored and checkpointed as epoch 0
+            probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called)
+            if probe is None:
+                return
+            first_result.update(probe)
         # one iterator over the remaining epochs: epoch e's batches derive from (seed, e) wherever we start
         train_loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
                                          std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
                                          worker_count=spec.worker_count, augment=spec.augment, cache=spec.cache)
-        val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                       std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
             first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
-                        range(start + 1, max_epochs + 1), first_result, counter)
+                        range(start + 1, max_epochs + 1), first_result, counter, spec.metric)
+
+
+def validation_scores(sums: Mapping[str, float], metric: str = "accuracy") -> tuple[float, float, float]:
+    """``(reward, top1, log_loss)`` of summed eval metrics; ``reward`` as :data:`METRICS` says."""
+    count = max(float(sums["count"]), 1.0)
+    top1, val_loss = float(sums["correct"]) / count, float(sums["loss"]) / count
+    return (top1 if metric == "accuracy" else math.exp(-val_loss)), top1, val_loss
+
+
+def _write_probe_record(directory: Any, record: dict) -> None:
+    path = pathlib.Path(directory) / PROBE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)   # atomic: a reader never sees half a record
+
+
+def read_probe_record(directory: Any) -> dict | None:
+    """The linear-probe record of a trial directory (``reward``, ``val_top1``, ``val_loss``, ``status``: 'scored'
+    when epoch 0 holds the probe model; 'incomplete' with ``setup_seconds``/``feature_seconds``/``images_done``/
+    ``images_total`` when the deadline came first), or None."""
+    try:
+        return json.loads((pathlib.Path(directory) / PROBE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt: TrialCheckpointer, meta: dict,
+                 metric: str, reporter: Any, called: float) -> dict | None:
+    """Scores the linear-probe model on validation like an epoch and checkpoints it as epoch 0 (so a fit whose
+    budget ends before any fine-tuning epoch still has a model); None when the deadline passed first."""
+    deadline = getattr(reporter, "deadline", None)
+    start = time.perf_counter()
+    outputs = []
+    for batch in val_loader:
+        if deadline is not None:
+            if outputs:
+                jax.block_until_ready(outputs[-1])
+            if time.time() >= deadline:
+                log.info("trial %s: time limit reached while scoring the linear probe", reporter.trial_id)
+                _write_probe_record(reporter.checkpoint_dir, {"status": "incomplete", "setup_seconds":
+                                                              start - called, "scoring": True})
+                return None
+        outputs.append(steps.eval_step(state, steps.shard(batch)))
+    reward, top1, val_loss = validation_scores(sum_metrics(outputs), metric)
+    if 0 not in ckpt.all_epochs():
+        ckpt.save(0, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss})
+        ckpt.wait()   # the record below promises a complete checkpoint
+    seconds = time.perf_counter() - start
+    _write_probe_record(reporter.checkpoint_dir, {"status": "scored", "reward": reward, "val_top1": top1,
+                                                  "val_loss": val_loss, "seconds": time.perf_counter() - called})
+    return {"probe_reward": reward, "probe_top1": top1, "probe_val_loss": val_loss, "probe_eval_seconds": seconds}
 
 
 def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
                 val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range,
-                first_result: dict | None = None, counter: CompileCounter | None = None) -> None:
+                first_result: dict | None = None, counter: CompileCounter | None = None,
+                metric: str = "accuracy") -> None:
     timer = _EpochTimer()
     deadline = getattr(reporter, "deadline", None)
     for epoch in epochs:
@@ -338,15 +412,16 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
             return
         eval_start = time.perf_counter()
         val = evaluate_loader(steps, state, val_loader)
-        reward = val["correct"] / max(val["count"], 1.0)
+        reward, top1, val_loss = validation_scores(val, metric)
         save_start = time.perf_counter()
-        ckpt.save(epoch, state, reward=reward, meta=meta)
+        ckpt.save(epoch, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss})
         save_end = time.perf_counter()
         result = {
             "reward": reward,
+            "val_top1": top1,
             "train_loss": train["loss"] / max(train["count"], 1.0),
             "train_accuracy": train["correct"] / max(train["count"], 1.0),
-            "val_loss": val["loss"] / max(val["count"], 1.0),
+            "val_loss": val_loss,
             "epoch_seconds": save_end - epoch_start,
             "train_seconds": eval_start - epoch_start,
             "eval_seconds": save_start - eval_start,

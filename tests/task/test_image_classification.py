@@ -97,7 +97,12 @@ def test_plot_training_curves_and_leaderboard(fitted, tmp_path):
     assert len(curves) == len(results.trials)
     assert [list(line.get_ydata()) for line in curves] == [t["rewards"] for t in results.trials]
     board = results.leaderboard()
-    assert list(board["best_reward"]) == sorted((t["best_reward"] for t in results.trials), reverse=True)
+    # ranked by the search's score (here log-loss: 20 images validate), shown as validation top-1
+    ranked = sorted(results.trials, key=lambda t: -t["best_reward"])
+    best = [max(t["results"], key=lambda r: r["reward"]) for t in ranked]
+    assert list(board["trial_id"]) == [t["trial_id"] for t in ranked]
+    assert list(board["best_reward"]) == [r["val_top1"] for r in best]
+    assert list(board["val_loss"]) == [r["val_loss"] for r in best]
 
 
 def test_resume_keeps_finished_trials(fitted):
@@ -197,8 +202,8 @@ def test_results_html_summary_and_dataframe_leaderboard(fitted):
     assert board["optimizer"].iloc[0] == "adam" and board["optimizer.learning_rate"].iloc[0] == 3e-3
     assert board["seconds"].iloc[-1] == pytest.approx(1.5)
     columns = list(board.columns)
-    assert columns[:7] == ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer"]
-    assert columns[-1] == "error" and all(c.startswith("optimizer.") for c in columns[7:columns.index("lr_scheduler")])
+    assert columns[:8] == ["trial_id", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer"]
+    assert columns[-1] == "error" and all(c.startswith("optimizer.") for c in columns[8:columns.index("lr_scheduler")])
     assert board.to_dict("records")[0]["net"] == "cifar_resnet20_v1"
     assert "best_reward" in board.to_string()   # prints in a terminal
 
@@ -210,7 +215,7 @@ def test_results_html_summary_and_dataframe_leaderboard(fitted):
     assert fields["trials"] == "2 completed, 1 error"
     assert fields["pretrained"] == "cifar_resnet20_v1=False"
     header, *body = rows
-    assert header[:3] == ["trial_id", "best_reward", "status"]
+    assert header[:4] == ["trial_id", "best_reward", "val_loss", "status"]
     assert [row[0] for row in body] == [str(t) for t in board["trial_id"]]
     assert "ValueError: bad <input>" in body[-1] and "<poly>" in body[-1]   # escaped in the HTML, text again here
     text = repr(shown)

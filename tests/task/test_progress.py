@@ -59,3 +59,14 @@ def test_terminal_mode_is_a_tqdm_bar_and_disabled_shows_nothing():
     with ProgressBar(total_trials=2, time_limits=None, enabled=False, stream=quiet) as bar:
         _events(bar, trials=2, epochs=2)
     assert quiet.getvalue() == "" and bar.done == 2
+
+
+def test_best_shows_the_top1_of_the_best_ranked_result():
+    """Ranked by log-loss (``reward`` = exp(-val_loss)), the bar still shows validation top-1."""
+    stream = io.StringIO()
+    with ProgressBar(total_trials=2, time_limits=None, stream=stream) as bar:
+        bar.on_event({"event": "result", "trial_id": 0, "result": {"epoch": 1, "reward": 0.5, "val_top1": 0.9}})
+        bar.on_event({"event": "result", "trial_id": 1, "result": {"epoch": 1, "reward": 0.7, "val_top1": 0.8}})
+        bar.on_event({"event": "result", "trial_id": 1, "result": {"epoch": 2, "reward": 0.6, "val_top1": 1.0}})
+        bar.on_event({"event": "end", "trial_id": 1, "status": "COMPLETED"})
+    assert "best 0.800" in stream.getvalue().splitlines()[0]

@@ -1,0 +1,109 @@
+"""An anytime fit: a pretrained trial's linear-probe model is scored like an epoch (checkpointed as epoch 0, not
+reported to the scheduler), and ``fit`` returns it when the budget ends before any fine-tuning epoch reports."""
+from __future__ import annotations
+
+import functools
+import pathlib
+import time
+
+import numpy as np
+import pytest
+
+from jaxgluon import ImageClassification as task
+from jaxgluon.space.optimizer import Adam
+from jaxgluon.task import Results
+from jaxgluon.train import TrialSpec, load_trained, train_trial
+from jaxgluon.train import trial as trial_module
+from jaxgluon.train.linear_probe import DeadlinePassed
+from jaxgluon.tune import tune
+
+SHARED_WEIGHTS = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "cifar10_resnet"
+PRETRAINED = dict(net="cifar_resnet20_v1", optimizer=Adam(learning_rate=1e-3), image_size=16, batch_size=8,
+                  pretrained=True, verbose=False)
+
+
+@pytest.fixture
+def weights(monkeypatch):
+    if not (SHARED_WEIGHTS / "resnet20-12fca82f.th").is_file():
+        pytest.skip(f"needs the CIFAR-10 ResNet-20 weights in {SHARED_WEIGHTS} (../shared is absent)")
+    monkeypatch.setenv("JAXGLUON_WEIGHTS_PATH", str(SHARED_WEIGHTS))
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Trials in this process, so that the monkeypatches below reach them."""
+    import importlib
+    fit_module = importlib.import_module("jaxgluon.task.fit")
+    monkeypatch.setattr(fit_module, "tune", functools.partial(tune, executor="in_process"))
+
+
+class Reporter:
+    def __init__(self, directory: pathlib.Path, max_epochs: int = 1):
+        self.trial_id, self.seed, self.max_epochs, self.deadline = 0, 0, max_epochs, None
+        self.checkpoint_dir = pathlib.Path(directory)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.results: list[dict] = []
+
+    def __call__(self, **result):
+        self.results.append(result)
+        return "CONTINUE"
+
+
+def _warm_up(folder: pathlib.Path, tmp_path: pathlib.Path) -> tuple[TrialSpec, Reporter]:
+    spec = TrialSpec(train_data=str(folder), val_fraction=0.25, image_size=16, pretrained=True)
+    config = {"net": "cifar_resnet20_v1", "optimizer": {"name": "adam", "learning_rate": 1e-3},
+              "lr_scheduler": "constant", "batch_size": 8}
+    reporter = Reporter(tmp_path / "warm", max_epochs=1)
+    train_trial(config, reporter, spec)
+    return spec, reporter
+
+
+def test_probe_is_scored_on_validation_and_checkpointed_as_epoch_0(image_folders, tmp_path, weights):
+    spec, reporter = _warm_up(image_folders[0], tmp_path)
+    # the scheduler sees fine-tuning epochs only (1-based: Hyperband's rungs count them); the probe rides along
+    assert [r["epoch"] for r in reporter.results] == [1]
+    first = reporter.results[0]
+    assert 0.0 <= first["probe_top1"] <= 1.0 and first["probe_val_loss"] > 0 and first["probe_reward"] == first["probe_top1"]
+    record = trial_module.read_probe_record(reporter.checkpoint_dir)
+    assert record["status"] == "scored" and record["val_top1"] == first["probe_top1"]
+    probe = load_trained(reporter.checkpoint_dir, epoch=0)
+    assert probe.meta["val_top1"] == first["probe_top1"] and probe.meta["head_init"] == "linear_probe"
+    _, val = spec.sources()
+    assert probe.evaluate(val) == pytest.approx(first["probe_top1"])   # the same validation score, recomputed
+
+
+def test_fit_returns_the_probe_model_when_no_fine_tuning_epoch_reports(image_folders, tmp_path, weights,
+                                                                       in_process, monkeypatch):
+    _warm_up(image_folders[0], tmp_path)   # compiled once here, the probe in the fit takes a second or two
+
+    def slow_epoch(self, steps, state, batches, deadline=None):   # the first epoch would outlast the budget
+        time.sleep(max(0.0, deadline - time.time()) + 0.05)
+        return state, None
+
+    monkeypatch.setattr(trial_module._EpochTimer, "train", slow_epoch)
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    with pytest.warns(RuntimeWarning, match="linear-probe model"):
+        results = task.fit(dataset, num_trials=1, epochs=2, time_limits=15, output_directory=tmp_path / "exp",
+                           **PRETRAINED)
+    assert results.metadata["final_model"] == "linear_probe" and results.metadata["best_epoch"] == 0
+    assert all(not t["results"] for t in results.trials)       # nothing was reported to the scheduler
+    record = trial_module.read_probe_record(tmp_path / "exp" / "trials" / "0")
+    assert results.reward == record["val_top1"]
+    _, test = image_folders
+    assert 0.0 <= results.evaluate(task.Dataset(train_path=str(image_folders[0]), test_path=str(test))) <= 1.0
+    saved = results.save(tmp_path / "saved")
+    again = Results.load(saved)
+    images = np.full((2, 20, 20, 3), 60, np.uint8)
+    np.testing.assert_allclose(again.predict_proba(images), results.predict_proba(images), atol=1e-6)
+
+
+def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_path, weights, in_process,
+                                                         monkeypatch):
+    def deadline_during_features(key, compute):   # a feature pass that outlasts the 2 s budget
+        time.sleep(2.5)
+        raise DeadlinePassed(images_done=24, seconds=2.5, first_batch=(8, 2.1))   # 16 more images in 0.4 s
+
+    monkeypatch.setattr(trial_module, "cached_features", deadline_during_features)
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    with pytest.raises(RuntimeError, match=r"no linear-probe model was ready.*a probe needs about \d+ s"):
+        task.fit(dataset, num_trials=1, epochs=2, time_limits=2, output_directory=tmp_path / "exp", **PRETRAINED)

@@ -1,0 +1,25 @@
+"""time_limits counts from the call: setup, the search and the final restore all fit in it (a generous bound here;
+``benchmarks/fit_time_limits.py`` measures the overrun itself)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jaxgluon import ImageClassification as task
+
+from task_files import FAST
+
+
+def test_fit_returns_within_time_limits_counted_from_the_call(image_folders, tmp_path):
+    limit = 20.0
+    start = time.perf_counter()
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    results = task.fit(dataset, time_limits=limit, epochs=1000, output_directory=tmp_path / "exp", **FAST)
+    elapsed = time.perf_counter() - start
+    meta = results.metadata
+    assert elapsed <= limit + max(5.0, 0.5 * limit), (elapsed, meta)
+    # one overrun figure, from the call to the returned model
+    assert meta["overrun_s"] == pytest.approx(max(0.0, elapsed - limit), abs=1.0)
+    assert meta["time_used_s"] <= elapsed and meta["final_restore_seconds"] <= meta["time_used_s"]
+    assert meta["final_model"] == "single" and results.trials[0]["status"] == "STOPPED"   # cut at the deadline
