@@ -2,7 +2,6 @@
 reported to the scheduler), and ``fit`` returns it when the budget ends before any fine-tuning epoch reports."""
 from __future__ import annotations
 
-import functools
 import pathlib
 import time
 
@@ -34,7 +33,10 @@ def in_process(monkeypatch):
     """Trials in this process, so that the monkeypatches below reach them."""
     import importlib
     fit_module = importlib.import_module("jaxgluon.task.fit")
-    monkeypatch.setattr(fit_module, "tune", functools.partial(tune, executor="in_process"))
+    def tune_in_process(*args, **kwargs):   # fit passes executor=None (the worker-process default): override it
+        return tune(*args, **{**kwargs, "executor": "in_process"})
+
+    monkeypatch.setattr(fit_module, "tune", tune_in_process)
 
 
 class Reporter:
