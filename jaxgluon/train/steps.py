@@ -31,10 +31,11 @@ Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """Per-example softmax cross-entropy in float32, with optional label smoothing."""
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float | jax.Array = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy in float32, with optional label smoothing (a number, or an array: e.g.
+    one per population member under ``vmap``)."""
     logits = logits.astype(jnp.float32)
-    if label_smoothing == 0.0:
+    if isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
     return optax.softmax_cross_entropy(logits, targets)
@@ -46,7 +47,7 @@ def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: 
     return {"loss": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
 
 
-def train_step(state: TrainState, batch: Batch, label_smoothing: float = 0.0,
+def train_step(state: TrainState, batch: Batch, label_smoothing: float | jax.Array = 0.0,
                freeze_batchnorm: bool = False) -> tuple[TrainState, Metrics]:
     """One optimizer step on the masked mean loss. BatchNorm uses (and updates with) batch statistics, or with
     ``freeze_batchnorm`` stays in inference mode (running statistics, not updated; its scale and shift still
