@@ -48,6 +48,7 @@ def tune(
     executor: str | Executor | None = None,
     journal_sync: str = "group",
     callbacks: Sequence[Callable[[dict], Any]] | None = None,
+    population_size: int | str | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -81,6 +82,9 @@ def tune(
         callbacks: functions called with each journal event (a dict with ``event`` in 'session', 'start',
             'result', 'end', 'finish', plus its fields) right after it is recorded, e.g. a progress bar. A
             callback that raises is disabled with a warning; the experiment goes on.
+        population_size: train up to this many trials at once as one vmapped program (an int, or 'auto': as many
+            as the device's free memory holds); needs a train function that can train populations, e.g.
+            ``jaxgluon.train.PopulationTrial(spec)`` (see ``jaxgluon.tune.population_executor``).
 
     Returns:
         ExperimentResult with ``best_config``, ``best_reward``, ``trials``, ``metadata``, ``to_dataframe()``.
@@ -98,7 +102,12 @@ def tune(
         raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
     experiment_dir = pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
     scheduler, strategy_name = _make_scheduler(search_strategy, search_space, epochs, seed, scheduler_options)
-    executor_obj = _make_executor(executor, num_workers, resources_per_trial)
+    if population_size is not None:
+        from jaxgluon.tune.population_executor import make_population_executor
+
+        executor_obj = make_population_executor(population_size, executor, num_workers)
+    else:
+        executor_obj = _make_executor(executor, num_workers, resources_per_trial)
     runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
