@@ -160,6 +160,17 @@ def _compiled_bytes(compiled: Any) -> int | None:
                - mem.alias_size_in_bytes)
 
 
+def auto_capacity(per_member_bytes: int, free_bytes: int, platform: str) -> int:
+    """``population_size='auto'``: as many members as ``MEMORY_FRACTION`` of the free memory holds, at least one;
+    on CPU at most ``CPU_AUTO_MAX_MEMBERS`` (the cores, not memory, are the limit there), elsewhere at most 1024.
+
+    >>> auto_capacity(2**20, 2**30, 'gpu'), auto_capacity(2**20, 2**30, 'cpu'), auto_capacity(2**31, 2**30, 'gpu')
+    (819, 8, 1)
+    """
+    fit = int(MEMORY_FRACTION * free_bytes // max(int(per_member_bytes), 1))
+    return max(1, min(fit, CPU_AUTO_MAX_MEMBERS if platform == "cpu" else 1024))
+
+
 @dataclasses.dataclass
 class _Member:
     trial_id: int
@@ -242,9 +253,7 @@ class Population:
         if capacity == "auto":
             one = _compiled_bytes(self._compile_train(1, template))
             per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
-            fit = max(1, int(MEMORY_FRACTION * free // max(per_member, 1)))
-            cap = CPU_AUTO_MAX_MEMBERS if self.device.platform == "cpu" else 1024
-            chosen = min(fit, cap)
+            chosen = auto_capacity(per_member, free, self.device.platform)
             log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
                      per_member / 2**20, free / 2**30, self.device)
             return chosen, self._compile_train(chosen, template)

@@ -1,0 +1,132 @@
+"""The population trainer on real data (digits at 8 px, cifar_resnet20_v1): one member alone is an ordinary trial,
+refilled slots start fresh without recompiling, a diverging member fails alone, memory is checked up front, and a
+PBT clone instruction works through checkpoints for ordinary trials."""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgluon import models
+from jaxgluon.train import (Population, PopulationTrial, TrialSpec, disable_compilation_cache,
+                            enable_compilation_cache, load_trained, train_trial)
+from jaxgluon.train import population as population_module
+from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.trial import CHECKPOINT_SUBDIR
+
+CONFIG = {"net": "cifar_resnet20_v1", "lr_scheduler": "cosine",
+          "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "wd": 1e-4}}
+EPOCHS = 2
+SEED = 7
+
+
+class Reporter:
+    def __init__(self, directory: pathlib.Path, trial_id: int = 0, seed: int = SEED, max_epochs: int = EPOCHS):
+        self.trial_id, self.seed, self.max_epochs = trial_id, seed, max_epochs
+        self.checkpoint_dir = pathlib.Path(directory)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.results: list[dict] = []
+
+    def __call__(self, **result):
+        self.results.append(result)
+        return "CONTINUE"
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    enable_compilation_cache(tmp_path_factory.mktemp("jax_cache"))
+    yield TrialSpec(train_data="digits", image_size=8, batch_size=32, pretrained=False)
+    disable_compilation_cache()
+
+
+@pytest.fixture(scope="module")
+def ordinary(spec, tmp_path_factory):
+    """An ordinary trial of CONFIG with seed SEED, in trials/0 of an experiment-like folder."""
+    reporter = Reporter(tmp_path_factory.mktemp("exp") / "trials" / "0")
+    train_trial(CONFIG, reporter, spec)
+    return reporter
+
+
+@pytest.fixture(scope="module")
+def pop(spec):
+    population = Population(spec, CONFIG, max_epochs=EPOCHS, capacity=2)
+    yield population
+    population.close()
+
+
+def _close(a: dict, b: dict) -> None:
+    assert a["epoch"] == b["epoch"]
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+    assert a["reward"] == pytest.approx(b["reward"], abs=1.5 / 180)      # at most one of ~180 val images flips
+
+
+def test_one_member_alone_equals_an_ordinary_trial(pop, ordinary, tmp_path):
+    pop.add(0, CONFIG, tmp_path / "m0", seed=SEED)
+    results = [dict(pop.run_epoch()[0][1]) for _ in range(EPOCHS)]
+    pop.remove(0)
+    assert len(ordinary.results) == EPOCHS
+    for mine, theirs in zip(results, ordinary.results):
+        _close(mine, theirs)
+    assert results[-1]["reward"] > 0.5                                     # it learned (10 classes)
+    model = load_trained(tmp_path / "m0")                                  # an ordinary trial checkpoint
+    assert model.meta["config"] == CONFIG and model.meta["net"] == "cifar_resnet20_v1"
+
+
+def test_refilled_slot_starts_fresh_without_recompiling(pop, tmp_path):
+    other = {**CONFIG, "lr_scheduler": "poly", "label_smoothing": 0.1,
+             "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.5}}
+    pop.add(1, CONFIG, tmp_path / "a", seed=1)
+    pop.add(2, other, tmp_path / "b", seed=2)
+    pop.run_epoch()
+    caches = [f._cache_size() for f in (pop._put, pop._take, pop._eval)]
+    slot = pop.members[1]
+    pop.remove(1)
+    refill = {**CONFIG, "optimizer": {"name": "sgd", "learning_rate": 0.2, "momentum": 0.8}}
+    assert pop.add(3, refill, tmp_path / "c", seed=3) == slot
+    member = pop._take(pop.state, slot)
+    fresh = models.get_model("cifar_resnet20_v1", 10, pretrained=False, seed=3)
+    np.testing.assert_array_equal(np.asarray(member.params["fc"]["kernel"][...]), np.asarray(fresh.fc.kernel[...]))
+    assert float(member.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.2)
+    assert int(member.step) == 0
+    results = dict(pop.run_epoch())
+    assert results[3]["epoch"] == 1 and results[2]["epoch"] == 2
+    assert [f._cache_size() for f in (pop._put, pop._take, pop._eval)] == caches
+    assert pop.num_compiles == 1
+    pop.remove(2)
+    pop.remove(3)
+
+
+def test_a_diverging_member_fails_alone(pop, ordinary, tmp_path):
+    diverging = {**CONFIG, "optimizer": {"name": "sgd", "learning_rate": 1e30}}
+    pop.add(4, diverging, tmp_path / "nan", seed=4)
+    pop.add(5, CONFIG, tmp_path / "ok", seed=SEED)
+    results = dict(pop.run_epoch())
+    assert isinstance(results[4], str) and "non-finite" in results[4]
+    _close(results[5], ordinary.results[0])           # the neighbour is exactly what it is alone
+    pop.remove(4)
+    pop.remove(5)
+
+
+def test_memory_is_checked_up_front(spec, monkeypatch):
+    monkeypatch.setattr(population_module, "free_device_memory", lambda device: 1024)
+    with pytest.raises(MemoryError, match="population_size <="):
+        Population(spec, CONFIG, max_epochs=EPOCHS, capacity=2)
+    with pytest.raises(ValueError, match="population_size"):
+        Population(spec, CONFIG, max_epochs=EPOCHS, capacity=0)
+
+
+def test_pbt_clone_goes_through_checkpoints_for_ordinary_trials(spec, ordinary):
+    source_dir = ordinary.checkpoint_dir
+    explored = {**CONFIG, "optimizer": {**CONFIG["optimizer"], "learning_rate": 0.04}}
+    reporter = Reporter(source_dir.parent / "1", trial_id=1, seed=11)
+    PopulationTrial(spec)({**explored, "pbt_clone": {"trial_id": 0, "epoch": 1, "exploit": 0}}, reporter)
+    assert [r["epoch"] for r in reporter.results] == [2]                 # continued after the source's epoch 1
+    with TrialCheckpointer(reporter.checkpoint_dir / CHECKPOINT_SUBDIR, read_only=True) as ckpt:
+        meta = ckpt.restore_meta(ckpt.latest_epoch())
+    assert meta["pbt_exploit"] == 0 and meta["pbt_source"] == 0 and meta["config"] == explored
+    with TrialCheckpointer(source_dir / CHECKPOINT_SUBDIR, read_only=True) as src:
+        assert src.all_epochs()[-1] == EPOCHS                             # the source is untouched
+    assert abs(reporter.results[0]["reward"] - ordinary.results[1]["reward"]) < 0.2
