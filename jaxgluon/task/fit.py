@@ -24,12 +24,12 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import fit_defaults
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
-from jaxgluon.train import SCHEDULES, TrialSpec, load_trained, train_trial
+from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
 from jaxgluon.tune import tune
 
 log = logging.getLogger("jaxgluon.task")
 
-SEARCH_STRATEGIES = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband")
+SEARCH_STRATEGIES = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband", "pbt")
 #: Seconds kept back from ``time_limits`` for restoring the best model after the search.
 FINAL_RESERVE_FRACTION, FINAL_RESERVE_MAX_S = 0.05, 20.0
 DEFAULT_NUM_TRIALS = 2  # without time_limits or num_trials (AutoGluon's default)
@@ -41,7 +41,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
-        verbose: bool = True) -> Results:
+        verbose: bool = True, population_size: int | str | None = None) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -51,7 +51,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       optimizer: a name ('sgd', 'adam', 'adamw': each's default search space), ``ag.optimizer.SGD(...)``,
         ``ag.Optimizers([...])``, or a list of those.
       lr_scheduler: 'cosine', 'poly', 'step', 'constant' or a categorical of them (``ag.List('poly', 'cosine')``).
-      search_strategy: one of 'random', 'grid', 'bayesopt', 'hyperband', 'bayesopt_hyperband', or a
+      search_strategy: one of 'random', 'grid', 'bayesopt', 'hyperband', 'bayesopt_hyperband', 'pbt' (Population
+        Based Training; best with ``population_size``), or a
         ``jaxgluon.scheduler`` / ``jaxgluon.searcher`` object.
       time_limits: seconds for the whole fit (the search stops its trials at the deadline; the overrun is
         reported in ``metadata['overrun_s']``).
@@ -69,6 +70,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         them, shared by the trials of one net); 'model': start from the network's own classifier init.
       freeze_batchnorm: keep BatchNorm in inference mode while training; 'auto' (default): for pretrained nets,
         whose statistics small augmented batches would otherwise pull away from what the features expect.
+      population_size: train up to this many trials of one net (and image/batch size, optimizer family) at once
+        as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
     """
     started = time.perf_counter()
     if not isinstance(dataset, ImageDataset):
@@ -104,7 +107,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
-        experiment = tune(functools.partial(train_trial, spec=spec), space, search_strategy=search_strategy,
+        train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
+                    else functools.partial(train_trial, spec=spec))
+        experiment = tune(train_fn, space, search_strategy=search_strategy, population_size=population_size,
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
