@@ -123,7 +123,8 @@ class PBTScheduler(TrialScheduler):
             if record["status"] != "paused":  # it failed meanwhile
                 continue
             record["status"] = "running"
-            if src["status"] == "error" or src["epoch"] < 1:  # nothing to copy: continue as it was
+            at_end = self.max_t is not None and src["epoch"] >= self.max_t
+            if src["status"] == "error" or src["epoch"] < 1 or at_end:  # nothing to copy: continue as it was
                 config = record["launch_config"] or record["config"]
                 return TrialSuggestion(kind="resume", config=config, trial_id=trial_id,
                                        resume_from_epoch=record["epoch"])

@@ -2,6 +2,7 @@
 bookkeeping."""
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
@@ -127,3 +128,12 @@ def test_get_scheduler_and_validation():
         PBTScheduler({"lr": Real(0.1, 1.0)}, perturbation_interval=0)
     with pytest.raises(ValueError, match="resample_probability"):
         PBTScheduler({"lr": Real(0.1, 1.0)}, resample_probability=2)
+
+
+def test_docstring_examples():
+    import jaxgluon.scheduler.pbt as module
+    import jaxgluon.tune.lineage as lineage
+
+    for mod in (module, lineage):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0

@@ -130,3 +130,10 @@ def test_pbt_clone_goes_through_checkpoints_for_ordinary_trials(spec, ordinary):
     with TrialCheckpointer(source_dir / CHECKPOINT_SUBDIR, read_only=True) as src:
         assert src.all_epochs()[-1] == EPOCHS                             # the source is untouched
     assert abs(reporter.results[0]["reward"] - ordinary.results[1]["reward"]) < 0.2
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(population_module)
+    assert result.attempted > 0 and result.failed == 0

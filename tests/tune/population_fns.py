@@ -66,6 +66,8 @@ class ToyPopulation:
 
     def run_epoch(self, deadline=None):
         time.sleep(self.sleep)
+        if deadline is not None and time.time() >= deadline:
+            return None
         ToyPopulation.log.append(("epoch", self.key, sorted(self.members)))
         out = []
         for member in self.slots:

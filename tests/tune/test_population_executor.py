@@ -104,6 +104,18 @@ def test_pbt_exploits_in_memory_and_records_lineage(tmp_path):
     for entry in lineage:     # the exploiting member continues at the source's epoch + 1
         trial = result.trials[entry["trial_id"]]
         assert trial["config"]["lr"] > 0 and trial["epochs"][-1] == 6
+    assert result.lineage == lineage
+    fig = result.plot_pbt(tmp_path / "pbt.png")
+    assert (tmp_path / "pbt.png").stat().st_size > 0 and len(fig.axes) == 2   # rewards and the explored lr
+
+
+def test_time_limits_stop_the_population(tmp_path):
+    start = time.monotonic()
+    result = tune(ToyPopulationFn(sleep=0.2), SPACE, time_limits=1.5, epochs=100, population_size=3,
+                  output_directory=tmp_path / "exp")
+    assert time.monotonic() - start < 1.5 + 2.0
+    assert result.metadata["stop_reason"] == "time_limits"
+    assert {t["status"] for t in result.trials} == {"STOPPED"} and all(t["epochs"] for t in result.trials)
 
 
 def test_population_size_needs_a_population_train_function(tmp_path):
