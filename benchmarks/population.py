@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else "digits")
     parser.add_argument("--shared-batches", action="store_true", help="members train on the same batches")
+    parser.add_argument("--vmap-members", default="auto",
+                        help="members per vmap in the population program ('auto': 1 on CPU, all on GPU)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -75,11 +77,12 @@ def main() -> None:
     seeds = [1000 + i for i in range(args.members)]
     load = os.getloadavg()
     print(f"{args.members} x {args.net} at {args.image_size} px, batch {args.batch_size}, {args.epochs} epochs on "
-          f"{args.data}; load average before: {load[0]:.1f}", flush=True)
+          f"{args.data}; vmap_members={args.vmap_members}; load average before: {load[0]:.1f}", flush=True)
 
     start = time.perf_counter()
     pop = Population(spec, cfgs[0], max_epochs=args.epochs, capacity=args.members,
-                     shared_batches=args.shared_batches)
+                     shared_batches=args.shared_batches,
+                     vmap_members=args.vmap_members if args.vmap_members == "auto" else int(args.vmap_members))
     build_s = time.perf_counter() - start
     for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
         pop.add(i, cfg, work / "pop" / str(i), seed=s)
@@ -126,7 +129,7 @@ def main() -> None:
           f"largest per-epoch difference: train loss {loss_diff:.2e} (relative), val accuracy {acc_diff:.4f}")
     print(json.dumps({"members": args.members, "net": args.net, "image_size": args.image_size,
                       "batch_size": args.batch_size, "epochs": args.epochs, "data": args.data,
-                      "shared_batches": args.shared_batches, "load_avg_before": round(load[0], 2),
+                      "shared_batches": args.shared_batches, "vmap_members": args.vmap_members, "load_avg_before": round(load[0], 2),
                       "load_avg_after": round(os.getloadavg()[0], 2),
                       "population_wall_s": round(pop_wall, 2), "sequential_wall_s": round(seq_wall, 2),
                       "population_img_s_end_to_end": round(total_images / pop_wall, 1),

@@ -53,6 +53,7 @@ class PopulationTrial:
 
     spec: TrialSpec
     shared_batches: bool = False
+    vmap_members: int | str = "auto"
 
     def __call__(self, config: Mapping[str, Any], reporter: Any) -> None:
         clone = config.get(CLONE_KEY)
@@ -64,7 +65,8 @@ class PopulationTrial:
         return population_key(config, self.spec)
 
     def make_population(self, config: Mapping[str, Any], max_epochs: int, capacity: int | str) -> Population:
-        return Population(self.spec, config, max_epochs, capacity=capacity, shared_batches=self.shared_batches)
+        return Population(self.spec, config, max_epochs, capacity=capacity, shared_batches=self.shared_batches,
+                          vmap_members=self.vmap_members)
 
 
 def clone_through_checkpoint(config: dict, clone: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:

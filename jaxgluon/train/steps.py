@@ -38,7 +38,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float |
     if isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    smoothed = optax.softmax_cross_entropy(logits, targets)
+    if isinstance(label_smoothing, (int, float)):
+        return smoothed
+    # an array (one per population member under vmap/map): where it is 0, exactly the unsmoothed loss
+    return jnp.where(label_smoothing == 0.0, optax.softmax_cross_entropy_with_integer_labels(logits, labels), smoothed)
 
 
 def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: jax.Array) -> Metrics:

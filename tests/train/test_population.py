@@ -70,9 +70,23 @@ def test_one_member_alone_equals_an_ordinary_trial(pop, ordinary, tmp_path):
     assert len(ordinary.results) == EPOCHS
     for mine, theirs in zip(results, ordinary.results):
         _close(mine, theirs)
+        if pop.vmap_members == 1:     # CPU: the member's step is the ordinary step, bit for bit
+            assert mine["train_loss"] == theirs["train_loss"] and mine["reward"] == theirs["reward"]
     assert results[-1]["reward"] > 0.5                                     # it learned (10 classes)
     model = load_trained(tmp_path / "m0")                                  # an ordinary trial checkpoint
     assert model.meta["config"] == CONFIG and model.meta["net"] == "cifar_resnet20_v1"
+
+
+def test_vmapped_population_on_cpu_matches_too(spec, ordinary, tmp_path):
+    """The accelerator path (all members in one vmap), run on CPU: the same curve within float tolerance."""
+    population = Population(spec, CONFIG, max_epochs=EPOCHS, capacity=2, vmap_members=2)
+    try:
+        assert population.vmap_members == 2
+        population.add(0, CONFIG, tmp_path / "v0", seed=SEED)
+        population.add(1, {**CONFIG, "label_smoothing": 0.1}, tmp_path / "v1", seed=1)
+        _close(dict(population.run_epoch())[0], ordinary.results[0])
+    finally:
+        population.close()
 
 
 def test_refilled_slot_starts_fresh_without_recompiling(pop, tmp_path):
@@ -97,6 +111,20 @@ def test_refilled_slot_starts_fresh_without_recompiling(pop, tmp_path):
     assert pop.num_compiles == 1
     pop.remove(2)
     pop.remove(3)
+
+
+def test_a_removed_member_resumes_from_its_checkpoint_exactly(pop, ordinary, tmp_path):
+    """What a promotion or a restart after kill -9 does: the member continues as if it had never left."""
+    pop.add(6, CONFIG, tmp_path / "r", seed=SEED)
+    first = dict(pop.run_epoch())[6]
+    pop.remove(6)
+    pop.add(7, CONFIG, tmp_path / "x", seed=3)                   # the slot is reused meanwhile
+    pop.add(6, CONFIG, tmp_path / "r", seed=SEED)
+    second = dict(pop.run_epoch())[6]
+    _close(first, ordinary.results[0])
+    _close(second, ordinary.results[1])
+    pop.remove(6)
+    pop.remove(7)
 
 
 def test_a_diverging_member_fails_alone(pop, ordinary, tmp_path):
