@@ -70,8 +70,6 @@ def test_one_member_alone_equals_an_ordinary_trial(pop, ordinary, tmp_path):
     assert len(ordinary.results) == EPOCHS
     for mine, theirs in zip(results, ordinary.results):
         _close(mine, theirs)
-        if pop.vmap_members == 1:     # CPU: the member's step is the ordinary step, bit for bit
-            assert mine["train_loss"] == theirs["train_loss"] and mine["reward"] == theirs["reward"]
     assert results[-1]["reward"] > 0.5                                     # it learned (10 classes)
     model = load_trained(tmp_path / "m0")                                  # an ordinary trial checkpoint
     assert model.meta["config"] == CONFIG and model.meta["net"] == "cifar_resnet20_v1"
