@@ -129,7 +129,8 @@ def main() -> None:
           f"largest per-epoch difference: train loss {loss_diff:.2e} (relative), val accuracy {acc_diff:.4f}")
     print(json.dumps({"members": args.members, "net": args.net, "image_size": args.image_size,
                       "batch_size": args.batch_size, "epochs": args.epochs, "data": args.data,
-                      "shared_batches": args.shared_batches, "vmap_members": args.vmap_members, "load_avg_before": round(load[0], 2),
+                      "shared_batches": args.shared_batches, "vmap_members": args.vmap_members,
+                      "load_avg_before": round(load[0], 2),
                       "load_avg_after": round(os.getloadavg()[0], 2),
                       "population_wall_s": round(pop_wall, 2), "sequential_wall_s": round(seq_wall, 2),
                       "population_img_s_end_to_end": round(total_images / pop_wall, 1),

@@ -471,7 +471,8 @@ class Population:
             loss = train["loss"][k] / max(train["count"][k], 1.0)
             if not math.isfinite(loss):
                 out.append((member.trial_id, f"training diverged: non-finite training loss ({loss}) at epoch "
-                                             f"{member.epoch} (learning rate {member.trial.optimizer['learning_rate']})"))
+                                             f"{member.epoch} (learning rate "
+                                             f"{member.trial.optimizer['learning_rate']})"))
                 continue
             reward = float(val["correct"][k] / max(val["count"][k], 1.0))
             member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward, meta=member.meta)

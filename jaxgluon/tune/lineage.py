@@ -25,7 +25,8 @@ def explored_hyperparameter(lineage: Sequence[dict]) -> str | None:
     """The numeric hyperparameter (flattened name, e.g. 'optimizer.learning_rate') that exploits changed most
     often, or None.
 
-    >>> explored_hyperparameter([{'config_before': {'o': {'lr': 0.1}, 'n': 'a'}, 'config': {'o': {'lr': 0.12}, 'n': 'a'}}])
+    >>> explored_hyperparameter([{'config_before': {'o': {'lr': 0.1}, 'n': 'a'},
+    ...                           'config': {'o': {'lr': 0.12}, 'n': 'a'}}])
     'o.lr'
     """
     counts: dict[str, int] = {}
