@@ -44,7 +44,7 @@ def run_jaxgluon(trials: int, epochs: int, sync: str, strategy: str, root: pathl
     options = {"points_per_dim": trials} if strategy == "grid" else None
     result = ag.tune(trivial_trial, {"x": ag.Real(0.0, 1.0)}, search_strategy=strategy, num_trials=trials,
                      epochs=epochs, output_directory=out / "exp", journal_sync=sync, seed=0,
-                     scheduler_options=options)
+                     scheduler_options=options, executor="in_process")
     wall = time.perf_counter() - start
     overhead = result.metadata["runner_overhead"]
     journal_bytes = (out / "exp" / "journal.jsonl").stat().st_size

@@ -13,13 +13,15 @@ from jaxgluon.data.folder import ImageFolderSource, SkippedFile, check_class_nam
 from jaxgluon.data.images import IMAGE_EXTENSIONS, load_image
 from jaxgluon.data.loader import Loader, make_loader, resolve_augment, steps_per_epoch
 from jaxgluon.data.specs import open_source
-from jaxgluon.data.sources import ArraySource, SubsetSource, load_digits_source, stratified_split
+from jaxgluon.data.sources import (MIN_CLASSES, ArraySource, SubsetSource, load_digits_source, require_classes,
+                                   stratified_split)
 from jaxgluon.data.tfds_source import TFDSSource
 from jaxgluon.data.transforms import AUGMENTS, preprocess_eval
 
 __all__ = [
     "AUGMENTS",
     "IMAGE_EXTENSIONS",
+    "MIN_CLASSES",
     "ArraySource",
     "ImageFolderSource",
     "Loader",
@@ -32,6 +34,7 @@ __all__ = [
     "make_loader",
     "open_source",
     "preprocess_eval",
+    "require_classes",
     "resolve_augment",
     "steps_per_epoch",
     "stratified_split",

@@ -1,8 +1,11 @@
 """An image folder with one subfolder per class, as a grain random-access source.
 
 Class folders are the non-hidden subfolders (names starting with '.' or '__', like ``.git`` or ``__MACOSX``, are
-skipped); images are files with an extension in ``IMAGE_EXTENSIONS`` (any case) anywhere below a class folder,
-hidden ones excluded; other files are ignored. Scanning is eager and checks every file cheaply (:func:`jaxgluon.data.images.check_file`: JPEG decoded at 1/8
+skipped); images are files with an extension in ``IMAGE_EXTENSIONS`` (any case: every format the installed Pillow
+can decode, e.g. .jpg, .png, .gif, .webp, .bmp, .tif/.tiff) anywhere below a class folder, hidden ones excluded.
+Other files are ignored, counted per extension in ``source.ignored`` and summed up in one logged line
+(``ignored 3 file(s) in <root> that are not images: 2 .txt, 1 .json``). A training set needs at least two classes:
+:func:`jaxgluon.data.require_classes` says so where training data enters (``task.Dataset``, ``train_trial``). Scanning is eager and checks every file cheaply (:func:`jaxgluon.data.images.check_file`: JPEG decoded at 1/8
 scale, PNG chunk CRCs verified, small formats decoded), in a thread pool. Unreadable, corrupt or truncated files
 are skipped: each is listed in ``source.skipped`` and one warning with their count is logged. Decoding a file
 that passed the check but fails later (it changed on disk) raises an ``OSError`` naming it.
@@ -16,6 +19,7 @@ Example::
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import os
@@ -44,13 +48,28 @@ def _is_image_name(name: str) -> bool:
     return not _is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _image_files(class_dir: pathlib.Path) -> list[str]:
-    """Image files under ``class_dir`` (recursively, following links), hidden files and folders excluded, sorted."""
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower() or "(no extension)"
+
+
+def _image_files(class_dir: pathlib.Path, ignored: collections.Counter) -> list[str]:
+    """Image files under ``class_dir`` (recursively, following links), hidden files and folders excluded, sorted;
+    the other non-hidden files are counted per extension in ``ignored``."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        found.extend(os.path.join(dirpath, f) for f in filenames if _is_image_name(f))
+        for f in filenames:
+            if _is_image_name(f):
+                found.append(os.path.join(dirpath, f))
+            elif not _is_hidden(f):
+                ignored[_extension(f)] += 1
     return sorted(found)
+
+
+def ignored_summary(ignored: dict[str, int]) -> str:
+    """``'3 file(s): 2 .txt, 1 .json'`` (most frequent extension first)."""
+    counts = sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{sum(ignored.values())} file(s): " + ", ".join(f"{n} {ext}" for ext, n in counts)
 
 
 def _check(path: str) -> tuple[int, int] | str:
@@ -97,6 +116,7 @@ class ImageFolderSource:
         labels: int64 array of labels, one per path.
         image_sizes: int array [N, 2] of (width, height) read at scan time (None with ``check=False``).
         skipped: files with an image extension that could not be read (:class:`SkippedFile`).
+        ignored: ``{extension: count}`` of the non-hidden files that are not images (``'.txt'``, ``'(no extension)'``).
 
     Args:
         path: the folder.
@@ -129,12 +149,17 @@ class ImageFolderSource:
             check_class_names(classes, class_names, folder=root)
         self.root = root
         self.class_names: list[str] = classes
-        per_class = [_image_files(root / name) for name in classes]
+        ignored: collections.Counter = collections.Counter()
+        per_class = [_image_files(root / name, ignored) for name in classes]
+        self.ignored: dict[str, int] = dict(ignored)
+        if ignored:
+            logger.warning("ignored %s (not images Pillow reads) in %s", ignored_summary(ignored), root)
         empty = [str(root / name) for name, files in zip(classes, per_class) if not files]
         if empty:
+            seen = f" (found only {ignored_summary(ignored)})" if ignored else ""
             raise ValueError(
-                f"class folder(s) without images ({', '.join(IMAGE_EXTENSIONS)}): {', '.join(empty)}; "
-                "add images or remove the folder"
+                f"class folder(s) without images: {', '.join(empty)}{seen}; add images in a format Pillow reads "
+                "(.jpg, .png, .tif, .webp, ...: jaxgluon.data.IMAGE_EXTENSIONS) or remove the folder"
             )
         paths = [p for files in per_class for p in files]
         labels = [label for label, files in enumerate(per_class) for _ in files]

@@ -25,9 +25,29 @@ import pathlib
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
+#: Formats Pillow only identifies (it reads their header, never their pixels).
+_IDENTIFY_ONLY = ("MPEG",)
+
+
+def _readable_extensions() -> tuple[str, ...]:
+    """The file extensions of every format the installed Pillow can decode (its opener plugins, stubs excluded)."""
+    found = set()
+    for ext, fmt in Image.registered_extensions().items():
+        opener = Image.OPEN.get("JPEG" if fmt == "MPO" else fmt)   # MPO files open through the JPEG plugin
+        if opener is None or fmt in _IDENTIFY_ONLY:
+            continue
+        factory = opener[0]
+        if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+            continue   # BUFR, GRIB, HDF5, WMF: need a handler Pillow does not ship
+        found.add(ext.lower())
+    return tuple(sorted(found))
+
+
+#: Extensions (lower case) of the image files a folder source reads: every format the installed Pillow decodes
+#: (.jpg, .png, .bmp, .gif, .webp, .tif/.tiff, .ppm, .tga, .ico, ...; .avif/.jp2 where Pillow was built with them).
+IMAGE_EXTENSIONS: tuple[str, ...] = _readable_extensions()
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -100,7 +120,7 @@ def check_file(path: str | os.PathLike) -> tuple[int, int]:
 
     JPEG is decoded at 1/8 scale (PIL ``draft``: reads every byte, which catches truncation, at a fraction of the
     cost of a full decode); PNG chunks are verified (CRC of every chunk, which catches truncation and bit rot);
-    other formats (BMP, GIF, WebP; usually small) are fully decoded.
+    other formats (BMP, GIF, WebP, TIFF, ...) are fully decoded.
 
     Raises:
         OSError / ValueError / SyntaxError: whatever PIL raises for an unreadable file.

@@ -8,11 +8,16 @@ epoch is exactly :func:`steps_per_epoch` batches and never mixes epochs), ``mask
 Eval (``train=False``): the source in order through the eval transform (:func:`transforms.center_crop`); the last
 batch is padded to ``batch_size`` with zero rows whose ``mask`` is False, so each example counts exactly once.
 
-Caching (``cache=True``): the first loader for a (source, stage, image size) decodes every image once, in a
-thread pool, into memory -- eval images as their final uint8 crop, train images with the shorter side capped at
-``2 * image_size`` (JPEGs decoded at reduced scale when that is enough) -- and later loaders of the same source
-object reuse it. Skipped (with a log line) when the estimate exceeds :data:`CACHE_LIMIT_BYTES`. Cached and uncached
-pipelines yield identical batches.
+Decode once (``cache=True``, or a byte budget): the first loader for a (source, stage, image size) decodes every
+image once, in a thread pool, into host memory as uint8 -- eval images as their final crop, train images at a
+working resolution, the shorter side capped at ``WORKING_SIDE_FACTOR * image_size`` (JPEGs decoded at reduced scale
+when that is enough) -- and every later loader (later epochs, later trials) of the same source object reads it
+(:data:`DECODED`, one per process). The random-resized crop of a train image is drawn relative to the image, so
+its distribution does not depend on the working resolution; resampling from 1.15x instead of a full-size image
+is what makes an epoch cheap (tests/data/test_augment_distribution.py checks the distribution). Skipped (with a
+log line) when the estimate exceeds the budget (``cache=True``: :func:`cache_budget_bytes`, a fraction of RAM);
+such datasets stream from the source through grain (``worker_count`` processes). Cached and uncached pipelines
+yield identical batches.
 
 Example::
 
@@ -43,14 +48,42 @@ from jaxgluon.data.sources import load_example
 
 logger = logging.getLogger(__name__)
 
-CACHE_LIMIT_BYTES = 4 * 2**30
-"""Largest estimated in-memory cache ``make_loader(cache=True)`` builds; beyond it images stream from the source."""
+CACHE_RAM_FRACTION = 0.25
+"""``cache=True`` keeps decoded images when their estimate fits in this fraction of the machine's RAM."""
 TINY_IMAGE_SIDE = 64
 """``augment='auto'`` picks 'pad_crop+flip' when the median shorter side is at most this, else 'resized_crop+flip'."""
-TRAIN_SIDE_FACTOR = 2
-"""Train images are kept with the shorter side capped at this many times ``image_size``."""
+WORKING_SIDE_FACTOR = WORKING_SIDE_FACTOR_DEFAULT = 1.15
+"""Train images are kept with the shorter side capped at this many times ``image_size`` (258 px for 224)."""
 
-_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+def cache_budget_bytes() -> int:
+    """The default decoded-image budget: :data:`CACHE_RAM_FRACTION` of physical RAM (4 GiB when unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+    return int(CACHE_RAM_FRACTION * total)
+
+
+class DecodedImages:
+    """Decoded images per source object and (stage, image size): what ``make_loader`` reads after the first
+    time. One per process (:data:`DECODED`, owned by this module); an entry lives as long as its source object
+    (``jaxgluon.train`` keeps the sources of its recent specs)."""
+
+    def __init__(self) -> None:
+        self._entries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def for_source(self, source: Any) -> dict:
+        try:
+            return self._entries.setdefault(source, {})
+        except TypeError:  # not weak-referenceable: cache for this loader only
+            return {}
+
+    def clear(self) -> None:
+        self._entries = weakref.WeakKeyDictionary()
+
+
+DECODED = DecodedImages()
 
 
 def _shard_of(shard: Any) -> tuple[int, int]:
@@ -111,7 +144,9 @@ class _Prepared:
 
     @property
     def min_side(self) -> int:
-        return self.image_size * TRAIN_SIDE_FACTOR if self.train else transforms.eval_min_side(self.image_size)
+        if self.train:
+            return math.ceil(self.image_size * WORKING_SIDE_FACTOR)
+        return transforms.eval_min_side(self.image_size)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -150,17 +185,15 @@ def _estimate_bytes(source: Any, prepared: _Prepared) -> int:
     return int(np.sum(w * scale * h * scale * 3))
 
 
-def _cached(source: Any, prepared: _Prepared) -> Any:
-    try:
-        per_source = _CACHES.setdefault(source, {})
-    except TypeError:  # not weak-referenceable: cache for this loader only
-        per_source = {}
+def _cached(source: Any, prepared: _Prepared, budget: int) -> Any:
+    per_source = DECODED.for_source(source)
     key = (prepared.train, prepared.image_size)
     if key in per_source:
         return per_source[key]
     estimate = _estimate_bytes(source, prepared)
-    if estimate > CACHE_LIMIT_BYTES:
-        logger.info("not caching %r: about %.1f GiB > CACHE_LIMIT_BYTES", source, estimate / 2**30)
+    if estimate > budget:
+        logger.info("not caching %r: about %.2f GiB of decoded images > the %.2f GiB budget; streaming", source,
+                    estimate / 2**30, budget / 2**30)
         return prepared
     workers = min(16, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -251,7 +284,7 @@ def make_loader(
     seed: int = 0,
     num_epochs: int = 1,
     worker_count: int = 0,
-    cache: bool = True,
+    cache: bool | int = True,
     shard: Any = None,
     augment: str = "auto",
     start_epoch: int = 0,
@@ -270,7 +303,8 @@ def make_loader(
         worker_count: grain worker processes for prefetch (0: threads in this process only). Workers are
             spawned: the source (and its cache) is pickled into each, and a script needs the
             ``if __name__ == "__main__":`` guard. Worth it for large uncached datasets on many cores.
-        cache: keep decoded images in memory (module doc).
+        cache: keep decoded images in memory (module doc): True (within :func:`cache_budget_bytes`), False, or
+            a budget in bytes.
         shard: ``grain.sharding.ShardOptions`` or (index, count); default one shard per JAX process.
         augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``; ignored for eval.
         start_epoch: first epoch to yield (train), for continuing a restored trial.
@@ -286,8 +320,10 @@ def make_loader(
     shard_index, shard_count = _shard_of(shard)
     policy = resolve_augment(source, augment) if train else ""
     prepared: Any = _Prepared(source, train, image_size)
-    if cache:
-        prepared = _cached(source, prepared)
+    if cache is not False and cache is not None:
+        budget = cache_budget_bytes() if cache is True else int(cache)
+        if budget > 0:
+            prepared = _cached(source, prepared, budget)
     n = len(prepared)
     if train:
         steps = steps_per_epoch(n, batch_size, train=True, shard_count=shard_count)

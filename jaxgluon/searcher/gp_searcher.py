@@ -121,6 +121,10 @@ class GPSearcher(Searcher):
     def suggest(self, trial_id: int | None = None) -> Any | None:
         start = time.perf_counter()
         self._check_trial_id(trial_id)
+        replayed = self._replayed(trial_id)
+        if replayed is not None:  # a resume replaying the journal: no GP fit (Searcher.replaying)
+            self.last_info = {"kind": "replayed", "seconds": time.perf_counter() - start}
+            return replayed
         seen = self._seen_keys()
         if self.space.size is not None and len(seen) >= self.space.size:
             return None

@@ -49,7 +49,10 @@ class ImageDataset:
                 raise ValueError(f"dataset {self.name or ''!r} has no {which} data; create it with "
                                  f"{'train_path' if which == 'train' else 'test_path'}=<folder> (or "
                                  f"train={which == 'train'} for a built-in/TFDS dataset)")
-            self._sources[which] = jdata.open_source(spec)
+            source = jdata.open_source(spec)
+            if which == "train":   # where a task's training data enters: one class cannot be classified
+                jdata.require_classes(source, f"the training data {spec!r}")
+            self._sources[which] = source
         return self._sources[which]
 
     @property

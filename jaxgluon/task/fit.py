@@ -41,7 +41,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
-        verbose: bool = True, population_size: int | str | None = None) -> Results:
+        cache: bool | int = True, verbose: bool = True, executor: Any = None,
+        trial_timeout: float | str | None = "auto", population_size: int | str | None = None) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -70,8 +71,18 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         them, shared by the trials of one net); 'model': start from the network's own classifier init.
       freeze_batchnorm: keep BatchNorm in inference mode while training; 'auto' (default): for pretrained nets,
         whose statistics small augmented batches would otherwise pull away from what the features expect.
+      cache: decode every image once and keep it in memory for later epochs and trials: True (default: when
+        the decoded images fit in a quarter of RAM), False, or a budget in bytes.
+      executor: where trials run (``jaxgluon.tune``): by default a persistent worker process per device set
+        (``num_workers`` of them), which keeps its compiled programs across trials and is killed and replaced
+        when a trial hangs or crashes; 'in_process' runs them in the calling process (no start-up; a hung trial is
+        abandoned at the limits, not killed).
+      trial_timeout: seconds a trial may go without reporting an epoch before it is killed as hung ('auto':
+        derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
       population_size: train up to this many trials of one net (and image/batch size, optimizer family) at once
         as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
+    Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
+    warning recorded in ``metadata['default_nets_left_out']``.
     """
     started = time.perf_counter()
     if not isinstance(dataset, ImageDataset):
@@ -85,7 +96,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     if isinstance(search_strategy, str) and search_strategy not in SEARCH_STRATEGIES:
         raise ValueError(f"unknown search_strategy {search_strategy!r}; choose one of {SEARCH_STRATEGIES} or pass a "
                          "scheduler/searcher object")
-    defaults = fit_defaults(dataset.train_source, time_limits=time_limits)
+    defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
+                            check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
              "optimizer": _optimizer_space(defaults.optimizer if optimizer is None else optimizer),
              "lr_scheduler": _scheduler_space(lr_scheduler)}
@@ -101,7 +113,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      split_seed=dataset.split_seed, image_size=image_size or defaults.image_size,
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
                      pretrained=pretrained, head_init=head_init,
-                     freeze_batchnorm=freeze_batchnorm)
+                     freeze_batchnorm=freeze_batchnorm, cache=cache)
     reserve = 0.0 if time_limits is None else min(FINAL_RESERVE_FRACTION * time_limits, FINAL_RESERVE_MAX_S)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
@@ -113,13 +125,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
-                          scheduler_options=scheduler_options, callbacks=[progress.on_event])
+                          scheduler_options=scheduler_options, callbacks=[progress.on_event], executor=executor,
+                          trial_timeout=trial_timeout)
     if experiment.best_trial_id is None:
         raise RuntimeError(f"no trial reported a validation reward within the budget (time_limits={time_limits}); "
                            f"give a larger time_limits or fewer epochs. Trials: {experiment.trials}")
     model = load_trained(pathlib.Path(experiment.experiment_dir) / "trials" / str(experiment.best_trial_id))
     elapsed = time.perf_counter() - started
     metadata = _metadata(experiment, space, spec, time_limits, elapsed, epochs)
+    metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     log.info("fit: best validation top-1 %.4f with %s (%.1f s)", experiment.best_reward, experiment.best_config,
              elapsed)
     return Results(float(model.meta.get("reward", experiment.best_reward)), experiment.best_config, metadata,

@@ -12,6 +12,7 @@ The class-level calls (``evaluate``, ``predict``, ``predict_proba``) act on the 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -21,18 +22,20 @@ from jaxgluon.task.fit import fit as _fit
 from jaxgluon.task.results import Results
 
 
+@functools.wraps(_fit)
+def _fit_and_remember(*args: Any, **kwargs: Any) -> Results:
+    results = _fit(*args, **kwargs)
+    ImageClassification._last = results   # the model the class-level evaluate/predict calls use
+    return results
+
+
 class ImageClassification:
     """Automated image classification (all methods are class-level; see the module docstring)."""
 
     Dataset = staticmethod(Dataset)
     _last: Results | None = None
 
-    @classmethod
-    def fit(cls, dataset: Any, *args: Any, **kwargs: Any) -> Results:
-        """See :func:`jaxgluon.task.fit.fit` for every argument."""
-        results = _fit(dataset, *args, **kwargs)
-        cls._last = results
-        return results
+    fit = staticmethod(_fit_and_remember)   # fit's real signature and docstring (help(), inspect, IDEs)
 
     @classmethod
     def _results(cls) -> Results:

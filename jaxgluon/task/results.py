@@ -2,27 +2,47 @@
 
     results = task.fit(dataset, time_limits=600)
     results.reward, results.config, results.metadata['net']
-    results.leaderboard()[:3]                       # best trials first
+    results.leaderboard().head(3)                   # a pandas DataFrame, best trials first
+    results                                         # in Jupyter: an HTML summary
     ind, prob = results.predict('img.jpg')          # array scalars: ind.item(), prob.item()
     results.evaluate(test_dataset)                  # top-1
-    results.save('out/model'); same = Results.load('out/model')
-    results.plot_training_curves('curves.png')      # needs matplotlib
+    results.save('out/model'); same = Results.load('out/model')   # every file's sha256 is checked on load
+    fig = results.plot_training_curves('curves.png')   # a matplotlib Figure, also saved
 """
 from __future__ import annotations
 
-import json
-import math
 import os
 import pathlib
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.train import TrainedModel, load_trained
+from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
+                                      validate_json, verify_manifest, write_json, write_manifest)
+from jaxgluon.tune.result import (HTML_TOP_TRIALS, dataframe, format_value, html_summary, plot_trials, rank_trials,
+                                  status_counts, trial_seconds)
+
+if TYPE_CHECKING:  # optional dependencies: pandas for tables, matplotlib for plots
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
+#: What ``results.json`` must hold; the model in ``model/`` is checked by ``load_trained``.
+RESULTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["reward", "config", "metadata", "trials"],
+    "properties": {
+        "reward": {"type": ["number", "null"]},
+        "config": {"type": "object"},
+        "metadata": {"type": "object"},
+        "trials": {"type": "array", "items": {"type": "object", "required": ["trial_id", "status", "config"]}},
+        "experiment_dir": {"type": ["string", "null"]},
+        MANIFEST_FIELD: {"const": MANIFEST_FILE},
+    },
+}
 
 
 def _is_single(images: Any) -> bool:
@@ -71,37 +91,65 @@ class Results:
         source = dataset.test_source if isinstance(dataset, ImageDataset) else dataset  # clear error without one
         return float(self.model.evaluate(source))
 
-    def leaderboard(self) -> list[dict]:
-        """Trials ranked by their best validation reward (failed trials last), one summary dict each."""
+    def leaderboard_rows(self) -> list[dict]:
+        """``leaderboard()`` as a list of dicts (no pandas needed)."""
         rows = []
-        for t in self.trials:
-            best = t.get("best_reward")
-            rows.append({"trial_id": t["trial_id"], "best_reward": best, "status": t["status"],
-                         "epochs": t.get("num_epochs", 0), "net": t["config"].get("net"),
-                         "optimizer": t["config"].get("optimizer"), "lr_scheduler": t["config"].get("lr_scheduler"),
-                         "error": t.get("error")})
-        return sorted(rows, key=lambda r: (r["best_reward"] is None, -(r["best_reward"] or 0.0), r["trial_id"]))
+        for t in rank_trials(self.trials):
+            config = dict(t["config"])
+            optimizer = config.get("optimizer")
+            row = {"trial_id": t["trial_id"], "best_reward": t.get("best_reward"), "status": t["status"],
+                   "epochs": t.get("num_epochs", 0), "seconds": trial_seconds(t), "net": config.get("net"),
+                   "optimizer": optimizer.get("name") if isinstance(optimizer, dict) else optimizer}
+            if isinstance(optimizer, dict):
+                row.update({f"optimizer.{k}": v for k, v in optimizer.items() if k != "name"})
+            row["lr_scheduler"] = config.get("lr_scheduler")
+            row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
+            row["error"] = t.get("error")
+            rows.append(row)
+        return rows
+
+    def leaderboard(self) -> pd.DataFrame:
+        """A pandas DataFrame of the trials ranked by their best validation reward (failed trials last), best
+        first: ``trial_id``, ``best_reward``, ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
+        and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
+        (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        ``leaderboard_rows()``."""
+        rows = self.leaderboard_rows()
+        hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
+        first = ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
+        return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
 
     # --------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Writes the best model and this summary to a new folder; :meth:`load` reads it back."""
+        """Writes the best model and this summary to a new folder, then its ``manifest.json`` (the sha256 of
+        ``results.json`` and of the model's own manifest); :meth:`load` verifies and reads it back."""
         path = pathlib.Path(path).expanduser().absolute()
         if path.exists() and any(path.iterdir()):
             raise ValueError(f"{path} is not empty; save into a new or empty folder")
         path.mkdir(parents=True, exist_ok=True)
         self.model.save(path / MODEL_DIR)
         summary = {"reward": self.reward, "config": self.config, "metadata": self.metadata, "trials": self.trials,
-                   "experiment_dir": self.experiment_dir}
-        (path / RESULTS_FILE).write_text(json.dumps(summary, indent=1, default=_json_default))
+                   "experiment_dir": self.experiment_dir, MANIFEST_FIELD: MANIFEST_FILE}
+        write_json(path / RESULTS_FILE, summary, indent=1, default=_json_default)
+        write_manifest(path)
         return path
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "Results":
+        """Reads what :meth:`save` wrote, after checking every file against the manifest (a
+        ``jaxgluon.train.integrity.SavedModelError`` names a changed or missing file) and ``results.json`` against
+        :data:`RESULTS_SCHEMA`. A folder saved before manifests existed loads with a warning."""
         path = pathlib.Path(path).expanduser().absolute()
+        verified = verify_manifest(path)
         if not (path / RESULTS_FILE).is_file():
+            if verified:
+                raise SavedModelError(f"{path} is not complete: its {RESULTS_FILE} is missing")
             raise FileNotFoundError(f"{path} holds no saved results ({RESULTS_FILE} missing); give the folder "
                                     "that Results.save() wrote")
-        summary = json.loads((path / RESULTS_FILE).read_text())
+        summary = read_json_file(path / RESULTS_FILE, "the saved results are corrupt; save them again")
+        if not verified:
+            check_saved(path, summary, RESULTS_FILE)
+        validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
         return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"],
                    load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
 
@@ -113,54 +161,43 @@ class Results:
 
         return plot_pbt(self.trials, self.metadata.get("scheduler", {}).get("lineage", []), path, hyperparameter)
 
-    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Any:
-        """Per-trial validation curves (reward vs epoch) and the best-so-far line over time; saved to ``path``
-        when given. Needs matplotlib (``pip install matplotlib``)."""
-        try:
-            import matplotlib
-            if path is not None and ax is None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError as err:
-            raise ImportError("plot_training_curves needs matplotlib: pip install matplotlib") from err
-        if ax is None:
-            fig, (ax, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
-        else:
-            fig, ax_time = ax.figure, None
-        for t in self.trials:
-            if t.get("rewards"):
-                ax.plot(t.get("epochs") or range(1, len(t["rewards"]) + 1), t["rewards"], marker="o", ms=3,
-                        alpha=0.7, label=f"trial {t['trial_id']} ({t['config'].get('net')})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation top-1")
-        ax.set_title("trials")
-        if len(self.trials) <= 12:
-            ax.legend(fontsize=7)
-        if ax_time is not None:
-            times, best = _best_so_far(self.trials)
-            ax_time.step(times, best, where="post")
-            ax_time.set_xlabel("seconds since the search started")
-            ax_time.set_ylabel("best validation top-1 so far")
-            ax_time.set_title("best so far")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=100)
-        return fig
+    def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Figure:
+        """Per-trial validation curves (top-1 vs epoch) and the best-so-far line over time. Returns the matplotlib
+        Figure (shown inline when it ends a Jupyter cell) and saves it to ``path`` when given; draws only the
+        curves on ``ax`` when given. Needs matplotlib (``pip install matplotlib``)."""
+        return plot_trials(self.trials, path, ax=ax, ylabel="validation top-1",
+                           label=lambda t: f"trial {t['trial_id']} ({t['config'].get('net')})")
 
+    # ------------------------------------------------------------------------------------------------ display
     def __repr__(self) -> str:
         return (f"Results(reward={self.reward:.4f}, config={self.config}, "
                 f"trials={len(self.trials)}, time_used_s={self.metadata.get('time_used_s')})")
 
-
-def _best_so_far(trials: Sequence[dict]) -> tuple[list[float], list[float]]:
-    events = sorted((r["time_s"], r["reward"]) for t in trials for r in t.get("results", [])
-                    if r.get("reward") is not None and math.isfinite(r["reward"]))
-    times, best, current = [], [], -math.inf
-    for time_s, reward in events:
-        current = max(current, reward)
-        times.append(time_s)
-        best.append(current)
-    return times, best
+    def _repr_html_(self) -> str:
+        """Jupyter's view: best validation top-1, its config, how the search ran, the top of the leaderboard."""
+        meta, config = self.metadata, self.config
+        limit = meta.get("time_limits")
+        used = meta.get("time_used_s")
+        time_used = None if used is None else f"{used:.1f} s" + ("" if limit is None else f" of {limit:g} s")
+        overrun = meta.get("fit_overrun_s")
+        fields = [("validation top-1", format_value(self.reward)
+                   + ("" if meta.get("best_trial_id") is None else f" (trial {meta['best_trial_id']})")),
+                  ("net", config.get("net")), ("optimizer", format_value(config.get("optimizer"))),
+                  ("lr_scheduler", config.get("lr_scheduler")),
+                  *((k, v) for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")),
+                  ("image size, batch size, epochs",
+                   ", ".join(format_value(meta.get(k)) for k in ("image_size", "batch_size", "epochs"))),
+                  ("pretrained", meta.get("pretrained") or None), ("search", meta.get("search_strategy")),
+                  ("trials", status_counts(self.trials)), ("time used", time_used),
+                  ("overrun", f"{overrun:.1f} s" if overrun else None),
+                  ("classes", len(self.synsets)), ("experiment_dir", self.experiment_dir)]
+        top = []
+        for row in self.leaderboard_rows()[:HTML_TOP_TRIALS]:
+            row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
+            trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
+            row["optimizer"] = format_value(trial["config"].get("optimizer"))
+            top.append(row)
+        return html_summary("Results", fields, top, len(self.trials))
 
 
 def _json_default(obj: Any) -> Any:

@@ -26,7 +26,37 @@ from flax import nnx
 
 #: Features kept in the in-process cache at most (bytes): small datasets only.
 CACHE_MAX_BYTES = 256 * 2**20
-_cache: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
+
+
+class FeatureCache:
+    """Pooled features by key (net, weights, dtype, image size, data), kept while under ``max_bytes`` in all.
+
+    One per process, owned by this module (:data:`FEATURES`): the trials of a search that share a network, its
+    weights, the image size and the data compute the features once.
+    """
+
+    def __init__(self, max_bytes: int = CACHE_MAX_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._entries: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """``compute()`` once per ``key`` (kept if the cache stays under ``max_bytes``)."""
+        if key in self._entries:
+            return self._entries[key]
+        value = compute()
+        size = value[0].nbytes + sum(v[0].nbytes for v in self._entries.values())
+        if size <= self.max_bytes:
+            self._entries[key] = value
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+FEATURES = FeatureCache()
 
 
 class DeadlinePassed(Exception):
@@ -38,30 +68,29 @@ def _features(model: nnx.Module, images: jax.Array) -> jax.Array:
     return model.features(images).astype(jnp.float32)
 
 
-def pooled_features(model: nnx.Module, loader: Any, deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pooled_features(model: nnx.Module | Callable[[dict], Any], loader: Any,
+                    deadline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The model's pooled features (``model.features``, eval mode) and labels of every real example in ``loader``
-    (an eval loader: padded rows, ``mask == 0``, are dropped). Raises :class:`DeadlinePassed` after wall-clock
+    (an eval loader: padded rows, ``mask == 0``, are dropped). ``model`` may instead be a function of a batch
+    returning its features (e.g. a compiled ``features_step``). Raises :class:`DeadlinePassed` after wall-clock
     ``deadline`` (``time.time()`` seconds)."""
-    model.eval()
+    if isinstance(model, nnx.Module):
+        module = model
+        module.eval()
+        model = lambda batch: _features(module, jnp.asarray(batch["image"]))  # noqa: E731
     feats, labels = [], []
     for batch in loader:
         if deadline is not None and time.time() >= deadline:
             raise DeadlinePassed
         keep = np.asarray(batch["mask"]).astype(bool) if "mask" in batch else slice(None)
-        feats.append(np.asarray(_features(model, jnp.asarray(batch["image"])))[keep])
+        feats.append(np.asarray(model(batch))[:len(batch["label"])][keep])
         labels.append(np.asarray(batch["label"])[keep])
     return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
 
 
 def cached_features(key: Hashable, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """``compute()`` once per ``key`` in this process (kept if under ``CACHE_MAX_BYTES`` in all)."""
-    if key in _cache:
-        return _cache[key]
-    value = compute()
-    size = value[0].nbytes + sum(v[0].nbytes for v in _cache.values())
-    if size <= CACHE_MAX_BYTES:
-        _cache[key] = value
-    return value
+    """``compute()`` once per ``key`` in this process (:data:`FEATURES`)."""
+    return FEATURES.get(key, compute)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
@@ -114,7 +143,7 @@ def fit_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, l2:
     if feats.ndim != 2 or len(feats) != len(labels) or len(labels) == 0:
         raise ValueError(f"need features [N, D] and N labels, got {feats.shape} and {labels.shape}")
     l2 = 1.0 / len(labels) if l2 is None else float(l2)
-    w, b = _fit(jnp.asarray(feats), jnp.asarray(labels), num_classes, l2, max_iter)
+    w, b = _fit(feats, labels, num_classes, l2, max_iter)   # numpy in: jnp.asarray would compile a program
     return np.asarray(w), np.asarray(b)
 
 
@@ -124,5 +153,6 @@ def set_head(model: nnx.Module, kernel: np.ndarray, bias: np.ndarray) -> None:
     shape = tuple(fc.kernel.get_value().shape)
     if shape != tuple(kernel.shape):
         raise ValueError(f"head kernel {kernel.shape} does not fit {type(model).__name__}.fc {shape}")
-    fc.kernel.set_value(jnp.asarray(kernel, fc.kernel.get_value().dtype))
-    fc.bias.set_value(jnp.asarray(bias, fc.bias.get_value().dtype))
+    # host-side conversion and a plain transfer: no device program (jnp.asarray would compile a 'stage' per dtype)
+    fc.kernel.set_value(jax.device_put(np.asarray(kernel, fc.kernel.get_value().dtype)))
+    fc.bias.set_value(jax.device_put(np.asarray(bias, fc.bias.get_value().dtype)))

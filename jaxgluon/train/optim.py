@@ -26,10 +26,11 @@ the main schedule then runs over the remaining ``T - W`` steps (step boundaries 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 SCHEDULES = ("constant", "cosine", "poly", "step")
@@ -92,6 +93,8 @@ class TrialConfig:
         if not isinstance(merged["net"], str):
             raise ValueError(f"'net' must be a model name (str), got {merged['net']!r}")
         step_epochs = merged["lr_step_epochs"]
+        if step_epochs is not None and len(step_epochs) > MAX_STEP_BOUNDARIES:
+            raise ValueError(f"lr_step_epochs takes at most {MAX_STEP_BOUNDARIES} epochs, got {len(step_epochs)}")
         return cls(
             net=merged["net"],
             optimizer=optimizer_config(merged["optimizer"]),
@@ -172,11 +175,6 @@ def _finite_poly(poly: optax.Schedule, decay_steps: int) -> optax.Schedule:
     return lambda count: jnp.where(count >= decay_steps, 0.0, poly(count))
 
 
-def _decay_mask(params: Any) -> Any:
-    """True for parameters that take weight decay: kernels (ndim >= 2), not BatchNorm/bias vectors."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
     """The optax optimizer (with its schedule) of a trial config, or of a bare optimizer config.
 
@@ -191,46 +189,131 @@ def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int, epochs: int)
     return optimizer_from_trial(trial, steps_per_epoch, epochs)
 
 
-def optimizer_from_trial(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """The optax optimizer of a validated :class:`TrialConfig`.
+MAX_STEP_BOUNDARIES = 8
+"""Most ``lr_step_epochs`` a trial may give (the boundaries are a fixed-size array of optimizer state)."""
+OPTIMIZER_KINDS = ("sgd", "adam", "adamw")
 
-    Every numeric hyperparameter (learning rate, momentum, betas, eps, weight decay) is injected as optimizer
-    *state* (``optax.inject_hyperparams``) and the schedule is applied as its shape (peak 1) times that learning
-    rate. So two trials that differ only in those numbers trace to the same XLA program: the persistent compilation
-    cache serves the second one instead of compiling again -- in an HPO search that is most trials.
+
+class TrialOptState(NamedTuple):
+    """The state of :func:`optimizer_from_trial`'s transformation, the same structure for every trial.
+
+    ``mu`` is SGD's momentum buffer or Adam's first moment, ``nu`` Adam's second moment (zeros under SGD), and
+    ``hyperparams`` every number of the config -- optimizer kind, learning rate, momentum, betas, eps, weight
+    decay and the schedule's kind and shape -- as float32 arrays, so that they are inputs of one compiled program.
     """
+
+    count: Any
+    mu: Any
+    nu: Any
+    hyperparams: dict[str, Any]
+
+
+def trial_hyperparams(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> dict[str, np.ndarray]:
+    """The numbers of ``trial`` as float32 arrays (host numpy): the ``hyperparams`` of :class:`TrialOptState`.
+
+    >>> h = trial_hyperparams(TrialConfig.from_dict({'optimizer': 'adam', 'lr_scheduler': 'poly'}), 10, 3)
+    >>> float(h['kind']), float(h['schedule']), float(h['decay_steps'])
+    (1.0, 2.0, 30.0)
+    """
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"steps_per_epoch and epochs must be >= 1, got {steps_per_epoch} and {epochs}")
     opt = trial.optimizer
-    shape = make_schedule(trial.lr_scheduler, 1.0, steps_per_epoch, epochs, warmup_epochs=trial.warmup_epochs,
-                          poly_power=trial.lr_poly_power, step_epochs=trial.lr_step_epochs,
-                          step_factor=trial.lr_step_factor)
-    name = opt["name"]
-    hyper = {"learning_rate": float(opt["learning_rate"]), "wd": float(opt["wd"])}
-    if name == "sgd":
-        hyper["momentum"] = float(opt["momentum"])
-        factory = optax.inject_hyperparams(_sgd, static_args=("shape", "nesterov"))
-        return factory(shape=shape, nesterov=bool(opt["nesterov"]), **hyper)
-    hyper.update(b1=float(opt["beta1"]), b2=float(opt["beta2"]), eps=float(opt["eps"]))
-    factory = optax.inject_hyperparams(_adam, static_args=("shape", "decoupled"))
-    return factory(shape=shape, decoupled=name == "adamw", **hyper)
+    total = steps_per_epoch * epochs
+    warmup = min(int(round(trial.warmup_epochs * steps_per_epoch)), total - 1)
+    epochs_at = trial.lr_step_epochs if trial.lr_step_epochs is not None else (0.5 * epochs, 0.75 * epochs)
+    shifted = sorted(int(round(e * steps_per_epoch)) - warmup for e in epochs_at)
+    passed = sum(1 for b in shifted if b <= 0)          # decays that fall inside the warmup
+    boundaries = np.full((MAX_STEP_BOUNDARIES,), np.inf, np.float32)
+    later = [b for b in shifted if b > 0]
+    boundaries[:len(later)] = later
+    sgd = opt["name"] == "sgd"
+    values = {
+        "kind": OPTIMIZER_KINDS.index(opt["name"]), "nesterov": float(bool(opt.get("nesterov", False))),
+        "learning_rate": opt["learning_rate"], "wd": opt["wd"],
+        "momentum": opt["momentum"] if sgd else 0.0,
+        "b1": 0.9 if sgd else opt["beta1"], "b2": 0.999 if sgd else opt["beta2"], "eps": 1e-8 if sgd else opt["eps"],
+        "schedule": SCHEDULES.index(trial.lr_scheduler), "warmup_steps": warmup, "decay_steps": total - warmup,
+        "poly_power": trial.lr_poly_power, "step_factor": trial.lr_step_factor,
+        "step_base": trial.lr_step_factor ** passed,
+    }
+    out = {k: np.asarray(float(v), np.float32) for k, v in values.items()}
+    out["step_boundaries"] = boundaries
+    return out
 
 
-def _sgd(learning_rate: float, momentum: float, wd: float, shape: optax.Schedule,
-         nesterov: bool) -> optax.GradientTransformation:
-    """``torch.optim.SGD``: coupled L2 (``grad += wd * param``), then momentum, then ``-lr(t)``."""
-    return optax.chain(optax.add_decayed_weights(wd, mask=_decay_mask), optax.trace(decay=momentum, nesterov=nesterov),
-                       optax.scale_by_schedule(shape), optax.scale_by_learning_rate(learning_rate))
+def schedule_shape(h: Mapping[str, jax.Array], count: jax.Array) -> jax.Array:
+    """The schedule of ``hyperparams`` at step ``count``, peak 1 (the same values as :func:`make_schedule` with
+    ``base_lr=1``), computed from arrays so that every schedule is one program."""
+    t = jnp.asarray(count, jnp.float32)
+    warmup, decay = h["warmup_steps"], h["decay_steps"]
+    s = jnp.maximum(t - warmup, 0.0)
+    frac = jnp.minimum(s, decay) / decay
+    cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+    poly = jnp.where(s >= decay, 0.0, jnp.maximum(1.0 - frac, 0.0) ** h["poly_power"])
+    decays = jnp.sum((s >= h["step_boundaries"]).astype(jnp.float32))
+    step = h["step_base"] * h["step_factor"] ** decays
+    main = jnp.select([h["schedule"] == i for i in range(len(SCHEDULES))], [jnp.ones_like(t), cosine, poly, step])
+    return jnp.where(t < warmup, t / jnp.maximum(warmup, 1.0), main)
 
 
-def _adam(learning_rate: float, b1: float, b2: float, eps: float, wd: float, shape: optax.Schedule,
-          decoupled: bool) -> optax.GradientTransformation:
-    """Adam with coupled L2 (``torch.optim.Adam``), or AdamW (decoupled decay scaled by ``lr(t)``, as
-    ``optax.adamw``)."""
-    decay = optax.add_decayed_weights(wd, mask=_decay_mask)
-    adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
-    steps = [adam, decay] if decoupled else [decay, adam]
-    return optax.chain(*steps, optax.scale_by_schedule(shape), optax.scale_by_learning_rate(learning_rate))
+class _TrialInit:
+    """``init`` of a trial's optimizer: zero moments and the trial's hyperparameters, on the host (numpy: no
+    device program). Instances compare equal whatever their values, because the values are state, not program:
+    a TrainState keeps the transformation as static metadata, and equal metadata lets ``jit`` reuse its program."""
+
+    def __init__(self, hyperparams: Mapping[str, np.ndarray]):
+        self.hyperparams = dict(hyperparams)
+
+    def __call__(self, params: Any) -> TrialOptState:
+        zeros = jax.tree.map(lambda p: np.zeros(np.shape(p), np.float32), params)
+        return TrialOptState(np.zeros((), np.int32), zeros, jax.tree.map(np.copy, zeros),
+                             {k: np.array(v) for k, v in self.hyperparams.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _TrialInit)
+
+    def __hash__(self) -> int:
+        return hash(_TrialInit)
 
 
-def steps_for(num_examples: int, batch_size: int) -> int:
-    """Optimizer steps per epoch when the last incomplete batch is dropped (at least one)."""
-    return max(1, num_examples // batch_size)
+def _trial_update(grads: Any, state: TrialOptState, params: Any = None) -> tuple[Any, TrialOptState]:
+    """SGD (momentum, nesterov, coupled L2 as ``torch.optim.SGD``), Adam (coupled L2 as ``torch.optim.Adam``) or
+    AdamW (decoupled decay, as ``optax.adamw``), chosen by ``hyperparams['kind']`` inside the program, times
+    ``-learning_rate * schedule_shape(count)``. Weight decay applies to kernels only (ndim >= 2)."""
+    if params is None:
+        raise ValueError("this optimizer needs params (weight decay): tx.update(grads, state, params)")
+    h = state.hyperparams
+    is_sgd, is_adamw = h["kind"] == 0, h["kind"] == 2
+    count_inc = state.count + 1
+    scale = -h["learning_rate"] * schedule_shape(h, state.count)
+    c1 = 1.0 - h["b1"] ** count_inc.astype(jnp.float32)
+    c2 = 1.0 - h["b2"] ** count_inc.astype(jnp.float32)
+
+    def leaf(g, p, mu, nu):
+        decay = h["wd"] * p if p.ndim >= 2 else jnp.zeros_like(p)
+        g = g + jnp.where(is_adamw, 0.0, 1.0) * decay                    # coupled L2: SGD and Adam
+        mu_sgd = g + h["momentum"] * mu
+        sgd_dir = jnp.where(h["nesterov"] > 0, g + h["momentum"] * mu_sgd, mu_sgd)
+        mu_adam = h["b1"] * mu + (1.0 - h["b1"]) * g
+        nu_adam = h["b2"] * nu + (1.0 - h["b2"]) * g * g
+        adam_dir = (mu_adam / c1) / (jnp.sqrt(nu_adam / c2) + h["eps"]) + jnp.where(is_adamw, 1.0, 0.0) * decay
+        update = jnp.where(is_sgd, sgd_dir, adam_dir) * scale
+        return update.astype(p.dtype), jnp.where(is_sgd, mu_sgd, mu_adam), jnp.where(is_sgd, nu, nu_adam)
+
+    out = jax.tree.map(leaf, grads, params, state.mu, state.nu)
+    is_triple = lambda x: isinstance(x, tuple) and len(x) == 3  # noqa: E731
+    pick = lambda i: jax.tree.map(lambda t: t[i], out, is_leaf=is_triple)  # noqa: E731
+    return pick(0), TrialOptState(count_inc, pick(1), pick(2), h)
+
+
+def optimizer_from_trial(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
+    """The optax transformation of a validated :class:`TrialConfig`.
+
+    Every number of the config (optimizer kind, learning rate, momentum, betas, eps, weight decay, the schedule's
+    kind, length, warmup, power, boundaries) is optimizer *state* (:class:`TrialOptState`), and the update picks
+    SGD, Adam or AdamW and the schedule from those arrays. So every trial of a search, whatever its optimizer and
+    schedule, runs the same compiled train step: only the first trial of a shape compiles.
+    """
+    return optax.GradientTransformation(_TrialInit(trial_hyperparams(trial, steps_per_epoch, epochs)),
+                                        _trial_update)
+

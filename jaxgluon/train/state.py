@@ -3,7 +3,8 @@
 The model's graph definition and the optax transformation are static (pytree metadata), so the state can be
 passed through ``jax.jit`` and donated; ``params`` are the ``nnx.Param`` variables (always float32: the master
 weights under mixed precision) and ``batch_stats`` every other variable (BatchNorm running statistics, RNG
-counters).
+counters). ``hparams`` holds the train step's own inputs that are not optimizer state: ``label_smoothing``
+(float32) and ``freeze_batchnorm`` (bool), arrays so that trials differing in them share one compiled step.
 
     state = create_train_state(model, optax.sgd(0.1))
     model = state.model(train=False)      # an nnx.Module again, e.g. for prediction
@@ -14,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx, struct
 
@@ -24,6 +26,7 @@ class TrainState:
     params: nnx.State
     batch_stats: nnx.State
     opt_state: optax.OptState
+    hparams: dict[str, Any]
     graphdef: nnx.GraphDef = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
@@ -51,11 +54,23 @@ class TrainState:
 
 
 def _to_float32(x: jax.Array) -> jax.Array:
-    return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != jnp.float32:
+        return np.asarray(x, np.float32)
+    return x
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> TrainState:
+def step_hparams(label_smoothing: float = 0.0, freeze_batchnorm: bool = False) -> dict[str, np.ndarray]:
+    """The ``hparams`` of a :class:`TrainState` (host arrays)."""
+    return {"label_smoothing": np.asarray(label_smoothing, np.float32),
+            "freeze_batchnorm": np.asarray(bool(freeze_batchnorm), np.bool_)}
+
+
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
+                       freeze_batchnorm: bool = False) -> TrainState:
     """Splits ``model`` (put in train mode) and initialises ``tx`` on its float32 parameters.
+
+    Runs no device program for jaxgluon's own optimizers (their state is built with numpy); place the result
+    with ``CompiledSteps.replicate``.
 
     >>> from flax import nnx
     >>> state = create_train_state(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), optax.sgd(0.1))
@@ -65,5 +80,6 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> T
     model.train()
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, ...)
     params = jax.tree.map(_to_float32, params)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                      opt_state=tx.init(params), graphdef=graphdef, tx=tx)
+    return TrainState(step=np.zeros((), np.int32), params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params), hparams=step_hparams(label_smoothing, freeze_batchnorm),
+                      graphdef=graphdef, tx=tx)

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxgluon.models.common import BatchNorm, frozen_batchnorm
 from jaxgluon.train.state import TrainState
 
 Batch = Mapping[str, Any]
@@ -32,8 +33,7 @@ Metrics = dict[str, jax.Array]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float | jax.Array = 0.0) -> jax.Array:
-    """Per-example softmax cross-entropy in float32, with optional label smoothing (a number, or an array: e.g.
-    one per population member under ``vmap``)."""
+    """Per-example softmax cross-entropy in float32, with optional label smoothing (a number or an array)."""
     logits = logits.astype(jnp.float32)
     if isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -54,22 +54,43 @@ def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: 
     return {"loss": jnp.sum(losses * m), "correct": jnp.sum(correct * m), "count": jnp.sum(m)}
 
 
-def train_step(state: TrainState, batch: Batch, label_smoothing: float | jax.Array = 0.0,
-               freeze_batchnorm: bool = False) -> tuple[TrainState, Metrics]:
+def _flag_aware(graphdef: Any, params: Any, batch_stats: Any) -> bool:
+    """Whether every BatchNorm of the model reads the runtime freeze flag (jaxgluon's ``models.common.BatchNorm``)."""
+    model = nnx.merge(graphdef, params, batch_stats, copy=True)
+    return all(type(node) is BatchNorm for _, node in nnx.iter_graph(model) if isinstance(node, nnx.BatchNorm))
+
+
+def train_step(state: TrainState, batch: Batch, label_smoothing: float | None = None,
+               freeze_batchnorm: bool | None = None) -> tuple[TrainState, Metrics]:
     """One optimizer step on the masked mean loss. BatchNorm uses (and updates with) batch statistics, or with
     ``freeze_batchnorm`` stays in inference mode (running statistics, not updated; its scale and shift still
     train): the usual way to fine-tune a pretrained net on little data, whose augmented batches would otherwise
-    drag the pretrained statistics away from what the features were trained with."""
+    drag the pretrained statistics away from what the features were trained with.
 
-    def loss_fn(params):
+    ``label_smoothing`` and ``freeze_batchnorm`` come from ``state.hparams`` (inputs of the compiled program, so
+    one program serves every value); given here, they are constants of the program instead."""
+    smoothing = state.hparams["label_smoothing"] if label_smoothing is None else float(label_smoothing)
+    freeze = state.hparams["freeze_batchnorm"] if freeze_batchnorm is None else bool(freeze_batchnorm)
+
+    def forward(params, mode):
+        """(logits, new batch stats); ``mode``: True/False frozen or not, or a bool array read by BatchNorm."""
         model = nnx.merge(state.graphdef, params, state.batch_stats, copy=True)
         model.train()
-        if freeze_batchnorm:
+        if mode is True:
             model.set_attributes(nnx.BatchNorm, use_running_average=True, raise_if_not_found=False)
-        logits = model(batch["image"]).astype(jnp.float32)
-        losses = cross_entropy(logits, batch["label"], label_smoothing)
-        sums = _masked_sums(logits, losses, batch["label"], batch["mask"])
+        with frozen_batchnorm(None if isinstance(mode, bool) else mode):
+            logits = model(batch["image"]).astype(jnp.float32)
         _, _, batch_stats = nnx.split(model, nnx.Param, ...)
+        return logits, batch_stats
+
+    def loss_fn(params):
+        if isinstance(freeze, bool) or _flag_aware(state.graphdef, params, state.batch_stats):
+            logits, batch_stats = forward(params, freeze)
+        else:  # a foreign nnx.BatchNorm ignores the flag: both forms in one program, one runs
+            logits, batch_stats = jax.lax.cond(freeze, lambda p: forward(p, True), lambda p: forward(p, False),
+                                               params)
+        losses = cross_entropy(logits, batch["label"], smoothing)
+        sums = _masked_sums(logits, losses, batch["label"], batch["mask"])
         return sums["loss"] / jnp.maximum(sums["count"], 1.0), (sums, batch_stats)
 
     grads, (sums, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -115,12 +136,20 @@ def pad_batch(batch: Batch, multiple: int) -> dict[str, np.ndarray]:
     return out
 
 
+def features_step(state: TrainState, images: jax.Array) -> jax.Array:
+    """The model's pooled features (``model.features``, eval mode) as float32 [B, D]."""
+    model = nnx.merge(state.graphdef, state.params, state.batch_stats)
+    model.eval()
+    return model.features(images).astype(jnp.float32)
+
+
 class CompiledSteps(NamedTuple):
-    """The jitted steps of one trial plus the helpers that place data on the mesh."""
+    """The jitted steps over one mesh plus the helpers that place data on it."""
 
     mesh: Mesh
     train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
     eval_step: Callable[[TrainState, Batch], Metrics]
+    features_step: Callable[[TrainState, jax.Array], jax.Array] | None = None
 
     @property
     def num_devices(self) -> int:
@@ -141,8 +170,13 @@ class CompiledSteps(NamedTuple):
         return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
-def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0, freeze_batchnorm: bool = False) -> CompiledSteps:
-    """Data-parallel jitted ``train_step`` (state donated) and ``eval_step`` over ``mesh``.
+def compile_steps(mesh: Mesh, *, label_smoothing: float | None = None,
+                  freeze_batchnorm: bool | None = None) -> CompiledSteps:
+    """Data-parallel jitted ``train_step`` (state donated), ``eval_step`` and ``features_step`` over ``mesh``.
+
+    ``label_smoothing`` / ``freeze_batchnorm`` default to the state's ``hparams`` (program inputs); given, they are
+    baked into this train step. Each call makes new ``jit`` objects: to share compiled programs between the trials
+    of a process, take them from :data:`PROGRAMS` instead.
 
     >>> steps = compile_steps(make_mesh(), label_smoothing=0.1)
     >>> steps.mesh.axis_names
@@ -150,11 +184,39 @@ def compile_steps(mesh: Mesh, *, label_smoothing: float = 0.0, freeze_batchnorm:
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     split = NamedSharding(mesh, PartitionSpec("data"))
-    train = jax.jit(functools.partial(train_step, label_smoothing=float(label_smoothing),
-                                      freeze_batchnorm=bool(freeze_batchnorm)),
-                    in_shardings=(replicated, split), out_shardings=(replicated, replicated), donate_argnums=0)
+    step = train_step
+    if label_smoothing is not None or freeze_batchnorm is not None:
+        step = functools.partial(train_step, label_smoothing=label_smoothing, freeze_batchnorm=freeze_batchnorm)
+    train = jax.jit(step, in_shardings=(replicated, split), out_shardings=(replicated, replicated), donate_argnums=0)
     evaluate = jax.jit(eval_step, in_shardings=(replicated, split), out_shardings=replicated)
-    return CompiledSteps(mesh=mesh, train_step=train, eval_step=evaluate)
+    features = jax.jit(features_step, in_shardings=(replicated, split), out_shardings=split)
+    return CompiledSteps(mesh=mesh, train_step=train, eval_step=evaluate, features_step=features)
+
+
+class StepPrograms:
+    """The process's jitted steps, one :class:`CompiledSteps` per mesh (its devices and axis names).
+
+    ``jax.jit`` keeps one executable per input structure inside each jitted function, so with these shared every
+    distinct (net, image size, batch size, dtype, mesh) is traced and compiled once per process, and every later
+    trial of that shape runs the same executables (hyperparameters are state, see ``TrainState.hparams`` and
+    ``train.optim``). Owned by :mod:`jaxgluon.train.steps` (the instance :data:`PROGRAMS`); ``train_trial`` uses it.
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[tuple, CompiledSteps] = {}
+
+    def steps(self, mesh: Mesh) -> CompiledSteps:
+        key = (tuple(d.id for d in mesh.devices.flat), tuple(mesh.axis_names), mesh.devices.shape)
+        if key not in self._steps:
+            self._steps[key] = compile_steps(mesh)
+        return self._steps[key]
+
+    def clear(self) -> None:
+        """Forgets every program (the next trial compiles again)."""
+        self._steps.clear()
+
+
+PROGRAMS = StepPrograms()
 
 
 def sum_metrics(metrics: Sequence[Metrics]) -> dict[str, float]:

@@ -4,13 +4,18 @@
     model = load_trained(trial_checkpoint_dir)          # the best epoch by validation reward
     probs = model.predict_proba([img1, img2])           # uint8 HxWx3 arrays, paths or PIL images -> [2, C]
     model.evaluate(test_source)                         # top-1 in [0, 1]
-    model.save("out/model")                             # standalone: meta.json + variables/
-    same = load_trained("out/model")
+    model.save("out/model")                             # standalone: meta.json + variables/ + manifest.json
+    same = load_trained("out/model")                    # verifies every file's sha256 and meta.json's schema first
+
+A saved model is verified on load (``jaxgluon.train.integrity``): a file that changed after the save, a missing
+file, or a ``meta.json`` outside :data:`META_SCHEMA` (a missing key, an ``image_size`` too large to allocate) is a
+:class:`~jaxgluon.train.integrity.SavedModelError` naming the file and the problem, raised before any weights are
+read. A model saved before manifests existed loads with a warning.
 """
 from __future__ import annotations
 
-import json
 import pathlib
+import warnings
 from typing import Any
 
 import jax
@@ -22,12 +27,52 @@ import orbax.checkpoint as ocp
 from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
+                                      validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.steps import compile_steps, make_mesh
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR, META_FORMAT, evaluate_loader
 
 META_FILE = "meta.json"
 VARIABLES_DIR = "variables"
+#: Largest accepted sizes: a model description beyond them is refused as damage before anything is allocated
+#: (activation memory grows with the square of ``image_size``; the registered nets take 32-224 px).
+MAX_IMAGE_SIZE, MAX_CLASSES = 2048, 100_000
+
+_NUMBER3 = {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}
+#: What a model's ``meta`` must hold (saved ``meta.json`` and trial checkpoints alike); other keys are kept as is.
+META_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "net", "num_classes", "class_names", "image_size", "mean", "std"],
+    "properties": {
+        "format": {"const": META_FORMAT},
+        "net": {"type": "string", "minLength": 1, "maxLength": 200},
+        "num_classes": {"type": "integer", "minimum": 1, "maximum": MAX_CLASSES},
+        "class_names": {"type": "array", "maxItems": MAX_CLASSES, "uniqueItems": True,
+                        "items": {"type": "string", "maxLength": 1000}},
+        "image_size": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGE_SIZE},
+        "mean": {**_NUMBER3, "items": {"type": "number", "minimum": 0, "maximum": 1}},
+        "std": {**_NUMBER3, "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 10}},
+        "compute_dtype": {"enum": ["float32", "bfloat16", "float16"]},
+        "epoch": {"type": ["integer", "null"], "minimum": 0},
+        "reward": {"type": ["number", "null"]},
+        "config": {"type": "object"},
+        MANIFEST_FIELD: {"const": MANIFEST_FILE},
+    },
+}
+
+
+def validate_meta(meta: Any, where: str) -> dict[str, Any]:
+    """``meta`` checked against :data:`META_SCHEMA` (and ``class_names`` against ``num_classes``)."""
+    validate_json(meta, META_SCHEMA, where)
+    if len(meta["class_names"]) != meta["num_classes"]:
+        raise SavedModelError(f"{where} is invalid: num_classes is {meta['num_classes']} but class_names has "
+                              f"{len(meta['class_names'])} names")
+    try:
+        models.model_info(meta["net"])
+    except (KeyError, ValueError) as err:
+        raise SavedModelError(f"{where} is invalid: net: {err}") from err
+    return meta
 
 
 def _logits(state: TrainState, images: jax.Array) -> jax.Array:
@@ -42,6 +87,11 @@ class TrainedModel:
 
     def __init__(self, state: TrainState, meta: dict[str, Any], *, batch_size: int = 64):
         self.meta = dict(meta)
+        if int(self.meta["num_classes"]) < jdata.MIN_CLASSES:
+            warnings.warn(f"this {self.meta['net']} model has {self.meta['num_classes']} class(es) "
+                          f"{self.meta['class_names']}: every prediction is that class at probability 1.0 (it was "
+                          "trained before jaxgluon refused training data with fewer than 2 classes)", RuntimeWarning,
+                          stacklevel=2)
         self._steps = compile_steps(make_mesh())
         self._state = self._steps.replicate(state)
         self.batch_size = -(-batch_size // self._steps.num_devices) * self._steps.num_devices
@@ -88,15 +138,17 @@ class TrainedModel:
         return sums["correct"] / max(sums["count"], 1.0)
 
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
-        """Writes a standalone model directory (``meta.json`` + Orbax ``variables/``) for :func:`load_trained`."""
+        """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and
+        last ``manifest.json`` (sha256 of every file; see ``jaxgluon.train.integrity``)."""
         directory = pathlib.Path(directory).absolute()
         directory.mkdir(parents=True, exist_ok=True)
-        if (directory / VARIABLES_DIR).exists():
+        if any((directory / name).exists() for name in (VARIABLES_DIR, META_FILE, MANIFEST_FILE)):
             raise ValueError(f"{directory} already holds a saved model; choose an empty directory")
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(directory / VARIABLES_DIR, self._state.variables())
             checkpointer.wait_until_finished()
-        (directory / META_FILE).write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        write_json(directory / META_FILE, {**self.meta, MANIFEST_FIELD: MANIFEST_FILE}, indent=2, sort_keys=True)
+        write_manifest(directory)
         return directory
 
     def __repr__(self) -> str:
@@ -104,8 +156,6 @@ class TrainedModel:
 
 
 def _template(meta: dict[str, Any]) -> TrainState:
-    if meta.get("format") != META_FORMAT:
-        raise ValueError(f"unknown trained-model format {meta.get('format')!r} (expected {META_FORMAT!r})")
     model = models.get_model(meta["net"], int(meta["num_classes"]), pretrained=False)
     return create_train_state(model, optax.identity())
 
@@ -119,26 +169,50 @@ def load_trained(path: str | pathlib.Path, *, epoch: int | None = None, batch_si
       epoch: which checkpointed epoch to load (default: the best by validation reward); trial directories only.
     """
     path = pathlib.Path(path).expanduser().absolute()
-    if (path / META_FILE).is_file():
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} {'is not a directory' if path.exists() else 'does not exist'}; give a directory written by TrainedModel.save / "
+                                "Results.save, or a trial's checkpoint directory")
+    if any((path / name).exists() for name in (META_FILE, MANIFEST_FILE, VARIABLES_DIR)):
         if epoch is not None:
             raise ValueError(f"{path} is a saved model (one set of weights); epoch= applies to trial checkpoints")
-        meta = json.loads((path / META_FILE).read_text())
-        template = _template(meta)
-        with ocp.StandardCheckpointer() as checkpointer:
-            variables = checkpointer.restore(path / VARIABLES_DIR, template.variables())
-        return TrainedModel(template.replace_variables(variables), meta, batch_size=batch_size)
+        return TrainedModel(*_load_saved(path), batch_size=batch_size)
     ckpt_dir = path / CHECKPOINT_SUBDIR if (path / CHECKPOINT_SUBDIR).is_dir() else path
-    if not ckpt_dir.is_dir():
-        raise ValueError(f"{path} is neither a saved model (no {META_FILE}) nor a trial checkpoint directory")
+    if ckpt_dir == path and path.name != CHECKPOINT_SUBDIR and not any(p.name.isdigit() for p in path.iterdir()):
+        raise ValueError(f"{path} is neither a saved model (no {META_FILE}, {VARIABLES_DIR}/ or {MANIFEST_FILE}) nor a "
+                         f"trial checkpoint directory (no {CHECKPOINT_SUBDIR}/); give the directory that "
+                         "TrainedModel.save or Results.save wrote (for Results, its model/ folder or use Results.load)")
     with TrialCheckpointer(ckpt_dir, read_only=True) as ckpt:
         chosen = ckpt.best_epoch() if epoch is None else int(epoch)
         if chosen is None:
             raise ValueError(f"no checkpoints in {ckpt_dir}; train the trial for at least one epoch first")
         if chosen not in ckpt.all_epochs():
             raise ValueError(f"epoch {chosen} is not checkpointed in {ckpt_dir}; available: {ckpt.all_epochs()}")
-        meta = ckpt.restore_meta(chosen)
+        meta = validate_meta(ckpt.restore_meta(chosen), f"the metadata of epoch {chosen} in {ckpt_dir}")
         template = _template(meta)
         variables = ckpt.restore_variables(chosen, template.variables())
         meta = {**meta, "epoch": chosen, "reward": ckpt.reward(chosen)}
     return TrainedModel(template.replace_variables(variables), meta, batch_size=batch_size)
 
+
+def _load_saved(path: pathlib.Path) -> tuple[TrainState, dict[str, Any]]:
+    """The state and meta of a saved model directory, its manifest and ``meta.json`` verified first."""
+    verified = verify_manifest(path)
+    meta_path = path / META_FILE
+    if not meta_path.is_file() and (path / "results.json").is_file():
+        raise SavedModelError(f"{path} holds saved Results, not a model: load it with Results.load / "
+                              f"ImageClassification.load, or give load_trained its model/ folder")
+    if not meta_path.is_file():
+        raise SavedModelError(
+            f"{path} is not a complete saved model: its {META_FILE} (the network's name, classes and input size) is "
+            f"missing, so its weights cannot be used; restore the file or save the model again")
+    meta = read_json_file(meta_path, "the saved model's description is corrupt; save the model again")
+    if not verified:
+        check_saved(path, meta, META_FILE)
+    validate_meta(meta, str(meta_path))
+    if not (path / VARIABLES_DIR).is_dir():
+        raise SavedModelError(f"{path} is not a complete saved model: its {VARIABLES_DIR}/ (the weights) is missing")
+    meta = {k: v for k, v in meta.items() if k != MANIFEST_FIELD}
+    template = _template(meta)
+    with ocp.StandardCheckpointer() as checkpointer:
+        variables = checkpointer.restore(path / VARIABLES_DIR, template.variables())
+    return template.replace_variables(variables), meta

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import logging
@@ -43,7 +42,8 @@ from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
-from jaxgluon.train.steps import CompiledSteps, compile_steps, make_mesh, sum_metrics
+from jaxgluon.train.compile_count import CompileCounter
+from jaxgluon.train.steps import PROGRAMS, CompiledSteps, make_mesh, sum_metrics
 
 log = logging.getLogger("jaxgluon.train")
 
@@ -73,6 +73,9 @@ class TrialSpec:
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
+      cache: decode each image once per process and keep it in host memory (``jaxgluon.data.make_loader``):
+        True (default: when the decoded images fit in a fraction of RAM), False (stream every epoch), or a budget
+        in bytes.
       freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``). 'auto' (default): when
         fine-tuning pretrained weights with random-resized-crop augmentation, whose crop statistics differ from
         the eval transform's (on hymenoptera, train-mode BatchNorm alone took a linear probe's 0.94 test top-1 to
@@ -95,8 +98,11 @@ class TrialSpec:
     compilation_cache: bool = True
     head_init: str = "linear_probe"
     freeze_batchnorm: bool | str = "auto"
+    cache: bool | int = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cache, (bool, int)) or (not isinstance(self.cache, bool) and self.cache < 0):
+            raise ValueError(f"cache must be True, False or a budget in bytes (int >= 0), got {self.cache!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.freeze_batchnorm not in (True, False, "auto"):
@@ -108,7 +114,7 @@ class TrialSpec:
 
     def sources(self) -> tuple[Any, Any]:
         """(train, validation) sources; built once per process and spec (images are decoded lazily)."""
-        return _sources(self.train_data, self.val_data, self.val_fraction, self.split_seed)
+        return SOURCES.get(self.train_data, self.val_data, self.val_fraction, self.split_seed)
 
     def use_mixed_precision(self) -> bool:
         if self.mixed_precision is None:
@@ -140,9 +146,33 @@ def load_source(spec: str | os.PathLike) -> Any:
     return jdata.open_source(spec)
 
 
-@functools.lru_cache(maxsize=4)
-def _sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
+class SourceCache:
+    """The (train, validation) sources of the last few specs, per process (:data:`SOURCES`, owned by this module).
+
+    Keeping the source objects alive is what lets later trials read the images ``jaxgluon.data`` decoded for the
+    first one (its cache is keyed by source object)."""
+
+    def __init__(self, max_entries: int = 4):
+        self.max_entries = max_entries
+        self._entries: dict[tuple, tuple[Any, Any]] = {}
+
+    def get(self, train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
+        key = (train_data, val_data, val_fraction, split_seed)
+        if key not in self._entries:
+            self._entries[key] = _open_sources(*key)
+            while len(self._entries) > self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+        else:
+            self._entries[key] = self._entries.pop(key)   # most recently used last
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _open_sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
     train = load_source(train_data)
+    jdata.require_classes(train, f"the training data {train_data!r}")   # where a trial's data enters
     if val_data is None:
         return jdata.stratified_split(train, val_fraction=val_fraction, seed=split_seed)
     val = load_source(val_data)
@@ -150,6 +180,9 @@ def _sources(train_data: str, val_data: str | None, val_fraction: float, split_s
         raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names} "
                          f"({val_data} vs {train_data})")
     return train, val
+
+
+SOURCES = SourceCache()
 
 
 def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
@@ -216,6 +249,12 @@ def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, cla
 
 def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:
     """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol."""
+    with CompileCounter() as counter:
+        _train_trial(config, reporter, spec, counter, time.perf_counter())
+
+
+def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, counter: CompileCounter,
+                 called: float) -> None:
     trial = TrialConfig.from_dict(config)
     if spec.compilation_cache:
         enable_compilation_cache()
@@ -225,6 +264,7 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
     image_size = int(spec.image_size or info["input_size"])
     mean, std = tuple(info["mean"]), tuple(info["std"])
     mesh = make_mesh()
+    steps = PROGRAMS.steps(mesh)
     batch_size = _batch_size(trial.batch_size or spec.batch_size, mesh.size, len(train_src))
     eval_batch_size = -(-(spec.eval_batch_size or batch_size) // mesh.size) * mesh.size
     max_epochs, seed = int(reporter.max_epochs), int(reporter.seed)
@@ -248,8 +288,11 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
 
             def extract() -> tuple[np.ndarray, np.ndarray]:  # only on a cache miss: the loader is built here
                 loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                           std=std, train=False, worker_count=spec.worker_count)
-                return pooled_features(model, loader, getattr(reporter, "deadline", None))
+                                           std=std, train=False, worker_count=spec.worker_count,
+                                           cache=spec.cache)
+                probe = steps.replicate(create_train_state(model, tx))
+                features = lambda batch: steps.features_step(probe, steps.shard(batch)["image"])  # noqa: E731
+                return pooled_features(features, loader, getattr(reporter, "deadline", None))
 
             try:
                 feats, labels = cached_features(key, extract)
@@ -264,25 +307,26 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> No
                 meta["pretrained_loaded"] and jdata.resolve_augment(train_src, spec.augment).startswith("resized_crop")
                 if spec.freeze_batchnorm == "auto" else bool(spec.freeze_batchnorm))
         freeze = bool(meta["freeze_batchnorm"])
-        steps = compile_steps(mesh, label_smoothing=trial.label_smoothing, freeze_batchnorm=freeze)
-        state = steps.replicate(create_train_state(model, tx))
+        state = steps.replicate(create_train_state(model, tx, label_smoothing=trial.label_smoothing,
+                                                   freeze_batchnorm=freeze))
         if start:
             state = ckpt.restore(start, state)
             log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
         # one iterator over the remaining epochs: epoch e's batches derive from (seed, e) wherever we start
         train_loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
                                          std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
-                                         worker_count=spec.worker_count, augment=spec.augment)
+                                         worker_count=spec.worker_count, augment=spec.augment, cache=spec.cache)
         val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                       std=std, train=False, worker_count=spec.worker_count)
+                                       std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
+            first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
-                        range(start + 1, max_epochs + 1), first_result)
+                        range(start + 1, max_epochs + 1), first_result, counter)
 
 
 def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict], steps_per_epoch: int,
                 val_loader: Any, ckpt: TrialCheckpointer, meta: dict, reporter: Any, epochs: range,
-                first_result: dict | None = None) -> None:
+                first_result: dict | None = None, counter: CompileCounter | None = None) -> None:
     timer = _EpochTimer()
     deadline = getattr(reporter, "deadline", None)
     for epoch in epochs:
@@ -292,18 +336,26 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
             log.info("trial %s: time limit reached during epoch %d; stopping (latest checkpoint: epoch %d)",
                      reporter.trial_id, epoch, epoch - 1)
             return
+        eval_start = time.perf_counter()
         val = evaluate_loader(steps, state, val_loader)
         reward = val["correct"] / max(val["count"], 1.0)
+        save_start = time.perf_counter()
         ckpt.save(epoch, state, reward=reward, meta=meta)
+        save_end = time.perf_counter()
         result = {
             "reward": reward,
             "train_loss": train["loss"] / max(train["count"], 1.0),
             "train_accuracy": train["correct"] / max(train["count"], 1.0),
             "val_loss": val["loss"] / max(val["count"], 1.0),
-            "epoch_seconds": time.perf_counter() - epoch_start,
+            "epoch_seconds": save_end - epoch_start,
+            "train_seconds": eval_start - epoch_start,
+            "eval_seconds": save_start - eval_start,
+            "checkpoint_seconds": save_end - save_start,
             "images_per_sec": train["images_per_sec"],
             "pretrained_loaded": bool(meta["pretrained_loaded"]),
         }
+        if counter is not None:  # cumulative over this call: later epochs add nothing once compiled
+            result.update(compilations=counter.compilations, compile_seconds=counter.compile_seconds)
         if epoch == epochs.start:
             result.update(first_step_seconds=timer.first_step_seconds, **(first_result or {}))
         if reporter(epoch=epoch, **result) != "CONTINUE":

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import os
 import pathlib
+import pickle
 import secrets
+import sys
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 from jaxgluon.tune.executor import Executor, InProcessExecutor
 from jaxgluon.tune.journal import check_sync_mode
+from jaxgluon.tune.liveness import check_trial_timeout
 from jaxgluon.tune.process_pool import ProcessPoolExecutor
 from jaxgluon.tune.result import ExperimentResult
 from jaxgluon.tune.runner import Runner
@@ -48,6 +52,7 @@ def tune(
     executor: str | Executor | None = None,
     journal_sync: str = "group",
     callbacks: Sequence[Callable[[dict], Any]] | None = None,
+    trial_timeout: float | str | None = "auto",
     population_size: int | str | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
@@ -73,8 +78,14 @@ def tune(
         seed: seeds the searcher and each trial's ``reporter.seed``.
         scheduler_options: extra keyword arguments for ``jaxgluon.scheduler.get_scheduler`` (e.g.
             ``{'type': 'promotion', 'grace_period': 1, 'reduction_factor': 3, 'brackets': 1}``).
-        executor: 'in_process' (default for one worker), 'process_pool' (default for several), or an
-            ``Executor`` instance.
+        executor: 'process_pool' (default): trials run in ``num_workers`` persistent worker processes, which
+            keep their compiled programs and caches from trial to trial, die with the driver, and are killed and
+            replaced when a trial hangs or crashes them. 'in_process': trials run in a thread of the driver (no
+            process start-up or pickling; a hung trial is abandoned at the limits, not killed, and a trial that
+            calls ``os._exit`` or crashes the interpreter ends the driver). Or an ``Executor`` instance. A
+            ``train_fn`` that worker processes cannot import (a lambda, a closure, a function typed into an
+            interactive session or a script without an ``if __name__ == '__main__':`` guard) runs in-process,
+            with a warning, unless ``executor='process_pool'`` is given.
         journal_sync: 'group' (default: every event is handed to the OS before the trial continues, so it
             survives a killed driver, and a background thread fsyncs it within milliseconds: group commit),
             'fsync' (every event on disk before the trial continues; one disk sync per decision) or 'flush'
@@ -82,6 +93,12 @@ def tune(
         callbacks: functions called with each journal event (a dict with ``event`` in 'session', 'start',
             'result', 'end', 'finish', plus its fields) right after it is recorded, e.g. a progress bar. A
             callback that raises is disabled with a warning; the experiment goes on.
+        trial_timeout: seconds a running trial may go without reporting (from its start or its last report)
+            before it is killed as hung and recorded as ERROR; the search goes on without it. 'auto' (default):
+            ``time_limits`` until the first report of the experiment (1 h without time_limits), then 10 times the
+            longest interval between reports seen, at least ``time_limits / 4`` (600 s without time_limits) and
+            at most ``time_limits``. None: no limit. Independently, past ``time_limits`` every trial still
+            running is killed after a grace of 1 s.
         population_size: train up to this many trials at once as one vmapped program (an int, or 'auto': as many
             as the device's free memory holds); needs a train function that can train populations, e.g.
             ``jaxgluon.train.PopulationTrial(spec)`` (see ``jaxgluon.tune.population_executor``).
@@ -98,6 +115,7 @@ def tune(
         raise TypeError(f"train_fn must be callable as train_fn(config, reporter), got {train_fn!r}")
     stop = StopCriterion.from_args(num_trials, time_limits, max_reward)
     check_sync_mode(journal_sync)
+    check_trial_timeout(trial_timeout)
     if resume and output_directory is None:
         raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
     experiment_dir = pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
@@ -107,12 +125,12 @@ def tune(
 
         executor_obj = make_population_executor(population_size, executor, num_workers)
     else:
-        executor_obj = _make_executor(executor, num_workers, resources_per_trial)
+        executor_obj = _make_executor(executor, num_workers, resources_per_trial, train_fn)
     runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
                               "scheduler_options": dict(scheduler_options or {})},
-                    callbacks=callbacks or ())
+                    callbacks=callbacks or (), trial_timeout=trial_timeout)
     return runner.run()
 
 
@@ -148,8 +166,30 @@ def _make_scheduler(search_strategy: Any, search_space: Any, epochs: int, seed: 
                     f"'bayesopt_hyperband'), a scheduler or a searcher object; got {search_strategy!r}")
 
 
+def worker_import_problem(train_fn: Any) -> str | None:
+    """Why worker processes could not load ``train_fn`` (None when they can)."""
+    try:
+        data = pickle.dumps(train_fn)
+    except Exception as err:  # noqa: BLE001 -- pickle raises several types
+        return f"it cannot be pickled ({type(err).__name__}: {err})"
+    if b"__main__" not in data:
+        return None
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not os.path.exists(path):
+        return "it is defined in an interactive session or a notebook, which worker processes cannot import"
+    try:
+        guarded = "__name__" in pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        guarded = False
+    if not guarded:
+        return (f"it is defined in {path}, a script without an `if __name__ == '__main__':` guard, which each "
+                "worker process would run again")
+    return None
+
+
 def _make_executor(executor: str | Executor | None, num_workers: int,
-                   resources_per_trial: dict | None) -> Executor:
+                   resources_per_trial: dict | None, train_fn: Any = None) -> Executor:
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
     resources = dict(resources_per_trial or {})
@@ -161,7 +201,14 @@ def _make_executor(executor: str | Executor | None, num_workers: int,
     if isinstance(executor, Executor):
         return executor
     if executor is None:
-        executor = "in_process" if num_workers == 1 else "process_pool"
+        executor = "process_pool"
+        problem = worker_import_problem(train_fn) if train_fn is not None else None
+        if problem is not None and num_workers == 1:
+            warnings.warn(f"train_fn runs in the driver's process (executor='in_process'): {problem}. A hung trial "
+                          "can then only be abandoned, not killed, and a crashing one ends the search; define "
+                          "train_fn at the top level of an importable module (or a guarded script) to run trials "
+                          "in a worker process", RuntimeWarning, stacklevel=3)
+            executor = "in_process"
     if executor == "in_process":
         if num_workers != 1:
             raise ValueError(f"executor='in_process' runs one trial at a time; got num_workers={num_workers}. "

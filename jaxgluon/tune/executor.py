@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import queue
+import threading
+import time
 import traceback as traceback_module
 from typing import Any, Callable
 
@@ -36,6 +39,7 @@ class TrialLaunch:
     max_epochs: int
     seed: int
     deadline: float | None = None  # wall-clock (time.time()) end of the search's time limit, if any
+    fence: str | None = None  # a lock file that a worker process holds shared while it may write (see Runner)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Executor(abc.ABC):
     """Where trial functions run. Single-threaded from the runner's side: all calls come from the driver."""
 
     name: str = "executor"
+    #: Set by the runner: an executor whose trials start late (a worker process still starting) calls it from
+    #: ``poll`` with the trial id when the trial function actually starts; the liveness clock restarts then.
+    on_started: Callable[[int], None] | None = None
 
     @property
     @abc.abstractmethod
@@ -85,12 +92,17 @@ class Executor(abc.ABC):
         """What each trial gets (recorded in the experiment's metadata)."""
         return {}
 
+    def stats(self) -> dict:
+        """Counters recorded in the experiment's metadata (worker processes started, trials abandoned, ...)."""
+        return {}
+
     def shutdown(self) -> None:
         """Release workers; running trials are killed."""
 
 
 def run_trial(train_fn: Callable[[dict, Any], Any], launch: TrialLaunch, send: Callable[[dict], str]) -> TrialOutcome:
     """Run one trial function to its end, turning any exception into an outcome (shared by all executors)."""
+    reporter = None
     try:
         reporter = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs, launch.seed, send,
                             deadline=launch.deadline)
@@ -100,17 +112,21 @@ def run_trial(train_fn: Callable[[dict, Any], Any], launch: TrialLaunch, send: C
     except Exception as err:  # noqa: BLE001 -- failure isolation: every trial error is recorded, none escapes
         return TrialOutcome(launch.trial_id, error=f"{type(err).__name__}: {err}",
                             traceback=traceback_module.format_exc())
+    finally:
+        if reporter is not None:
+            reporter.close()
     return TrialOutcome(launch.trial_id)
 
 
-class _RunnerFailure(BaseException):
-    """Carries an exception raised by the runner's report callback through the trial function unchanged."""
-
-
 class InProcessExecutor(Executor):
-    """Runs one trial at a time in the driver's own thread (the default): no pickling, no process start-up.
+    """Runs one trial at a time in a thread of the driver's process: no pickling, no process start-up.
 
-    A trial that never reports cannot be interrupted here; use ``ProcessPoolExecutor`` for hard isolation.
+    The trial runs in a daemon thread while the driver's thread waits for its reports, so the runner keeps its
+    clock: a trial that stops reporting (``time.sleep(1e6)``, a deadlock) is *abandoned* at the time limit or at
+    ``trial_timeout`` and the search goes on or returns. Its limits, which the default process-pool executor
+    does not have: an abandoned thread cannot be killed -- it keeps its CPU and memory until it returns or reaches
+    its next report (which raises ``TrialStopped`` in it); a trial that calls ``os._exit`` or crashes the
+    interpreter (a segfault in native code, the kernel's out-of-memory killer) takes the driver with it.
     """
 
     name = "in_process"
@@ -119,7 +135,10 @@ class InProcessExecutor(Executor):
         self._requested = dict(requested_resources or {})
         self._train_fn: Callable[[dict, Any], Any] | None = None
         self._on_report: ReportCallback | None = None
-        self._queued: TrialLaunch | None = None
+        self._thread: _TrialThread | None = None  # reused from trial to trial
+        self._running: _TrialThread | None = None  # the thread while it runs a trial
+        self._cancelled: list[TrialOutcome] = []  # abandoned trials, returned by the next poll
+        self.num_abandoned = 0
 
     @property
     def capacity(self) -> int:
@@ -127,7 +146,7 @@ class InProcessExecutor(Executor):
 
     @property
     def num_running(self) -> int:
-        return int(self._queued is not None)
+        return int(self._running is not None) + len(self._cancelled)
 
     def bind(self, train_fn: Callable[[dict, Any], Any], on_report: ReportCallback) -> None:
         if not callable(train_fn):
@@ -137,29 +156,108 @@ class InProcessExecutor(Executor):
     def submit(self, launch: TrialLaunch) -> None:
         if self._train_fn is None or self._on_report is None:
             raise RuntimeError("call bind(train_fn, on_report) before submit")
-        if self._queued is not None:
+        if self.num_running:
             raise RuntimeError("InProcessExecutor runs one trial at a time; poll() the running one first")
-        self._queued = launch
+        if self._thread is None:
+            self._thread = _TrialThread(self._train_fn)
+        self._thread.run(launch)
+        self._running = self._thread
 
     def poll(self, timeout: float | None) -> list[TrialOutcome]:
-        if self._queued is None:
+        if self._cancelled:
+            cancelled, self._cancelled = self._cancelled, []
+            return cancelled
+        running, on_report = self._running, self._on_report
+        if running is None:
             return []
-        launch, on_report = self._queued, self._on_report
-        assert on_report is not None and self._train_fn is not None
-
-        def send(result: dict) -> str:
+        launch = running.launch
+        assert on_report is not None and launch is not None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if end is None else max(0.0, end - time.monotonic())
             try:
-                return on_report(launch.trial_id, result)
-            except Exception as err:  # the runner failed, not the trial: escape the trial's error handling
-                raise _RunnerFailure() from err
+                message = running.messages.get(timeout=wait)
+            except queue.Empty:
+                return []
+            kind = message[0]
+            if kind == "report":
+                try:
+                    decision = on_report(launch.trial_id, message[1])
+                except BaseException:
+                    running.abandon()  # the runner failed, not the trial: the trial must not wait for ever
+                    self._running = self._thread = None
+                    raise
+                running.replies.put(str(getattr(decision, "value", decision)))
+            elif kind == "done":
+                self._running = None
+                return [message[1]]
+            else:  # "raise": a BaseException (KeyboardInterrupt, SystemExit) escaped the trial: re-raise it here
+                self._running = self._thread = None  # that thread has ended
+                raise message[1]
 
-        try:
-            outcome = run_trial(self._train_fn, launch, send)
-        except _RunnerFailure as failure:
-            raise failure.__cause__ from None  # type: ignore[misc]
-        finally:
-            self._queued = None
-        return [outcome]
+    def stats(self) -> dict:
+        return {"num_abandoned": self.num_abandoned}
+
+    def cancel(self, trial_id: int) -> bool:
+        running = self._running
+        if running is None or running.launch is None or running.launch.trial_id != trial_id:
+            return False
+        running.abandon()
+        self._running = self._thread = None
+        self.num_abandoned += 1
+        self._cancelled.append(TrialOutcome(trial_id, cancelled=True))
+        return True
 
     def resources(self) -> dict:
-        return {**self._requested, "note": "in-process: each trial runs in the driver process with what it sees"}
+        return {**self._requested, "note": "in-process: each trial runs in a thread of the driver process with what "
+                "it sees; a hung trial is abandoned, not killed"}
+
+    def shutdown(self) -> None:
+        if self._thread is not None:
+            self._thread.abandon()
+        self._running = self._thread = None
+
+
+class _TrialThread:
+    """A daemon thread that runs trials one after the other (reused while none is abandoned); reports travel to the
+    driver's thread through ``messages``, decisions back through ``replies``."""
+
+    def __init__(self, train_fn: Callable[[dict, Any], Any]) -> None:
+        self.launch: TrialLaunch | None = None
+        self.messages: queue.Queue = queue.Queue()
+        self.replies: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue = queue.Queue()
+        self._abandoned = threading.Event()
+        self.thread = threading.Thread(target=self._main, args=(train_fn,), daemon=True, name="jaxgluon-trial")
+        self.thread.start()
+
+    def run(self, launch: TrialLaunch) -> None:
+        self.launch = launch
+        self._inbox.put(launch)
+
+    def abandon(self) -> None:
+        """Let go of this thread: its trial ends at its next report, and it runs nothing more."""
+        self._abandoned.set()
+        self.replies.put(None)  # wakes a trial waiting for its decision
+        self._inbox.put(None)
+
+    def _send(self, result: dict) -> str:
+        if self._abandoned.is_set():
+            raise TrialStopped("the trial was abandoned by the runner (time limit or trial_timeout); it must return")
+        self.messages.put(("report", result))
+        reply = self.replies.get()
+        if reply is None:
+            raise TrialStopped("the trial was abandoned by the runner (time limit or trial_timeout); it must return")
+        return reply
+
+    def _main(self, train_fn: Callable[[dict, Any], Any]) -> None:
+        while True:
+            launch = self._inbox.get()
+            if launch is None or self._abandoned.is_set():
+                return
+            try:
+                outcome = run_trial(train_fn, launch, self._send)
+            except BaseException as err:  # noqa: BLE001 -- KeyboardInterrupt/SystemExit: to the driver's thread
+                self.messages.put(("raise", err))
+                return
+            self.messages.put(("done", outcome))

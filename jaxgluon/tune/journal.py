@@ -12,6 +12,14 @@ Events carry ``seq`` (0-based line number) and ``event`` (``session``, ``start``
 - ``'fsync'``: flush + ``os.fsync`` inside ``append`` -- the event is on disk before the driver goes on.
 - ``'flush'``: flush to the operating system only -- survives ``kill -9`` of the driver, not a power cut.
 
+Recovery: a good record is a complete line (ending in a newline) holding a JSON object whose ``seq`` is its line
+index. Opening a :class:`Journal` (under its lock, so only the driver that owns the experiment does it) keeps the
+good records up to the first line that is not one -- a line cut off by a crash, or a corrupt line anywhere -- and
+truncates the file there, after copying the original beside it (``journal.jsonl.corrupt-<UTC time>``) and warning
+with the line numbers and byte count dropped (:class:`JournalRecovery`, also ``Journal.recovery``).
+:func:`read_journal` yields the same good records; at a corrupt complete line it warns and stops (a cut-off last
+line is what a reader of a live journal sees mid-write, and is skipped without a word).
+
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / 'journal.jsonl'
     >>> with Journal(path) as j:
@@ -25,8 +33,11 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import threading
-from typing import Any, Iterator
+import time
+import warnings
+from typing import Any, Iterator, NamedTuple
 
 try:
     import fcntl
@@ -126,8 +137,8 @@ class Journal:
             self._file.close()
             raise RuntimeError(f"{self.path} is in use by another running experiment driver; wait for it to end "
                                "(or kill it) before resuming, or choose another output_directory") from err
-        _truncate_torn_tail(self.path)
-        self._seq = sum(1 for _ in read_journal(self.path))
+        self.recovery: JournalRecovery | None = recover_journal(self.path)
+        self._seq = len(_scan(self.path.read_bytes()).records)
         self._group = _GroupFsync(self._file.fileno()) if self.sync == "group" else None
 
     @property
@@ -174,32 +185,101 @@ class Journal:
         self.close()
 
 
-def read_journal(path: str | os.PathLike) -> Iterator[dict]:
-    """Yields the journal's events in order; a torn last line (the driver died mid-write) is skipped."""
-    path = pathlib.Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for i, line in enumerate(lines):
-        if not line.endswith("\n"):
-            if i == len(lines) - 1:
-                return  # torn final write
+class JournalRecovery(NamedTuple):
+    """What opening a damaged journal dropped: lines ``first_line``..``last_line`` (1-based), ``dropped_bytes``."""
+
+    kept_records: int
+    first_line: int
+    last_line: int
+    dropped_bytes: int
+    reason: str
+    backup: pathlib.Path
+
+    def describe(self, path: str | os.PathLike) -> str:
+        lines = (f"line {self.first_line}" if self.first_line == self.last_line
+                 else f"lines {self.first_line}-{self.last_line}")
+        return (f"recovered the journal {path}: {self.reason}; dropped {lines} ({self.dropped_bytes} bytes) and kept "
+                f"the first {self.kept_records} records (the original is saved as {self.backup.name})")
+
+
+class _Scan(NamedTuple):
+    records: list[dict]
+    good_bytes: int            # length of the good prefix
+    bad_line: int | None       # 1-based number of the first line that is not a good record
+    reason: str | None
+    num_lines: int             # lines in the file, a cut-off last one included
+    cut_off: bool = False      # the only problem is a last line without its newline
+
+
+def _scan(data: bytes) -> _Scan:
+    """The good records at the start of a journal's bytes, and where and why they end (module docstring)."""
+    records: list[dict] = []
+    pos = 0
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    num_lines = len(complete) + (1 if tail else 0)
+    for i, line in enumerate(complete):
+        reason = None
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError as err:
-            if i == len(lines) - 1:
-                return
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err}); the journal is corrupt") from err
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            reason = f"line {i + 1} is not valid JSON ({err})"
+        else:
+            if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+                reason = f"line {i + 1} is not a journal event"
+            elif record.get("seq") != i:
+                reason = f"line {i + 1} has seq {record.get('seq')!r}, expected {i}"
+        if reason is not None:
+            return _Scan(records, pos, i + 1, reason, num_lines)
+        records.append(record)
+        pos += len(line) + 1
+    if tail:
+        return _Scan(records, pos, len(complete) + 1, f"the last line (line {len(complete) + 1}) is cut off "
+                                                          "(a write interrupted by a crash)", num_lines, True)
+    return _Scan(records, pos, None, None, num_lines)
 
 
-def _truncate_torn_tail(path: pathlib.Path) -> None:
-    """Drops a partial last line so that appends start on a fresh line."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
+def read_journal(path: str | os.PathLike) -> Iterator[dict]:
+    """Yields the journal's good records in order (module docstring): a cut-off last line (a live writer's line in
+    progress) is skipped; at a corrupt complete line a warning names it and reading stops there."""
+    path = pathlib.Path(path)
+    scan = _scan(path.read_bytes())
+    if scan.bad_line is not None and not scan.cut_off:
+        warnings.warn(f"{path}: {scan.reason}; reading stops at the {len(scan.records)} good records before it (a "
+                      "resume truncates the journal there and keeps a copy of the original)", RuntimeWarning,
+                      stacklevel=2)
+    yield from scan.records
+
+
+def recover_journal(path: str | os.PathLike) -> JournalRecovery | None:
+    """Truncates ``path`` to its good records when anything follows them, after copying the original to
+    ``<name>.corrupt-<UTC time>``; warns and returns what was dropped (None for an intact journal).
+
+    Call it only while holding the journal's lock (:class:`Journal` does)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    scan = _scan(data)
+    if scan.bad_line is None:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    shutil.copyfile(path, backup)
+    with open(backup, "rb") as f:
+        os.fsync(f.fileno())
     with open(path, "rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
-            return
-        f.truncate(data.rfind(b"\n") + 1)
+        f.truncate(scan.good_bytes)
+        f.flush()
+        os.fsync(f.fileno())
+    recovery = JournalRecovery(len(scan.records), scan.bad_line, scan.num_lines, len(data) - scan.good_bytes,
+                               scan.reason, backup)
+    warnings.warn(recovery.describe(path), RuntimeWarning, stacklevel=3)
+    return recovery
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, sync: str = "fsync") -> None:

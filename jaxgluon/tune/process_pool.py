@@ -1,8 +1,16 @@
 """A local pool of worker processes: concurrent trials, each pinned to its own CPUs (and devices), isolated.
 
-Workers are started with the ``spawn`` method (JAX is not fork-safe). Each worker runs one trial at a time; its
-reports travel over a pipe to the driver, which answers with the scheduler's decision. A worker that dies
-(SIGKILL, out of memory, a segfault in native code) turns its trial into an ERROR and is replaced.
+The default executor of ``jaxgluon.tune``. Workers are started with the ``spawn`` method (JAX is not fork-safe)
+once per search and persist from trial to trial, keeping their compiled programs and caches. Each worker runs one
+trial at a time; its reports travel over a pipe to the driver, which answers with the scheduler's decision. A
+worker that dies (``os._exit``, SIGKILL, out of memory, a segfault in native code) turns its trial into an ERROR
+and is replaced; ``cancel`` (a hung trial: ``trial_timeout`` or the time limit) kills it, and it is replaced too.
+
+Workers die with their driver: ``PR_SET_PDEATHSIG`` on Linux, a thread that watches the parent pid everywhere, and
+a parent check before every report. While it may write trial state a worker holds the experiment's writers fence
+(``TrialLaunch.fence``) shared; a resumed driver takes it exclusively before starting its own workers
+(``jaxgluon.tune.lock.fence_stale_writers``), so no worker of a killed driver writes beside the new ones. When the
+trial function does not live in the driver's ``__main__``, workers do not re-run the driver's script.
 
     >>> executor = ProcessPoolExecutor(num_workers=2, num_cpus=1)
     >>> executor.resources()['num_cpus']
@@ -15,6 +23,8 @@ split disjointly through ``CUDA_VISIBLE_DEVICES``; without GPUs, a worker gets `
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
@@ -22,11 +32,22 @@ import os
 import pickle
 import signal
 import subprocess
+import sys
+import threading
+import time
 import traceback as traceback_module
+import types
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome, run_trial
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _available_cpus() -> list[int]:
@@ -46,9 +67,42 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(l for l in out.stdout.splitlines() if l.startswith("GPU"))]
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process die with ``parent_pid`` (the driver): ``PR_SET_PDEATHSIG`` on Linux, and on every system a
+    daemon thread that exits the process within half a second of the parent's death (it is re-parented then)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watch thread below still works
+            pass
+    if os.getppid() != parent_pid:  # the driver died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="jaxgluon-parent-watch", daemon=True).start()
+
+
+def hold_fence(path: str | None, held: dict[str, Any]) -> None:
+    """Hold a shared lock on the experiment's writers fence while this process may write trial state: a resumed
+    driver takes it exclusively before it starts its own workers, so it waits for any stale writer to be gone."""
+    if path is None or path in held or fcntl is None:
+        return
+    handle = open(path, "a+")
+    fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+    held[path] = handle
+
+
 def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: bytes, env: dict[str, str],
-                 cpus: list[int]) -> None:
+                 cpus: list[int], parent_pid: int | None = None) -> None:
     """Worker loop: set the environment, then run ('run', launch) requests until ('exit',) or EOF."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     os.environ.update(env)
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
@@ -59,6 +113,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
         train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: {type(err).__name__}: "
                                       f"{err}", traceback_module.format_exc())
     conn.send(("ready",))
+    fences: dict[str, Any] = {}
     while True:
         try:
             message = conn.recv()
@@ -67,10 +122,14 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
         if message[0] == "exit":
             return
         launch = TrialLaunch(**message[1])
+        hold_fence(launch.fence, fences)
+        conn.send(("started", launch.trial_id))
         if train_fn is None:
             outcome = TrialOutcome(launch.trial_id, error=load_error[0], traceback=load_error[1])
         else:
             def send(result: dict, trial_id: int = launch.trial_id) -> str:
+                if parent_pid is not None and os.getppid() != parent_pid:  # liveness: never report to nobody
+                    os._exit(1)
                 conn.send(("report", trial_id, result))
                 reply = conn.recv()
                 return reply[1]
@@ -87,6 +146,22 @@ class _Worker:
     launch: TrialLaunch | None = None
     cancelled: bool = False
     ready: bool = False  # the worker process started and loaded train_fn
+
+
+@contextlib.contextmanager
+def _main_hidden(hide: bool) -> Iterator[None]:
+    """While a worker is spawned, hide the driver's ``__main__`` when the trial function does not live there: the
+    worker then does not run the driver's script again (so ``task.fit`` works from a script without an
+    ``if __name__ == '__main__':`` guard, as in a notebook), and starts faster."""
+    if not hide or "__main__" not in sys.modules:
+        yield
+        return
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -142,6 +217,8 @@ class ProcessPoolExecutor(Executor):
         self._workers: list[_Worker | None] = [None] * num_workers
         self._train_fn_bytes: bytes | None = None
         self._on_report: ReportCallback | None = None
+        self.num_spawned = 0
+        self.num_killed = 0  # workers killed by cancel() (hung trials)
 
     # ---- Executor interface ------------------------------------------------------------------------------
     @property
@@ -200,12 +277,16 @@ class ProcessPoolExecutor(Executor):
             if worker is not None and worker.launch is not None and worker.launch.trial_id == trial_id:
                 worker.cancelled = True
                 worker.process.kill()
+                self.num_killed += 1
                 return True
         return False
 
     def resources(self) -> dict:
         return {"num_cpus": self.num_cpus, "num_devices": self.num_devices,
                 "cpu_sets": self._cpu_sets, "gpu_sets": self._gpu_sets}
+
+    def stats(self) -> dict:
+        return {"num_worker_processes_started": self.num_spawned, "num_workers_killed": self.num_killed}
 
     def shutdown(self) -> None:
         for worker in self._workers:
@@ -249,8 +330,10 @@ class ProcessPoolExecutor(Executor):
         env = self.worker_env(index)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=_worker_main, name=f"jaxgluon-trial-worker-{index}", daemon=True,
-                                    args=(child_conn, self._train_fn_bytes, env, self._cpu_sets[index]))
-        process.start()
+                                    args=(child_conn, self._train_fn_bytes, env, self._cpu_sets[index], os.getpid()))
+        with _main_hidden(b"__main__" not in self._train_fn_bytes):
+            process.start()
+        self.num_spawned += 1
         child_conn.close()
         return _Worker(process=process, conn=parent_conn, index=index)
 
@@ -272,6 +355,8 @@ class ProcessPoolExecutor(Executor):
                     return None
             elif message[0] == "ready":
                 worker.ready = True
+            elif message[0] == "started" and self.on_started is not None:
+                self.on_started(message[1])
             elif message[0] == "done":
                 worker.launch = None
                 return TrialOutcome(**message[1])

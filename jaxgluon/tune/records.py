@@ -40,7 +40,6 @@ class TrialRecord:
     start_time_s: float | None = None  # experiment time of the first start
     end_time_s: float | None = None  # experiment time of the last end (None while running/paused)
     num_launches: int = 0  # 1 + number of resumes/restarts
-    decisions: list[str] = dataclasses.field(default_factory=list)
 
     def add_result(self, result: dict, time_s: float) -> None:
         """Record one report; a re-reported epoch (a restart from an older checkpoint) replaces the old one."""

@@ -9,10 +9,31 @@
 from __future__ import annotations
 
 import functools
+import json
 import numbers
 import pathlib
 import time
 from typing import Any, Callable
+
+#: Each report is appended here (in the trial's checkpoint_dir) before it is sent: a driver killed between a
+#: trial's checkpoint and the journal record of its report recovers the report from it on resume.
+REPORTS_FILE = "reports.jsonl"
+
+
+def read_reports(checkpoint_dir: str | pathlib.Path) -> list[dict]:
+    """The results a trial sent from ``checkpoint_dir`` (a torn or unreadable line ends the list)."""
+    path = pathlib.Path(checkpoint_dir) / REPORTS_FILE
+    if not path.exists():
+        return []
+    results = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            if not line.endswith("\n"):
+                break
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return results
 
 
 class TrialStopped(Exception):
@@ -65,6 +86,7 @@ class Reporter:
         self._send = send
         self._last_epoch = 0
         self.deadline = deadline
+        self._reports: Any = None
 
     def time_left(self) -> float | None:
         """Seconds until the experiment's time limit (negative once past it), or None without a limit."""
@@ -86,8 +108,27 @@ class Reporter:
             raise TypeError(f"reporter(reward=...) must be a real number, got {type(reward).__name__}: {reward!r}")
         result = {"epoch": int(epoch), "reward": float(reward), **metrics}
         self._last_epoch = int(epoch)
+        self._record(result)
         self.last_decision = as_decision(self._send(result))
         return self.last_decision
+
+    def _record(self, result: dict) -> None:
+        from jaxgluon.tune.journal import dumps
+
+        try:
+            line = dumps(result) + "\n"
+        except (TypeError, ValueError):
+            return  # the runner rejects it with a clear error
+        if self._reports is None:
+            self._reports = open(self.checkpoint_dir / REPORTS_FILE, "a", encoding="utf-8")
+        self._reports.write(line)
+        self._reports.flush()  # in the operating system's hands: survives a kill of this process
+
+    def close(self) -> None:
+        """Closes the reports file (the executors call it when the trial function returns)."""
+        if self._reports is not None:
+            self._reports.close()
+            self._reports = None
 
     def __repr__(self) -> str:
         return (f"Reporter(trial_id={self.trial_id}, max_epochs={self.max_epochs}, "

@@ -12,14 +12,25 @@ Durable record (``experiment_dir``):
   journal; a mismatch falls back to ``on_trial_add`` with a warning).
 - ``experiment.json``: the settings of the first session; ``trials/<trial_id>/``: each trial's checkpoint_dir.
 
+- ``experiment.lock``: held by the driver from before it reads any of the above until it returns (one driver at a
+  time; its modification time is the driver's heartbeat); ``workers.lock``: the writers' fence
+  (``jaxgluon.tune.lock``).
+
 Resuming (``Runner(..., resume=True)``): finished trials are kept as they are, trials that were running restart
 from their own checkpoint_dir, paused trials wait for the scheduler to promote them, and the time spent in
-earlier sessions counts against ``time_limits``.
+earlier sessions -- a killed one's up to its last heartbeat -- counts against ``time_limits``. A report a running
+trial sent that the killed driver never journaled is recovered from the trial's ``reports.jsonl`` first, and
+journaled suggestions are replayed into the searcher without recomputing them (``Searcher.replaying``).
+
+Liveness: a trial silent for longer than ``trial_timeout`` is killed as hung (ERROR), and past ``time_limits``
+every trial still running is killed after ``DEADLINE_GRACE_S`` (STOPPED), through ``Executor.cancel``
+(rules: ``jaxgluon.tune.liveness``).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import time
 import warnings
@@ -29,12 +40,17 @@ from jaxgluon.scheduler import Trial
 from jaxgluon.tune import records as R
 from jaxgluon.tune.executor import Executor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.journal import Journal, dumps, read_journal, read_json, write_json_atomic
+from jaxgluon.tune.liveness import DEADLINE_GRACE_S, auto_timeout, check_trial_timeout, kill_time
+from jaxgluon.tune.lock import ExperimentLock, fence_stale_writers
+from jaxgluon.tune.reporter import read_reports
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
 from jaxgluon.tune.stop import StopCriterion
 
 JOURNAL = "journal.jsonl"
 SCHEDULER_STATE = "scheduler_state.json"
 SETTINGS = "experiment.json"
+LOCK = "experiment.lock"
+FENCE = "workers.lock"
 _RESUME_CHECKED = ("max_epochs", "search_strategy", "seed")  # settings a resumed session must keep
 SNAPSHOT_MIN_EVENTS = 64
 SNAPSHOT_MAX_SECONDS = 60.0
@@ -51,8 +67,10 @@ class Runner:
     def __init__(self, train_fn: Callable[[dict, Any], Any], scheduler: Any, executor: Executor,
                  experiment_dir: str | pathlib.Path, stop: StopCriterion, max_epochs: int, seed: int = 0,
                  resume: bool = False, journal_sync: str = "group", settings: dict | None = None,
-                 callbacks: Sequence[Callable[[dict], Any]] = ()):
+                 callbacks: Sequence[Callable[[dict], Any]] = (), trial_timeout: float | str | None = "auto"):
+        self._wall_start, self._session_start = time.time(), time.monotonic()  # restoring counts as used time
         self.callbacks = list(callbacks)
+        self.trial_timeout = check_trial_timeout(trial_timeout)
         self.train_fn, self.scheduler, self.executor = train_fn, scheduler, executor
         self.dir = pathlib.Path(experiment_dir)
         self.stop, self.max_epochs, self.seed = stop, int(max_epochs), int(seed)
@@ -75,21 +93,32 @@ class Runner:
         self._suggest_seconds = 0.0
         self._snapshot_seq = -1
         self._snapshot_time = 0.0
+        self._cancelled: dict[int, str] = {}  # trial_id -> why the runner had it killed
 
         journal_path = self.dir / JOURNAL
-        if journal_path.exists() and not resume:
-            raise ValueError(f"{self.dir} already holds an experiment ({JOURNAL}); pass resume=True to continue it "
-                             "or choose a new output_directory")
         if resume and not journal_path.exists():
             raise ValueError(f"resume=True but {self.dir} holds no experiment journal ({JOURNAL}); pass the "
                              "output_directory of the experiment to continue")
-        (self.dir / "trials").mkdir(parents=True, exist_ok=True)
-        if resume:
-            self._restore()
-        else:
-            write_json_atomic(self.dir / SETTINGS, self.settings, journal_sync)
-        self.journal = Journal(journal_path, sync=journal_sync)
-        self._session_start = time.monotonic()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = ExperimentLock(self.dir / LOCK)  # before reading anything: one driver at a time
+        try:
+            if journal_path.exists() and not resume:
+                raise ValueError(f"{self.dir} already holds an experiment ({JOURNAL}); pass resume=True to continue "
+                                 "it or choose a new output_directory")
+            (self.dir / "trials").mkdir(parents=True, exist_ok=True)
+            if resume:
+                # opened first: a torn or corrupt line is cut off (and the original kept) before the restore reads
+                self.journal = Journal(journal_path, sync=journal_sync)
+                self._restore(self._lock.previous_heartbeat)
+            else:
+                write_json_atomic(self.dir / SETTINGS, self.settings, "fsync")
+                _fsync_directory(self.dir)
+                self.journal = Journal(journal_path, sync=journal_sync)
+        except BaseException:
+            if getattr(self, "journal", None) is not None:
+                self.journal.close()
+            self._lock.release()
+            raise
         self._deadline = (None if stop.time_limits is None
                           else self._session_start + stop.time_limits - self._time_offset)
 
@@ -117,15 +146,21 @@ class Runner:
         try:
             return self._run()
         finally:
-            self.journal.close()  # also on Ctrl-C or a failure: releases the experiment for a resume
+            try:
+                self.journal.close()  # also on Ctrl-C or a failure: releases the experiment for a resume
+            finally:
+                self._lock.release()
 
     def _run(self) -> ExperimentResult:
         self._num_sessions += 1
-        self._log("session", session=self._num_sessions, t=self._now(),
-                  wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
+        self._log("session", session=self._num_sessions, t=self._now(), t0=self._time_offset,
+                  wall_start=self._wall_start, wall_time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), settings=self.settings)
         self._snapshot()
+        fence_stale_writers(self.dir / FENCE)  # the workers of a killed driver are gone before ours start
         self.executor.bind(self.train_fn, self._on_report)
+        self.executor.on_started = self._on_started
         try:
+            self._recover_reports()
             for trial_id in list(self._restart_queue):
                 if self._settle_if_decided(trial_id):
                     self._restart_queue.remove(trial_id)
@@ -135,7 +170,8 @@ class Runner:
                     break
                 for outcome in self.executor.poll(self._poll_timeout()):
                     self._on_outcome(outcome)
-                self._cancel_overdue()
+                self._cancel_hung()
+                self._lock.heartbeat()
         finally:
             self.executor.shutdown()
         for trial_id in self._restart_queue:  # interrupted trials the stop criterion left no time to restart
@@ -207,20 +243,28 @@ class Runner:
         deadline = None if self._deadline is None else time.time() + (self._deadline - time.monotonic())
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
-                                         deadline=deadline))
+                                         deadline=deadline, fence=str(self.dir / FENCE)))
 
     def _set_config(self, trial_id: int, config: dict) -> None:
         if config != self.records[trial_id].config:
             self.records[trial_id].config = config
             self._trials[trial_id] = Trial(trial_id, config)
 
-    def _poll_timeout(self) -> float | None:
-        if self._deadline is None:
-            return None
-        remaining = self._deadline - time.monotonic()
-        return remaining if remaining > 0 else 0.1
+    def _poll_timeout(self) -> float:
+        """Until the next thing the driver must check: the heartbeat, the deadline, a trial's liveness limit."""
+        now, wake = time.monotonic(), [1.0]
+        if self._deadline is not None and self._deadline > now:
+            wake.append(self._deadline - now)
+        for seen in self._last_seen.values():
+            wake.append(self._kill_time(seen) - now)
+        return min(max(0.02, w) for w in wake)
 
     # ---- trial events --------------------------------------------------------------------------------------
+    def _on_started(self, trial_id: int) -> None:
+        """The trial function began (its worker is up): its silence is counted from now."""
+        if trial_id in self._last_seen:
+            self._last_seen[trial_id] = time.monotonic()
+
     def _on_report(self, trial_id: int, result: dict) -> str:
         start = time.perf_counter()
         record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
@@ -265,15 +309,20 @@ class Runner:
         trial_id = outcome.trial_id
         record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
         self._last_seen.pop(trial_id, None)
+        cancel_reason = self._cancelled.pop(trial_id, "")
         notify: str | None = None
         if record.status == R.ERROR:  # failed at a report (NaN reward ...): the scheduler knows already
             pass
         elif outcome.error is not None:
             self._mark_error(record, outcome.error, outcome.traceback, t)
             notify = "error"
+        elif outcome.cancelled and cancel_reason.startswith("hung"):
+            self._mark_error(record, cancel_reason, None, t)
+            notify = "error"
         elif outcome.cancelled:
             record.status, notify = R.STOPPED, "complete"
-            record.error = "killed at the time limit: it did not report within the grace period"
+            record.error = (f"killed at the time limit: it did not return within {DEADLINE_GRACE_S:g} s of it "
+                            f"({self.executor.name} executor)")
         elif not record.results and self._past_deadline():
             record.status, notify = R.STOPPED, "error"  # nothing to learn from: the scheduler forgets it
             record.error = "stopped at the time limit before its first report"
@@ -299,18 +348,30 @@ class Runner:
         elif notify == "error":
             self.scheduler.on_trial_error(trial)
 
-    def _cancel_overdue(self) -> None:
-        """Past the deadline, kill trials that have not reported for longer than the longest reporting interval
-        seen (plus a second): the overrun stays bounded even for a trial that stopped reporting."""
-        if not self._past_deadline() or not self._last_seen:
-            return
-        assert self._deadline is not None
-        grace = 1.5 * self._max_interval + 1.0
+    def trial_timeout_now(self) -> float | None:
+        """Seconds a running trial may go without reporting before it is killed as hung (None: no limit); 'auto':
+        ``jaxgluon.tune.liveness.auto_timeout``."""
+        if self.trial_timeout != "auto":
+            return self.trial_timeout  # type: ignore[return-value]
+        return auto_timeout(self.stop.time_limits, self._max_interval)
+
+    def _kill_time(self, seen: float) -> float:
+        return kill_time(seen, self._deadline, self.trial_timeout_now())
+
+    def _cancel_hung(self) -> None:
+        """Kill trials past the time limit (plus ``DEADLINE_GRACE_S``) or silent for longer than the trial timeout:
+        no hung trial outlives the budget, and a hung trial frees its worker for the rest of the search."""
         now = time.monotonic()
         for trial_id, seen in list(self._last_seen.items()):
-            if now > max(seen, self._deadline) + grace:
-                if self.executor.cancel(trial_id):
-                    self._last_seen.pop(trial_id)
+            if now < self._kill_time(seen):
+                continue
+            hung = self._deadline is None or now < self._deadline
+            if self.executor.cancel(trial_id):
+                self._last_seen.pop(trial_id)
+                self._cancelled[trial_id] = (
+                    f"hung: no report for {now - seen:.1f} s, more than trial_timeout={self.trial_timeout_now():.1f} "
+                    f"s; {'abandoned (in-process executor)' if self.executor.name == 'in_process' else 'killed'}"
+                    if hung else "deadline")
 
     # ---- durable state -------------------------------------------------------------------------------------
     def _snapshot(self) -> None:
@@ -325,7 +386,25 @@ class Runner:
                 grown > 0 and time.monotonic() - self._snapshot_time > SNAPSHOT_MAX_SECONDS):
             self._snapshot()
 
-    def _restore(self) -> None:
+    def _recover_reports(self) -> None:
+        """Reports a trial made before the previous driver died, but which never reached its journal (a kill
+        between the trial's checkpoint and the journal line): replayed now, so the scheduler judges the trial at
+        the epoch it reached, not one epoch late."""
+        for trial_id in list(self._restart_queue):
+            record = self.records[trial_id]
+            reports, last = read_reports(self.dir / "trials" / str(trial_id)), record.last_result
+            start = 0  # only what the trial sent after the journal's last result of it
+            for i, report in enumerate(reports):
+                if last is not None and (report.get("epoch"), report.get("reward")) == (last["epoch"], last["reward"]):
+                    start = i + 1
+            for result in reports[start:]:
+                epoch = result.get("epoch")
+                if isinstance(epoch, int) and record.last_epoch < epoch <= self.max_epochs and \
+                        self._last_decision.get(trial_id) in (None, "CONTINUE") and record.status == R.RUNNING:
+                    self._on_report(trial_id, result)
+            self._last_seen.pop(trial_id, None)
+
+    def _restore(self, previous_heartbeat: float | None = None) -> None:
         saved = read_json(self.dir / SETTINGS) if (self.dir / SETTINGS).exists() else {}
         for key in _RESUME_CHECKED:
             if key in saved and key in self.settings and saved[key] != self.settings[key]:
@@ -334,11 +413,22 @@ class Runner:
         events = list(read_journal(self.dir / JOURNAL))
         snapshot = read_json(self.dir / SCHEDULER_STATE) if (self.dir / SCHEDULER_STATE).exists() else None
         replay_from = 0  # without a snapshot, the freshly built scheduler replays the whole journal
+        if snapshot is not None and snapshot["journal_seq"] > len(events):
+            # the journal lost records the snapshot had already seen (a recovered corrupt line): the snapshot is
+            # ahead of the journal, so rebuild the scheduler from the journal alone
+            snapshot = None
         if snapshot is not None:
             self.scheduler.load_state_dict(snapshot["scheduler"])
             replay_from = snapshot["journal_seq"]
         for event in events:
             self._apply(event, replay=event["seq"] >= replay_from)
+        sessions = [i for i, e in enumerate(events) if e["event"] == "session"]
+        if sessions and previous_heartbeat is not None:  # charge a killed driver's time up to its last heartbeat
+            last = events[sessions[-1]]
+            killed = not any(e["event"] == "finish" for e in events[sessions[-1]:])
+            if killed and "t0" in last and "wall_start" in last:
+                ran = max(0.0, previous_heartbeat - float(last["wall_start"]))
+                self._time_offset = max(self._time_offset, float(last["t0"]) + ran)
         self._num_started = len(self.records)
         self._restart_queue = sorted(tid for tid, rec in self.records.items() if rec.status == R.RUNNING)
 
@@ -384,7 +474,12 @@ class Runner:
 
     def _replay_suggest(self, event: dict) -> None:
         saved = self.scheduler.state_dict()
-        suggestion = self.scheduler.suggest()
+        searcher = getattr(self.scheduler, "searcher", None)
+        if callable(getattr(searcher, "replaying", None)):  # no recomputation (a GP fit) of a known answer
+            with searcher.replaying(event["config"]):
+                suggestion = self.scheduler.suggest()
+        else:
+            suggestion = self.scheduler.suggest()
         if suggestion is not None and (suggestion.kind, suggestion.trial_id) == (event["kind"], event["trial_id"]) \
                 and json.loads(dumps(suggestion.config)) == event["config"]:
             return
@@ -430,6 +525,8 @@ class Runner:
             **self.settings,
             "scheduler": scheduler_meta,
             "executor": self.executor.name,
+            "executor_stats": self.executor.stats(),
+            "trial_timeout": self.trial_timeout,
             "resources_per_trial": self.executor.resources(),
             "stop_reason": self._stop_reason,
             "time_used_s": self._now(),
@@ -448,3 +545,17 @@ class Runner:
                                 best_reward=None if best is None else best["best_reward"],
                                 best_trial_id=None if best is None else best["trial_id"],
                                 trials=trials, metadata=metadata, experiment_dir=self.dir)
+
+
+def _fsync_directory(path: pathlib.Path) -> None:
+    """Makes a rename in ``path`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

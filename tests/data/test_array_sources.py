@@ -67,3 +67,18 @@ def test_split_keeps_hints_and_rejects_bad_fraction():
             stratified_split(digits, val_fraction=bad)
     with pytest.raises(ValueError, match="no class has two or more"):
         stratified_split(_labels_source([1, 1]))
+
+
+def test_fewer_than_two_classes_is_refused_by_require_classes(tmp_path):
+    from data_files import solid, write
+    from jaxgluon.data import ImageFolderSource, require_classes
+    images = np.zeros((4, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"has 1 class \['only'\]; classification needs at least 2 classes"):
+        require_classes(ArraySource(images, [0, 0, 0, 0], ["only"]), "the training data")
+    with pytest.raises(ValueError, match=r"has examples of only 1 of its 2 classes \['b'\]"):
+        require_classes(ArraySource(images, [1, 1, 1, 1], ["a", "b"]))
+    require_classes(ArraySource(images, [0, 1, 0, 1], ["a", "b"]))      # two classes: fine
+    write(tmp_path / "train" / "cats" / "1.png", solid((1, 2, 3)))
+    one_folder = ImageFolderSource(tmp_path / "train")                  # a source may hold one class (test data)
+    with pytest.raises(ValueError, match=r"\['cats'\].*one subfolder of images per class, e.g. .*/train/<class name>"):
+        require_classes(one_folder, "train_path")

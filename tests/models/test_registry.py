@@ -72,7 +72,7 @@ def test_list_and_info():
     info = model_info("resnet50_v1b")
     assert info["pretrained_source"].endswith("resnet50-0676ba61.pth") and info["std"] == (0.229, 0.224, 0.225)
     assert model_info("cifar_resnet20_v1")["input_size"] == 32
-    assert model_info("resnet50_v1")["pretrained_source"] is None
+    assert model_info("resnet50_v1")["pretrained_source"].endswith("resnet50_v1-cc729d95.zip")   # GluonCV's
 
 
 def test_unknown_name_lists_closest():
@@ -158,6 +158,7 @@ def test_pretrained_true_offline_raises_naming_the_file(fresh_home, monkeypatch,
     with pytest.raises(WeightsUnavailableError, match="resnet18-f37072fd.pth") as info:
         get_model("resnet18_v1b", 10, pretrained=True)
     assert str(fresh_home / "downloads") in str(info.value)
+    _with_source(monkeypatch, "resnet50_v1", None)
     with pytest.raises(WeightsUnavailableError, match="no published pretrained weights"):
         get_model("resnet50_v1", 10, pretrained=True)
 

@@ -164,3 +164,80 @@ def test_matches_torch_load_for_both_formats(tmp_path):
             got = ours[key].astype(np.float32) if key == "bf16" else ours[key]
             assert got.shape == expected.shape and got.dtype == expected.dtype, key
             np.testing.assert_array_equal(got, expected, err_msg=key)
+
+
+# ---- hermetic loads: a file cannot change what later loads see --------------------------------------------------
+def _u(text: str) -> bytes:
+    """pickle BINUNICODE."""
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _one_tensor_pickle(values: int) -> bytes:
+    """{'w': FloatStorage tensor of ``values`` elements}, opcode by opcode as torch.save writes it (protocol 2)."""
+    persistent_id = b"(" + _u("storage") + _global("torch", "FloatStorage") + _u("0") + _u("cpu") + \
+        b"K" + bytes([values]) + b"tQ"
+    tensor = (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + persistent_id + b"K\x00" +
+              b"(K" + bytes([values]) + b"t" + b"(K\x01t" + b"\x89" + _global("collections", "OrderedDict") +
+              b")R" + b"tR")
+    return b"\x80\x02" + _global("collections", "OrderedDict") + b")R" + b"(" + _u("w") + tensor + b"u."
+
+
+def _zip_checkpoint(path, data_pkl: bytes, storage: bytes = b"") -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", data_pkl)
+        archive.writestr("archive/byteorder", "little")
+        if storage:
+            archive.writestr("archive/data/0", storage)
+
+
+def _good_checkpoint(tmp_path):
+    path = tmp_path / "good.pt"
+    _zip_checkpoint(path, _one_tensor_pickle(4), np.arange(4, dtype=np.float32).tobytes())
+    return path
+
+
+def test_hand_built_zip_checkpoint_reads(tmp_path):
+    np.testing.assert_array_equal(read_state_dict(_good_checkpoint(tmp_path))["w"], np.arange(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("target, state", [
+    (("torch", "FloatStorage"), b"}" + _u("dtype") + _u("poison") + b"s"),               # BUILD a dict state
+    (("torch", "FloatStorage"), b"(N}" + _u("dtype") + _u("poison") + b"st"),            # BUILD (None, slotstate)
+    (("torch._utils", "_rebuild_tensor_v2"), b"(N}" + _u("__defaults__") + b"(K\x07ts" + b"t"),
+    (("collections", "OrderedDict"), b"}" + _u("poison") + b"K\x01s"),
+], ids=["storage-dict", "storage-slots", "rebuild-defaults", "ordereddict-dict"])
+def test_a_file_cannot_build_state_into_the_allow_listed_objects(tmp_path, target, state):
+    """A crafted pickle BUILDs state into an allow-listed global: refused, and later loads are unaffected."""
+    evil = tmp_path / "evil.pt"
+    _zip_checkpoint(evil, b"\x80\x02" + _global(*target) + state + b"b0}.")   # GLOBAL, state, BUILD, POP, {}
+    with pytest.raises(UnsafeCheckpointError, match="refusing to set state"):
+        read_state_dict(evil)
+    np.testing.assert_array_equal(read_state_dict(_good_checkpoint(tmp_path))["w"], np.arange(4, dtype=np.float32))
+
+
+def test_a_file_cannot_build_state_into_a_storage_or_tensor(tmp_path):
+    """BUILD on the storage a persistent id returned, or on a rebuilt tensor, is refused too."""
+    pid = b"(" + _u("storage") + _global("torch", "FloatStorage") + _u("0") + _u("cpu") + b"K\x04tQ"
+    evil = tmp_path / "evil.pt"
+    _zip_checkpoint(evil, b"\x80\x02" + pid + b"}" + _u("numel") + b"K\x00s" + b"b0}.",
+                    np.zeros(4, np.float32).tobytes())
+    with pytest.raises(UnsafeCheckpointError, match="refusing to set state"):
+        read_state_dict(evil)
+    good = _one_tensor_pickle(4)
+    _zip_checkpoint(evil, good.replace(b"tRu.", b"tR}" + _u("size") + b")sbu."),   # BUILD on the rebuilt tensor
+                    np.zeros(4, np.float32).tobytes())
+    with pytest.raises(UnsafeCheckpointError, match="refusing to set state"):
+        read_state_dict(evil)
+
+
+def test_torch_state_dict_metadata_is_still_read(tmp_path):
+    """torch.save(state_dict) BUILDs ``_metadata`` into the OrderedDict it made: that stays allowed."""
+    torch = pytest.importorskip("torch", reason="torch is an optional dev extra")
+    path = tmp_path / "sd.pt"
+    torch.save(torch.nn.Linear(2, 3).state_dict(), path)
+    assert set(read_state_dict(path)) == {"weight", "bias"}

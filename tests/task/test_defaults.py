@@ -68,3 +68,19 @@ def test_default_optimizers_search_fine_tuning_learning_rates():
 def test_bad_time_limits_are_rejected(bad):
     with pytest.raises(ValueError, match="time_limits"):
         d.fit_defaults(Sizes(10, 300), backend="cpu", time_limits=bad)
+
+
+def test_default_nets_without_loadable_weights_are_left_out(monkeypatch):
+    """fit's default space drops a net whose pretrained weights do not load (one warning, recorded); when none
+    loads, the first stays; without check_weights (or for a user's space) nothing is dropped."""
+    missing = {"resnet50_v1b": "offline: resnet50-0676ba61.pth not cached"}
+    monkeypatch.setattr(d.models, "pretrained_unavailable", lambda name: missing.get(name))
+    got = d.fit_defaults(Sizes(100, 300), backend="gpu", check_weights=True)
+    assert got.net == "efficientnet_lite0" and got.left_out == missing
+    assert set(d.fit_defaults(Sizes(100, 300), backend="gpu").net.choices) == {"efficientnet_lite0", "resnet50_v1b"}
+    missing["efficientnet_lite0"] = "no wheel"
+    net, left_out = d.loadable_nets(Categorical("efficientnet_lite0", "resnet50_v1b"))
+    assert net == "efficientnet_lite0" and set(left_out) == {"resnet50_v1b"}
+    missing.clear()
+    space = Categorical("efficientnet_lite0", "resnet50_v1b")
+    assert d.loadable_nets(space) == (space, {})

@@ -36,8 +36,17 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     assert results.metadata["pretrained"] == {"cifar_resnet20_v1": False}
     assert results.metadata["head_init"] == "linear_probe"   # the default (applied only to pretrained nets)
     assert len(results.trials) == 2 and results.metadata["num_trials_completed"] == 2
-    assert results.leaderboard()[0]["trial_id"] == results.metadata["best_trial_id"]
-    assert results.leaderboard()[0]["best_reward"] == pytest.approx(results.reward)
+    assert results.metadata["default_nets_left_out"] == {}          # a net the user names is never dropped
+    # compile once per shape: the second trial of the search reuses the first one's programs
+    first, second = sorted(results.trials, key=lambda t: t["trial_id"])
+    assert first["results"][0]["compilations"] <= 10
+    assert [r["compilations"] for r in second["results"]] == [0] * len(second["results"])
+    best = results.leaderboard().iloc[0]
+    assert best["trial_id"] == results.metadata["best_trial_id"]
+    assert best["best_reward"] == pytest.approx(results.reward)
+    # the default executor: both trials ran in one persistent worker process (its compiled programs reused)
+    assert results.metadata["executor"] == "process_pool"
+    assert results.metadata["executor_stats"] == {"num_worker_processes_started": 1, "num_workers_killed": 0}
     assert dataset.init().synsets == ["dark", "light"]
 
 
@@ -88,7 +97,7 @@ def test_plot_training_curves_and_leaderboard(fitted, tmp_path):
     assert len(curves) == len(results.trials)
     assert [list(line.get_ydata()) for line in curves] == [t["rewards"] for t in results.trials]
     board = results.leaderboard()
-    assert [row["best_reward"] for row in board] == sorted((t["best_reward"] for t in results.trials), reverse=True)
+    assert list(board["best_reward"]) == sorted((t["best_reward"] for t in results.trials), reverse=True)
 
 
 def test_resume_keeps_finished_trials(fitted):
@@ -110,7 +119,7 @@ def test_hyperband_over_nets_optimizers_and_schedules_within_time_limits(image_f
     start = time.perf_counter()
     results = task.fit(dataset, ag.Nets(["cifar_resnet20_v1"]), optimizers, lr_scheduler=ag.List("poly", "cosine"),
                        search_strategy="hyperband", time_limits=limit, epochs=3, output_directory=tmp_path / "hb",
-                       **fast)
+                       executor="in_process", **fast)  # reuses the programs compiled by the tests before it
     elapsed = time.perf_counter() - start
     assert results.metadata["search_strategy"] == "hyperband"
     assert results.config["lr_scheduler"] in ("poly", "cosine")
@@ -141,6 +150,17 @@ def test_bad_inputs_have_clear_errors(image_folders, tmp_path):
         task.fit(dataset, lr_scheduler="linear", verbose=False)
 
 
+def test_one_class_is_refused_where_the_training_data_enters(tmp_path):
+    """A one-class folder used to fit with reward 1.0 and predict p=1.0; now Dataset and fit refuse it."""
+    one = write_folder(tmp_path / "one", 4, 0, classes=("cats",))
+    with pytest.raises(ValueError, match=r"has 1 class \['cats'\]; classification needs at least 2 classes"):
+        task.Dataset(train_path=str(one))
+    from jaxgluon.task.dataset import ImageDataset
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        task.fit(ImageDataset("one", str(one), None), num_trials=1, verbose=False)
+    assert task.Dataset(test_path=str(one)).synsets == ["cats"]     # test data may hold one class
+
+
 def test_builtin_digits_dataset():
     train = task.Dataset(name="digits")
     test = task.Dataset(name="digits", train=False)
@@ -149,3 +169,69 @@ def test_builtin_digits_dataset():
     assert abs(len(test) / 1797 - 0.2) < 0.01
     with pytest.raises(ValueError, match="Dataset needs"):
         task.Dataset()
+
+
+def _cells(html_text: str) -> tuple[dict[str, str], list[list[str]]]:
+    """The summary's (label -> value) fields and the leaderboard's rows, parsed as XML (so it must be well formed)."""
+    import xml.etree.ElementTree as ET
+    root = ET.fromstring(html_text)
+    fields_table, *board = root.findall("table")
+    fields = {tr.find("th").text: tr.find("td").text for tr in fields_table.findall("tr")}
+    rows = [["".join(cell.itertext()) for cell in tr] for tr in board[0].findall("tr")] if board else []
+    return fields, rows
+
+
+def test_results_html_summary_and_dataframe_leaderboard(fitted):
+    pd = pytest.importorskip("pandas")
+    _, results, _ = fitted
+    failed = {"trial_id": 7, "config": dict(results.config, lr_scheduler="<poly>"), "status": "ERROR",
+              "rewards": [], "best_reward": None, "num_epochs": 0, "error": "ValueError: bad <input>",
+              "start_time_s": 1.0, "end_time_s": 2.5}
+    shown = Results(results.reward, results.config, results.metadata, [*results.trials, failed], results.model,
+                    results.experiment_dir)
+    board = shown.leaderboard()
+    assert isinstance(board, pd.DataFrame) and len(board) == 3
+    assert list(board["trial_id"])[-1] == 7 and board["status"].iloc[-1] == "ERROR"   # failed trial last
+    assert list(board["trial_id"][:2]) == [t["trial_id"] for t in sorted(results.trials,
+                                                                          key=lambda t: -t["best_reward"])]
+    assert board["optimizer"].iloc[0] == "adam" and board["optimizer.learning_rate"].iloc[0] == 3e-3
+    assert board["seconds"].iloc[-1] == pytest.approx(1.5)
+    columns = list(board.columns)
+    assert columns[:7] == ["trial_id", "best_reward", "status", "epochs", "seconds", "net", "optimizer"]
+    assert columns[-1] == "error" and all(c.startswith("optimizer.") for c in columns[7:columns.index("lr_scheduler")])
+    assert board.to_dict("records")[0]["net"] == "cifar_resnet20_v1"
+    assert "best_reward" in board.to_string()   # prints in a terminal
+
+    fields, rows = _cells(shown._repr_html_())
+    assert fields["validation top-1"] == f"{results.reward:.4g} (trial {results.metadata['best_trial_id']})"
+    assert fields["net"] == "cifar_resnet20_v1"
+    assert fields["optimizer"].startswith("adam(learning_rate=0.003")
+    assert fields["lr_scheduler"] == results.config["lr_scheduler"]
+    assert fields["trials"] == "2 completed, 1 error"
+    assert fields["pretrained"] == "cifar_resnet20_v1=False"
+    header, *body = rows
+    assert header[:3] == ["trial_id", "best_reward", "status"]
+    assert [row[0] for row in body] == [str(t) for t in board["trial_id"]]
+    assert "ValueError: bad <input>" in body[-1] and "<poly>" in body[-1]   # escaped in the HTML, text again here
+    text = repr(shown)
+    assert "\n" not in text and text.startswith(f"Results(reward={results.reward:.4f}")
+
+
+def test_plot_is_returned_and_not_left_open(fitted, tmp_path):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    _, results, _ = fitted
+    plt.close("all")
+    fig = results.plot_training_curves(tmp_path / "curves.png")
+    assert plt.get_fignums() == []     # saved: closed in pyplot, so scripts do not pile up figures
+    fig.savefig(tmp_path / "again.png")   # the returned Figure still renders
+    assert (tmp_path / "again.png").stat().st_size > 1000
+    fig = results.plot_training_curves()
+    assert len(fig.axes) == 2 and plt.get_fignums() == [fig.number]   # no path, no Jupyter: left for plt.show()
+    plt.close("all")
+
+
+def test_task_fit_shows_the_real_signature_and_docstring():
+    import inspect
+    from jaxgluon.task.fit import fit
+    assert inspect.signature(task.fit) == inspect.signature(fit)
+    assert "time_limits" in inspect.signature(task.fit).parameters and task.fit.__doc__ == fit.__doc__

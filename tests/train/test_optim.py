@@ -120,16 +120,53 @@ def test_bare_optimizer_config_uses_constant_rate():
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
-def test_trials_differing_only_in_numbers_share_one_program(name):
-    """Hyperparameters are optimizer state, so the persistent compilation cache serves every such trial."""
+def test_trials_share_one_program_whatever_their_optimizer_and_schedule(name):
+    """Every number, the optimizer kind and the schedule are optimizer state: one program serves every trial."""
     params = {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)}
     grads = jax.tree.map(lambda p: 0.1 * jnp.ones_like(p), params)
 
-    def lowered(optimizer):
-        tx = make_optimizer({"optimizer": optimizer, "lr_scheduler": "cosine"}, steps_per_epoch=7, epochs=3)
+    def lowered(optimizer, schedule="cosine"):
+        tx = make_optimizer({"optimizer": optimizer, "lr_scheduler": schedule}, steps_per_epoch=7, epochs=3)
         return jax.jit(lambda p, s, g: tx.update(g, s, p)).lower(params, tx.init(params), grads).as_text()
 
     a = {"name": name, "learning_rate": 0.1, "wd": 1e-4}
     b = {"name": name, "learning_rate": 0.003, "wd": 0.02, **({"momentum": 0.5} if name == "sgd" else {"beta1": 0.8})}
     assert lowered(a) == lowered(b)
-    assert lowered(a) != lowered({**a, "name": "adam" if name == "sgd" else "sgd"})
+    assert lowered(a) == lowered({**a, "name": "adam" if name == "sgd" else "sgd"})
+    assert lowered(a) == lowered(b, "poly") == lowered(a, "step")
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("warmup_epochs", [0.0, 1.5])
+def test_in_program_schedule_equals_make_schedule(name, warmup_epochs):
+    """schedule_shape (the schedule chosen by arrays inside the step) gives make_schedule's values."""
+    from jaxgluon.train.optim import schedule_shape, trial_hyperparams
+    kw = {"lr_step_epochs": [0.5, 3, 3], "lr_step_factor": 0.5} if name == "step" else {"lr_poly_power": 2.0}
+    trial = TrialConfig.from_dict({"lr_scheduler": name, "warmup_epochs": warmup_epochs, **kw})
+    h = trial_hyperparams(trial, SPE, EPOCHS)
+    t = np.arange(TOTAL + 3)
+    got = np.asarray(jax.jit(jax.vmap(lambda c: schedule_shape(h, c)))(jnp.asarray(t)))
+    ref = make_schedule(name, 1.0, SPE, EPOCHS, warmup_epochs=warmup_epochs, poly_power=2.0,
+                        step_epochs=kw.get("lr_step_epochs"), step_factor=0.5)
+    np.testing.assert_allclose(got, np.asarray(jax.vmap(ref)(jnp.asarray(t))), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_matches_optax_reference(name):
+    """Adam (coupled L2) / AdamW (decoupled) under the cosine schedule equal optax's own chains."""
+    cfg = {"name": name, "learning_rate": 0.05, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "wd": 0.01}
+    tx = make_optimizer({"optimizer": cfg, "lr_scheduler": "cosine"}, steps_per_epoch=3, epochs=2)
+    sched = optax.cosine_decay_schedule(0.05, 6)
+    adam = optax.scale_by_adam(b1=0.8, b2=0.99, eps=1e-6)
+    decay = optax.add_decayed_weights(0.01, mask=lambda p: jax.tree.map(lambda x: x.ndim >= 2, p))
+    ref = optax.chain(*([adam, decay] if name == "adamw" else [decay, adam]), optax.scale_by_learning_rate(sched))
+    w = {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.ones(3)}
+    loss = lambda p: jnp.sum(jnp.sin(p["kernel"])) + jnp.sum(p["bias"] ** 2)
+    a, b = w, w
+    sa, sb = tx.init(w), ref.init(w)
+    for _ in range(6):
+        ua, sa = jax.jit(tx.update)(jax.grad(loss)(a), sa, a)
+        ub, sb = ref.update(jax.grad(loss)(b), sb, b)
+        a, b = optax.apply_updates(a, ua), optax.apply_updates(b, ub)
+    for k in w:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)

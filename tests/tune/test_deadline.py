@@ -20,7 +20,7 @@ def _slow_epochs(config, reporter):
 def test_reporter_knows_the_deadline_and_long_epochs_stop_within_it(tmp_path):
     start = time.monotonic()
     result = ag.tune(_slow_epochs, {"x": ag.Real(0.0, 1.0)}, num_trials=50, time_limits=1.0, epochs=100,
-                     output_directory=tmp_path / "exp", journal_sync="flush")
+                     output_directory=tmp_path / "exp", journal_sync="flush", executor="in_process")
     elapsed = time.monotonic() - start
     assert elapsed < 1.0 + 0.4 + 1.0  # at most one step past the limit, plus setup -- not a whole 0.4 s epoch more
     assert result.trials[0]["status"] == "STOPPED"
@@ -34,7 +34,7 @@ def test_trial_cut_before_its_first_report_is_stopped_not_failed(tmp_path):
             time.sleep(0.01)
 
     result = ag.tune(never_reports_in_time, {"x": ag.Real(0.0, 1.0)}, num_trials=3, time_limits=0.3, epochs=2,
-                     output_directory=tmp_path / "exp", journal_sync="flush")
+                     output_directory=tmp_path / "exp", journal_sync="flush", executor="in_process")
     assert [t["status"] for t in result.trials] == ["STOPPED"]
     assert "time limit" in result.trials[0]["error"]
     assert result.best_trial_id is None

@@ -12,6 +12,7 @@ from jaxgluon.tune.journal import read_journal
 def run(tmp_path, configs, epochs=3, **kwargs):
     searcher = ListSearcher(configs)
     kwargs.setdefault("num_trials", len(configs))
+    kwargs.setdefault("executor", "in_process")  # runner logic; the executors have their own tests
     result = tune(scripted_trial, None, search_strategy=searcher, epochs=epochs,
                   output_directory=tmp_path / "exp", **kwargs)
     return result, searcher

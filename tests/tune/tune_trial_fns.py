@@ -16,7 +16,9 @@ def scripted_trial(config: dict, reporter) -> None:
     """Trains 'epochs' of a fake model whose state (the epoch) lives in reporter.checkpoint_dir.
 
     Config keys besides 'x': sleep (seconds per epoch), fail_at / nan_at / kill_at / hang_at (an epoch),
-    interrupt_at (an epoch: Ctrl-C in the driver, first launch only), forever (ignore max_epochs).
+    interrupt_at (an epoch: Ctrl-C in the driver, first launch only), forever (ignore max_epochs), exit_at (an
+    epoch: os._exit(3)), stall_at (an epoch: sleeps 60 s, first launch only). Every finished epoch is appended to
+    epochs.log (with the pid) before it is reported.
     """
     state_file = reporter.checkpoint_dir / "state.json"
     start = json.loads(state_file.read_text())["epoch"] if state_file.exists() else 0
@@ -37,8 +39,14 @@ def scripted_trial(config: dict, reporter) -> None:
             raise KeyboardInterrupt
         if epoch == config.get("hang_at"):
             time.sleep(3600)
+        if epoch == config.get("exit_at"):
+            os._exit(3)
+        if epoch == config.get("stall_at") and first_launch:
+            time.sleep(60)
         reward = float("nan") if epoch == config.get("nan_at") else curve(config["x"], epoch)
         state_file.write_text(json.dumps({"epoch": epoch}))
+        with open(reporter.checkpoint_dir / "epochs.log", "a") as f:
+            f.write(f"{epoch} {os.getpid()}\n")
         if reporter(epoch=epoch, reward=reward, train_loss=1.0 / epoch) != "CONTINUE":
             return
 

@@ -14,6 +14,7 @@ import os
 import pathlib
 import tempfile
 import urllib.request
+from typing import Callable
 
 __all__ = ["download", "sha256_of", "ChecksumError", "IncompleteDownloadError"]
 
@@ -46,12 +47,14 @@ def check_sha256(path: str | os.PathLike, sha256_prefix: str | None) -> None:
 
 
 def download(url: str, directory: str | os.PathLike, *, filename: str | None = None,
-             sha256_prefix: str | None = None, timeout: float = 30.0) -> pathlib.Path:
+             sha256_prefix: str | None = None, verify: Callable[[pathlib.Path], None] | None = None,
+             timeout: float = 30.0) -> pathlib.Path:
     """Fetch ``url`` into ``directory/filename`` unless that file exists; return its path.
 
-    The body streams into a temporary file in the same directory, is checked against ``sha256_prefix`` and the
-    announced Content-Length, and only then renamed into place, so an interrupted or corrupt download never
-    leaves a file at the final path.
+    The body streams into a temporary file in the same directory, is checked against ``sha256_prefix``, the
+    announced Content-Length and ``verify`` (called with the temporary file's path; it raises to refuse the file,
+    e.g. :class:`ChecksumError` for a checksum of the archive's content), and only then renamed into place, so an
+    interrupted or corrupt download never leaves a file at the final path.
     """
     directory = pathlib.Path(directory)
     target = directory / (filename or url.rsplit("/", 1)[-1])
@@ -77,6 +80,8 @@ def download(url: str, directory: str | os.PathLike, *, filename: str | None = N
         if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix.lower()):
             raise ChecksumError(f"{url}: sha256 {digest.hexdigest()[:16]}... does not start with the published "
                                 f"{sha256_prefix}; refusing the file")
+        if verify is not None:
+            verify(pathlib.Path(tmp_name))
         os.replace(tmp_name, target)
     except BaseException:
         if os.path.exists(tmp_name):

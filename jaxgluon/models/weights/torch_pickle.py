@@ -5,7 +5,9 @@ as ``<archive>/data/<key>`` members, in the legacy format as blobs appended afte
 name any importable callable, so loading it with ``pickle.load`` executes whatever the file asks for.
 :class:`RestrictedUnpickler` resolves only the few globals a state dict needs (the tensor-rebuild helpers, the
 storage types, ``collections.OrderedDict``) to harmless local stand-ins and refuses every other global with
-:class:`UnsafeCheckpointError` before anything is called.
+:class:`UnsafeCheckpointError` before anything is called. Loading is hermetic: each unpickler builds its own
+stand-ins, which refuse pickle's BUILD (``__setstate__``) and have no ``__dict__``, so no file can change what a
+later load in the same process sees.
 
 Example::
 
@@ -47,24 +49,61 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """The checkpoint's pickle names a global outside the tensor-rebuild allow-list; nothing was executed."""
 
 
-class _StorageType:
+class _Sealed:
+    """Base of the loader's own objects: no ``__dict__``, and pickle's BUILD opcode on them is refused."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafeCheckpointError(
+            f"refusing to set state on {self!r}: a weights file may not modify the loader's objects (pickle BUILD)")
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} is the checkpoint reader's own object and is not picklable")
+
+
+class _StorageType(_Sealed):
     """Stand-in for ``torch.FloatStorage`` and friends: only carries the element dtype."""
+
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name: str):
         self.name = name
         self.dtype = STORAGE_DTYPES[name]
 
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
 
-class _Storage:
+
+class _Global(_Sealed):
+    """An allow-listed callable (the tensor-rebuild helpers, ``OrderedDict``) as the pickle sees it."""
+
+    __slots__ = ("name", "_fn")
+
+    def __init__(self, name: str, fn: Any):
+        self.name, self._fn = name, fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class _Storage(_Sealed):
     """A storage referenced by the pickle; ``data`` (a flat numpy array) is filled in once its bytes are read."""
+
+    __slots__ = ("key", "dtype", "numel", "data")
 
     def __init__(self, key: str, dtype: np.dtype, numel: int):
         self.key, self.dtype, self.numel = key, dtype, numel
         self.data: np.ndarray | None = None
 
 
-class _LazyTensor:
+class _LazyTensor(_Sealed):
     """A tensor whose storage bytes may not be read yet (the legacy format stores them after the pickle)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
 
     def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]):
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
@@ -104,26 +143,35 @@ def _ordered_dict(*args):
     return collections.OrderedDict(*args)
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+_ALLOWED_CALLABLES: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): _ordered_dict,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
 
+def allowed_globals() -> dict[tuple[str, str], Any]:
+    """A fresh set of the stand-ins a pickle may name (one per load: nothing is shared between loads)."""
+    return {**{key: _Global(".".join(key), fn) for key, fn in _ALLOWED_CALLABLES.items()},
+            **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES}}
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only knows the tensor-rebuild globals; ``storages`` collects the storages it met by key."""
+    """Unpickler that only knows the tensor-rebuild globals; ``storages`` collects the storages it met by key.
+
+    Its stand-ins are its own (:func:`allowed_globals`), and refuse BUILD/``__setstate__``.
+    """
 
     def __init__(self, file: BinaryIO):
         super().__init__(file)
         self.storages: dict[str, _Storage] = {}
+        self._globals = allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return self._globals[(module, name)]
         except KeyError:
             raise UnsafeCheckpointError(
                 f"refusing to load global {module}.{name}: a weights file may only rebuild tensors "

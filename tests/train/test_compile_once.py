@@ -1,0 +1,63 @@
+"""Compile once per shape: in one process the first trial of a (net, image size, batch, dtype, mesh) compiles a
+handful of programs, and every later trial of that shape -- whatever its optimizer, schedule, label smoothing or
+BatchNorm freezing -- compiles and traces nothing."""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import pytest
+
+from jaxgluon.models.registry import INITIALIZERS
+from jaxgluon.train import TrialSpec, train_trial
+from jaxgluon.train.compile_count import CompileCounter
+from jaxgluon.train.linear_probe import FEATURES
+from jaxgluon.train.steps import PROGRAMS
+
+from tests.conftest import SHARED
+
+
+class Reporter:
+    def __init__(self, directory: pathlib.Path, seed: int):
+        self.trial_id, self.seed, self.max_epochs = seed, seed, 1
+        self.checkpoint_dir = directory
+        directory.mkdir(parents=True)
+        self.results: list[dict] = []
+
+    def __call__(self, **result):
+        self.results.append(result)
+        return "CONTINUE"
+
+
+CONFIGS = [
+    {"net": "cifar_resnet20_v1", "optimizer": {"name": "sgd", "learning_rate": 0.01}, "lr_scheduler": "cosine"},
+    {"net": "cifar_resnet20_v1", "optimizer": {"name": "adam", "learning_rate": 1e-3, "wd": 1e-4},
+     "lr_scheduler": "poly", "label_smoothing": 0.1, "warmup_epochs": 0.5},
+    {"net": "cifar_resnet20_v1", "optimizer": {"name": "adamw", "learning_rate": 3e-4}, "lr_scheduler": "step"},
+]
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_later_trials_compile_nothing(tmp_path, monkeypatch, freeze):
+    weights = SHARED / "weights" / "cifar10_resnet"
+    if weights.is_dir():   # pretrained: the linear probe's feature extractor and head fit are counted too
+        monkeypatch.setenv("JAXGLUON_WEIGHTS_PATH", str(weights))
+    spec = TrialSpec(train_data="digits:train", image_size=16, batch_size=32, compilation_cache=False,
+                     freeze_batchnorm=freeze, pretrained="auto" if weights.is_dir() else False)
+    jax.clear_caches()            # a fresh process, as far as compiled programs go
+    PROGRAMS.clear()
+    INITIALIZERS.clear()
+    FEATURES.clear()
+    runs = []
+    for i, config in enumerate(CONFIGS if not freeze else CONFIGS[:2]):   # keep the suite short
+        reporter = Reporter(tmp_path / str(i), seed=i)
+        with CompileCounter() as counter:
+            train_trial(config, reporter, spec)
+        runs.append((reporter.results[0], counter))
+    first, first_counter = runs[0]
+    assert first["compilations"] == first_counter.compilations <= 10, first_counter.programs
+    assert {"jit(train_step)", "jit(eval_step)"} <= set(first_counter.programs)
+    for result, counter in runs[1:]:
+        assert result["compilations"] == 0 and result["compile_seconds"] == 0.0, counter.programs
+        assert counter.compilations == 0 and counter.traces == 0, (counter.programs, counter.traced)
+        assert 0.0 <= result["reward"] <= 1.0
