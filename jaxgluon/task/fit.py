@@ -79,7 +79,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         abandoned at the limits, not killed).
       trial_timeout: seconds a trial may go without reporting an epoch before it is killed as hung ('auto':
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
-      population_size: train up to this many trials of one net (and image/batch size, optimizer family) at once
+      population_size: train up to this many trials of one net (and image size, batch size) at once
         as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
     Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
     warning recorded in ``metadata['default_nets_left_out']``.

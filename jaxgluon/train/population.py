@@ -1,14 +1,16 @@
-"""Population trials: K configs of one (net, image size, batch size, optimizer family) trained as one program.
+"""Population trials: K configs of one (net, image size, batch size) trained as one program.
 
 Parameters, BatchNorm statistics and optimizer state carry a leading member axis; one ``jax.vmap`` of the ordinary
 ``train_step``/``eval_step`` (``jaxgluon.train.steps``) is jit-compiled once per population and advances every
 member by one step (on CPU the program loops over members with ``jax.lax.map`` inside the same compiled program;
 see ``Population``'s ``vmap_members``). What differs between members is data, not program:
 
-- learning rate, momentum / betas / eps, weight decay and the schedule choice (a one-hot over ``SCHEDULES``) are
-  ``optax.inject_hyperparams`` state of the population optimizer (:func:`population_optimizer`), so a member's
-  numbers live in its own slice of the optimizer state;
-- label smoothing is a per-member array argument of the step;
+- the optimizer kind (SGD, Adam, AdamW), learning rate, momentum / betas / eps, weight decay and the schedule (kind,
+  warmup, power, boundaries) are the ``hyperparams`` of the trial optimizer's state (``optim.TrialOptState``, the
+  one optimizer program of every trial), so a member's numbers live in its own slice of the stacked optimizer
+  state, and members of different optimizer families share the program;
+- label smoothing and the frozen-BatchNorm flag are the member's slice of the stacked ``TrainState.hparams``,
+  which the ordinary ``train_step`` reads;
 - each member has its own data order (its own loader seeded with its trial seed, exactly the batches an ordinary
   trial with that seed sees), or, with ``shared_batches=True``, every member trains on the same batches (one
   loader: faster input pipeline, less diversity).
@@ -42,15 +44,14 @@ from typing import Any, Iterator, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled_features, set_head
-from jaxgluon.train.optim import SCHEDULES, TrialConfig, _adam, _sgd, make_schedule
-from jaxgluon.train.state import TrainState, create_train_state
+from jaxgluon.train.optim import TrialConfig, optimizer_from_trial, trial_hyperparams
+from jaxgluon.train.state import TrainState, create_train_state, step_hparams
 from jaxgluon.train.steps import eval_step, train_step
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain
 
@@ -65,18 +66,19 @@ MEMORY_FRACTION = 0.8
 
 
 def population_key(config: Mapping[str, Any], spec: TrialSpec) -> tuple:
-    """What configs must share to train in one population: everything that shapes the program.
+    """What configs must share to train in one population: everything that shapes the program (the net, the
+    image size, the batch size). Optimizer, schedule and their numbers are state, so they may differ.
 
     >>> spec = TrialSpec(train_data='digits', image_size=8)
     >>> a = population_key({'net': 'cifar_resnet20_v1', 'optimizer': {'name': 'sgd', 'learning_rate': 0.1}}, spec)
     >>> a == population_key({'net': 'cifar_resnet20_v1', 'lr_scheduler': 'poly', 'label_smoothing': 0.1,
-    ...                      'optimizer': {'name': 'sgd', 'learning_rate': 0.01, 'momentum': 0.5}}, spec)
+    ...                      'optimizer': {'name': 'adamw', 'learning_rate': 0.01}}, spec)
     True
+    >>> a == population_key({'net': 'cifar_resnet56_v1'}, spec)
+    False
     """
     trial = TrialConfig.from_dict(strip_clone(config))
-    return (trial.net, spec.image_size, trial.batch_size or spec.batch_size, trial.optimizer["name"],
-            bool(trial.optimizer.get("nesterov", False)), trial.warmup_epochs, trial.lr_poly_power,
-            trial.lr_step_epochs, trial.lr_step_factor)
+    return (trial.net, spec.image_size, trial.batch_size or spec.batch_size)
 
 
 def strip_clone(config: Mapping[str, Any]) -> dict:
@@ -84,57 +86,16 @@ def strip_clone(config: Mapping[str, Any]) -> dict:
     return {k: v for k, v in config.items() if k != CLONE_KEY}
 
 
-# ---- the population optimizer ---------------------------------------------------------------------------------
-def _mixed_shape(schedule_weights: jax.Array, shapes: tuple) -> Any:
-    def shape(count: jax.Array) -> jax.Array:  # exact for a one-hot: 1 * s(t) + nothing else
-        return sum(jnp.where(schedule_weights[i] > 0, schedule_weights[i] * s(count), 0.0)
-                   for i, s in enumerate(shapes))
-    return shape
-
-
-def _population_sgd(learning_rate, momentum, wd, schedule_weights, shapes, nesterov):
-    return _sgd(learning_rate, momentum, wd, shape=_mixed_shape(schedule_weights, shapes), nesterov=nesterov)
-
-
-def _population_adam(learning_rate, b1, b2, eps, wd, schedule_weights, shapes, decoupled):
-    return _adam(learning_rate, b1, b2, eps, wd, shape=_mixed_shape(schedule_weights, shapes), decoupled=decoupled)
-
-
-def member_hyperparams(trial: TrialConfig) -> dict[str, Any]:
-    """A member's optimizer-state hyperparameters (what :func:`population_optimizer` injects)."""
-    opt = trial.optimizer
-    hyper = {"learning_rate": float(opt["learning_rate"]), "wd": float(opt["wd"]),
-             "schedule_weights": np.eye(len(SCHEDULES), dtype=np.float32)[SCHEDULES.index(trial.lr_scheduler)]}
-    if opt["name"] == "sgd":
-        hyper["momentum"] = float(opt["momentum"])
-    else:
-        hyper.update(b1=float(opt["beta1"]), b2=float(opt["beta2"]), eps=float(opt["eps"]))
-    return hyper
-
-
-def population_optimizer(trial: TrialConfig, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-    """``optim.optimizer_from_trial``'s optimizer with the schedule choice as injected state too.
-
-    The schedule is ``sum_i w_i * shape_i(t)`` over every name in ``SCHEDULES`` (each built from ``trial``'s
-    warmup/poly/step settings), with ``w`` a member's one-hot ``schedule_weights``: for one member it is exactly
-    the ordinary trial's schedule.
-    """
-    shapes = tuple(make_schedule(name, 1.0, steps_per_epoch, epochs, warmup_epochs=trial.warmup_epochs,
-                                 poly_power=trial.lr_poly_power, step_epochs=trial.lr_step_epochs,
-                                 step_factor=trial.lr_step_factor) for name in SCHEDULES)
-    hyper = member_hyperparams(trial)
-    if trial.optimizer["name"] == "sgd":
-        factory = optax.inject_hyperparams(_population_sgd, static_args=("shapes", "nesterov"))
-        return factory(shapes=shapes, nesterov=bool(trial.optimizer["nesterov"]), **hyper)
-    factory = optax.inject_hyperparams(_population_adam, static_args=("shapes", "decoupled"))
-    return factory(shapes=shapes, decoupled=trial.optimizer["name"] == "adamw", **hyper)
-
-
-def with_hyperparams(state: TrainState, hyper: Mapping[str, Any]) -> TrainState:
-    """``state`` (one member) with its injected optimizer hyperparameters replaced."""
+# ---- per-member hyperparameters ------------------------------------------------------------------------------
+def with_hyperparams(state: TrainState, trial: TrialConfig, steps_per_epoch: int, epochs: int,
+                     freeze_batchnorm: bool) -> TrainState:
+    """``state`` (one member) with ``trial``'s optimizer hyperparameters (``optim.trial_hyperparams``: kind,
+    numbers, schedule) and step hyperparameters (label smoothing, the frozen-BatchNorm flag)."""
     opt = state.opt_state
-    new = {k: jnp.asarray(hyper[k], dtype=v.dtype) if k in hyper else v for k, v in opt.hyperparams.items()}
-    return state.replace(opt_state=opt._replace(hyperparams=new))
+    hyper = trial_hyperparams(trial, steps_per_epoch, epochs)
+    new = {k: np.asarray(hyper[k], dtype=np.asarray(v).dtype) for k, v in opt.hyperparams.items()}
+    return state.replace(opt_state=opt._replace(hyperparams=new),
+                         hparams=step_hparams(trial.label_smoothing, freeze_batchnorm))
 
 
 # ---- memory ---------------------------------------------------------------------------------------------------
@@ -217,38 +178,31 @@ class Population:
         self.eval_batch_size = spec.eval_batch_size or self.batch_size
         self.steps_per_epoch = jdata.steps_per_epoch(len(self.train_src), self.batch_size)
         self.dtype = jnp.bfloat16 if spec.use_mixed_precision() else jnp.float32
-        self.tx = population_optimizer(self.family, self.steps_per_epoch, self.max_epochs)
-        # a template member: the program's shapes and the population-wide BatchNorm choice
-        template, meta = self._fresh_state(self.family, strip_clone(config), seed=0, probe=False)
-        self.freeze_batchnorm = bool(meta["freeze_batchnorm"])
+        self.tx = optimizer_from_trial(self.family, self.steps_per_epoch, self.max_epochs)
+        # a template member: the program's shapes (every member's numbers are its own slice of the state)
+        template, _ = self._fresh_state(self.family, strip_clone(config), seed=0, probe=False)
         self.graphdef = template.graphdef
         self._build_steps()
         self.capacity, self._train = self._choose_capacity(capacity, template)
         self.state = jax.tree.map(lambda x: jnp.stack([x] * self.capacity), template)
-        self.label_smoothing = np.zeros((self.capacity,), np.float32)
         self.slots: list[_Member | None] = [None] * self.capacity
         self._shared_iter: Iterator[dict] | None = None
         self.num_compiles = 1
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
-        freeze, shared = self.freeze_batchnorm, self.shared_batches
+        shared = self.shared_batches
         chunk = self._vmap_members
         if chunk == "auto":
             chunk = 1 if self.device.platform == "cpu" else None
         self.vmap_members = chunk  # None: every member in one vmap
 
-        def member_step(state, batch, label_smoothing):
-            return train_step(state, batch, label_smoothing, freeze_batchnorm=freeze)
-
-        def step(state, batch, label_smoothing):
+        def step(state, batch):  # the ordinary train_step: it reads each member's hparams from its state
             if chunk is None:
-                return jax.vmap(member_step, in_axes=(0, None if shared else 0, 0))(state, batch, label_smoothing)
+                return jax.vmap(train_step, in_axes=(0, None if shared else 0))(state, batch)
             if shared:
-                return jax.lax.map(lambda a: member_step(a[0], batch, a[1]), (state, label_smoothing),
-                                   batch_size=chunk if chunk > 1 else None)
-            return jax.lax.map(lambda a: member_step(*a), (state, batch, label_smoothing),
-                               batch_size=chunk if chunk > 1 else None)
+                return jax.lax.map(lambda s: train_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
+            return jax.lax.map(lambda a: train_step(*a), (state, batch), batch_size=chunk if chunk > 1 else None)
 
         def evaluate(state, batch):
             if chunk is None:
@@ -268,7 +222,7 @@ class Population:
         batch = {"image": jax.ShapeDtypeStruct(lead + (b, s, s, 3), jnp.float32),
                  "label": jax.ShapeDtypeStruct(lead + (b,), jnp.int32),
                  "mask": jax.ShapeDtypeStruct(lead + (b,), jnp.bool_)}
-        return state, batch, jax.ShapeDtypeStruct((k,), jnp.float32)
+        return state, batch
 
     def _compile_train(self, k: int, template: TrainState) -> Any:
         return self._train_fn.lower(*self._abstract_args(k, template)).compile()
@@ -311,7 +265,7 @@ class Population:
             def extract() -> tuple[np.ndarray, np.ndarray]:
                 loader = jdata.make_loader(self.train_src, batch_size=self.eval_batch_size,
                                            image_size=self.image_size, mean=self.mean, std=self.std, train=False,
-                                           worker_count=self.spec.worker_count)
+                                           worker_count=self.spec.worker_count, cache=self.spec.cache)
                 return pooled_features(model, loader, deadline)
 
             set_head(model, *fit_linear_head(*cached_features(key, extract), len(self.class_names)))
@@ -323,7 +277,11 @@ class Population:
         state = create_train_state(model, self.tx)
         if hasattr(self, "graphdef"):
             state = state.replace(graphdef=self.graphdef)
-        return with_hyperparams(state, member_hyperparams(trial)), meta
+        return self._with_hyperparams(state, trial, meta), meta
+
+    def _with_hyperparams(self, state: TrainState, trial: TrialConfig, meta: Mapping[str, Any]) -> TrainState:
+        return with_hyperparams(state, trial, self.steps_per_epoch, self.max_epochs,
+                                bool(meta.get("freeze_batchnorm", False)))
 
     @property
     def members(self) -> dict[int, int]:
@@ -365,14 +323,13 @@ class Population:
             ckpt.close()
             raise
         self.state = self._put(self.state, slot, jax.device_put(member_state, self.device))
-        self.label_smoothing[slot] = trial.label_smoothing
         closer = contextlib.ExitStack()
         batches = None
         if not self.shared_batches:
             loader = jdata.make_loader(self.train_src, batch_size=self.batch_size, image_size=self.image_size,
                                        mean=self.mean, std=self.std, train=True, seed=int(seed), start_epoch=start,
                                        num_epochs=self.max_epochs, worker_count=self.spec.worker_count,
-                                       augment=self.spec.augment)
+                                       augment=self.spec.augment, cache=self.spec.cache)
             batches = closer.enter_context(contextlib.closing(iter(loader)))
         self.slots[slot] = _Member(trial_id, clean, trial, int(seed), self.max_epochs, start, meta, ckpt, batches,
                                    closer, {})
@@ -380,13 +337,12 @@ class Population:
 
     def _initial_member(self, trial: TrialConfig, clean: dict, clone: Mapping | None, ckpt: TrialCheckpointer,
                         checkpoint_dir: Any, seed: int, deadline: float | None) -> tuple[TrainState, dict, int]:
-        hyper = member_hyperparams(trial)
         template = self._take(self.state, 0)
         latest = ckpt.latest_epoch()
         own_meta = ckpt.restore_meta(latest) if latest else None
         if latest and (clone is None or own_meta.get("pbt_exploit") == clone.get("exploit")):
             state = ckpt.restore(latest, template)
-            return with_hyperparams(state, hyper), own_meta, latest
+            return self._with_hyperparams(state, trial, own_meta), own_meta, latest
         if clone is not None:
             source, epoch = int(clone["trial_id"]), int(clone["epoch"])
             slot = self.members.get(source)
@@ -402,7 +358,7 @@ class Population:
             ckpt.delete_from(epoch + 1)
             meta.update(config=_json_plain(clean), seed=int(seed), pbt_exploit=clone.get("exploit"),
                         pbt_source=source)
-            return with_hyperparams(state, hyper), meta, epoch
+            return self._with_hyperparams(state, trial, meta), meta, epoch
         state, meta = self._fresh_state(trial, clean, seed, deadline=deadline)
         return state, meta, 0
 
@@ -425,7 +381,7 @@ class Population:
                 loader = jdata.make_loader(self.train_src, batch_size=self.batch_size, image_size=self.image_size,
                                            mean=self.mean, std=self.std, train=True, seed=self.spec.split_seed,
                                            num_epochs=10**6, worker_count=self.spec.worker_count,
-                                           augment=self.spec.augment)
+                                           augment=self.spec.augment, cache=self.spec.cache)
                 self._shared_iter = iter(loader)
             return next(self._shared_iter)
         per_slot: list[dict | None] = [None] * self.capacity
@@ -454,7 +410,7 @@ class Population:
                     return None
             batch = self._next_batches(active)
             t0 = time.perf_counter()
-            self.state, metrics = self._train(self.state, batch, jnp.asarray(self.label_smoothing))
+            self.state, metrics = self._train(self.state, batch)
             sums.append(metrics)
             if i == 0:
                 jax.block_until_ready(metrics)
@@ -499,7 +455,8 @@ class Population:
 
     def _evaluate(self) -> dict[str, np.ndarray]:
         loader = jdata.make_loader(self.val_src, batch_size=self.eval_batch_size, image_size=self.image_size,
-                                   mean=self.mean, std=self.std, train=False, worker_count=self.spec.worker_count)
+                                   mean=self.mean, std=self.std, train=False, worker_count=self.spec.worker_count,
+                                   cache=self.spec.cache)
         metrics = [self._eval(self.state, batch) for batch in loader]
         host = jax.device_get(metrics)
         return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}

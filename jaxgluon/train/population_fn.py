@@ -34,8 +34,7 @@ from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
-from jaxgluon.train.population import (CLONE_KEY, Population, member_hyperparams, population_key, strip_clone,
-                                       with_hyperparams)
+from jaxgluon.train.population import CLONE_KEY, Population, population_key, strip_clone, with_hyperparams
 from jaxgluon.train.state import create_train_state
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _json_plain, train_trial
 from jaxgluon.train.steps import make_mesh
@@ -82,7 +81,8 @@ def clone_through_checkpoint(config: dict, clone: Mapping[str, Any], reporter: A
         trial = TrialConfig.from_dict(config)
         train_src, _ = spec.sources()
         batch_size = _batch_size(trial.batch_size or spec.batch_size, make_mesh().size, len(train_src))
-        tx = optimizer_from_trial(trial, jdata.steps_per_epoch(len(train_src), batch_size), int(reporter.max_epochs))
+        steps_per_epoch = jdata.steps_per_epoch(len(train_src), batch_size)
+        tx = optimizer_from_trial(trial, steps_per_epoch, int(reporter.max_epochs))
         model = models.get_model(trial.net, len(train_src.class_names), pretrained=False)
         template = create_train_state(model, tx)
         src_dir = own_dir.parent / str(source) / CHECKPOINT_SUBDIR
@@ -91,7 +91,8 @@ def clone_through_checkpoint(config: dict, clone: Mapping[str, Any], reporter: A
                 raise FileNotFoundError(f"PBT clone source trial {source} has no checkpoint of epoch {epoch} in "
                                         f"{src_dir} (kept: {src.all_epochs()})")
             state, meta = src.restore(epoch, template), src.restore_meta(epoch)
-        state = with_hyperparams(state, member_hyperparams(trial))
+        state = with_hyperparams(state, trial, steps_per_epoch, int(reporter.max_epochs),
+                                 bool(meta.get("freeze_batchnorm", False)))
         meta.update(config=_json_plain(config), seed=int(reporter.seed), pbt_exploit=clone.get("exploit"),
                     pbt_source=source)
         own.delete_from(epoch)

@@ -4,7 +4,7 @@ The executor is generic: the train function object provides the populations (``j
 implements the protocol; see its module docstring), so ``tune`` imports nothing from ``train``.
 
 - ``capacity`` is the population size K: at most K members run at once. Configs whose
-  ``train_fn.population_key(config)`` differ (another net, image size, batch size or optimizer family) go to
+  ``train_fn.population_key(config)`` differ (another net, image size or batch size) go to
   separate populations, each built (and compiled) once and kept for later members of its key.
 - ``poll`` advances every population that has members by one epoch and sends each member's result through
   ``on_report``, one trial at a time, exactly as an ordinary trial's reporter would. A member told anything but
@@ -12,16 +12,23 @@ implements the protocol; see its module docstring), so ``tune`` imports nothing 
   config, a promoted paused trial restored from its checkpoint, or a PBT exploit copied in memory).
 - A member whose training diverges (non-finite loss) ends in error alone; a population that fails as a whole
   (e.g. it cannot be built) fails only the trials that were in it.
+- Each member reports through an ordinary ``Reporter`` (its results appended to its ``reports.jsonl`` before the
+  runner sees them, so a resumed experiment recovers a report its killed driver never journaled).
+- Populations train in the driver's process, one epoch of every member per ``poll``: the runner cannot see a
+  member as hung while it waits, and ``cancel`` declines (a member cannot be killed alone; the time limit is
+  honoured inside ``run_epoch``, which returns at the deadline).
 
     ex = PopulationExecutor(population_size=8)
     ag.tune(PopulationTrial(spec), space, executor=ex, epochs=10)   # or simply population_size=8
 """
 from __future__ import annotations
 
+import functools
 import traceback as traceback_module
 from typing import Any, Callable
 
 from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome
+from jaxgluon.tune.reporter import Reporter, TrialStopped
 
 _PROTOCOL = ("population_key", "make_population")
 
@@ -46,6 +53,7 @@ class PopulationExecutor(Executor):
         self._populations: dict[Any, Any] = {}
         self._member_of: dict[int, Any] = {}  # trial_id -> population key
         self._launches: dict[int, TrialLaunch] = {}
+        self._reporters: dict[int, Reporter] = {}
         self._ended: list[TrialOutcome] = []  # launches that failed before training (reported at the next poll)
         self._num_built = 0
 
@@ -86,10 +94,20 @@ class PopulationExecutor(Executor):
             return
         self._member_of[launch.trial_id] = key
         self._launches[launch.trial_id] = launch
+        self._reporters[launch.trial_id] = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs,
+                                                    launch.seed, functools.partial(self._send, launch.trial_id),
+                                                    deadline=launch.deadline)
+
+    def _send(self, trial_id: int, result: dict) -> str:
+        assert self._on_report is not None
+        return str(getattr(d := self._on_report(trial_id, result), "value", d))
 
     def _end(self, trial_id: int, error: str | None = None, traceback: str | None = None) -> TrialOutcome:
         key = self._member_of.pop(trial_id)
         self._launches.pop(trial_id, None)
+        reporter = self._reporters.pop(trial_id, None)
+        if reporter is not None:
+            reporter.close()
         population = self._populations[key]
         if trial_id in population.members:
             population.remove(trial_id)
@@ -116,7 +134,10 @@ class PopulationExecutor(Executor):
                 if isinstance(result, str):
                     outcomes.append(self._end(trial_id, result))
                     continue
-                decision = str(getattr(d := self._on_report(trial_id, result), "value", d))
+                try:
+                    decision = str(getattr(d := self._reporters[trial_id](**result), "value", d))
+                except TrialStopped:
+                    decision = "STOP"
                 if decision != "CONTINUE" or result["epoch"] >= self._launches[trial_id].max_epochs:
                     outcomes.append(self._end(trial_id))
         return outcomes

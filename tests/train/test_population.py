@@ -111,12 +111,14 @@ def test_refilled_slot_starts_fresh_without_recompiling(pop, empty_after, tmp_pa
     caches = [f._cache_size() for f in (pop._put, pop._take, pop._eval)]
     slot = pop.members[1]
     pop.remove(1)
-    refill = {**CONFIG, "optimizer": {"name": "sgd", "learning_rate": 0.2, "momentum": 0.8}}
-    assert pop.add(3, refill, tmp_path / "c", seed=3) == slot
+    refill = {**CONFIG, "label_smoothing": 0.05, "optimizer": {"name": "adamw", "learning_rate": 0.002}}
+    assert pop.add(3, refill, tmp_path / "c", seed=3) == slot  # another optimizer family: the same program
     member = pop._take(pop.state, slot)
     fresh = models.get_model("cifar_resnet20_v1", 10, pretrained=False, seed=3)
     np.testing.assert_array_equal(np.asarray(member.params["fc"]["kernel"][...]), np.asarray(fresh.fc.kernel[...]))
-    assert float(member.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.2)
+    assert float(member.opt_state.hyperparams["learning_rate"]) == pytest.approx(0.002)
+    assert int(member.opt_state.hyperparams["kind"]) == 2  # optim.OPTIMIZER_KINDS.index('adamw')
+    assert float(member.hparams["label_smoothing"]) == pytest.approx(0.05)
     assert int(member.step) == 0
     results = dict(pop.run_epoch())
     assert results[3]["epoch"] == 1 and results[2]["epoch"] == 2
