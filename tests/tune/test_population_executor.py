@@ -18,6 +18,7 @@ import pytest
 from jaxgluon.space import Categorical, Real
 from jaxgluon.tune import PopulationExecutor, tune
 from jaxgluon.tune.journal import read_journal
+from jaxgluon.tune.reporter import read_reports
 
 from population_fns import ToyPopulation, ToyPopulationFn
 
@@ -116,6 +117,17 @@ def test_time_limits_stop_the_population(tmp_path):
     assert time.monotonic() - start < 1.5 + 2.0
     assert result.metadata["stop_reason"] == "time_limits"
     assert {t["status"] for t in result.trials} == {"STOPPED"} and all(t["epochs"] for t in result.trials)
+
+
+def test_trial_timeout_never_kills_members_waiting_for_their_population(tmp_path):
+    """Members train in the driver, one epoch of all of them per poll: an epoch longer than trial_timeout is not a
+    hang (the executor declines to cancel a member), and each report is in the member's reports.jsonl."""
+    result = tune(ToyPopulationFn(sleep=0.3), SPACE, num_trials=3, epochs=2, population_size=2, trial_timeout=0.05,
+                  output_directory=tmp_path / "exp")
+    assert [t["status"] for t in result.trials] == ["COMPLETED"] * 3, result.trials
+    for t in result.trials:
+        reports = read_reports(tmp_path / "exp" / "trials" / str(t["trial_id"]))
+        assert [r["epoch"] for r in reports] == [1, 2]
 
 
 def test_population_size_needs_a_population_train_function(tmp_path):
