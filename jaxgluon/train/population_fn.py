@@ -28,8 +28,6 @@ import dataclasses
 import pathlib
 from typing import Any, Mapping
 
-import jax
-
 from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
