@@ -30,6 +30,26 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
          "search_strategy='hyperband', time_limits=40, epochs=2)"),
     ],
 }
+# (text that marks a block) -> checks run after it, in the same interpreter: the snippet does what the README says
+CHECKS: dict[str, str] = {
+    "ag.tune(PopulationTrial(spec)": """
+assert result.metadata['executor'] == 'population', result.metadata['executor']
+assert result.metadata['resources_per_trial']['population_size'] == 2
+assert [t['status'] for t in result.trials] == ['COMPLETED'] * 3, result.trials
+assert all(r['population_size'] == 2 for t in result.trials for r in t['results'])
+""",
+    "search_strategy='pbt'": """
+import pathlib
+lineage = results.metadata['scheduler']['lineage']
+assert lineage and results.metadata['executor'] == 'population'
+assert pathlib.Path('pbt.png').stat().st_size > 0
+exploited = {e['trial_id'] for e in lineage}
+for trial in results.trials:
+    if trial['trial_id'] in exploited:   # its report after the copy names the source (an in-memory gather)
+        assert any('pbt_source' in r for r in trial['results']), trial
+assert 0.0 <= results.reward <= 1.0
+""",
+}
 NEEDS_SHARED = ("LCBench(",)   # blocks that read ../shared (skipped, with the reason, when it is absent)
 
 
@@ -69,6 +89,8 @@ def test_readme_has_snippets_and_every_substitution_applies():
         code = BLOCKS[firsts.index(first)][1]
         for old, _new in subs:
             assert old in code, f"README no longer contains {old!r}: update SUBSTITUTIONS in {__file__}"
+    for marker in CHECKS:
+        assert sum(marker in code for _, code in BLOCKS) == 1, f"no single README block has {marker!r}: update CHECKS"
 
 
 @pytest.mark.slow
@@ -78,6 +100,7 @@ def test_readme_snippet_runs(line, code, reader_home, tmp_path):
         pytest.skip(f"the snippet at README.md:{line} reads ../shared, which is absent")
     for old, new in SUBSTITUTIONS.get(code.splitlines()[0], []):
         code = code.replace(old, new)
+    code += "".join(check for marker, check in CHECKS.items() if marker in code)
     env = dict(os.environ, HOME=str(reader_home), PYTHONPATH=str(REPO), MPLBACKEND="Agg",
                JAXGLUON_HOME=os.environ.get("JAXGLUON_HOME") or str(pathlib.Path.home() / ".jaxgluon"))
     if SHARED.is_dir():

@@ -18,8 +18,9 @@ from jaxgluon.scheduler._rungs import bracket_probabilities, bracket_rung_levels
 from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialSuggestion
 from jaxgluon.scheduler.fifo import FIFOScheduler
 from jaxgluon.scheduler.hyperband import HyperbandScheduler
+from jaxgluon.scheduler.pbt import PBTScheduler
 
-SCHEDULERS = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband")
+SCHEDULERS = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband", "pbt")
 
 
 def get_scheduler(name: str, search_space: Any, **kwargs: Any) -> TrialScheduler:
@@ -27,7 +28,8 @@ def get_scheduler(name: str, search_space: Any, **kwargs: Any) -> TrialScheduler
 
     'random', 'grid', 'bayesopt': FIFO with that searcher. 'hyperband': asynchronous Hyperband with a random
     searcher (``type='stopping'`` or ``'promotion'``). 'bayesopt_hyperband': Hyperband whose new configs come from
-    the GP searcher fitted on rung-level results (``multi_fidelity=True``). ``search_space`` may also be a
+    the GP searcher fitted on rung-level results (``multi_fidelity=True``). 'pbt': Population Based Training
+    (``PBTScheduler``: exploit/explore every ``perturbation_interval`` epochs). ``search_space`` may also be a
     searcher object. Keyword arguments go to the scheduler (and unknown ones on to the searcher).
     """
     if name in ("random", "grid", "bayesopt"):
@@ -43,8 +45,10 @@ def get_scheduler(name: str, search_space: Any, **kwargs: Any) -> TrialScheduler
         if not is_searcher(search_space):
             kwargs.setdefault("multi_fidelity", True)
         return HyperbandScheduler(search_space, search_strategy="bayesopt", **kwargs)
+    if name == "pbt":
+        return PBTScheduler(search_space, search_strategy="random", **kwargs)
     raise ValueError(f"unknown search strategy {name!r}; valid names are {', '.join(SCHEDULERS)}")
 
 
 __all__ = ["Decision", "Trial", "TrialSuggestion", "TrialScheduler", "FIFOScheduler", "HyperbandScheduler",
-           "get_scheduler", "SCHEDULERS", "rung_levels", "bracket_rung_levels", "bracket_probabilities"]
+           "PBTScheduler", "get_scheduler", "SCHEDULERS", "rung_levels", "bracket_rung_levels", "bracket_probabilities"]

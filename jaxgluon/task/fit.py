@@ -26,13 +26,13 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
-from jaxgluon.train import SCHEDULES, TrialSpec, load_trained, train_trial
+from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
 log = logging.getLogger("jaxgluon.task")
 
-SEARCH_STRATEGIES = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband")
+SEARCH_STRATEGIES = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperband", "pbt")
 #: Seconds kept back from ``time_limits`` for what follows the search's deadline: the step a trial has in flight
 #: and restoring the final model (into an abstract template: 0.1-0.9 s for cifar_resnet20_v1 on a loaded 2-core
 #: CPU, benchmarks/fit_time_limits.py; it was 5-9 s when the template ran the random initialisers).
@@ -47,7 +47,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
-        trial_timeout: float | str | None = "auto") -> Results:
+        trial_timeout: float | str | None = "auto", population_size: int | str | None = None) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -57,7 +57,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       optimizer: a name ('sgd', 'adam', 'adamw': each's default search space), ``ag.optimizer.SGD(...)``,
         ``ag.Optimizers([...])``, or a list of those.
       lr_scheduler: 'cosine', 'poly', 'step', 'constant' or a categorical of them (``ag.List('poly', 'cosine')``).
-      search_strategy: one of 'random', 'grid', 'bayesopt', 'hyperband', 'bayesopt_hyperband', or a
+      search_strategy: one of 'random', 'grid', 'bayesopt', 'hyperband', 'bayesopt_hyperband', 'pbt' (Population
+        Based Training; best with ``population_size``), or a
         ``jaxgluon.scheduler`` / ``jaxgluon.searcher`` object.
       time_limits: seconds for the whole fit, counted from the call (setup, the search and restoring the final
         model; the search stops its trials at its deadline, ``time_limits`` less a reserve for the final restore);
@@ -91,6 +92,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         abandoned at the limits, not killed).
       trial_timeout: seconds a trial may go without reporting an epoch before it is killed as hung ('auto':
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
+      population_size: train up to this many trials of one net (and image size, batch size) at once
+        as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -140,7 +143,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
-        experiment = tune(functools.partial(train_trial, spec=spec), space, search_strategy=search_strategy,
+        train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
+                    else functools.partial(train_trial, spec=spec))
+        experiment = tune(train_fn, space, search_strategy=search_strategy, population_size=population_size,
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,

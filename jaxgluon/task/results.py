@@ -158,6 +158,13 @@ class Results:
                    load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
 
     # -------------------------------------------------------------------------------------------------- plots
+    def plot_pbt(self, path: str | pathlib.Path | None = None, hyperparameter: str | None = None) -> Any:
+        """Draws a PBT fit's lineage (who copied whom, when, with which hyperparameters: ``metadata['scheduler']
+        ['lineage']``) over the members' validation curves; needs matplotlib."""
+        from jaxgluon.tune.lineage import plot_pbt
+
+        return plot_pbt(self.trials, self.metadata.get("scheduler", {}).get("lineage", []), path, hyperparameter)
+
     def plot_training_curves(self, path: str | pathlib.Path | None = None, *, ax: Any = None) -> Figure:
         """Per-trial validation curves (top-1 vs epoch) and the best-so-far line over time. Returns the matplotlib
         Figure (shown inline when it ends a Jupyter cell) and saves it to ``path`` when given; draws only the

@@ -16,6 +16,8 @@ from jaxgluon.train.optim import (SCHEDULES, TRIAL_DEFAULTS, TrialConfig, make_o
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.steps import (CompiledSteps, compile_steps, cross_entropy, eval_step, make_mesh, pad_batch,
                                   sum_metrics, train_step)
+from jaxgluon.train.population import Population
+from jaxgluon.train.population_fn import PopulationTrial
 from jaxgluon.train.trained import TrainedModel, load_trained
 from jaxgluon.train.trial import TrialSpec, load_source, save_array_dataset, train_trial
 
@@ -24,5 +26,6 @@ __all__ = [
     "TrialSpec", "compile_steps", "create_train_state", "cross_entropy", "default_cache_dir",
     "disable_compilation_cache", "enable_compilation_cache", "eval_step", "load_source", "load_trained",
     "make_mesh", "make_optimizer", "make_schedule", "optimizer_config", "pad_batch", "save_array_dataset",
+    "Population", "PopulationTrial",
     "sum_metrics", "train_step", "train_trial",
 ]

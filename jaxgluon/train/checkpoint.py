@@ -88,6 +88,13 @@ class TrialCheckpointer:
         metrics = self._manager.metrics(int(epoch))
         return None if metrics is None else _reward(metrics)
 
+    def delete_from(self, epoch: int) -> None:
+        """Deletes the checkpoints of ``epoch`` and later (a trial rewound to an earlier state, e.g. a PBT exploit)."""
+        self._manager.wait_until_finished()
+        for step in self.all_epochs():
+            if step >= int(epoch):
+                self._manager.delete(step)
+
     def wait(self) -> None:
         """Blocks until every asynchronous save has been written."""
         self._manager.wait_until_finished()

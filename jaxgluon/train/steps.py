@@ -37,8 +37,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float |
     logits = logits.astype(jnp.float32)
     if isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0:
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    is_number = isinstance(label_smoothing, (int, float))
+    # float32 like an array's, so a number and a population's per-member array give the same bits
+    label_smoothing = jnp.asarray(label_smoothing, jnp.float32)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
+    smoothed = optax.softmax_cross_entropy(logits, targets)
+    if is_number:
+        return smoothed
+    # an array (one per population member under vmap/map): where it is 0, exactly the unsmoothed loss
+    return jnp.where(label_smoothing == 0.0, optax.softmax_cross_entropy_with_integer_labels(logits, labels), smoothed)
 
 
 def _masked_sums(logits: jax.Array, losses: jax.Array, labels: jax.Array, mask: jax.Array) -> Metrics:

@@ -14,13 +14,15 @@ import types
 
 from jaxgluon.tune.api import tune
 from jaxgluon.tune.executor import Executor, InProcessExecutor, TrialLaunch, TrialOutcome
+from jaxgluon.tune.population_executor import PopulationExecutor
 from jaxgluon.tune.process_pool import ProcessPoolExecutor
 from jaxgluon.tune.reporter import Reporter, TrialStopped
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
 from jaxgluon.tune.stop import StopCriterion
 
 __all__ = ["tune", "TrialStopped", "ExperimentResult", "AllTrialsFailedError", "StopCriterion", "Reporter",
-           "Executor", "InProcessExecutor", "ProcessPoolExecutor", "TrialLaunch", "TrialOutcome"]
+           "Executor", "InProcessExecutor", "ProcessPoolExecutor",
+           "PopulationExecutor", "TrialLaunch", "TrialOutcome"]
 
 
 class _CallableModule(types.ModuleType):

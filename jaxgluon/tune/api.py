@@ -53,6 +53,7 @@ def tune(
     journal_sync: str = "group",
     callbacks: Sequence[Callable[[dict], Any]] | None = None,
     trial_timeout: float | str | None = "auto",
+    population_size: int | str | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -98,6 +99,9 @@ def tune(
             longest interval between reports seen, at least ``time_limits / 4`` (600 s without time_limits) and
             at most ``time_limits``. None: no limit. Independently, past ``time_limits`` every trial still
             running is killed after a grace of 1 s.
+        population_size: train up to this many trials at once as one vmapped program (an int, or 'auto': as many
+            as the device's free memory holds); needs a train function that can train populations, e.g.
+            ``jaxgluon.train.PopulationTrial(spec)`` (see ``jaxgluon.tune.population_executor``).
 
     Returns:
         ExperimentResult with ``best_config``, ``best_reward``, ``trials``, ``metadata``, ``to_dataframe()``.
@@ -116,7 +120,12 @@ def tune(
         raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
     experiment_dir = pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
     scheduler, strategy_name = _make_scheduler(search_strategy, search_space, epochs, seed, scheduler_options)
-    executor_obj = _make_executor(executor, num_workers, resources_per_trial, train_fn)
+    if population_size is not None:
+        from jaxgluon.tune.population_executor import make_population_executor
+
+        executor_obj = make_population_executor(population_size, executor, num_workers)
+    else:
+        executor_obj = _make_executor(executor, num_workers, resources_per_trial, train_fn)
     runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,

@@ -88,6 +88,17 @@ class ExperimentResult:
         inline in Jupyter) and saves it to ``path`` when given. Needs matplotlib."""
         return plot_trials(self.trials, path, ax=ax, ylabel="reward")
 
+    @property
+    def lineage(self) -> list[dict]:
+        """PBT's lineage (``jaxgluon.tune.lineage``): one entry per exploit; empty for other schedulers."""
+        return list(self.metadata.get("scheduler", {}).get("lineage", []))
+
+    def plot_pbt(self, path: str | pathlib.Path | None = None, hyperparameter: str | None = None) -> Any:
+        """Draws the PBT lineage (reward curves, exploits, the explored hyperparameter); needs matplotlib."""
+        from jaxgluon.tune.lineage import plot_pbt
+
+        return plot_pbt(self.trials, self.lineage, path, hyperparameter)
+
     def __repr__(self) -> str:
         by_status = self.metadata.get("num_trials_by_status", {})
         return (f"ExperimentResult(best_reward={self.best_reward}, best_config={self.best_config}, "

@@ -209,6 +209,8 @@ class Runner:
             if suggestion.kind == "start":
                 self.records[suggestion.trial_id] = R.TrialRecord(suggestion.trial_id, dict(suggestion.config))
                 self._num_started += 1
+            else:  # a resume may carry a new config (PBT: exploit another trial, explore its hyperparameters)
+                self._set_config(suggestion.trial_id, dict(suggestion.config))
             self._launch(suggestion.trial_id, kind=suggestion.kind)
 
     def _next_suggestion(self) -> Any:
@@ -242,6 +244,11 @@ class Runner:
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
                                          deadline=deadline, fence=str(self.dir / FENCE)))
+
+    def _set_config(self, trial_id: int, config: dict) -> None:
+        if config != self.records[trial_id].config:
+            self.records[trial_id].config = config
+            self._trials[trial_id] = Trial(trial_id, config)
 
     def _poll_timeout(self) -> float:
         """Until the next thing the driver must check: the heartbeat, the deadline, a trial's liveness limit."""
@@ -441,6 +448,7 @@ class Runner:
                 record = self.records[trial_id] = R.TrialRecord(trial_id, event["config"], start_time_s=event["t"])
             record.status, record.end_time_s = R.RUNNING, None
             record.num_launches += 1
+            record.config = event["config"]  # a resume may have changed it (PBT)
             self._trials[trial_id] = Trial(trial_id, record.config)
             self._last_decision.pop(trial_id, None)
             if replay and event["kind"] != "restart":

@@ -1,0 +1,462 @@
+"""Population trials: K configs of one (net, image size, batch size) trained as one program.
+
+Parameters, BatchNorm statistics and optimizer state carry a leading member axis; one ``jax.vmap`` of the ordinary
+``train_step``/``eval_step`` (``jaxgluon.train.steps``) is jit-compiled once per population and advances every
+member by one step (on CPU the program loops over members with ``jax.lax.map`` inside the same compiled program;
+see ``Population``'s ``vmap_members``). What differs between members is data, not program:
+
+- the optimizer kind (SGD, Adam, AdamW), learning rate, momentum / betas / eps, weight decay and the schedule (kind,
+  warmup, power, boundaries) are the ``hyperparams`` of the trial optimizer's state (``optim.TrialOptState``, the
+  one optimizer program of every trial), so a member's numbers live in its own slice of the stacked optimizer
+  state, and members of different optimizer families share the program;
+- label smoothing and the frozen-BatchNorm flag are the member's slice of the stacked ``TrainState.hparams``,
+  which the ordinary ``train_step`` reads;
+- each member has its own data order (its own loader seeded with its trial seed, exactly the batches an ordinary
+  trial with that seed sees), or, with ``shared_batches=True``, every member trains on the same batches (one
+  loader: faster input pipeline, less diversity).
+
+So changing a member's hyperparameters, or putting a new config in a freed slot, never recompiles. A slot is
+(re)filled in place from the pretrained weights with the linear-probe head (``TrialSpec.head_init``), from the
+member's own checkpoint (a resumed or promoted trial), or -- for a PBT exploit -- by an in-memory gather of
+another member's slot.
+
+    pop = Population(spec, first_config, max_epochs=10, capacity=8)      # compiles once, checks memory
+    pop.add(trial_id=0, config=cfg, checkpoint_dir=d0, seed=s0)
+    for trial_id, outcome in pop.run_epoch():   # outcome: the epoch's result dict, or an error string (NaN ...)
+        ...
+    pop.remove(0)
+
+Each member checkpoints every epoch into ``checkpoint_dir/checkpoints`` in the ordinary trial format, so
+``load_trained`` and resumes work on a population member like on any trial. The population runs on one device
+(the first local device).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import pathlib
+import time
+from typing import Any, Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgluon import data as jdata
+from jaxgluon import models
+from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.compile_cache import enable_compilation_cache
+from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled_features, set_head
+from jaxgluon.train.optim import TrialConfig, optimizer_from_trial, trial_hyperparams
+from jaxgluon.train.state import TrainState, create_train_state, step_hparams
+from jaxgluon.train.steps import eval_step, train_step
+from jaxgluon.train.trial import CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain
+
+log = logging.getLogger("jaxgluon.train")
+
+#: The config key that asks a trial to start as a copy of another trial (PBT's exploit); see ``population_fn``.
+CLONE_KEY = "pbt_clone"
+#: ``population_size='auto'`` on CPU: at most this many members (2 cores are busy long before memory runs out).
+CPU_AUTO_MAX_MEMBERS = 8
+#: Fraction of the free device memory a population may plan to use.
+MEMORY_FRACTION = 0.8
+
+
+def population_key(config: Mapping[str, Any], spec: TrialSpec) -> tuple:
+    """What configs must share to train in one population: everything that shapes the program (the net, the
+    image size, the batch size). Optimizer, schedule and their numbers are state, so they may differ.
+
+    >>> spec = TrialSpec(train_data='digits', image_size=8)
+    >>> a = population_key({'net': 'cifar_resnet20_v1', 'optimizer': {'name': 'sgd', 'learning_rate': 0.1}}, spec)
+    >>> a == population_key({'net': 'cifar_resnet20_v1', 'lr_scheduler': 'poly', 'label_smoothing': 0.1,
+    ...                      'optimizer': {'name': 'adamw', 'learning_rate': 0.01}}, spec)
+    True
+    >>> a == population_key({'net': 'cifar_resnet56_v1'}, spec)
+    False
+    """
+    trial = TrialConfig.from_dict(strip_clone(config))
+    return (trial.net, spec.image_size, trial.batch_size or spec.batch_size)
+
+
+def strip_clone(config: Mapping[str, Any]) -> dict:
+    """``config`` without the PBT clone instruction."""
+    return {k: v for k, v in config.items() if k != CLONE_KEY}
+
+
+# ---- per-member hyperparameters ------------------------------------------------------------------------------
+def with_hyperparams(state: TrainState, trial: TrialConfig, steps_per_epoch: int, epochs: int,
+                     freeze_batchnorm: bool) -> TrainState:
+    """``state`` (one member) with ``trial``'s optimizer hyperparameters (``optim.trial_hyperparams``: kind,
+    numbers, schedule) and step hyperparameters (label smoothing, the frozen-BatchNorm flag)."""
+    opt = state.opt_state
+    hyper = trial_hyperparams(trial, steps_per_epoch, epochs)
+    new = {k: np.asarray(hyper[k], dtype=np.asarray(v).dtype) for k, v in opt.hyperparams.items()}
+    return state.replace(opt_state=opt._replace(hyperparams=new),
+                         hparams=step_hparams(trial.label_smoothing, freeze_batchnorm))
+
+
+# ---- memory ---------------------------------------------------------------------------------------------------
+def free_device_memory(device: jax.Device) -> int:
+    """Bytes free on ``device``: the allocator's limit minus what is in use (GPU/TPU), or, on CPU (no allocator
+    statistics), the host's available physical memory."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def _compiled_bytes(compiled: Any) -> int | None:
+    try:
+        mem = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 -- some backends have no memory analysis
+        return None
+    if mem is None:
+        return None
+    return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+               - mem.alias_size_in_bytes)
+
+
+def auto_capacity(per_member_bytes: int, free_bytes: int, platform: str) -> int:
+    """``population_size='auto'``: as many members as ``MEMORY_FRACTION`` of the free memory holds, at least one;
+    on CPU at most ``CPU_AUTO_MAX_MEMBERS`` (the cores, not memory, are the limit there), elsewhere at most 1024.
+
+    >>> auto_capacity(2**20, 2**30, 'gpu'), auto_capacity(2**20, 2**30, 'cpu'), auto_capacity(2**31, 2**30, 'gpu')
+    (819, 8, 1)
+    """
+    fit = int(MEMORY_FRACTION * free_bytes // max(int(per_member_bytes), 1))
+    return max(1, min(fit, CPU_AUTO_MAX_MEMBERS if platform == "cpu" else 1024))
+
+
+@dataclasses.dataclass
+class _Member:
+    trial_id: int
+    config: dict
+    trial: TrialConfig
+    seed: int
+    max_epochs: int
+    epoch: int
+    meta: dict
+    ckpt: TrialCheckpointer
+    batches: Iterator[dict] | None
+    closer: contextlib.ExitStack
+    first_result: dict
+
+
+class Population:
+    """K member slots of one program (module docstring). Not thread-safe; one driver calls it.
+
+    ``vmap_members``: how many members one ``vmap`` covers; the program loops (``jax.lax.map``) over such groups.
+    'auto': all of them (one vmap) on GPU/TPU, where a wider program fills the device; 1 on CPU, where the loop
+    runs each member's step exactly as an ordinary trial's (bit-identical results) and a vmapped ResNet step was
+    1.6x slower than the loop (oneDNN convolutions run member by member under vmap, batched matmuls lose).
+    """
+
+    def __init__(self, spec: TrialSpec, config: Mapping[str, Any], max_epochs: int, capacity: int | str = "auto",
+                 shared_batches: bool = False, vmap_members: int | str = "auto"):
+        if spec.compilation_cache:
+            enable_compilation_cache()
+        self.spec, self.max_epochs, self.shared_batches = spec, int(max_epochs), bool(shared_batches)
+        if vmap_members != "auto" and (isinstance(vmap_members, bool) or not isinstance(vmap_members, int)
+                                       or vmap_members < 1):
+            raise ValueError(f"vmap_members must be a positive int or 'auto', got {vmap_members!r}")
+        self._vmap_members = vmap_members
+        self.key = population_key(config, spec)
+        self.family = TrialConfig.from_dict(strip_clone(config))
+        self.device = jax.local_devices()[0]
+        self.train_src, self.val_src = spec.sources()
+        self.class_names = list(self.train_src.class_names)
+        info = models.model_info(self.family.net)
+        self.image_size = int(spec.image_size or info["input_size"])
+        self.mean, self.std = tuple(info["mean"]), tuple(info["std"])
+        self.batch_size = _batch_size(self.family.batch_size or spec.batch_size, 1, len(self.train_src))
+        self.eval_batch_size = spec.eval_batch_size or self.batch_size
+        self.steps_per_epoch = jdata.steps_per_epoch(len(self.train_src), self.batch_size)
+        self.dtype = jnp.bfloat16 if spec.use_mixed_precision() else jnp.float32
+        self.tx = optimizer_from_trial(self.family, self.steps_per_epoch, self.max_epochs)
+        # a template member: the program's shapes (every member's numbers are its own slice of the state)
+        template, _ = self._fresh_state(self.family, strip_clone(config), seed=0, probe=False)
+        self.graphdef = template.graphdef
+        self._build_steps()
+        self.capacity, self._train = self._choose_capacity(capacity, template)
+        self.state = jax.tree.map(lambda x: jnp.stack([x] * self.capacity), template)
+        self.slots: list[_Member | None] = [None] * self.capacity
+        self._shared_iter: Iterator[dict] | None = None
+        self.num_compiles = 1
+
+    # ---- program --------------------------------------------------------------------------------------------
+    def _build_steps(self) -> None:
+        shared = self.shared_batches
+        chunk = self._vmap_members
+        if chunk == "auto":
+            chunk = 1 if self.device.platform == "cpu" else None
+        self.vmap_members = chunk  # None: every member in one vmap
+
+        def step(state, batch):  # the ordinary train_step: it reads each member's hparams from its state
+            if chunk is None:
+                return jax.vmap(train_step, in_axes=(0, None if shared else 0))(state, batch)
+            if shared:
+                return jax.lax.map(lambda s: train_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
+            return jax.lax.map(lambda a: train_step(*a), (state, batch), batch_size=chunk if chunk > 1 else None)
+
+        def evaluate(state, batch):
+            if chunk is None:
+                return jax.vmap(eval_step, in_axes=(0, None))(state, batch)
+            return jax.lax.map(lambda s: eval_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
+
+        self._train_fn = jax.jit(step, donate_argnums=0)
+        self._eval = jax.jit(evaluate)
+        self._put = jax.jit(lambda stacked, k, member: jax.tree.map(lambda s, m: s.at[k].set(m), stacked, member),
+                            donate_argnums=0)
+        self._take = jax.jit(lambda stacked, k: jax.tree.map(lambda s: s[k], stacked))
+
+    def _abstract_args(self, k: int, template: TrainState) -> tuple:
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((k,) + x.shape, x.dtype), template)
+        lead = () if self.shared_batches else (k,)
+        b, s = self.batch_size, self.image_size
+        batch = {"image": jax.ShapeDtypeStruct(lead + (b, s, s, 3), jnp.float32),
+                 "label": jax.ShapeDtypeStruct(lead + (b,), jnp.int32),
+                 "mask": jax.ShapeDtypeStruct(lead + (b,), jnp.bool_)}
+        return state, batch
+
+    def _compile_train(self, k: int, template: TrainState) -> Any:
+        return self._train_fn.lower(*self._abstract_args(k, template)).compile()
+
+    def _choose_capacity(self, capacity: int | str, template: TrainState) -> tuple[int, Any]:
+        """Checks the memory of ``capacity`` members up front (from the compiled step's memory analysis); 'auto'
+        takes as many as fit in ``MEMORY_FRACTION`` of the free memory, at most ``CPU_AUTO_MAX_MEMBERS`` on CPU.
+        Returns the capacity and the compiled train step."""
+        free = free_device_memory(self.device)
+        if capacity == "auto":
+            one = _compiled_bytes(self._compile_train(1, template))
+            per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
+            chosen = auto_capacity(per_member, free, self.device.platform)
+            log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
+                     per_member / 2**20, free / 2**30, self.device)
+            return chosen, self._compile_train(chosen, template)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"population_size must be a positive int or 'auto', got {capacity!r}")
+        compiled = self._compile_train(capacity, template)
+        needed = _compiled_bytes(compiled)
+        if needed is not None and needed > MEMORY_FRACTION * free:
+            per = needed / capacity
+            raise MemoryError(
+                f"a population of {capacity} {self.family.net} members at {self.image_size} px, batch "
+                f"{self.batch_size} needs about {needed / 2**30:.2f} GiB but {free / 2**30:.2f} GiB is free on "
+                f"{self.device}; use population_size <= {max(1, int(MEMORY_FRACTION * free // per))} or 'auto'")
+        return capacity, compiled
+
+    # ---- members --------------------------------------------------------------------------------------------
+    def _fresh_state(self, trial: TrialConfig, config: dict, seed: int, probe: bool = True,
+                     deadline: float | None = None) -> tuple[TrainState, dict]:
+        model = models.get_model(trial.net, len(self.class_names), pretrained=self.spec.pretrained,
+                                 dtype=self.dtype, seed=seed)
+        meta = _initial_meta(trial, config, model, self.class_names, self.image_size, self.mean, self.std, seed,
+                             self.dtype)
+        if probe and self.spec.head_init == "linear_probe" and meta["pretrained_loaded"]:
+            key = (trial.net, meta["pretrained_source"], meta["compute_dtype"], self.image_size,
+                   self.spec.train_data, self.spec.val_data, self.spec.val_fraction, self.spec.split_seed)
+
+            def extract() -> tuple[np.ndarray, np.ndarray]:
+                loader = jdata.make_loader(self.train_src, batch_size=self.eval_batch_size,
+                                           image_size=self.image_size, mean=self.mean, std=self.std, train=False,
+                                           worker_count=self.spec.worker_count, cache=self.spec.cache)
+                return pooled_features(model, loader, deadline)
+
+            set_head(model, *fit_linear_head(*cached_features(key, extract), len(self.class_names)))
+            meta["head_init"] = "linear_probe"
+        freeze = self.spec.freeze_batchnorm
+        meta["freeze_batchnorm"] = (
+            meta["pretrained_loaded"] and jdata.resolve_augment(self.train_src, self.spec.augment).startswith(
+                "resized_crop") if freeze == "auto" else bool(freeze))
+        state = create_train_state(model, self.tx)
+        if hasattr(self, "graphdef"):
+            state = state.replace(graphdef=self.graphdef)
+        return self._with_hyperparams(state, trial, meta), meta
+
+    def _with_hyperparams(self, state: TrainState, trial: TrialConfig, meta: Mapping[str, Any]) -> TrainState:
+        return with_hyperparams(state, trial, self.steps_per_epoch, self.max_epochs,
+                                bool(meta.get("freeze_batchnorm", False)))
+
+    @property
+    def members(self) -> dict[int, int]:
+        """``{trial_id: slot}`` of the members training now."""
+        return {m.trial_id: k for k, m in enumerate(self.slots) if m is not None}
+
+    @property
+    def num_free(self) -> int:
+        return sum(m is None for m in self.slots)
+
+    def member_epoch(self, trial_id: int) -> int:
+        return self.slots[self.members[trial_id]].epoch
+
+    def add(self, trial_id: int, config: Mapping[str, Any], checkpoint_dir: str | os.PathLike, seed: int,
+            max_epochs: int | None = None, deadline: float | None = None) -> int:
+        """Puts a trial in a free slot and returns the slot. It starts from its own latest checkpoint when it has
+        one (resume, promotion, restart), else as a copy of another trial (``config[CLONE_KEY]``: PBT exploit; an
+        in-memory gather when the source is in this population at that epoch), else fresh."""
+        if self.num_free == 0:
+            raise RuntimeError(f"the population is full ({self.capacity} members); remove one first")
+        if trial_id in self.members:
+            raise ValueError(f"trial {trial_id} is already a member")
+        clone = config.get(CLONE_KEY)
+        clean = strip_clone(config)
+        trial = TrialConfig.from_dict(clean)
+        if population_key(clean, self.spec) != self.key:
+            raise ValueError(f"config {clean} cannot join this population (it needs another program: "
+                             f"{population_key(clean, self.spec)} vs {self.key})")
+        max_epochs = self.max_epochs if max_epochs is None else int(max_epochs)
+        if max_epochs != self.max_epochs:
+            raise ValueError(f"members of one population share max_epochs={self.max_epochs}, got {max_epochs}")
+        slot = self.slots.index(None)
+        ckpt = TrialCheckpointer(pathlib.Path(checkpoint_dir) / CHECKPOINT_SUBDIR,
+                                 max_to_keep=max(2, self.spec.keep_checkpoints))
+        try:
+            member_state, meta, start = self._initial_member(trial, clean, clone, ckpt, checkpoint_dir, seed,
+                                                             deadline)
+        except BaseException:
+            ckpt.close()
+            raise
+        self.state = self._put(self.state, slot, jax.device_put(member_state, self.device))
+        closer = contextlib.ExitStack()
+        batches = None
+        if not self.shared_batches:
+            loader = jdata.make_loader(self.train_src, batch_size=self.batch_size, image_size=self.image_size,
+                                       mean=self.mean, std=self.std, train=True, seed=int(seed), start_epoch=start,
+                                       num_epochs=self.max_epochs, worker_count=self.spec.worker_count,
+                                       augment=self.spec.augment, cache=self.spec.cache)
+            batches = closer.enter_context(contextlib.closing(iter(loader)))
+        self.slots[slot] = _Member(trial_id, clean, trial, int(seed), self.max_epochs, start, meta, ckpt, batches,
+                                   closer, {})
+        return slot
+
+    def _initial_member(self, trial: TrialConfig, clean: dict, clone: Mapping | None, ckpt: TrialCheckpointer,
+                        checkpoint_dir: Any, seed: int, deadline: float | None) -> tuple[TrainState, dict, int]:
+        template = self._take(self.state, 0)
+        latest = ckpt.latest_epoch()
+        own_meta = ckpt.restore_meta(latest) if latest else None
+        if latest and (clone is None or own_meta.get("pbt_exploit") == clone.get("exploit")):
+            state = ckpt.restore(latest, template)
+            return self._with_hyperparams(state, trial, own_meta), own_meta, latest
+        if clone is not None:
+            source, epoch = int(clone["trial_id"]), int(clone["epoch"])
+            slot = self.members.get(source)
+            if slot is not None and self.slots[slot].epoch == epoch:  # exploit as an in-memory gather
+                state, meta = self._take(self.state, slot), dict(self.slots[slot].meta)
+            else:
+                src_dir = pathlib.Path(checkpoint_dir).parent / str(source) / CHECKPOINT_SUBDIR
+                with TrialCheckpointer(src_dir, read_only=True) as src:
+                    if epoch not in src.all_epochs():
+                        raise FileNotFoundError(f"PBT clone source trial {source} has no checkpoint of epoch {epoch} "
+                                                f"in {src_dir} (kept: {src.all_epochs()})")
+                    state, meta = src.restore(epoch, template), src.restore_meta(epoch)
+            ckpt.delete_from(epoch + 1)
+            meta.update(config=_json_plain(clean), seed=int(seed), pbt_exploit=clone.get("exploit"),
+                        pbt_source=source)
+            return self._with_hyperparams(state, trial, meta), meta, epoch
+        state, meta = self._fresh_state(trial, clean, seed, deadline=deadline)
+        return state, meta, 0
+
+    def remove(self, trial_id: int) -> None:
+        """Frees the trial's slot (its last checkpoint stays on disk); the slot's arrays are overwritten later."""
+        slot = self.members[trial_id]
+        member = self.slots[slot]
+        self.slots[slot] = None
+        member.closer.close()
+        member.ckpt.close()
+
+    def close(self) -> None:
+        for trial_id in list(self.members):
+            self.remove(trial_id)
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def _next_batches(self, active: list[int]) -> dict[str, np.ndarray]:
+        if self.shared_batches:
+            if self._shared_iter is None:
+                loader = jdata.make_loader(self.train_src, batch_size=self.batch_size, image_size=self.image_size,
+                                           mean=self.mean, std=self.std, train=True, seed=self.spec.split_seed,
+                                           num_epochs=10**6, worker_count=self.spec.worker_count,
+                                           augment=self.spec.augment, cache=self.spec.cache)
+                self._shared_iter = iter(loader)
+            return next(self._shared_iter)
+        per_slot: list[dict | None] = [None] * self.capacity
+        for k in active:
+            per_slot[k] = next(self.slots[k].batches)
+        filler = per_slot[active[0]]
+        return {key: np.stack([(b or filler)[key] for b in per_slot]) for key in filler}
+
+    def run_epoch(self, deadline: float | None = None) -> list[tuple[int, dict | str]] | None:
+        """Trains every member one epoch, evaluates, checkpoints; returns ``[(trial_id, result or error)]``.
+
+        A member whose training loss is not finite gets an error string instead of a result (its neighbours are
+        untouched: members share no arrays). Returns None when the wall-clock ``deadline`` passed mid-epoch (no
+        member advanced its epoch counter; their checkpoints are those of the previous epoch).
+        """
+        active = [k for k, m in enumerate(self.slots) if m is not None]
+        if not active:
+            return []
+        start = time.perf_counter()
+        sums, first_step = [], None
+        for i in range(self.steps_per_epoch):
+            if deadline is not None:
+                if sums:
+                    jax.block_until_ready(sums[-1])
+                if time.time() >= deadline:
+                    return None
+            batch = self._next_batches(active)
+            t0 = time.perf_counter()
+            self.state, metrics = self._train(self.state, batch)
+            sums.append(metrics)
+            if i == 0:
+                jax.block_until_ready(metrics)
+                first_step = time.perf_counter() - t0
+        train = {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in jax.device_get(sums)]), axis=0)
+                 for k in sums[0]}
+        train_seconds = time.perf_counter() - start
+        val = self._evaluate()
+        epoch_seconds = time.perf_counter() - start
+        out: list[tuple[int, dict | str]] = []
+        for k in active:
+            member = self.slots[k]
+            member.epoch += 1
+            loss = train["loss"][k] / max(train["count"][k], 1.0)
+            if not math.isfinite(loss):
+                out.append((member.trial_id, f"training diverged: non-finite training loss ({loss}) at epoch "
+                                             f"{member.epoch} (learning rate "
+                                             f"{member.trial.optimizer['learning_rate']})"))
+                continue
+            reward = float(val["correct"][k] / max(val["count"][k], 1.0))
+            member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward, meta=member.meta)
+            result = {
+                "reward": reward, "train_loss": float(loss),
+                "train_accuracy": float(train["correct"][k] / max(train["count"][k], 1.0)),
+                "val_loss": float(val["loss"][k] / max(val["count"][k], 1.0)),
+                "epoch_seconds": epoch_seconds,
+                "images_per_sec": float(train["count"][k]) / max(train_seconds, 1e-9),
+                "population_images_per_sec": float(np.sum(train["count"][active])) / max(train_seconds, 1e-9),
+                "population_size": self.capacity, "population_members": len(active),
+                "pretrained_loaded": bool(member.meta["pretrained_loaded"]),
+                "epoch": member.epoch,
+            }
+            if member.meta.get("pbt_source") is not None and member.meta.get("pbt_reported") != member.meta.get(
+                    "pbt_exploit"):
+                result.update(pbt_source=member.meta["pbt_source"], pbt_exploit=member.meta["pbt_exploit"])
+                member.meta["pbt_reported"] = member.meta["pbt_exploit"]
+            if not member.first_result:
+                member.first_result = {"first_step_seconds": first_step}
+                result.update(member.first_result)
+            out.append((member.trial_id, result))
+        return out
+
+    def _evaluate(self) -> dict[str, np.ndarray]:
+        loader = jdata.make_loader(self.val_src, batch_size=self.eval_batch_size, image_size=self.image_size,
+                                   mean=self.mean, std=self.std, train=False, worker_count=self.spec.worker_count,
+                                   cache=self.spec.cache)
+        metrics = [self._eval(self.state, batch) for batch in loader]
+        host = jax.device_get(metrics)
+        return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}
