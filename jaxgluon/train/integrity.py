@@ -22,12 +22,13 @@ short and loading refuses.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping
+
+from jaxgluon.models.weights.download import sha256_of
 
 if TYPE_CHECKING:
     import jsonschema
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "jaxgluon.manifest/1"
 MANIFEST_FIELD = "manifest"  # what a saved JSON file holds when its directory got a manifest
-_CHUNK = 1 << 20
 
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -57,12 +57,8 @@ class SavedModelError(ValueError):
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The sha256 hex digest of a file (the weights downloader's, read in chunks)."""
+    return sha256_of(path)
 
 
 def _listed_files(directory: pathlib.Path) -> list[pathlib.Path]:
