@@ -166,6 +166,7 @@ class _Prepared:
 class _Cached:
     images: list
     labels: np.ndarray
+    on_device: dict = dataclasses.field(default_factory=dict)   # batch_augment's packed images, per cached source
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -347,7 +348,7 @@ def make_loader(
                 prepared.images, prepared.labels, mode=mode, policy=policy, batch_size=batch_size,
                 image_size=image_size, mean=mean_a, std=std_a,
                 epoch_seeds=[_epoch_seed(seed, e, 0) for e in range(start_epoch, num_epochs)],
-                shard=(shard_index, shard_count), threads=threads)
+                shard=(shard_index, shard_count), threads=threads, store=prepared.on_device)
             return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
         base = grain.MapDataset.source(prepared)
         epochs = []
