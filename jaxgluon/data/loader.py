@@ -16,8 +16,9 @@ when that is enough) -- and every later loader (later epochs, later trials) of t
 its distribution does not depend on the working resolution; resampling from 1.15x instead of a full-size image
 is what makes an epoch cheap (tests/data/test_augment_distribution.py checks the distribution). Skipped (with a
 log line) when the estimate exceeds the budget (``cache=True``: :func:`cache_budget_bytes`, a fraction of RAM);
-such datasets stream from the source through grain (``worker_count`` processes). Cached and uncached pipelines
-yield identical batches.
+such datasets stream from the source through grain (``worker_count`` processes). With ``batch_augment='grain'``
+cached and uncached pipelines yield identical batches; by default a cached train source is augmented a batch at
+once instead (:mod:`jaxgluon.data.batch_augment`: same distribution, its own deterministic batches).
 
 Example::
 
