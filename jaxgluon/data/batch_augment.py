@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import logging
 import math
 from typing import Any, Iterator, Sequence
 
@@ -39,6 +40,11 @@ MODES = ("auto", "grain", "host", "device")
 DEFAULT_BY_BACKEND = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device", "tpu": "device"}
 """What ``batch_augment='auto'`` means on each JAX backend (chosen by ``benchmarks/input_pipeline.py``)."""
 TRIES = 10
+MAX_PADDING_FACTOR = 2.0
+"""'device' keeps images padded to the largest (h, w); when that needs more than this many times their own bytes
+(very mixed aspect ratios), the host path is used instead (with a log line)."""
+
+logger = logging.getLogger(__name__)
 
 
 def supports(policy: str) -> bool:
@@ -188,11 +194,22 @@ class BatchEpochs:
 
     def _make_augment(self) -> Any:
         if self._augment is None:
+            if self.mode == "device" and not self._fits_on_device():
+                self.mode = "host"
             if self.mode == "device":
                 self._augment = DeviceAugment(self.images, self.image_size, self.mean, self.std, self.store)
             else:
                 self._augment = HostAugment(self.images, self.image_size, self.mean, self.std, self.threads)
         return self._augment
+
+    def _fits_on_device(self) -> bool:
+        own = float(np.sum(np.prod(self.sizes, axis=1)))
+        padded = float(len(self.sizes) * self.sizes[:, 0].max() * self.sizes[:, 1].max())
+        if padded > MAX_PADDING_FACTOR * own:
+            logger.info("batch_augment='device': padding the images to one shape would take %.1fx their memory; "
+                        "augmenting on the host instead", padded / own)
+            return False
+        return True
 
     def _plan(self) -> Iterator[tuple[np.ndarray, int]]:
         n = len(self.labels)

@@ -61,6 +61,7 @@ def test_loader_contract_and_epochs(mode):
               augment="resized_crop+flip", batch_augment=mode)
     loader = make_loader(src, **kw)
     batches = list(loader)
+    assert loader.dataset.mode == mode
     assert len(batches) == len(loader) == 9 and loader.steps_per_epoch == 3
     for b in batches:
         assert b["image"].shape == (4, 16, 16, 3) and b["image"].dtype == np.float32
@@ -93,9 +94,11 @@ def test_device_path_compiles_once():
     src = source()
     kw = dict(batch_size=4, image_size=16, mean=MEAN, std=STD, train=True, augment="resized_crop+flip",
               batch_augment="device")
-    it = iter(make_loader(src, num_epochs=2, **kw))
+    loader = make_loader(src, num_epochs=2, **kw)
+    it = iter(loader)
     for _ in range(3):   # the first epoch (compiles)
         next(it)["image"].block_until_ready()
+    assert loader.dataset.mode == "device"
     with CompileCounter() as second_epoch:
         for b in it:
             b["image"].block_until_ready()
@@ -104,3 +107,12 @@ def test_device_path_compiles_once():
             b["image"].block_until_ready()
     assert second_epoch.compilations == 0, second_epoch.programs
     assert next_trial.compilations == 0, next_trial.programs
+
+
+def test_device_path_falls_back_to_host_for_very_mixed_shapes():
+    ims = [np.zeros((20, 200, 3), np.uint8), np.zeros((200, 20, 3), np.uint8)] * 2
+    src = ArraySource(ims, [0, 1, 0, 1], ["a", "b"])
+    loader = make_loader(src, batch_size=2, image_size=8, mean=MEAN, std=STD, train=True,
+                         augment="resized_crop", batch_augment="device")
+    b = next(iter(loader))
+    assert loader.dataset.mode == "host" and isinstance(b["image"], np.ndarray) and b["image"].shape == (2, 8, 8, 3)
