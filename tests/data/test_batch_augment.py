@@ -116,3 +116,14 @@ def test_device_path_falls_back_to_host_for_very_mixed_shapes():
                          augment="resized_crop", batch_augment="device")
     b = next(iter(loader))
     assert loader.dataset.mode == "host" and isinstance(b["image"], np.ndarray) and b["image"].shape == (2, 8, 8, 3)
+
+
+def test_device_batches_are_not_copied_back_to_the_host_before_the_step():
+    from jaxgluon.train.steps import pad_batch
+
+    src = source()
+    b = next(iter(make_loader(src, batch_size=4, image_size=8, mean=MEAN, std=STD, train=True,
+                              augment="resized_crop", batch_augment="device")))
+    assert pad_batch(b, 2)["image"] is b["image"]          # divisible: left on the device as it is
+    padded = pad_batch(b, 3)                               # padding: rows appended, mask False
+    assert padded["image"].shape[0] == 6 and padded["mask"].tolist() == [True] * 4 + [False] * 2
