@@ -17,6 +17,7 @@ and sources that do not fit the cache always stream through grain.
 
 Example::
 
+    import numpy as np
     from jaxgluon.data import ArraySource, make_loader
     src = ArraySource(np.zeros((8, 40, 50, 3), np.uint8), [0, 1] * 4, ["a", "b"])
     for b in make_loader(src, batch_size=4, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, train=True,
