@@ -62,7 +62,11 @@ def jaxgluon_case(data: str, size: int, batch: int, epochs: int, factor: float |
         src = ImageFolderSource(data)   # a new source object: a cold decoded-image cache
         batches = make_loader(src, batch_size=batch, image_size=size, mean=MEAN, std=STD, train=True,
                               num_epochs=epochs, augment="resized_crop+flip", batch_augment=mode)
-        return time_epochs(batches, batches.steps_per_epoch, epochs)
+        rates = time_epochs(batches, batches.steps_per_epoch, epochs)
+        used = getattr(batches.dataset, "mode", "grain")
+        if used != mode:
+            raise RuntimeError(f"make_loader(batch_augment={mode!r}) ran {used!r}: not the path asked for")
+        return rates
     finally:
         loader.WORKING_SIDE_FACTOR = saved
 
