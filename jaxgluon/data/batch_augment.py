@@ -235,12 +235,16 @@ class BatchEpochs:
             for idx, seed in plan:
                 yield self._batch(augment, idx, seed)
             return
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
-            pending = None
-            for idx, seed in plan:
-                nxt = ahead.submit(self._batch, augment, idx, seed)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
+                pending = None
+                for idx, seed in plan:
+                    nxt = ahead.submit(self._batch, augment, idx, seed)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = nxt
                 if pending is not None:
                     yield pending.result()
-                pending = nxt
-            if pending is not None:
-                yield pending.result()
+        finally:   # the loop ended or was closed (a trial's PAUSE/STOP): release the threads
+            augment.close()
+            self._augment = None
