@@ -16,8 +16,9 @@ when that is enough) -- and every later loader (later epochs, later trials) of t
 its distribution does not depend on the working resolution; resampling from 1.15x instead of a full-size image
 is what makes an epoch cheap (tests/data/test_augment_distribution.py checks the distribution). Skipped (with a
 log line) when the estimate exceeds the budget (``cache=True``: :func:`cache_budget_bytes`, a fraction of RAM);
-such datasets stream from the source through grain (``worker_count`` processes). Cached and uncached pipelines
-yield identical batches.
+such datasets stream from the source through grain (``worker_count`` processes). With ``batch_augment='grain'``
+cached and uncached pipelines yield identical batches; by default a cached train source is augmented a batch at
+once instead (:mod:`jaxgluon.data.batch_augment`: same distribution, its own deterministic batches).
 
 Example::
 
@@ -43,6 +44,7 @@ import grain
 import numpy as np
 from absl import flags as absl_flags
 
+from jaxgluon.data import batch_augment as batch_augment_module
 from jaxgluon.data import transforms
 from jaxgluon.data.sources import load_example
 
@@ -165,6 +167,7 @@ class _Prepared:
 class _Cached:
     images: list
     labels: np.ndarray
+    on_device: dict = dataclasses.field(default_factory=dict)   # batch_augment's packed images, per cached source
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -289,6 +292,7 @@ def make_loader(
     augment: str = "auto",
     start_epoch: int = 0,
     num_threads: int | None = None,
+    batch_augment: str = "auto",
 ) -> Loader:
     """Batches ``{'image': float32 [B, S, S, 3] normalised, 'label': int32 [B], 'mask': bool [B]}`` (module doc).
 
@@ -309,6 +313,10 @@ def make_loader(
         augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``; ignored for eval.
         start_epoch: first epoch to yield (train), for continuing a restored trial.
         num_threads: threads per process preparing batches (default min(4, CPUs)).
+        batch_augment: for a cached train source, augment a batch at once instead of per example through grain
+            (:mod:`jaxgluon.data.batch_augment`): 'host', 'device' (batches are float32 ``jax.Array``), 'grain'
+            (per example), or 'auto' (``batch_augment.DEFAULT_BY_BACKEND``). Uncached sources and 'pad_crop'
+            always use grain.
     """
     if batch_size < 1 or image_size < 1:
         raise ValueError(f"batch_size and image_size must be positive ints, got {batch_size} and {image_size}")
@@ -325,6 +333,9 @@ def make_loader(
         if budget > 0:
             prepared = _cached(source, prepared, budget)
     n = len(prepared)
+    threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
+    if batch_augment not in batch_augment_module.MODES:
+        batch_augment_module.resolve_mode(batch_augment)   # raises, naming the choices
     if train:
         steps = steps_per_epoch(n, batch_size, train=True, shard_count=shard_count)
         if steps == 0:
@@ -332,6 +343,14 @@ def make_loader(
                 f"batch_size {batch_size} exceeds the {n // shard_count} training examples of this shard; "
                 "lower batch_size"
             )
+        if (batch_augment != "grain" and isinstance(prepared, _Cached) and batch_augment_module.supports(policy)
+                and (mode := batch_augment_module.resolve_mode(batch_augment)) != "grain"):
+            epochs_ds = batch_augment_module.BatchEpochs(
+                prepared.images, prepared.labels, mode=mode, policy=policy, batch_size=batch_size,
+                image_size=image_size, mean=mean_a, std=std_a,
+                epoch_seeds=[_epoch_seed(seed, e, 0) for e in range(start_epoch, num_epochs)],
+                shard=(shard_index, shard_count), threads=threads, store=prepared.on_device)
+            return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
         base = grain.MapDataset.source(prepared)
         epochs = []
         for epoch in range(start_epoch, num_epochs):
@@ -354,7 +373,6 @@ def make_loader(
         dataset = ds.batch(batch_size, batch_fn=pad)
         steps = num_batches = steps_per_epoch(n, batch_size, train=False, shard_count=shard_count)
     dataset = dataset.map(_Normalize(mean_a, std_a))
-    threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
     iter_ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads + 2))
     if worker_count > 0:
         if not absl_flags.FLAGS.is_parsed():  # grain's worker start reads absl flags; outside absl.app use defaults

@@ -126,7 +126,8 @@ def pad_batch(batch: Batch, multiple: int) -> dict[str, np.ndarray]:
     >>> b['mask'].tolist(), b['image'].shape
     ([True, True, True, False], (4, 2, 2, 3))
     """
-    out = {k: np.asarray(v) for k, v in batch.items()}
+    # a jax.Array (batch_augment='device' batches) stays where it is unless it needs padding
+    out = {k: v if isinstance(v, jax.Array) else np.asarray(v) for k, v in batch.items()}
     n = len(out["label"])
     if "mask" not in out:
         out["mask"] = np.ones((n,), bool)

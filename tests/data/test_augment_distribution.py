@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from jaxgluon.data import ArraySource, make_loader
+from jaxgluon.data import ArraySource, batch_augment, make_loader
 from jaxgluon.data import loader as loader_module
 
 H, W, S, N, EPOCHS = 80, 120, 24, 48, 12
@@ -24,12 +24,12 @@ def coordinate_images() -> np.ndarray:
     return np.repeat(np.round(img * 255).astype(np.uint8)[None], N, axis=0)
 
 
-def crop_statistics(factor: float, seed: int, monkeypatch) -> dict[str, np.ndarray]:
+def crop_statistics(factor: float, seed: int, monkeypatch, mode: str = "grain") -> dict[str, np.ndarray]:
     monkeypatch.setattr(loader_module, "WORKING_SIDE_FACTOR", factor)
     src = ArraySource(coordinate_images(), [0, 1] * (N // 2), ["a", "b"])   # a new source: its own decoded cache
     batches = make_loader(src, batch_size=N, image_size=S, mean=(0.0,) * 3, std=(1.0,) * 3, train=True,
-                          seed=seed, num_epochs=EPOCHS, augment="resized_crop+flip")
-    images = np.concatenate([b["image"] for b in batches])               # pixel / 255
+                          seed=seed, num_epochs=EPOCHS, augment="resized_crop+flip", batch_augment=mode)
+    images = np.concatenate([np.asarray(b["image"]) for b in batches])               # pixel / 255
     r_first, r_last = images[:, S // 2, 0, 0], images[:, S // 2, -1, 0]
     g_first, g_last = images[:, 0, S // 2, 1], images[:, -1, S // 2, 1]
     flipped = r_last < r_first
@@ -40,9 +40,11 @@ def crop_statistics(factor: float, seed: int, monkeypatch) -> dict[str, np.ndarr
             "cx": (lo + hi) / 2, "cy": (g_first + g_last) / 2, "flip": flipped}
 
 
-def test_working_resolution_keeps_the_augmentation_distribution(monkeypatch):
-    before = crop_statistics(2.0, seed=1, monkeypatch=monkeypatch)                 # the former storage
-    after = crop_statistics(loader_module.WORKING_SIDE_FACTOR_DEFAULT, seed=2, monkeypatch=monkeypatch)
+@pytest.mark.parametrize("mode", ["grain", "host", "device"])
+def test_working_resolution_keeps_the_augmentation_distribution(monkeypatch, mode):
+    """The per-example grain path and the batch-at-once paths (jaxgluon.data.batch_augment) vs the former one."""
+    before = crop_statistics(2.0, seed=1, monkeypatch=monkeypatch)                 # the former storage and path
+    after = crop_statistics(loader_module.WORKING_SIDE_FACTOR_DEFAULT, seed=2, monkeypatch=monkeypatch, mode=mode)
     for key in ("area", "log_aspect", "cx", "cy"):
         p = stats.ks_2samp(before[key], after[key]).pvalue
         assert p > 1e-3, (key, p, np.mean(before[key]), np.mean(after[key]))
@@ -67,4 +69,14 @@ def test_the_comparison_detects_a_different_crop_distribution(monkeypatch):
 
     monkeypatch.setattr(loader_module.transforms, "random_resized_crop", narrower)
     after = crop_statistics(loader_module.WORKING_SIDE_FACTOR_DEFAULT, seed=2, monkeypatch=monkeypatch)
+    assert stats.ks_2samp(before["area"], after["area"]).pvalue < 1e-3
+
+
+def test_the_comparison_detects_a_different_batch_crop_distribution(monkeypatch):
+    """The batch path's draw with a narrower scale range is told apart too."""
+    before = crop_statistics(2.0, seed=1, monkeypatch=monkeypatch)
+    original = batch_augment.draw_crops
+    monkeypatch.setattr(batch_augment, "draw_crops",
+                        lambda sizes, policy, rng: original(sizes, policy, rng, scale=(0.3, 1.0)))
+    after = crop_statistics(loader_module.WORKING_SIDE_FACTOR_DEFAULT, seed=2, monkeypatch=monkeypatch, mode="host")
     assert stats.ks_2samp(before["area"], after["area"]).pvalue < 1e-3

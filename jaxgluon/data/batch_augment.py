@@ -1,0 +1,250 @@
+"""Batch-at-once train augmentation for decoded (cached) images, bypassing grain's per-example work.
+
+For a train source whose images are decoded once (``make_loader(cache=...)``), each epoch's random-resized crops
+and flips are drawn for a whole batch at once (:func:`draw_crops`, the distribution of
+:func:`jaxgluon.data.transforms.augment_image`), then the ``[B, S, S, 3]`` batch is produced by one of:
+
+- ``'host'``: Pillow's box resize per image (the same resampling as the per-example path) into one uint8 batch,
+  in a small thread pool, one batch prefetched, normalised once per batch in float32 numpy;
+- ``'device'``: every decoded image is packed once into one uint8 array on the default device (edge-padded to
+  the largest working size); per batch only the indices, boxes and flips travel, and one jitted function
+  (compiled once per shape) gathers, resamples (``jax.image.scale_and_translate``, antialiased linear: PIL's
+  bilinear filter), flips and normalises. Its batches are ``jax.Array`` (float32, on the device).
+
+``make_loader(batch_augment='auto')`` picks :data:`DEFAULT_BY_BACKEND` for JAX's default backend (measured:
+``benchmarks/input_pipeline.py``, RESULTS.md); 'grain' keeps the per-example path. Policies with 'pad_crop'
+and sources that do not fit the cache always stream through grain.
+
+Example::
+
+    import numpy as np
+    from jaxgluon.data import ArraySource, make_loader
+    src = ArraySource(np.zeros((8, 40, 50, 3), np.uint8), [0, 1] * 4, ["a", "b"])
+    for b in make_loader(src, batch_size=4, image_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, train=True,
+                         augment="resized_crop+flip", batch_augment="host"):
+        b["image"].shape        # (4, 16, 16, 3) float32
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import math
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from jaxgluon.data import transforms
+
+MODES = ("auto", "grain", "host", "device")
+DEFAULT_BY_BACKEND = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device", "tpu": "device"}
+"""What ``batch_augment='auto'`` means on each JAX backend (chosen by ``benchmarks/input_pipeline.py``)."""
+TRIES = 10
+MAX_PADDING_FACTOR = 4.0
+"""'device' keeps images padded to the largest (h, w); when that needs more than this many times their own bytes
+(very mixed shapes; hymenoptera at 224 px needs 2.3x), the host path is used instead (with a log line)."""
+
+logger = logging.getLogger(__name__)
+
+
+def supports(policy: str) -> bool:
+    """Whether the batch path implements the train policy (random-resized or center crop, optional flip)."""
+    return policy.split("+")[0] in ("resized_crop", "none")
+
+
+def resolve_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown batch_augment {mode!r}; choose one of {MODES}")
+    if mode != "auto":
+        return mode
+    import jax
+
+    return DEFAULT_BY_BACKEND.get(jax.default_backend(), "host")
+
+
+def draw_crops(sizes: np.ndarray, policy: str, rng: np.random.Generator,
+               scale: tuple[float, float] = transforms.RRC_SCALE,
+               ratio: tuple[float, float] = transforms.RRC_RATIO) -> tuple[np.ndarray, np.ndarray]:
+    """Crop boxes (left, top, right, bottom; float pixels) and flips for images of ``sizes`` [B, 2] (h, w).
+
+    The distribution of :func:`transforms.random_resized_crop` (the first of 10 valid (area, log-aspect) draws,
+    a uniform position, else the largest centered crop within ``ratio``) or of :func:`transforms.center_crop`
+    ('none'), and a fair coin per image for '+flip', all drawn at once.
+    """
+    h, w = np.asarray(sizes, np.float64).T
+    b = len(h)
+    if policy.split("+")[0] == "resized_crop":
+        area = (h * w)[:, None] * rng.uniform(scale[0], scale[1], size=(b, TRIES))
+        aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(b, TRIES)))
+        cw, ch = np.sqrt(area * aspect), np.sqrt(area / aspect)
+        ok = (cw >= 1.0) & (cw <= w[:, None]) & (ch >= 1.0) & (ch <= h[:, None])
+        first = np.argmax(ok, axis=1)
+        found = ok[np.arange(b), first]
+        cw, ch = cw[np.arange(b), first], ch[np.arange(b), first]
+        u = rng.uniform(0.0, 1.0, size=(b, 2))
+        left, top = u[:, 0] * (w - cw), u[:, 1] * (h - ch)
+        # fallback: the largest centered crop whose aspect lies within ratio
+        fw = np.where(w / h > ratio[1], h * ratio[1], w)
+        fh = np.where(w / h < ratio[0], w / ratio[0], h)
+        cw, ch = np.where(found, cw, fw), np.where(found, ch, fh)
+        left, top = np.where(found, left, (w - fw) / 2.0), np.where(found, top, (h - fh) / 2.0)
+    else:
+        side = np.minimum(h, w) * transforms.EVAL_CROP_FRACTION
+        cw = ch = side
+        left, top = (w - side) / 2.0, (h - side) / 2.0
+    boxes = np.stack([left, top, left + cw, top + ch], axis=1)
+    flips = rng.random(b) < 0.5 if policy.endswith("flip") else np.zeros(b, bool)
+    return boxes, flips
+
+
+def _host_one(out: np.ndarray, image: np.ndarray, box: np.ndarray, flip: bool, size: int) -> None:
+    crop = Image.fromarray(image).resize((size, size), transforms._RESAMPLE, box=tuple(map(float, box)))
+    if flip:   # Pillow's flip (C, no GIL) is several times cheaper than copying a reversed numpy view
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    out[...] = np.asarray(crop)
+
+
+class HostAugment:
+    """Produces normalised float32 batches on the host: Pillow per image, numpy per batch."""
+
+    def __init__(self, images: Sequence[np.ndarray], image_size: int, mean: np.ndarray, std: np.ndarray,
+                 threads: int):
+        self.images, self.size, self.mean, self.std = images, image_size, mean, std
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads))
+
+    def __call__(self, idx: np.ndarray, boxes: np.ndarray, flips: np.ndarray) -> np.ndarray:
+        out = np.empty((len(idx), self.size, self.size, 3), np.uint8)
+        list(self.pool.map(lambda j: _host_one(out[j], self.images[idx[j]], boxes[j], bool(flips[j]), self.size),
+                           range(len(idx))))
+        return transforms.normalize(out, self.mean, self.std)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_fn(size: int) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    def one(image, box, flip):
+        scale = jnp.stack([size / (box[3] - box[1]), size / (box[2] - box[0])])
+        translation = -jnp.stack([box[1], box[0]]) * scale
+        out = jax.image.scale_and_translate(image.astype(jnp.float32), (size, size, 3), (0, 1), scale, translation,
+                                            method="linear", antialias=True)
+        out = jnp.where(flip, out[:, ::-1], out)
+        return jnp.clip(jnp.round(out), 0.0, 255.0)   # uint8 values, as the host path's Pillow output
+
+    @jax.jit
+    def augment(canvas, idx, boxes, flips, mean, std):
+        crops = jax.vmap(one)(canvas[idx], boxes.astype(jnp.float32), flips)
+        return crops * (1.0 / (255.0 * std)) - mean / std
+
+    return augment
+
+
+class DeviceAugment:
+    """Keeps the decoded images on the default device; one jitted gather-resample-flip-normalise per batch."""
+
+    def __init__(self, images: Sequence[np.ndarray], image_size: int, mean: np.ndarray, std: np.ndarray,
+                 store: dict | None = None):
+        import jax
+
+        store = {} if store is None else store
+        if "canvas" not in store:   # packed and shipped once per cached source (later trials reuse it)
+            store["canvas"] = self._pack(images)
+        self.canvas = store["canvas"]
+        self.mean, self.std = jax.device_put(mean), jax.device_put(std)
+        self.fn = _device_fn(image_size)
+
+    @staticmethod
+    def _pack(images: Sequence[np.ndarray]) -> Any:
+        import jax
+
+        hmax = max(im.shape[0] for im in images)
+        wmax = max(im.shape[1] for im in images)
+        canvas = np.empty((len(images), hmax, wmax, 3), np.uint8)
+        for i, im in enumerate(images):   # edge padding: the resampling kernel near an image edge sees its edge
+            canvas[i] = np.pad(im, ((0, hmax - im.shape[0]), (0, wmax - im.shape[1]), (0, 0)), mode="edge")
+        return jax.device_put(canvas)
+
+    def __call__(self, idx: np.ndarray, boxes: np.ndarray, flips: np.ndarray) -> Any:
+        return self.fn(self.canvas, idx.astype(np.int32), boxes.astype(np.float32), flips, self.mean, self.std)
+
+    def close(self) -> None:
+        pass
+
+
+class BatchEpochs:
+    """The train batches of epochs ``start_epoch..num_epochs-1`` of a cached source, augmented a batch at once.
+
+    Each epoch is a permutation seeded by ``epoch_seeds[e]`` (then this shard's slice), cut into full batches;
+    each batch's crops come from a generator seeded by (epoch seed, batch index), so batches do not depend on
+    where iteration starts. One batch is prepared ahead in a thread.
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], labels: np.ndarray, *, mode: str, policy: str,
+                 batch_size: int, image_size: int, mean: np.ndarray, std: np.ndarray, epoch_seeds: Sequence[int],
+                 shard: tuple[int, int], threads: int, store: dict | None = None):
+        self.images, self.labels, self.mode, self.policy = images, labels, mode, policy
+        self.batch_size, self.image_size, self.mean, self.std = batch_size, image_size, mean, std
+        self.epoch_seeds, self.shard, self.threads, self.store = list(epoch_seeds), shard, threads, store
+        self.sizes = np.asarray([im.shape[:2] for im in images], np.int64)
+        self._augment: Any = None
+
+    def _make_augment(self) -> Any:
+        if self._augment is None:
+            if self.mode == "device" and not self._fits_on_device():
+                self.mode = "host"
+            if self.mode == "device":
+                self._augment = DeviceAugment(self.images, self.image_size, self.mean, self.std, self.store)
+            else:
+                self._augment = HostAugment(self.images, self.image_size, self.mean, self.std, self.threads)
+        return self._augment
+
+    def _fits_on_device(self) -> bool:
+        own = float(np.sum(np.prod(self.sizes, axis=1)))
+        padded = float(len(self.sizes) * self.sizes[:, 0].max() * self.sizes[:, 1].max())
+        if padded > MAX_PADDING_FACTOR * own:
+            logger.info("batch_augment='device': padding the images to one shape would take %.1fx their memory; "
+                        "augmenting on the host instead", padded / own)
+            return False
+        return True
+
+    def _plan(self) -> Iterator[tuple[np.ndarray, int]]:
+        n = len(self.labels)
+        index, count = self.shard
+        for seed in self.epoch_seeds:
+            order = np.random.default_rng(seed).permutation(n)
+            if count > 1:
+                order = order[: n - n % count][index::count]
+            for k in range(len(order) // self.batch_size):
+                yield order[k * self.batch_size:(k + 1) * self.batch_size], int(
+                    np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+    def _batch(self, augment: Any, idx: np.ndarray, seed: int) -> dict:
+        boxes, flips = draw_crops(self.sizes[idx], self.policy, np.random.default_rng(seed))
+        return {"image": augment(idx, boxes, flips), "label": self.labels[idx].astype(np.int32),
+                "mask": np.ones(len(idx), np.bool_)}
+
+    def __iter__(self) -> Iterator[dict]:
+        augment = self._make_augment()
+        plan = self._plan()
+        if self.mode == "device":   # jax dispatch is asynchronous already
+            for idx, seed in plan:
+                yield self._batch(augment, idx, seed)
+            return
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
+                pending = None
+                for idx, seed in plan:
+                    nxt = ahead.submit(self._batch, augment, idx, seed)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = nxt
+                if pending is not None:
+                    yield pending.result()
+        finally:   # the loop ended or was closed (a trial's PAUSE/STOP): release the threads
+            augment.close()
+            self._augment = None
