@@ -23,11 +23,11 @@ SHARED = REPO.parent / "shared"
 # (block's first line) -> [(text in the README, what the test runs instead)]
 SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
     "from jaxgluon import ImageClassification as task": [
-        ("results = task.fit(dataset, time_limits=600)", "results = task.fit(dataset, time_limits=40)"),
+        ("results = task.fit(dataset, time_limits=600)", "results = task.fit(dataset, time_limits=25)"),
         # offline (CI) the ImageNet nets have no weights: the same search over the CIFAR-10 nets, at a small budget
         ("ag.Nets(['resnet18_v1', 'resnet34_v1', 'resnet50_v1'])", "ag.Nets(['cifar_resnet20_v1', 'cifar_resnet32_v1'])"),
         ("search_strategy='hyperband', time_limits=600, epochs=8)",
-         "search_strategy='hyperband', time_limits=40, epochs=2)"),
+         "search_strategy='hyperband', time_limits=25, epochs=2)"),
     ],
 }
 # (text that marks a block) -> checks run after it, in the same interpreter: the snippet does what the README says
