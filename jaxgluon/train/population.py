@@ -53,7 +53,8 @@ from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial, trial_hyperparams
 from jaxgluon.train.state import TrainState, create_train_state, step_hparams
 from jaxgluon.train.steps import eval_step, train_step
-from jaxgluon.train.trial import CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain
+from jaxgluon.train.trial import (CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain,
+                                  validation_scores)
 
 log = logging.getLogger("jaxgluon.train")
 
@@ -430,12 +431,15 @@ class Population:
                                              f"{member.epoch} (learning rate "
                                              f"{member.trial.optimizer['learning_rate']})"))
                 continue
-            reward = float(val["correct"][k] / max(val["count"][k], 1.0))
-            member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward, meta=member.meta)
+            # ranked by the spec's metric like an ordinary trial (task.fit's metric='auto' may pick log-loss)
+            reward, top1, val_loss = validation_scores({key: val[key][k] for key in ("correct", "loss", "count")},
+                                                       self.spec.metric)
+            member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward,
+                             meta={**member.meta, "val_top1": top1, "val_loss": val_loss})
             result = {
-                "reward": reward, "train_loss": float(loss),
+                "reward": reward, "val_top1": top1, "train_loss": float(loss),
                 "train_accuracy": float(train["correct"][k] / max(train["count"][k], 1.0)),
-                "val_loss": float(val["loss"][k] / max(val["count"][k], 1.0)),
+                "val_loss": val_loss,
                 "epoch_seconds": epoch_seconds,
                 "images_per_sec": float(train["count"][k]) / max(train_seconds, 1e-9),
                 "population_images_per_sec": float(np.sum(train["count"][active])) / max(train_seconds, 1e-9),

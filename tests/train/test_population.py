@@ -180,3 +180,20 @@ def test_docstring_examples():
 
     result = doctest.testmod(population_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_members_are_ranked_by_the_specs_metric(spec, tmp_path):
+    """A population under metric='log_loss' (what task.fit's metric='auto' picks on small validation sets) reports
+    and checkpoints ``exp(-val_loss)`` like an ordinary trial, with top-1 beside it."""
+    import dataclasses
+    import math
+    population = Population(dataclasses.replace(spec, metric="log_loss"), CONFIG, max_epochs=1, capacity=1)
+    try:
+        population.add(0, CONFIG, tmp_path / "m0", seed=SEED)
+        (trial_id, result), = population.run_epoch()
+    finally:
+        population.close()
+    assert trial_id == 0 and result["reward"] == pytest.approx(math.exp(-result["val_loss"]))
+    assert 0.0 <= result["val_top1"] <= 1.0 and result["val_top1"] != result["reward"]
+    meta = load_trained(tmp_path / "m0").meta
+    assert meta["val_top1"] == result["val_top1"] and meta["reward"] == pytest.approx(result["reward"])
