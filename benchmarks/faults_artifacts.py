@@ -202,18 +202,8 @@ def meta_missing_keys(scratch: pathlib.Path) -> dict:
     from jaxgluon.train.integrity import SavedModelError
     from jaxgluon.train.trained import META_SCHEMA
     original = _save_model(scratch / "model")
-    named = []
-    for key in META_SCHEMA["required"]:
-        model = pathlib.Path(shutil.copytree(original, scratch / f"no_{key}"))
-        _rewrite_meta(model, lambda m, k=key: m.pop(k))
-        try:
-            load_trained(model)
-        except SavedModelError as err:
-            if f"{key}: missing (required)" in str(err):
-                named.append(key)
-    keys = META_SCHEMA["required"]
-    return {"attack": "meta_missing_keys", "detected": len(named) == len(keys),
-            "detail": f"{len(named)}/{len(keys)} missing meta.json keys named in the error ({', '.join(keys)})"}
+    return _missing_keys_named("meta_missing_keys", original, scratch, META_SCHEMA["required"], "meta.json",
+                               load_trained, SavedModelError)
 
 
 def results_missing_keys(scratch: pathlib.Path) -> dict:
@@ -223,18 +213,24 @@ def results_missing_keys(scratch: pathlib.Path) -> dict:
     model = load_trained(_save_model(scratch / "model"))
     trials = [{"trial_id": 0, "status": "COMPLETED", "config": {}}]
     original = Results(0.5, {}, {}, trials, model).save(scratch / "results")
+    return _missing_keys_named("results_missing_keys", original, scratch, RESULTS_SCHEMA["required"], RESULTS_FILE,
+                               Results.load, SavedModelError)
+
+
+def _missing_keys_named(attack: str, original: pathlib.Path, scratch: pathlib.Path, keys: list, name: str,
+                        load, error: type) -> dict:
+    """Drops each required key of ``name`` in a copy of ``original``; counts the loads whose error names it."""
     named = []
-    for key in RESULTS_SCHEMA["required"]:
+    for key in keys:
         folder = pathlib.Path(shutil.copytree(original, scratch / f"no_{key}"))
-        _rewrite_meta(folder, lambda m, k=key: m.pop(k), name=RESULTS_FILE)
+        _rewrite_meta(folder, lambda m, k=key: m.pop(k), name=name)
         try:
-            Results.load(folder)
-        except SavedModelError as err:
+            load(folder)
+        except error as err:
             if f"{key}: missing (required)" in str(err):
                 named.append(key)
-    keys = RESULTS_SCHEMA["required"]
-    return {"attack": "results_missing_keys", "detected": len(named) == len(keys),
-            "detail": f"{len(named)}/{len(keys)} missing results.json keys named in the error ({', '.join(keys)})"}
+    return {"attack": attack, "detected": len(named) == len(keys),
+            "detail": f"{len(named)}/{len(keys)} missing {name} keys named in the error ({', '.join(keys)})"}
 
 
 def deleted_meta_json(scratch: pathlib.Path) -> dict:

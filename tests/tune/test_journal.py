@@ -84,6 +84,15 @@ def test_an_intact_journal_is_left_alone(tmp_path, recwarn):
     assert path.read_bytes() == data and not _backups(path) and not recwarn.list
 
 
+def _cut_line_9(path: pathlib.Path) -> pathlib.Path:
+    """Line 9 of a journal of more than 12 lines loses its end (a corrupt record mid-file)."""
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) > 12
+    lines[8] = lines[8][:-7]
+    path.write_bytes(b"\n".join(lines))
+    return path
+
+
 def _interrupted_once(config, reporter):
     """Stateless (re-running an epoch is harmless); raises Ctrl-C in the driver once, at ``interrupt_at``."""
     for epoch in range(1, reporter.max_epochs + 1):
@@ -106,11 +115,7 @@ def test_resume_proceeds_after_a_corrupt_journal_line(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
              output_directory=exp, executor="in_process")   # the interrupt reaches the driver in-process
-    path = exp / "journal.jsonl"
-    lines = path.read_bytes().split(b"\n")
-    assert len(lines) > 12
-    lines[8] = lines[8][:-7]                                       # line 9 loses its end
-    path.write_bytes(b"\n".join(lines))
+    path = _cut_line_9(exp / "journal.jsonl")
     with pytest.warns(RuntimeWarning, match="recovered the journal .*line 9 is not valid JSON.*dropped lines 9-"):
         result = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
                       output_directory=exp, resume=True, executor="in_process")
@@ -128,10 +133,7 @@ def test_resume_of_a_finished_experiment_with_a_corrupt_line_does_not_trust_a_ne
     exp = tmp_path / "exp"
     first = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
                  output_directory=exp, executor="in_process")
-    path = exp / "journal.jsonl"
-    lines = path.read_bytes().split(b"\n")
-    lines[8] = lines[8][:-7]
-    path.write_bytes(b"\n".join(lines))
+    _cut_line_9(exp / "journal.jsonl")
     with pytest.warns(RuntimeWarning, match="recovered the journal"):
         result = tune(_interrupted_once, None, search_strategy=ListSearcher(configs), epochs=3, num_trials=6,
                       output_directory=exp, resume=True, executor="in_process")
