@@ -45,6 +45,7 @@ from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.compile_count import CompileCounter
 from jaxgluon.train.steps import PROGRAMS, CompiledSteps, make_mesh, sum_metrics
+from jaxgluon.train.warm_start import WarmStart
 
 log = logging.getLogger("jaxgluon.train")
 
@@ -290,6 +291,10 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
                                  dtype=dtype, seed=seed)
         meta = (ckpt.restore_meta(start) if start else
                 _initial_meta(trial, config, model, class_names, image_size, mean, std, seed, dtype))
+        # the eval and train steps compile in the background while the probe runs (once per shape and process)
+        warm = WarmStart.begin(steps, (trial.net, str(dtype), len(class_names)),
+                               lambda: create_train_state(model, tx), train_batch=batch_size,
+                               eval_batch=eval_batch_size, image_size=image_size)
         first_result: dict[str, Any] = {}
         probed = False
         if start == 0 and spec.head_init == "linear_probe" and meta["pretrained_loaded"]:
@@ -332,6 +337,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
         val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
                                        std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
         if probed:  # the linear-probe model is the trial's first model: scored and checkpointed as epoch 0
+            warm.wait_eval()
             probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called)
             if probe is None:
                 return
@@ -341,6 +347,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
                                          std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
                                          worker_count=spec.worker_count, augment=spec.augment, cache=spec.cache)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
+            warm.wait_train()
             first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
                         range(start + 1, max_epochs + 1), first_result, counter, spec.metric)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One GPU session's checks of issues 14 and 17, in under 8 minutes on one H200, logs under $OUT (or ./gpu_logs).
+#
+#   benchmarks/gpu_session.sh DATA_DIR
+#
+# DATA_DIR holds (copied there beforehand, e.g. by benchmarks/gpu_session_prepare.sh from ../shared):
+#   folder5/train, folder5/val   a 200-image, 5-class folder of 224 px JPEGs and its test folder
+#   cifar10_test_1k               the population benchmark's data
+#   weights/                      pretrained files found through $JAXGLUON_WEIGHTS_PATH (CIFAR-10 ResNets)
+#   wheels/ (optional)            Python wheels the GPU image lacks (grain, array-record, jsonschema, ...)
+# Each step has its own timeout, so one hang costs its slot only; every step's output goes to its own log.
+set -u
+data=${1:?usage: gpu_session.sh DATA_DIR}
+out=${OUT:-gpu_logs}
+mkdir -p "$out"
+if compgen -G "$data/wheels/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$data"/wheels/*.whl >"$out/00_pip.log" 2>&1 || { echo "wheel install failed"; tail "$out/00_pip.log"; }
+  export PYTHONPATH=/tmp/site:.
+else
+  export PYTHONPATH=.
+fi
+export PYTHONUNBUFFERED=1 JAXGLUON_WEIGHTS_PATH="$data/weights" JAXGLUON_HOME=/tmp/jaxgluon_home
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/00_env.log" 2>&1
+python3 -c "import jax, flax, optax; print(jax.__version__, flax.__version__, optax.__version__, jax.devices())" \
+  >>"$out/00_env.log" 2>&1
+cat "$out/00_env.log"
+
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 secs=$2; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${secs}s)"
+  timeout -k 5 "$secs" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "--- $name rc=$rc in $((SECONDS - t0))s"
+  tail -n 4 "$out/$name.log"
+}
+
+step 01_train_step 120 python3 benchmarks/gpu_train_step.py
+step 02_gpu_task 190 python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" \
+  --time-limits 60
+step 03_population 90 python3 benchmarks/population.py --members 32 --epochs 1 --data "$data/cifar10_test_1k" \
+  ${POPULATION_ARGS:-}
+step 04_input_pipeline 50 python3 benchmarks/input_pipeline.py --data "$data/folder5/train" --epochs 3 \
+  --modes host,device ${INPUT_ARGS:-}
+echo "=== done in ${SECONDS}s"
