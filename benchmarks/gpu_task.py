@@ -160,6 +160,8 @@ def _loader_and_step(args: argparse.Namespace, results) -> dict:
 def child(args: argparse.Namespace) -> dict:
     import jax
     cold = _fit_once(args, "cold")
+    if args.cold_only:
+        return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind, "cold": cold["figures"]}
     warm = _fit_once(args, "warm")
     speeds = _loader_and_step(args, warm["results"])
     return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind, "cold": cold["figures"],
@@ -176,6 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--net", default=None, help="default: fit's default search")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--num-trials", type=int, default=None)
+    p.add_argument("--cold-only", action="store_true", help="only the cold fit (e.g. to compare XLA_FLAGS)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -193,15 +196,16 @@ def main(argv: list[str] | None = None) -> dict:
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["total_s"] = round(time.perf_counter() - start, 1)
     figures["load_avg_1min_at_end"] = round(os.getloadavg()[0], 2)
-    for phase in ("cold", "warm"):
+    for phase in [p for p in ("cold", "warm") if p in figures]:
         f = figures[phase]
         print(f"{phase}: first report {f['first_report_s']} s, {f['trials']} trials, overhead first "
               f"{f['first_trial_overhead_s']} s / later median {f['median_overhead_after_first_s']} s, "
               f"{100 * f['step_fraction']:.0f}% of the fit in train+eval loops, compilations first "
               f"{f['first_trial_compilations']} / later max {f['later_trial_compilations_max']}, "
               f"test top-1 {f.get('test_top1')}")
-    print(f"loader {figures['loader_img_s']} img/s vs train step {figures['step_img_s']} img/s "
-          f"(ratio {figures['loader_img_s'] / figures['step_img_s']:.2f})")
+    if "loader_img_s" in figures:
+        print(f"loader {figures['loader_img_s']} img/s vs train step {figures['step_img_s']} img/s "
+              f"(ratio {figures['loader_img_s'] / figures['step_img_s']:.2f})")
     print(json.dumps(figures))
     return figures
 
