@@ -29,8 +29,8 @@ backend. The output ends with one JSON line.
 
 On a GPU (the 'device' path is the default there; a minute or so)::
 
-    python benchmarks/input_pipeline.py --data ../shared/data/flowers5/train --batch 128 --epochs 2 \
-        --rounds 2 --modes host,device --workers 8
+    python benchmarks/input_pipeline.py --data ../shared/data/hymenoptera/train --repeat 8 --batch 128 \
+        --epochs 3 --rounds 2 --modes host,device --workers 8
 """
 from __future__ import annotations
 
@@ -62,13 +62,35 @@ def time_epochs(batches, steps_per_epoch: int, epochs: int) -> tuple[list[float]
     return rates, cpu
 
 
+class Repeated:
+    """A source that lists each image of ``source`` ``times`` times (a longer epoch of the same JPEGs)."""
+
+    def __init__(self, source, times: int):
+        self.source, self.times = source, times
+        self.class_names = source.class_names
+        sizes = getattr(source, "image_sizes", None)
+        self.image_sizes = None if sizes is None else list(sizes) * times
+
+    def __len__(self) -> int:
+        return len(self.source) * self.times
+
+    def __getitem__(self, index: int) -> dict:
+        return self.source[index % len(self.source)]
+
+    def load(self, index: int, min_side: int | None = None) -> dict:
+        return self.source.load(index % len(self.source), min_side)
+
+
 class JaxgluonCase:
     """One ``make_loader`` path on its own source object (so its first epoch decodes: a cold cache)."""
 
-    def __init__(self, data: str, size: int, batch: int, factor: float | None, mode: str = "grain"):
+    def __init__(self, data: str, size: int, batch: int, factor: float | None, mode: str = "grain",
+                 repeat: int = 1):
         from jaxgluon.data import ImageFolderSource
 
-        self.src, self.size, self.batch, self.factor, self.mode = ImageFolderSource(data), size, batch, factor, mode
+        src = ImageFolderSource(data)
+        self.src = src if repeat == 1 else Repeated(src, repeat)
+        self.size, self.batch, self.factor, self.mode = size, batch, factor, mode
 
     def run(self, epochs: int, seed: int) -> tuple[list[float], list[float]]:
         from jaxgluon.data import loader, make_loader
@@ -136,7 +158,7 @@ class TorchFolder:
 
 
 class TorchCase:
-    def __init__(self, data: str, size: int, batch: int, workers: int):
+    def __init__(self, data: str, size: int, batch: int, workers: int, repeat: int = 1):
         import torch
 
         try:
@@ -148,6 +170,8 @@ class TorchCase:
             ds = TorchFolder(data, size)
             self.peer = (f"torch DataLoader + TorchFolder (torchvision unusable: {type(exc).__name__}: "
                          f"{str(exc)[:80]})")
+        if repeat > 1:
+            ds = torch.utils.data.ConcatDataset([ds] * repeat)
         self.dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
                                               num_workers=workers, persistent_workers=workers > 0)
 
@@ -174,13 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--modes", default="grain,host,device",
                    help="jaxgluon cached-source paths to time (make_loader's batch_augment)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="torch DataLoader workers")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="list each image this many times (longer epochs of the same files, for fast devices)")
     p.add_argument("--no-torch", action="store_true", help="leave out the torch peer")
     args = p.parse_args(argv)
-    cases: dict = {"former": JaxgluonCase(args.data, args.size, args.batch, 2.0)}
+    cases: dict = {"former": JaxgluonCase(args.data, args.size, args.batch, 2.0, repeat=args.repeat)}
     for mode in args.modes.split(","):
-        cases[mode] = JaxgluonCase(args.data, args.size, args.batch, None, mode)
+        cases[mode] = JaxgluonCase(args.data, args.size, args.batch, None, mode, repeat=args.repeat)
     if not args.no_torch:
-        cases["torch"] = TorchCase(args.data, args.size, args.batch, args.workers)
+        cases["torch"] = TorchCase(args.data, args.size, args.batch, args.workers, repeat=args.repeat)
     first: dict[str, float] = {}
     later: dict[str, list[float]] = {k: [] for k in cases}
     cpu: dict[str, list[float]] = {k: [] for k in cases}
@@ -208,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name} / former per round (min / median / max): {spread(ratio_rounds[name])}")
     if "torch" in cases:
         print(f"torch peer: {cases['torch'].peer}")
-    figures = {"data": args.data, "size": args.size, "batch": args.batch, "epochs": args.epochs,
+    figures = {"data": args.data, "repeat": args.repeat, "size": args.size, "batch": args.batch, "epochs": args.epochs,
                "rounds": args.rounds, "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2),
                **{f"{k}_first_img_s": round(v, 1) for k, v in first.items()},
                **{f"{k}_later_img_s": round(v, 1) for k, v in med.items()},
