@@ -140,17 +140,26 @@ def check_mean_std(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndar
 
 
 def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """uint8 [..., W, 3] -> float32 ``(x / 255 - mean) / std``."""
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
-    shift = (mean / std).astype(np.float32)
+    """uint8 [..., W, 3] -> float32 ``(x / 255 - mean) / std``, computed as ``(x - 255 mean) * (1 / (255 std))``.
+
+    That order (a subtraction, then a product) has no multiply-add for a compiler to fuse, so XLA's version of it
+    (:func:`jaxgluon.data.batch_augment` normalises batches in a jitted function) gives the same bits as this one.
+    """
+    offset, scale = normalize_constants(mean, std)
     if images.ndim < 2:
-        return images.astype(np.float32) * scale - shift
+        return (images.astype(np.float32) - offset) * scale
     # Rows of W * 3 values: numpy's inner loop then runs over whole rows instead of 3 channels (about 10x faster).
     width = images.shape[-2]
     out = images.reshape(-1, width * 3).astype(np.float32)
+    out -= np.tile(offset, width)
     out *= np.tile(scale, width)
-    out -= np.tile(shift, width)
     return out.reshape(images.shape)
+
+
+def normalize_constants(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(255 * mean, 1 / (255 * std))``: :func:`normalize` is ``(x - offset) * scale``."""
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return (255.0 * mean).astype(np.float32), (1.0 / (255.0 * std)).astype(np.float32)
 
 
 def load_for_eval(image: ImageLike, image_size: int) -> np.ndarray:

@@ -115,7 +115,7 @@ def test_device_path_falls_back_to_host_for_very_mixed_shapes():
     loader = make_loader(src, batch_size=2, image_size=8, mean=MEAN, std=STD, train=True,
                          augment="resized_crop", batch_augment="device")
     b = next(iter(loader))
-    assert loader.dataset.mode == "host" and isinstance(b["image"], np.ndarray) and b["image"].shape == (2, 8, 8, 3)
+    assert loader.dataset.mode == "host" and b["image"].shape == (2, 8, 8, 3)
 
 
 def test_device_batches_are_not_copied_back_to_the_host_before_the_step():
@@ -127,3 +127,17 @@ def test_device_batches_are_not_copied_back_to_the_host_before_the_step():
     assert pad_batch(b, 2)["image"] is b["image"]          # divisible: left on the device as it is
     padded = pad_batch(b, 3)                               # padding: rows appended, mask False
     assert padded["image"].shape[0] == 6 and padded["mask"].tolist() == [True] * 4 + [False] * 2
+
+
+def test_host_path_converts_per_crop_when_pillow_copies_would_not_fit(monkeypatch):
+    kw = dict(batch_size=4, image_size=16, mean=MEAN, std=STD, train=True, seed=2, num_epochs=2,
+              augment="resized_crop+flip", batch_augment="host")
+    kept = make_loader(source(), **kw)
+    with_copies = [np.asarray(b["image"]) for b in kept]
+    assert len(kept.dataset.store["pillow"]) == 12           # made once per cached source, reused by later loaders
+    monkeypatch.setattr(batch_augment, "PILLOW_COPY_LIMIT_BYTES", 0)
+    converted = make_loader(source(), **kw)                  # a new source object: its own cache and store
+    without = [np.asarray(b["image"]) for b in converted]
+    assert converted.dataset.store["pillow"] is None
+    for a, b in zip(with_copies, without, strict=True):
+        np.testing.assert_array_equal(a, b)
