@@ -1,7 +1,7 @@
 """A two-node Ray cluster on this machine, started and stopped by the tests themselves.
 
 Each node is one ``ray start --block`` process in a session of its own: every process of the node (GCS, raylet,
-agents, workers) is in its process group, so a node is killed (SIGKILL, a node crash) or stopped by its group alone
+agents, workers) descends from it, so a node is killed (SIGKILL, a node crash) through its own process tree alone
 -- never by ``ray stop``, which would reach other users' clusters on this machine. The cluster gets its own temp
 dir and free ports, no dashboard, a small object store and few CPUs; every wait is bounded.
 """
@@ -89,7 +89,18 @@ class LocalRayCluster:
 
     def kill_node(self, name: str) -> None:
         """SIGKILL every process of the node (a crash)."""
+        import psutil
+
         proc = self.nodes.pop(name)
+        try:
+            tree = psutil.Process(proc.pid).children(recursive=True)  # workers and agents start sessions of their own
+        except psutil.NoSuchProcess:
+            tree = []
+        for p in [psutil.Process(proc.pid), *tree] if proc.poll() is None else tree:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
