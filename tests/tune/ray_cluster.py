@@ -32,7 +32,9 @@ class LocalRayCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: dict[str, subprocess.Popen] = {}
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+        # a loaded machine: give a raylet time to register (Ray's default, 10 s, is too short under load)
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+                    "RAY_raylet_start_wait_time_s": "120"}
 
     def _ports(self) -> list[str]:
         return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
@@ -107,6 +109,19 @@ class LocalRayCluster:
             pass
         proc.wait(timeout=30)
 
+    def kill_strays(self) -> None:
+        """SIGKILL any process of this cluster that outlived its node's process (found by this cluster's temp dir
+        in its command line; a node that failed to start leaves its raylet behind)."""
+        import psutil
+
+        for p in psutil.process_iter(["pid", "cmdline", "uids"]):
+            try:
+                if p.info["uids"] and p.info["uids"].real == os.getuid() and p.pid != os.getpid() and \
+                        any(self.temp_dir in arg for arg in p.info["cmdline"] or []):
+                    p.send_signal(signal.SIGKILL)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
     def stop(self) -> None:
         import ray
 
@@ -114,4 +129,5 @@ class LocalRayCluster:
             ray.shutdown()
         for name in reversed(list(self.nodes)):  # a throw-away cluster: no graceful stop needed
             self.kill_node(name)
+        self.kill_strays()
         subprocess.run(["rm", "-rf", self.temp_dir], check=False, timeout=60)
