@@ -17,6 +17,9 @@ not sleep is the system's overhead. Measured for both systems:
   conservative), measured inside the trial functions, so that actor start-up is left out for both systems.
 - the same Hyperband search (ASHA: grace period 1, reduction factor 3, max_t epochs, 2 workers) through both:
   wall time of the call, epochs trained, best reward.
+- jaxgluon alone, with the cluster this script starts: a node killed mid-trial (SIGKILL of every process of the
+  second node once a trial there has reported) against the same seeded search uninterrupted: trials accounted for,
+  retries, and whether the best config is the same.
 
 The last line is one JSON object with the key figures.
 """
@@ -97,6 +100,58 @@ def run_raytune(trials: int, epochs: int, sleep: float, workers: int, root: path
     spans = [(float(f["t_start"].min()), float(f["t_now"].max())) for f in frames]
     return {"wall_s": wall, "spans": spans, "epochs": int(sum(len(f) for f in frames)),
             "best": float(grid.get_best_result().metrics["reward"])}
+
+
+def node_kill(cluster, root: pathlib.Path, address: str, trials: int = 6, epochs: int = 4, sleep: float = 0.3) -> dict:
+    """The same seeded random search twice with 2 workers: uninterrupted, then with node2 killed mid-trial."""
+    import threading
+
+    import ray
+
+    import jaxgluon as ag
+
+    space = {"x": ag.Real(0.0, 1.0), "sleep": sleep}
+    runs = {}
+    for kill in (False, True):
+        out = pathlib.Path(tempfile.mkdtemp(dir=root)) / "exp"
+        box: dict = {}
+
+        def search() -> None:
+            box["result"] = ag.tune(node_trial, space, num_trials=trials, epochs=epochs, num_workers=2, seed=0,
+                                    executor="ray", ray_address=address, output_directory=out)
+
+        thread = threading.Thread(target=search)
+        thread.start()
+        if kill:
+            node2 = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("node2"))
+            end = time.monotonic() + 300
+            while thread.is_alive() and time.monotonic() < end and not any(
+                    (d / "node").exists() and (d / "node").read_text() == node2 and (d / "reports.jsonl").exists()
+                    for d in (out / "trials").glob("*")):
+                time.sleep(0.05)
+            cluster.kill_node("node2")
+        thread.join()
+        result = box["result"]
+        runs[kill] = {"statuses": [t["status"] for t in result.trials], "best_config": result.best_config,
+                      "retries": result.metadata["executor_stats"]["num_retries"]}
+    cluster.start_node("node2", num_cpus=1, resources='{"node2": 1}')
+    return {"trials": trials, "completed_uninterrupted": runs[False]["statuses"].count("COMPLETED"),
+            "completed_killed": runs[True]["statuses"].count("COMPLETED"), "retries": runs[True]["retries"],
+            "same_best_config": runs[True]["best_config"] == runs[False]["best_config"]}
+
+
+def node_trial(config: dict, reporter) -> None:
+    """Sleep + report, its epoch checkpointed in its directory (a retry resumes there); writes its node's id."""
+    import ray
+
+    ckpt = reporter.checkpoint_dir
+    (ckpt / "node").write_text(ray.get_runtime_context().get_node_id())
+    start = int((ckpt / "epoch").read_text()) if (ckpt / "epoch").exists() else 0
+    for epoch in range(start + 1, reporter.max_epochs + 1):
+        time.sleep(config["sleep"])
+        (ckpt / "epoch").write_text(str(epoch))
+        if reporter(epoch=epoch, reward=reward_of(config["x"], epoch)) != "CONTINUE":
+            return
 
 
 def span_s(spans: list[tuple[float, float]]) -> float:
@@ -192,6 +247,14 @@ def main() -> None:
             figures[f"{name}_hyperband_best"] = r["best"]
         figures["raytune_over_jaxgluon_hyperband_wall"] = peer["wall_s"] / ours["wall_s"]
         print(f"raytune / jaxgluon Hyperband wall time: {figures['raytune_over_jaxgluon_hyperband_wall']:.2f}x")
+
+        # ---- a node killed mid-trial ------------------------------------------------------------------------------
+        if cluster is not None:
+            kill = node_kill(cluster, root, address)
+            print(f"\nnode killed mid-trial (6 trials x 4 epochs, 2 workers, seed 0): {kill['completed_killed']} of "
+                  f"{kill['trials']} trials completed ({kill['completed_uninterrupted']} uninterrupted), "
+                  f"{kill['retries']} retried, same best config as the uninterrupted run: {kill['same_best_config']}")
+            figures.update({f"node_kill_{k}": v for k, v in kill.items()})
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if cluster is not None:

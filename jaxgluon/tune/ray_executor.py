@@ -24,8 +24,6 @@ than writing checkpoints to that node's local disk.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import os
 import pathlib
 import queue
@@ -36,111 +34,17 @@ import traceback as traceback_module
 from typing import Any, Callable
 
 from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome, run_trial
+from jaxgluon.tune.ray_connect import (DEFAULT_MAX_FAILURES, INSTALL_HINT, actor_env, check_max_failures,
+                                       check_resources, connect, import_ray)
 from jaxgluon.tune.reporter import read_reports
 
-INSTALL_HINT = "pip install 'jaxgluon[ray]'"
-START_HINT = ("start one with `ray start --head` on this machine (then ray_address='auto'), pass its address "
-              "('<host>:6379' from `ray start --head`, or 'ray://<host>:10001' for Ray Client), or "
-              "ray_address=None to start a local Ray instance in this process")
 LONG_POLL_S = 2.0  # an idle actor call returns after this long without messages (then the driver asks again)
-CONNECT_CHECK_S = 5.0  # a TCP probe of a concrete address before ray.init (which retries for a minute)
-DEFAULT_MAX_FAILURES = 3
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError naming the fix."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError(f"executor='ray' needs the ray package, which is not installed ({err}); install it with "
-                          f"`{INSTALL_HINT}`") from err
-    return ray
-
-
-def check_resources(resources_per_trial: dict | None) -> dict:
-    """Ray resources per trial: ``num_cpus`` (default 1), ``num_gpus`` (``num_devices`` is accepted for it,
-    default 0), ``memory`` (bytes) and custom resources (any other key, e.g. ``{'node2': 1}``); every value a
-    number >= 0. Returns ``{'num_cpus', 'num_gpus', 'memory' (when given), 'resources': {custom}}``."""
-    given = dict(resources_per_trial or {})
-    if "num_devices" in given:
-        if "num_gpus" in given:
-            raise ValueError("resources_per_trial has both 'num_gpus' and 'num_devices'; give one (the GPUs per trial)")
-        given["num_gpus"] = given.pop("num_devices")
-    for key, value in given.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"resources_per_trial keys must be resource names, got {key!r}")
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"resources_per_trial[{key!r}] must be a number >= 0, got {value!r}")
-    out: dict[str, Any] = {"num_cpus": float(given.pop("num_cpus", 1)), "num_gpus": float(given.pop("num_gpus", 0))}
-    if "memory" in given:
-        out["memory"] = float(given.pop("memory"))
-    out["resources"] = {k: float(v) for k, v in given.items()}
-    if out["num_cpus"] == 0 and out["num_gpus"] == 0 and not out["resources"]:
-        raise ValueError("resources_per_trial asks for nothing (num_cpus=0, num_gpus=0); a trial needs a CPU or a GPU")
-    return out
-
-
-def check_max_failures(max_failures: Any) -> int:
-    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-        raise ValueError(f"max_failures must be an int >= 0 (retries of a trial whose actor or node dies), "
-                         f"got {max_failures!r}")
-    return max_failures
-
-
-def connect(address: str | None) -> bool:
-    """Connect this process to Ray (``ray.init``) unless it already is; True when this call connected.
-
-    ``address``: None (a running local cluster if there is one, else a new local instance), 'auto' (a running
-    cluster, else an error), '<host>:<port>' or 'ray://<host>:<port>'. An unreachable cluster raises
-    ConnectionError naming the fix within about ``CONNECT_CHECK_S`` seconds.
-    """
-    ray = import_ray()
-    if ray.is_initialized():
-        return False
-    if address not in (None, "auto", "local"):
-        _probe(address)
-    try:
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
-    except ConnectionError as err:
-        raise ConnectionError(f"could not connect to a Ray cluster at ray_address={address!r} ({err}); "
-                              f"{START_HINT}") from err
-    return True
-
-
-def _probe(address: str) -> None:
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"ray_address must be None, 'auto', '<host>:<port>' or 'ray://<host>:<port>', got "
-                         f"{address!r}")
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_CHECK_S):
-            pass
-    except OSError as err:
-        raise ConnectionError(f"no Ray cluster answers at ray_address={address!r} ({type(err).__name__}: {err}); "
-                              f"{START_HINT}") from err
-
-
-def actor_env(num_cpus: float, num_gpus: float) -> dict[str, str]:
-    """Environment an actor sets before it loads the trial function: BLAS/OpenMP threads = its CPUs, XLA's CPU
-    backend single-threaded with one CPU, and no GPUs visible when it asked for none (Ray sets
-    ``CUDA_VISIBLE_DEVICES`` to the GPUs it assigned otherwise)."""
-    threads = str(max(1, int(math.ceil(num_cpus))))
-    env = {key: threads for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    if num_cpus <= 1:
-        flags = os.environ.get("XLA_FLAGS", "")
-        env["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
-    if num_gpus == 0:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
 
 
 class TrialActor:
     """Runs trials one after the other in a thread of a Ray worker process (made a Ray actor by ``RayExecutor``).
-
-    Messages to the driver (``exchange``'s answer): ``('started', trial_id, placement)``, ``('report', trial_id,
-    result)``, ``('done', outcome_dict)``. The trial thread waits for the decision after each report.
-    """
+    Messages to the driver: ``('started', trial_id, placement)``, ``('report', trial_id, result)`` (the trial then
+    waits for the decision), ``('done', outcome_dict)``."""
 
     def __init__(self, train_fn_bytes: bytes, env: dict[str, str]) -> None:
         os.environ.update(env)
@@ -196,19 +100,23 @@ class TrialActor:
     def _main(self, launch: TrialLaunch) -> None:
         from jaxgluon.tune.process_pool import hold_fence
 
-        self._outbox.put(("started", launch.trial_id, self.placement()))
-        trials_dir = pathlib.Path(launch.checkpoint_dir).parent
-        if not trials_dir.is_dir():
-            message = (f"node {socket.gethostname()} cannot see the experiment directory ({trials_dir} is missing "
-                       "there): with Ray on several machines the experiment directory (storage_path or "
-                       "output_directory) must be on a filesystem every node mounts at the same path (e.g. NFS)")
-            outcome = TrialOutcome(launch.trial_id, error=message, traceback=message)
-        elif self._train_fn is None:
-            assert self._load_error is not None
-            outcome = TrialOutcome(launch.trial_id, error=self._load_error[0], traceback=self._load_error[1])
-        else:
-            hold_fence(launch.fence, self._fences)
-            outcome = run_trial(self._train_fn, launch, lambda result: self._send(launch.trial_id, result))
+        try:
+            self._outbox.put(("started", launch.trial_id, self.placement()))
+            trials_dir = pathlib.Path(launch.checkpoint_dir).parent
+            if not trials_dir.is_dir():
+                message = (f"node {socket.gethostname()} cannot see the experiment directory ({trials_dir} is missing "
+                           "there): with Ray on several machines the experiment directory (storage_path or "
+                           "output_directory) must be on a filesystem every node mounts at the same path (e.g. NFS)")
+                outcome = TrialOutcome(launch.trial_id, error=message, traceback=message)
+            elif self._train_fn is None:
+                assert self._load_error is not None
+                outcome = TrialOutcome(launch.trial_id, error=self._load_error[0], traceback=self._load_error[1])
+            else:
+                hold_fence(launch.fence, self._fences)
+                outcome = run_trial(self._train_fn, launch, lambda result: self._send(launch.trial_id, result))
+        except BaseException as err:  # noqa: BLE001 -- SystemExit/KeyboardInterrupt in the trial: it ends, in ERROR
+            outcome = TrialOutcome(launch.trial_id, error=f"{type(err).__name__}: {err}",
+                                   traceback=traceback_module.format_exc())
         self._outbox.put(("done", dataclasses.asdict(outcome)))
 
 
@@ -261,7 +169,9 @@ class RayExecutor(Executor):
         self._sent: dict[int, tuple[int, int, str | None]] = {}
         self._cluster: dict = {}
         self.trial_nodes: dict[int, list[str]] = {}
+        self.placements: list[dict] = []  # each started actor: node, pid, the resources and GPU ids Ray assigned it
         self.num_actors_started = 0
+        self._start_failures = 0
         self.num_retries = 0
         self.num_killed = 0
 
@@ -358,7 +268,7 @@ class RayExecutor(Executor):
         return {"num_cpus": self.request["num_cpus"], "num_gpus": self.request["num_gpus"],
                 **({"memory": self.request["memory"]} if "memory" in self.request else {}),
                 "resources": dict(self.request["resources"]), "scheduling_strategy": self.scheduling_strategy,
-                **self._cluster}
+                **self._cluster, "actors": list(self.placements)}
 
     def stats(self) -> dict:
         return {"num_actors_started": self.num_actors_started, "num_retries": self.num_retries,
@@ -432,6 +342,7 @@ class RayExecutor(Executor):
             return self._actor_died(slot, err)
         if ref is slot.starting:
             slot.starting, slot.placement = None, value
+            self.placements.append(value)
             return None
         slot.call = None
         assert slot.launch is not None and self._on_report is not None
@@ -456,9 +367,16 @@ class RayExecutor(Executor):
             self._ray.kill(slot.actor, no_restart=True)
         except Exception:  # noqa: BLE001 -- it is dead already
             pass
-        self._slots[slot.index] = self._new_slot(slot.index)
-        if launch is None:  # died while starting: its replacement takes its place
+        if launch is None:  # died while starting (or idle): a replacement takes its place, a few times over
+            self._start_failures += 1
+            if self._start_failures > 2 * self.num_workers + 2:
+                raise RuntimeError(f"Ray actors for trials keep dying before they run anything ({self._start_failures} "
+                                   f"so far; the last: {type(err).__name__}: {err}); check the cluster's logs "
+                                   "(`ray status`, the session's logs folder) and that every node has jaxgluon's "
+                                   f"dependencies (`{INSTALL_HINT}`)") from err
+            self._slots[slot.index] = self._new_slot(slot.index)
             return None
+        self._slots[slot.index] = self._new_slot(slot.index)
         if cancelled:
             return TrialOutcome(launch.trial_id, cancelled=True)
         where = "" if slot.placement is None else f" on node {slot.placement['node_ip']} ({slot.placement['node_id'][:12]})"
