@@ -184,7 +184,11 @@ def main() -> None:
     parser.add_argument("--hyperband-sleep", type=float, default=0.1)
     args = parser.parse_args()
 
-    import ray
+    try:
+        import ray
+        import ray.tune  # noqa: F401 -- the peer
+    except ImportError as err:
+        sys.exit(f"this benchmark needs Ray and Ray Tune ({err}): pip install 'jaxgluon[ray,bench]'")
 
     cluster = None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
