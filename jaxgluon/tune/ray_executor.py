@@ -251,8 +251,14 @@ class RayExecutor(Executor):
         return outcomes
 
     def cancel(self, trial_id: int) -> bool:
+        """Kill a running trial's actor. A launch still waiting for an idle actor has not started, so it cannot be
+        hung: before the time limit it waits on (its liveness clock restarted through ``on_started``)."""
         for launch in list(self._queue):
             if launch.trial_id == trial_id:
+                if launch.deadline is None or time.time() < launch.deadline:
+                    if self.on_started is not None:
+                        self.on_started(trial_id)
+                    return False
                 self._queue.remove(launch)
                 self._ended.append(TrialOutcome(trial_id, cancelled=True))
                 return True

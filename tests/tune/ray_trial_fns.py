@@ -16,9 +16,8 @@ def node_id() -> str:
 
 
 def sleepy_trial(config: dict, reporter) -> None:
-    """Config: 'x' (the final reward grows with it), 'sleep' (seconds per epoch), 'kill_at' (an epoch: the trial
-    SIGKILLs its own process there, on every launch), 'marker' (a file the trial creates once it has reported
-    epoch 1, for tests that kill things mid-trial)."""
+    """Config: 'x' (the final reward grows with it), 'sleep' (seconds per epoch), 'mode' at epoch 2: 'kill' (the
+    trial SIGKILLs its own process, on every launch) or 'hang' (it sleeps for an hour)."""
     ckpt = reporter.checkpoint_dir
     state_file = ckpt / "state.json"
     start = json.loads(state_file.read_text())["epoch"] if state_file.exists() else 0
@@ -28,13 +27,13 @@ def sleepy_trial(config: dict, reporter) -> None:
     for epoch in range(start + 1, reporter.max_epochs + 1):
         t0 = time.time()
         time.sleep(config.get("sleep", 0.0))
-        if epoch == config.get("kill_at"):
+        if epoch == 2 and config.get("mode") == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        if epoch == 2 and config.get("mode") == "hang":
+            time.sleep(3600)
         state_file.write_text(json.dumps({"epoch": epoch}))
         with open(ckpt / "epochs.jsonl", "a") as f:
             f.write(json.dumps({"epoch": epoch, "t0": t0, "t1": time.time(), "node_id": node_id()}) + "\n")
         decision = reporter(epoch=epoch, reward=config["x"] * (1.0 - 0.5 ** epoch))
-        if epoch == 1 and config.get("marker"):
-            open(config["marker"], "a").close()
         if decision != "CONTINUE":
             return

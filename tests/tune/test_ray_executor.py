@@ -162,19 +162,23 @@ def test_hyperband_promotion_pauses_and_resumes_trials_through_ray(cluster, tmp_
     assert result.best_config["x"] == max(t["config"]["x"] for t in result.trials if t["status"] == "COMPLETED")
 
 
-def test_a_trial_whose_actor_dies_is_retried_then_marked_error_after_max_failures(cluster, tmp_path):
-    space = {"x": 0.5, "sleep": 0.05, "kill_at": ag.Categorical(2, 99)}  # 2: the trial kills its process
+def test_a_dead_actor_is_retried_then_error_after_max_failures_and_a_hung_trial_is_killed(cluster, tmp_path):
+    space = {"x": 0.5, "sleep": 0.05, "mode": ag.Categorical("kill", "hang", "ok")}
     result = ag.tune(ray_trial_fns.sleepy_trial, space, search_strategy="grid", epochs=3, num_workers=2,
-                     executor="ray", ray_address=cluster.address, max_failures=1, output_directory=tmp_path / "exp")
-    by_kill = {t["config"]["kill_at"]: t for t in result.trials}
-    assert by_kill[99]["status"] == "COMPLETED"
-    failed = by_kill[2]
-    assert failed["status"] == "ERROR" and "max_failures=1" in failed["error"]
-    launches = read_lines(tmp_path / "exp" / "trials" / str(failed["trial_id"]) / "launches.jsonl")
+                     executor="ray", ray_address=cluster.address, max_failures=1, trial_timeout=3.0,
+                     output_directory=tmp_path / "exp")
+    by_mode = {t["config"]["mode"]: t for t in result.trials}
+    assert by_mode["ok"]["status"] == "COMPLETED"
+    killed = by_mode["kill"]  # SIGKILLs its own actor at epoch 2, on every launch
+    assert killed["status"] == "ERROR" and "max_failures=1" in killed["error"]
+    launches = read_lines(tmp_path / "exp" / "trials" / str(killed["trial_id"]) / "launches.jsonl")
     assert [entry["start_epoch"] for entry in launches] == [0, 1]  # retried once, from its epoch-1 checkpoint
     retries = [e for e in read_journal(tmp_path / "exp" / "journal.jsonl") if e["event"] == "retry"]
-    assert [(e["trial_id"], e["attempt"]) for e in retries] == [(failed["trial_id"], 1)]
-    assert result.metadata["executor_stats"]["num_retries"] == 1
+    assert [(e["trial_id"], e["attempt"]) for e in retries] == [(killed["trial_id"], 1)]
+    hung = by_mode["hang"]  # silent past trial_timeout: its actor is killed (not retried), the search goes on
+    assert hung["status"] == "ERROR" and hung["error"].startswith("hung") and hung["num_launches"] == 1
+    stats = result.metadata["executor_stats"]
+    assert stats["num_retries"] == 1 and stats["num_actors_killed"] == 1
 
 
 def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
