@@ -188,6 +188,13 @@ class RayExecutor(Executor):
         if not callable(train_fn):
             raise TypeError(f"train_fn must be callable as train_fn(config, reporter), got {train_fn!r}")
         self._connected_here = connect(self.address)
+        try:
+            self._start(train_fn, on_report)
+        except BaseException:
+            self.shutdown()  # nothing is left connected or running after a failed start
+            raise
+
+    def _start(self, train_fn: Callable[[dict, Any], Any], on_report: ReportCallback) -> None:
         import ray
         from ray import cloudpickle
 
