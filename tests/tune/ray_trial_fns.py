@@ -37,3 +37,10 @@ def sleepy_trial(config: dict, reporter) -> None:
         decision = reporter(epoch=epoch, reward=config["x"] * (1.0 - 0.5 ** epoch))
         if decision != "CONTINUE":
             return
+
+
+class Blocker:
+    """A Ray actor that holds a node's CPU (so that trials start on the other node)."""
+
+    def ping(self) -> int:
+        return 1

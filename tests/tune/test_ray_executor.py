@@ -185,10 +185,16 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
     """SIGKILL of every process of the second node while a trial runs there: the trial is retried from its
     checkpoint on the head node and finishes; every trial is accounted for and the best config is the one an
     uninterrupted run finds (the rewards are deterministic)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     ids = node_ids(cluster)
     exp = tmp_path / "exp"
     space = {"x": ag.Real(0.1, 1.0), "sleep": 0.4}
     box: dict = {}
+    # the head's CPU is taken until node2 dies, so the first trials run on node2
+    blocker = ray.remote(ray_trial_fns.Blocker).options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node_id=ids["head"], soft=False)).remote()
+    ray.get(blocker.ping.remote(), timeout=WAIT_S)
 
     def run():
         try:
@@ -200,17 +206,19 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     victim, end = None, time.monotonic() + WAIT_S
-    while victim is None:
-        assert time.monotonic() < end and thread.is_alive(), f"no trial reported on node2: {box}"
-        for d in (exp / "trials").glob("*") if (exp / "trials").exists() else []:
-            if any(e["node_id"] == ids["node2"] for e in read_lines(d / "epochs.jsonl")):
-                victim = int(d.name)
-        time.sleep(0.05)
     try:
+        while victim is None:
+            assert time.monotonic() < end and thread.is_alive(), f"no trial reported on node2: {box}"
+            for d in (exp / "trials").glob("*") if (exp / "trials").exists() else []:
+                if any(e["node_id"] == ids["node2"] for e in read_lines(d / "epochs.jsonl")):
+                    victim = int(d.name)
+            time.sleep(0.05)
         cluster.kill_node("node2")
+        ray.kill(blocker)  # the head's CPU is free: the retry runs there
         thread.join(WAIT_S)
         assert not thread.is_alive(), "the experiment did not finish after the node was killed"
     finally:
+        ray.kill(blocker)
         cluster.start_node("node2", num_cpus=1, resources='{"node2": 1}')  # for the tests after this one
     assert "error" not in box, box.get("error")
     result = box["result"]
@@ -218,7 +226,8 @@ def test_a_node_killed_mid_trial_loses_nothing(cluster, tmp_path):
     victim_trial = result.trials[victim]
     assert [r["epoch"] for r in victim_trial["results"]] == [1, 2, 3, 4]
     launches = read_lines(exp / "trials" / str(victim) / "launches.jsonl")
-    assert len(launches) == 2 and launches[1]["start_epoch"] >= 1 and launches[1]["node_id"] == ids["head"]
+    assert len(launches) == 2 and launches[1]["start_epoch"] >= 1
+    assert (launches[0]["node_id"], launches[1]["node_id"]) == (ids["node2"], ids["head"])
     assert any(e["event"] == "retry" and e["trial_id"] == victim for e in read_journal(exp / "journal.jsonl"))
     assert result.best_config == max((t["config"] for t in result.trials), key=lambda c: c["x"])
 
