@@ -40,9 +40,19 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
          '"lr_scheduler": ag.Categorical("cosine", "poly")}, epochs=2,'),
         ("num_trials=4)", "num_trials=2)"),
     ],
+    # the cluster of the README is this machine's own Ray instance, its storage a local folder
+    "import jaxgluon as ag   # with ray installed: pip install 'jaxgluon[ray]'": [
+        ("ray_address='auto'", "ray_address='local'"),
+        ("storage_path='/mnt/shared/runs'", "storage_path='runs'"),
+    ],
 }
 # (text that marks a block) -> checks run after it, in the same interpreter: the snippet does what the README says
 CHECKS: dict[str, str] = {
+    "executor='ray'": """
+assert result.metadata['executor'] == 'ray'
+assert result.metadata['resources_per_trial']['num_cpus'] == 1
+assert len(result.trials) == 6 and all(t['status'] != 'ERROR' for t in result.trials), result.trials
+""",
     "ag.tune(PopulationTrial(spec)": """
 assert result.metadata['executor'] == 'population', result.metadata['executor']
 assert result.metadata['resources_per_trial']['population_size'] == 2

@@ -47,7 +47,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
-        trial_timeout: float | str | None = "auto", population_size: int | str | None = None) -> Results:
+        trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
+        ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -89,7 +90,11 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       executor: where trials run (``jaxgluon.tune``): by default a persistent worker process per device set
         (``num_workers`` of them), which keeps its compiled programs across trials and is killed and replaced
         when a trial hangs or crashes; 'in_process' runs them in the calling process (no start-up; a hung trial is
-        abandoned at the limits, not killed).
+        abandoned at the limits, not killed); 'ray' runs each in a Ray actor on a cluster (``ray_address``: None,
+        'auto', '<host>:<port>' or 'ray://<host>:<port>'; ``resources_per_trial`` then takes Ray's ``num_cpus``,
+        ``num_gpus`` and custom resources; ``max_failures``: retries of a trial whose actor or node dies;
+        ``storage_path``: the folder, reachable from every node, that holds the experiment directory). See
+        ``jaxgluon.tune``.
       trial_timeout: seconds a trial may go without reporting an epoch before it is killed as hung ('auto':
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
       population_size: train up to this many trials of one net (and image size, batch size) at once
@@ -150,7 +155,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
                           scheduler_options=scheduler_options, callbacks=[progress.on_event], executor=executor,
-                          trial_timeout=trial_timeout)
+                          trial_timeout=trial_timeout, ray_address=ray_address, storage_path=storage_path,
+                          max_failures=max_failures)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits)

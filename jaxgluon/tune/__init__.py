@@ -16,12 +16,13 @@ from jaxgluon.tune.api import tune
 from jaxgluon.tune.executor import Executor, InProcessExecutor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.population_executor import PopulationExecutor
 from jaxgluon.tune.process_pool import ProcessPoolExecutor
+from jaxgluon.tune.ray_executor import RayExecutor  # imports ray only when used
 from jaxgluon.tune.reporter import Reporter, TrialStopped
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
 from jaxgluon.tune.stop import StopCriterion
 
 __all__ = ["tune", "TrialStopped", "ExperimentResult", "AllTrialsFailedError", "StopCriterion", "Reporter",
-           "Executor", "InProcessExecutor", "ProcessPoolExecutor",
+           "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor",
            "PopulationExecutor", "TrialLaunch", "TrialOutcome"]
 
 

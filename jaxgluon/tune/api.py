@@ -32,7 +32,7 @@ from jaxgluon.tune.runner import Runner
 from jaxgluon.tune.stop import StopCriterion
 
 _RESOURCE_KEYS = ("num_cpus", "num_devices")
-_EXECUTORS = ("in_process", "process_pool")
+_EXECUTORS = ("in_process", "process_pool", "ray")
 
 
 def tune(
@@ -54,6 +54,9 @@ def tune(
     callbacks: Sequence[Callable[[dict], Any]] | None = None,
     trial_timeout: float | str | None = "auto",
     population_size: int | str | None = None,
+    ray_address: str | None = None,
+    storage_path: str | os.PathLike | None = None,
+    max_failures: int | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -82,7 +85,8 @@ def tune(
             keep their compiled programs and caches from trial to trial, die with the driver, and are killed and
             replaced when a trial hangs or crashes them. 'in_process': trials run in a thread of the driver (no
             process start-up or pickling; a hung trial is abandoned at the limits, not killed, and a trial that
-            calls ``os._exit`` or crashes the interpreter ends the driver). Or an ``Executor`` instance. A
+            calls ``os._exit`` or crashes the interpreter ends the driver). 'ray': trials run in Ray actors on a
+            cluster (``ray_address``; ``pip install 'jaxgluon[ray]'``). Or an ``Executor`` instance. A
             ``train_fn`` that worker processes cannot import (a lambda, a closure, a function typed into an
             interactive session or a script without an ``if __name__ == '__main__':`` guard) runs in-process,
             with a warning, unless ``executor='process_pool'`` is given.
@@ -102,6 +106,16 @@ def tune(
         population_size: train up to this many trials at once as one vmapped program (an int, or 'auto': as many
             as the device's free memory holds); needs a train function that can train populations, e.g.
             ``jaxgluon.train.PopulationTrial(spec)`` (see ``jaxgluon.tune.population_executor``).
+        ray_address: with ``executor='ray'`` (implied when given), the Ray cluster that runs the trials: None (a
+            running local cluster, else a new local Ray instance), 'auto' (a running cluster, else an error),
+            '<host>:<port>' or 'ray://<host>:<port>'. Each trial runs in a Ray actor holding
+            ``resources_per_trial`` (``num_cpus`` (default 1), ``num_gpus``, ``memory``, custom resources such as
+            ``{'node2': 1}``); see ``jaxgluon.tune.ray_executor``.
+        storage_path: the folder under which a fresh experiment directory is made (default ``./runs``), and a
+            relative ``output_directory`` is placed. With Ray on several machines every node must reach it at the
+            same path (a shared filesystem such as NFS): trials checkpoint into it.
+        max_failures: with ``executor='ray'``, how often a trial whose actor or node dies is retried from its
+            checkpoint before it is marked ERROR (default 3); each retry is journaled (a ``retry`` event).
 
     Returns:
         ExperimentResult with ``best_config``, ``best_reward``, ``trials``, ``metadata``, ``to_dataframe()``.
@@ -118,14 +132,19 @@ def tune(
     check_trial_timeout(trial_timeout)
     if resume and output_directory is None:
         raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
-    experiment_dir = pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
+    experiment_dir = _experiment_directory(output_directory, storage_path)
+    if ray_address is not None and executor is None:
+        executor = "ray"
+    if executor != "ray" and (ray_address is not None or max_failures is not None):
+        raise ValueError("ray_address and max_failures apply to executor='ray' (trials on a Ray cluster); got "
+                         f"executor={executor!r}")
     scheduler, strategy_name = _make_scheduler(search_strategy, search_space, epochs, seed, scheduler_options)
     if population_size is not None:
         from jaxgluon.tune.population_executor import make_population_executor
 
         executor_obj = make_population_executor(population_size, executor, num_workers)
     else:
-        executor_obj = _make_executor(executor, num_workers, resources_per_trial, train_fn)
+        executor_obj = _make_executor(executor, num_workers, resources_per_trial, train_fn, ray_address, max_failures)
     runner = Runner(train_fn, scheduler, executor_obj, experiment_dir, stop, max_epochs=epochs, seed=seed,
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
@@ -134,9 +153,21 @@ def tune(
     return runner.run()
 
 
-def _fresh_directory() -> pathlib.Path:
+def _fresh_directory(root: str | os.PathLike = "runs") -> pathlib.Path:
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    return pathlib.Path("runs") / name
+    return pathlib.Path(root) / name
+
+
+def _experiment_directory(output_directory: Any, storage_path: Any) -> pathlib.Path:
+    if storage_path is None:
+        return pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
+    if output_directory is None:
+        return _fresh_directory(storage_path)
+    root, given = pathlib.Path(storage_path).absolute(), pathlib.Path(output_directory)
+    if given.is_absolute() and root not in given.absolute().parents:
+        raise ValueError(f"output_directory={str(given)!r} is not inside storage_path={str(root)!r}; give a relative "
+                         "output_directory (placed under storage_path) or one of the two")
+    return root / given
 
 
 def _make_scheduler(search_strategy: Any, search_space: Any, epochs: int, seed: int,
@@ -188,10 +219,15 @@ def worker_import_problem(train_fn: Any) -> str | None:
     return None
 
 
-def _make_executor(executor: str | Executor | None, num_workers: int,
-                   resources_per_trial: dict | None, train_fn: Any = None) -> Executor:
+def _make_executor(executor: str | Executor | None, num_workers: int, resources_per_trial: dict | None,
+                   train_fn: Any = None, ray_address: str | None = None, max_failures: int | None = None) -> Executor:
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+    if executor == "ray":  # Ray resources: num_cpus, num_gpus, memory and custom ones (validated there)
+        from jaxgluon.tune.ray_executor import DEFAULT_MAX_FAILURES, RayExecutor
+
+        return RayExecutor(num_workers, resources_per_trial, address=ray_address,
+                           max_failures=DEFAULT_MAX_FAILURES if max_failures is None else max_failures)
     resources = dict(resources_per_trial or {})
     if "num_gpus" in resources:
         resources.setdefault("num_devices", resources.pop("num_gpus"))

@@ -60,6 +60,9 @@ class Executor(abc.ABC):
     #: Set by the runner: an executor whose trials start late (a worker process still starting) calls it from
     #: ``poll`` with the trial id when the trial function actually starts; the liveness clock restarts then.
     on_started: Callable[[int], None] | None = None
+    #: Set by the runner: an executor that launches a trial again after its worker died (the Ray executor's
+    #: ``max_failures``) calls it with ``(trial_id, error, attempt)`` before the retry; the runner journals it.
+    on_retry: Callable[[int, str, int], None] | None = None
 
     @property
     @abc.abstractmethod

@@ -159,6 +159,7 @@ class Runner:
         fence_stale_writers(self.dir / FENCE)  # the workers of a killed driver are gone before ours start
         self.executor.bind(self.train_fn, self._on_report)
         self.executor.on_started = self._on_started
+        self.executor.on_retry = self._on_retry
         try:
             self._recover_reports()
             for trial_id in list(self._restart_queue):
@@ -264,6 +265,11 @@ class Runner:
         """The trial function began (its worker is up): its silence is counted from now."""
         if trial_id in self._last_seen:
             self._last_seen[trial_id] = time.monotonic()
+
+    def _on_retry(self, trial_id: int, error: str, attempt: int) -> None:
+        """The executor launches the trial again (from its checkpoint) after its worker or node died: journaled
+        (a ``retry`` event, skipped on resume) and shown to the callbacks."""
+        self._log("retry", trial_id=trial_id, attempt=attempt, error=error, t=self._now())
 
     def _on_report(self, trial_id: int, result: dict) -> str:
         start = time.perf_counter()

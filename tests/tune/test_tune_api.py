@@ -1,4 +1,6 @@
 """tune() over a plain python function with the real schedulers and searchers."""
+import pathlib
+
 import pytest
 from tune_trial_fns import ListSearcher, quadratic_trial, scripted_trial
 
@@ -49,3 +51,17 @@ def test_bad_arguments_are_named(tmp_path):
         tune(quadratic_trial, SPACE, resume=True)
     with pytest.raises(TypeError, match="search_strategy"):
         tune(quadratic_trial, SPACE, search_strategy=42, output_directory=tmp_path / "d")
+
+
+def test_storage_path_is_the_root_of_the_experiment_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = {"x": ag.Real(0, 1), "y": "b"}
+    fresh = tune(quadratic_trial, space, num_trials=1, epochs=1, executor="in_process", storage_path="store")
+    assert pathlib.Path(fresh.experiment_dir).parent.resolve() == (tmp_path / "store").resolve()
+    named = tune(quadratic_trial, space, num_trials=1, epochs=1, executor="in_process", storage_path="store",
+                 output_directory="exp")
+    assert pathlib.Path(named.experiment_dir).resolve() == (tmp_path / "store" / "exp").resolve()
+    assert (tmp_path / "store" / "exp" / "journal.jsonl").exists()
+    with pytest.raises(ValueError, match="is not inside storage_path"):
+        tune(quadratic_trial, space, num_trials=1, epochs=1, executor="in_process", storage_path="store",
+             output_directory=tmp_path / "elsewhere")

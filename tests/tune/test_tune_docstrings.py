@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness"]
+MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness", "jaxgluon.tune.ray_connect"]
 
 
 @pytest.mark.parametrize("name", MODULES)
