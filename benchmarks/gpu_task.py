@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+
 
 def _fit_once(args: argparse.Namespace, label: str) -> dict:
     import jaxgluon.task.fit  # noqa: F401  (the package exports a function of the same name)

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train_step import jax_step_fn, torch_resnet  # benchmarks/ is on sys.path when this script runs
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import jax_step_fn, torch_resnet
 
 from jaxgluon.models.flops import model_flops
 from jaxgluon.models.registry import abstract_model
