@@ -27,7 +27,7 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
-from jaxgluon.train import PopulationTrial, TrialSpec, load_trained, train_trial
+from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
@@ -135,7 +135,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
                      pretrained=pretrained, head_init=head_init,
                      freeze_batchnorm=freeze_batchnorm, cache=cache)
-    num_validation = len(spec.sources()[1])
+    caches = TrialCaches()   # this call's sources, decoded images and probe features (jaxgluon.train.caches)
+    num_validation = len(spec.sources(caches)[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
@@ -145,7 +146,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
              format_space(space))
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
         train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
-                    else functools.partial(train_trial, spec=spec))
+                    else functools.partial(train_trial, spec=spec, caches=caches))
         experiment = tune(train_fn, compiled, search_strategy=search_strategy, population_size=population_size,
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
