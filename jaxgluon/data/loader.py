@@ -1,11 +1,11 @@
 """The input pipeline: a source -> batches of normalised float32 images, on grain's ``MapDataset``.
 
-Train (``train=True``): each epoch ``e`` is shuffled with a seed derived from ``(seed, e)``, augmented per example
+Train (:func:`make_train_loader`): each epoch ``e`` is shuffled with a seed derived from ``(seed, e)``, augmented per example
 (grain seeds each example's generator from the seed and its index), batched with the remainder dropped (so an
 epoch is exactly :func:`steps_per_epoch` batches and never mixes epochs), ``mask`` all True. Epochs run from
 ``start_epoch`` to ``num_epochs - 1``, so a restored trial continues with the same batches it would have seen.
 
-Eval (``train=False``): the source in order through the eval transform (:func:`transforms.center_crop`); the last
+Eval (:func:`make_eval_loader`): the source in order through the eval transform (:func:`transforms.center_crop`); the last
 batch is padded to ``batch_size`` with zero rows whose ``mask`` is False, so each example counts exactly once.
 
 Decode once (``cache=True``, or a byte budget): the first loader for a (source, stage, image size) decodes every
