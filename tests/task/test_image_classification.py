@@ -164,13 +164,14 @@ def test_fit_compiles_the_space_once_and_hands_it_to_tune(image_folders, monkeyp
     seen = {}
 
     def fake_tune(train_fn, search_space, **kwargs):
-        seen["space"] = search_space
+        seen["space"], seen["num_trials"] = search_space, kwargs["num_trials"]
         raise InterruptedError("stop before any trial")
 
     monkeypatch.setattr(fit_module, "tune", fake_tune)
     with pytest.raises(InterruptedError):
-        task.fit(task.Dataset(train_path=str(image_folders[0])), net="cifar_resnet20_v1", num_trials=1, verbose=False)
+        task.fit(task.Dataset(train_path=str(image_folders[0])), net="cifar_resnet20_v1", verbose=False)
     assert isinstance(seen["space"], CompiledSpace)
+    assert seen["num_trials"] == fit_module.FIT_DEFAULT_NUM_TRIALS == 2    # fit's own default (tune's is 10)
     assert get_searcher("random", seen["space"]).space is seen["space"]     # the searcher does not compile again
     assert "metadata['overrun_s']" in fit_module.fit.__doc__ and "search_overrun_s" not in fit_module.fit.__doc__
 
