@@ -58,3 +58,8 @@ def __dir__() -> list[str]:
 # package binds ``jaxgluon.tune`` to it, and this line rebinds the name to the function for good.
 from jaxgluon.tune.api import tune  # noqa: E402
 
+# ``import jaxgluon.tune.lineage as lineage`` reads the attribute ``jaxgluon.tune`` (now the function) and, finding no
+# ``lineage`` on it, falls back to ``sys.modules[f"{tune.__name__}.lineage"]``: with the package's full name there,
+# that is the submodule, so ``import jaxgluon.tune.<sub> as x`` keeps working (help() titles it jaxgluon.tune(...)).
+tune.__name__ = "jaxgluon.tune"
+

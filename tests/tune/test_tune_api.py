@@ -51,6 +51,8 @@ def test_ag_tune_is_the_function_when_a_submodule_is_imported_first():
     import sys
 
     code = ("import jaxgluon.tune.sim, inspect, jaxgluon as ag; from jaxgluon.tune import ExperimentResult; "
+            "import jaxgluon.tune.lineage as lineage; import jaxgluon.tune.sim.simulator as simulator; "
+            "assert lineage.__name__ == 'jaxgluon.tune.lineage' and simulator.__name__ == 'jaxgluon.tune.sim.simulator'; "
             "assert inspect.isfunction(ag.tune), ag.tune; print(inspect.signature(ag.tune))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("(train_fn")
