@@ -37,7 +37,7 @@ import time
 import warnings
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]
+import _common  # noqa: F401,E402 -- first: puts this checkout's jaxgluon first on sys.path
 
 import jaxgluon as ag  # noqa: E402
 from jaxgluon.tune import tune  # noqa: E402

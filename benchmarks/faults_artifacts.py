@@ -35,16 +35,13 @@ import random
 import resource
 import shutil
 import struct
-import sys
 import tempfile
 import time
 import warnings
 import zipfile
 from typing import Any, Callable
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _common  # noqa: F401,E402 -- first: puts this checkout's jaxgluon first on sys.path
 
 FLIPS = 300        # bit flips against jaxgluon's saved model (module docstring)
 PEER_FLIPS = 60    # the same against main's unverified load (a full Orbax restore each: slower)

@@ -25,6 +25,7 @@ import time
 
 import optax
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 from jaxgluon import ImageClassification as task
 from jaxgluon import models
 from jaxgluon.train import load_trained

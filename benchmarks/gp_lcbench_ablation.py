@@ -48,14 +48,13 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 import types
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hyperband_defaults import FRACTIONS, add_held_out_arguments, budget_and_median_random, chosen_tasks  # noqa: E402
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import FRACTIONS, add_held_out_arguments, budget_and_median_random, chosen_tasks
 
 VARIANTS = ("head", "init_d1", "init_cap10", "prior_old", "noise_old", "acq_old", "all_old")
 PARENT = "7bba9d9^"

@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+
 
 def _first_report_wall(out: str) -> float | None:
     """Wall-clock time (``time.time()``) of the experiment's first reported epoch, read from its journal."""

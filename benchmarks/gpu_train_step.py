@@ -5,14 +5,14 @@ same GPU, plus model-FLOPs utilisation.
     python benchmarks/gpu_train_step.py            # on a GPU: ResNet-50, 224 px, batch 256, all local GPUs
     python benchmarks/gpu_train_step.py            # on a CPU: a quick run (ResNet-18, 64 px, batch 16, 3 steps)
 
-The jaxgluon step is ``train_step.jax_step_fn`` (``jaxgluon.train.compile_steps``: data-parallel over every local
+The jaxgluon step is ``_common.jax_step_fn`` (``jaxgluon.train.compile_steps``: data-parallel over every local
 device, state donated, SGD momentum) on a synthetic batch placed on the devices once, so the figure is the step itself (the input
 pipeline is measured elsewhere). FLOPs per step come from the model's own layer shapes
 (``jaxgluon.models.flops.model_flops``: convolutions and the classifier, forward and backward), not from XLA's
 cost analysis, which on a GPU counts cuDNN convolutions (custom calls) as zero -- it is printed beside it only
 for reference. MFU divides the achieved FLOP/s by the devices' dense bf16 peak (``PEAK_BF16_TFLOPS``, vendor
 figures; unknown devices and CPUs: no MFU). The torch peers use torchvision's ResNet when it is installed, else
-the same network written out in ``train_step.torch_resnet``; ``torch.compile`` (default mode) is timed after its
+the same network written out in ``_common.torch_resnet``; ``torch.compile`` (default mode) is timed after its
 compilation, which is reported separately.
 The issue's target is >= 5,000 img/s on one H100 (NVIDIA's tuned PyTorch: ~2,500 img/s on an A100 with AMP).
 The output ends with one JSON line of the key figures.
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train_step import jax_step_fn, torch_resnet  # benchmarks/ is on sys.path when this script runs
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import jax_step_fn, torch_resnet
 
 from jaxgluon.models.flops import model_flops
 from jaxgluon.models.registry import abstract_model
@@ -82,7 +83,7 @@ def torch_case(arch: str, size: int, batch: int, steps: int, bf16: bool, compile
         net = getattr(torchvision.models, arch)(num_classes=1000)
         source = f"torchvision {torchvision.__version__}"
     except (ImportError, RuntimeError):   # RuntimeError: a torchvision built for another torch
-        net, source = torch_resnet(arch), "train_step.torch_resnet (torchvision not installed)"
+        net, source = torch_resnet(arch), "_common.torch_resnet (torchvision not installed)"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = net.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)

@@ -23,54 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multifidelity import median_full_trial_time, random_config_curves  # noqa: E402
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import FRACTIONS, add_held_out_arguments, budget_and_median_random, chosen_tasks
 
-BENCHMARK_TASKS = ("3945", "7593", "126026", "189906")
-FRACTIONS = (0.25, 0.5, 1.0)
 CURRENT = ("1", 1)  # the default before this selection: brackets 1, grace_period 1
-
-
-def held_out_tasks(num: int, path: str | None = None) -> list[str]:
-    from jaxgluon.tune.sim import LCBench
-
-    return [t for t in LCBench.tasks(path) if t not in BENCHMARK_TASKS][:num]
-
-
-def add_held_out_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of a selection on held-out LCBench tasks: which tasks, seeds, simulated workers and budget."""
-    parser.add_argument("--num-tasks", type=int, default=6)
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated LCBench task ids instead of the held-out rule (a second check; "
-                             "never the multifidelity benchmark's tasks)")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--budget", type=float, default=40.0, help="full-trial times (as multifidelity.py)")
-    parser.add_argument("--lcbench", default=None)
-
-
-def chosen_tasks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    """The held-out tasks by the fixed rule, or ``--tasks`` (never the benchmark's own)."""
-    if not args.tasks:
-        return held_out_tasks(args.num_tasks, args.lcbench)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if set(tasks) & set(BENCHMARK_TASKS):
-        parser.error(f"--tasks must not include the benchmark's tasks {BENCHMARK_TASKS}")
-    return tasks
-
-
-def budget_and_median_random(bb, args: argparse.Namespace) -> tuple[float, float]:
-    """A task's simulated budget (``--budget`` full-trial times / ``--workers``) and the median final accuracy of
-    random configs, both from the one sample of :func:`multifidelity.random_config_curves`."""
-    curves = random_config_curves(bb)
-    budget = args.budget * median_full_trial_time(bb, curves=curves) / args.workers
-    return budget, float(np.median([c.rewards[-1] for c in curves]))
 
 
 def make(kind: str, brackets: str, grace: int, bb, seed: int):

@@ -42,6 +42,8 @@ import pathlib
 import statistics
 import time
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "hymenoptera" / "train"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

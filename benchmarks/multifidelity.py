@@ -26,6 +26,9 @@ import time
 
 import numpy as np
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import median_full_trial_time, random_config_curves
+
 METHODS = ("random_fifo", "gp_fifo", "hyperband_stopping", "hyperband_promotion", "bayesopt_hyperband", "optuna")
 
 
@@ -101,23 +104,6 @@ def make_method(method: str, search_space: dict, max_t: int, seed: int, bohb_typ
     if method == "optuna":
         return OptunaTPEHyperband(search_space, max_t=max_t, seed=seed)
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-
-
-def random_config_curves(blackbox, n: int = 256, key: int = 12345) -> list:
-    """Learning curves of ``n`` random configs, drawn with a fixed key (the default: the sample the budget unit
-    comes from)."""
-    import jax
-
-    from jaxgluon.space import compile_space
-
-    return blackbox.curves(compile_space(blackbox.search_space).sample_batch(jax.random.key(key), n))
-
-
-def median_full_trial_time(blackbox, n: int = 256, curves: list | None = None) -> float:
-    """Median simulated time of a full (max_epochs) training run over random configs: the budget unit
-    (``curves``: those of :func:`random_config_curves`, when the caller has them already)."""
-    curves = random_config_curves(blackbox, n) if curves is None else curves
-    return float(np.median([c.elapsed[-1] for c in curves]))
 
 
 RANDOM_SAMPLING = ("random_fifo", "hyperband_stopping", "hyperband_promotion")

@@ -29,6 +29,8 @@ import statistics
 import tempfile
 import time
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+
 
 def trivial_trial(config: dict, reporter) -> None:
     for epoch in range(1, reporter.max_epochs + 1):

@@ -22,14 +22,13 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scheduler")]
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import load_pbt_toy
 
 import jaxgluon as ag  # noqa: E402
 from jaxgluon.train import PopulationTrial, TrialSpec, enable_compilation_cache, load_source, load_trained  # noqa: E402
@@ -53,7 +52,8 @@ def final_scores(result, epochs: int, test_source) -> tuple[float, float, int]:
 
 
 def toy(seeds: int = 20, epochs: int = 40) -> dict:
-    from pbt_toy import PAPER_INITIAL_H, run_fixed, run_pbt
+    toy_problem = load_pbt_toy()
+    PAPER_INITIAL_H, run_fixed, run_pbt = toy_problem.PAPER_INITIAL_H, toy_problem.run_fixed, toy_problem.run_pbt
 
     grid = run_fixed(PAPER_INITIAL_H, epochs)
     rnd, pbt = [], []

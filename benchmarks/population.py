@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 
 from jaxgluon.train import Population, TrialSpec, enable_compilation_cache, train_trial  # noqa: E402
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 import jaxgluon as ag
 from jaxgluon.searcher import GPSearcher, RandomSearcher
 

@@ -29,6 +29,7 @@ import time
 
 import jax
 
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 import jaxgluon as ag
 from jaxgluon import ImageClassification as task
 from jaxgluon.task import defaults as task_defaults

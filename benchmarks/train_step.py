@@ -22,71 +22,14 @@ import time
 
 import jax
 import numpy as np
-import optax
 
-from jaxgluon.models import get_model, onednn
-from jaxgluon.train import compile_steps, create_train_state, enable_compilation_cache, make_mesh
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import jax_step_fn, torch_resnet
+from jaxgluon.models import onednn
+from jaxgluon.train import enable_compilation_cache
 
 ARCHS = ("resnet18", "resnet50")
 SIZES = (32, 64, 128, 224)
-
-
-# ---------------------------------------------------------------------------------------------- torch peer
-def torch_resnet(arch: str, num_classes: int = 1000):
-    """torchvision's ResNet-18/50 (stride on the 3x3 conv: v1b), written out since torchvision isn't installed."""
-    import torch
-    from torch import nn
-
-    class Basic(nn.Module):
-        expansion = 1
-
-        def __init__(self, cin: int, planes: int, stride: int):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.down = _downsample(cin, planes, stride)
-
-        def forward(self, x):
-            y = torch.relu(self.bn1(self.conv1(x)))
-            y = self.bn2(self.conv2(y))
-            return torch.relu(y + (x if self.down is None else self.down(x)))
-
-    class Bottleneck(nn.Module):
-        expansion = 4
-
-        def __init__(self, cin: int, planes: int, stride: int):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(planes * 4)
-            self.down = _downsample(cin, planes * 4, stride)
-
-        def forward(self, x):
-            y = torch.relu(self.bn1(self.conv1(x)))
-            y = torch.relu(self.bn2(self.conv2(y)))
-            y = self.bn3(self.conv3(y))
-            return torch.relu(y + (x if self.down is None else self.down(x)))
-
-    def _downsample(cin: int, cout: int, stride: int):
-        if stride == 1 and cin == cout:
-            return None
-        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    block, layers = (Basic, (2, 2, 2, 2)) if arch == "resnet18" else (Bottleneck, (3, 4, 6, 3))
-    stages, cin = [], 64
-    for i, n in enumerate(layers):
-        planes = 64 * 2 ** i
-        for j in range(n):
-            stages.append(block(cin, planes, 2 if (i > 0 and j == 0) else 1))
-            cin = planes * block.expansion
-    return nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                         nn.MaxPool2d(3, 2, 1), *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(cin, num_classes))
 
 
 def torch_step_fn(arch: str, size: int, batch: int, channels_last: bool):
@@ -107,34 +50,6 @@ def torch_step_fn(arch: str, size: int, batch: int, channels_last: bool):
         loss.backward()
         opt.step()
     return step
-
-
-# ------------------------------------------------------------------------------------------ jaxgluon side
-def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
-    """(step closure, compile seconds, first-step seconds, FLOPs per step from XLA's cost analysis) for
-    jaxgluon.train's jitted data-parallel train_step; ``dtype`` is the compute dtype (float32 master weights)."""
-    t0 = time.perf_counter()
-    model = get_model(f"{arch}_v1b", num_classes=1000, pretrained=False, dtype=dtype)
-    steps = compile_steps(make_mesh())
-    state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
-    rng = np.random.default_rng(0)
-    data = steps.shard({"image": rng.standard_normal((batch, size, size, 3), np.float32),
-                        "label": rng.integers(0, 1000, batch).astype(np.int32)})
-    t1 = time.perf_counter()
-    compiled = steps.train_step.lower(state, data).compile()
-    compile_s = time.perf_counter() - t1
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
-    state, metrics = compiled(state, data)
-    jax.block_until_ready(metrics)
-    first_step_s = time.perf_counter() - t0
-    holder = [state]
-
-    def step() -> None:
-        holder[0], m = compiled(holder[0], data)
-        jax.block_until_ready(m)
-    return step, compile_s, first_step_s, flops
 
 
 # ------------------------------------------------------------------------------------------------ timing

@@ -1,18 +1,18 @@
 """The input pipeline: a source -> batches of normalised float32 images, on grain's ``MapDataset``.
 
-Train (``train=True``): each epoch ``e`` is shuffled with a seed derived from ``(seed, e)``, augmented per example
+Train (:func:`make_train_loader`): each epoch ``e`` is shuffled with a seed derived from ``(seed, e)``, augmented per example
 (grain seeds each example's generator from the seed and its index), batched with the remainder dropped (so an
 epoch is exactly :func:`steps_per_epoch` batches and never mixes epochs), ``mask`` all True. Epochs run from
 ``start_epoch`` to ``num_epochs - 1``, so a restored trial continues with the same batches it would have seen.
 
-Eval (``train=False``): the source in order through the eval transform (:func:`transforms.center_crop`); the last
+Eval (:func:`make_eval_loader`): the source in order through the eval transform (:func:`transforms.center_crop`); the last
 batch is padded to ``batch_size`` with zero rows whose ``mask`` is False, so each example counts exactly once.
 
 Decode once (``cache=True``, or a byte budget): the first loader for a (source, stage, image size) decodes every
 image once, in a thread pool, into host memory as uint8 -- eval images as their final crop, train images at a
 working resolution, the shorter side capped at ``WORKING_SIDE_FACTOR * image_size`` (JPEGs decoded at reduced scale
 when that is enough) -- and every later loader (later epochs, later trials) of the same source object reads it
-(:data:`DECODED`, one per process). The random-resized crop of a train image is drawn relative to the image, so
+(a :class:`DecodedImages` the caller passes as ``decoded=`` and owns; else the process-level :data:`DECODED`). The random-resized crop of a train image is drawn relative to the image, so
 its distribution does not depend on the working resolution; resampling from 1.15x instead of a full-size image
 is what makes an epoch cheap (tests/data/test_augment_distribution.py checks the distribution). Skipped (with a
 log line) when the estimate exceeds the budget (``cache=True``: :func:`cache_budget_bytes`, a fraction of RAM);
@@ -22,11 +22,14 @@ once instead (:mod:`jaxgluon.data.batch_augment`: same distribution, its own det
 
 Example::
 
-    from jaxgluon.data import ImageFolderSource, make_loader, stratified_split
+    from jaxgluon.data import ImageFolderSource, make_eval_loader, make_train_loader, stratified_split
     train, val = stratified_split(ImageFolderSource("data/train"), seed=0)
-    for batch in make_loader(train, batch_size=32, image_size=64, mean=(0.485, 0.456, 0.406),
-                             std=(0.229, 0.224, 0.225), train=True, seed=0):
+    norm = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    for batch in make_train_loader(train, batch_size=32, image_size=64, seed=0, **norm):
         batch["image"].shape, batch["label"].dtype, batch["mask"].all()   # (32, 64, 64, 3), int32, True
+    val_batches = make_eval_loader(val, batch_size=64, image_size=64, **norm)   # padded, mask marks real rows
+
+``make_loader(source, train=..., ...)`` picks one of the two.
 """
 from __future__ import annotations
 
@@ -68,9 +71,10 @@ def cache_budget_bytes() -> int:
 
 
 class DecodedImages:
-    """Decoded images per source object and (stage, image size): what ``make_loader`` reads after the first
-    time. One per process (:data:`DECODED`, owned by this module); an entry lives as long as its source object
-    (``jaxgluon.train`` keeps the sources of its recent specs)."""
+    """Decoded images per source object and (stage, image size): what the loaders given it read after the first
+    time. Its owner decides its lifetime, and an entry lives at most as long as its source object:
+    ``jaxgluon.train.TrialCaches`` holds one per fit/tune call (dropped with it); :data:`DECODED` is the
+    process-level one that loaders built without ``decoded=`` share (direct data-API use)."""
 
     def __init__(self) -> None:
         self._entries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -86,6 +90,8 @@ class DecodedImages:
 
 
 DECODED = DecodedImages()
+"""The process-level :class:`DecodedImages` of loaders built without ``decoded=``; lives as long as the process
+(``DECODED.clear()`` frees it)."""
 
 
 def _shard_of(shard: Any) -> tuple[int, int]:
@@ -188,8 +194,8 @@ def _estimate_bytes(source: Any, prepared: _Prepared) -> int:
     return int(np.sum(w * scale * h * scale * 3))
 
 
-def _cached(source: Any, prepared: _Prepared, budget: int) -> Any:
-    per_source = DECODED.for_source(source)
+def _cached(source: Any, prepared: _Prepared, budget: int, decoded: DecodedImages) -> Any:
+    per_source = decoded.for_source(source)
     key = (prepared.train, prepared.image_size)
     if key in per_source:
         return per_source[key]
@@ -276,106 +282,159 @@ class Loader:
         return self.num_batches
 
 
-def make_loader(
+def make_train_loader(
     source: Any,
     *,
     batch_size: int,
     image_size: int,
     mean: Sequence[float],
     std: Sequence[float],
-    train: bool,
     seed: int = 0,
     num_epochs: int = 1,
-    worker_count: int = 0,
-    cache: bool | int = True,
-    shard: Any = None,
-    augment: str = "auto",
     start_epoch: int = 0,
-    num_threads: int | None = None,
+    augment: str = "auto",
     batch_augment: str = "auto",
+    cache: bool | int = True,
+    decoded: DecodedImages | None = None,
+    worker_count: int = 0,
+    shard: Any = None,
+    num_threads: int | None = None,
 ) -> Loader:
-    """Batches ``{'image': float32 [B, S, S, 3] normalised, 'label': int32 [B], 'mask': bool [B]}`` (module doc).
+    """Train batches ``{'image': float32 [B, S, S, 3] normalised, 'label': int32 [B], 'mask': bool [B] (all
+    True)}``: each epoch shuffled and augmented from ``(seed, epoch)``, remainder dropped (module doc).
 
     Args:
         source: a source (``len``, ``[i] -> {'image', 'label'}``, ``class_names``).
         batch_size: examples per batch on this process.
         image_size: S, the square output side.
         mean, std: the model's normalisation, 3 values each on the 0-1 pixel scale.
-        train: augmented, shuffled, remainder dropped (True) or eval transform, in order, padded (False).
         seed: non-negative int; with the same seed the batches are identical (any ``worker_count``).
-        num_epochs: epochs in one iteration (train; eval always yields one pass).
-        worker_count: grain worker processes for prefetch (0: threads in this process only). Workers are
-            spawned: the source (and its cache) is pickled into each, and a script needs the
-            ``if __name__ == "__main__":`` guard. Worth it for large uncached datasets on many cores.
-        cache: keep decoded images in memory (module doc): True (within :func:`cache_budget_bytes`), False, or
-            a budget in bytes.
-        shard: ``grain.sharding.ShardOptions`` or (index, count); default one shard per JAX process.
-        augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``; ignored for eval.
-        start_epoch: first epoch to yield (train), for continuing a restored trial.
-        num_threads: threads per process preparing batches (default min(4, CPUs)).
-        batch_augment: for a cached train source, augment a batch at once instead of per example through grain
+        num_epochs: epochs in one iteration; ``start_epoch``: the first one yielded (a restored trial continues
+            with the batches it would have seen).
+        augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``.
+        batch_augment: for a cached source, augment a batch at once instead of per example through grain
             (:mod:`jaxgluon.data.batch_augment`): 'host', 'device' (batches are float32 ``jax.Array``), 'grain'
             (per example), or 'auto' (``batch_augment.DEFAULT_BY_BACKEND``). Uncached sources and 'pad_crop'
             always use grain.
+        cache: keep decoded images in memory (module doc): True (within :func:`cache_budget_bytes`), False, or
+            a budget in bytes.
+        decoded: where decoded images are kept and found (:class:`DecodedImages`); the caller owns it and so
+            decides how long images live (``jaxgluon.train``: the fit/tune call's ``TrialCaches``). None: the
+            process-level :data:`DECODED`.
+        worker_count: grain worker processes for prefetch (0: threads in this process only). Workers are
+            spawned: the source (and its cache) is pickled into each, and a script needs the
+            ``if __name__ == "__main__":`` guard. Worth it for large uncached datasets on many cores.
+        shard: ``grain.sharding.ShardOptions`` or (index, count); default one shard per JAX process.
+        num_threads: threads per process preparing batches (default min(4, CPUs)).
     """
-    if batch_size < 1 or image_size < 1:
-        raise ValueError(f"batch_size and image_size must be positive ints, got {batch_size} and {image_size}")
     if seed < 0 or not 0 <= start_epoch <= num_epochs:
         raise ValueError(f"need seed >= 0 and 0 <= start_epoch <= num_epochs, got {seed}, {start_epoch}, {num_epochs}")
+    if batch_augment not in batch_augment_module.MODES:
+        batch_augment_module.resolve_mode(batch_augment)   # raises, naming the choices
+    mean_a, std_a, (shard_index, shard_count) = _check_common(source, batch_size, image_size, mean, std, shard)
+    policy = resolve_augment(source, augment)
+    prepared = _prepared(source, True, image_size, cache, decoded)
+    n = len(prepared)
+    threads = _threads(num_threads)
+    steps = steps_per_epoch(n, batch_size, train=True, shard_count=shard_count)
+    if steps == 0:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {n // shard_count} training examples of this shard; "
+            "lower batch_size"
+        )
+    if (batch_augment != "grain" and isinstance(prepared, _Cached) and batch_augment_module.supports(policy)
+            and (mode := batch_augment_module.resolve_mode(batch_augment)) != "grain"):
+        epochs_ds = batch_augment_module.BatchEpochs(
+            prepared.images, prepared.labels, mode=mode, policy=policy, batch_size=batch_size,
+            image_size=image_size, mean=mean_a, std=std_a,
+            epoch_seeds=[_epoch_seed(seed, e, 0) for e in range(start_epoch, num_epochs)],
+            shard=(shard_index, shard_count), threads=threads, store=prepared.on_device)
+        return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
+    base = grain.MapDataset.source(prepared)
+    epochs = []
+    for epoch in range(start_epoch, num_epochs):
+        ds = base.shuffle(seed=_epoch_seed(seed, epoch, 0))
+        if shard_count > 1:
+            ds = ds[: n - n % shard_count][shard_index::shard_count]
+        ds = ds.random_map(_Augment(image_size, policy), seed=_epoch_seed(seed, epoch, 1))
+        epochs.append(ds.batch(batch_size, drop_remainder=True))
+    if not epochs:
+        dataset = grain.MapDataset.source([])
+    else:
+        dataset = epochs[0] if len(epochs) == 1 else grain.MapDataset.concatenate(epochs)
+    return Loader(_iterate(dataset, mean_a, std_a, threads, worker_count), steps,
+                  steps * (num_epochs - start_epoch), policy)
+
+
+def make_eval_loader(
+    source: Any,
+    *,
+    batch_size: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    cache: bool | int = True,
+    decoded: DecodedImages | None = None,
+    worker_count: int = 0,
+    shard: Any = None,
+    num_threads: int | None = None,
+) -> Loader:
+    """Eval batches: the source in order through the eval transform, the last batch padded to ``batch_size``
+    with ``mask=False`` rows, so each example counts exactly once. Arguments as :func:`make_train_loader`."""
+    mean_a, std_a, (shard_index, shard_count) = _check_common(source, batch_size, image_size, mean, std, shard)
+    prepared = _prepared(source, False, image_size, cache, decoded)
+    n = len(prepared)
+    per_shard = math.ceil(n / shard_count)
+    ds = grain.MapDataset.source(_PaddedEval(prepared, per_shard * shard_count, image_size))
+    if shard_count > 1:
+        ds = ds[shard_index * per_shard:(shard_index + 1) * per_shard]
+    pad = functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size)
+    steps = steps_per_epoch(n, batch_size, train=False, shard_count=shard_count)
+    return Loader(_iterate(ds.batch(batch_size, batch_fn=pad), mean_a, std_a, _threads(num_threads), worker_count),
+                  steps, steps, "")
+
+
+_TRAIN_ONLY = ("seed", "num_epochs", "start_epoch", "augment", "batch_augment")
+
+
+def make_loader(source: Any, *, train: bool, **kwargs: Any) -> Loader:
+    """:func:`make_train_loader` (``train=True``) or :func:`make_eval_loader` (``train=False``, which ignores
+    the train-only arguments ``seed``, ``num_epochs``, ``start_epoch``, ``augment``, ``batch_augment``)."""
+    if train:
+        return make_train_loader(source, **kwargs)
+    return make_eval_loader(source, **{k: v for k, v in kwargs.items() if k not in _TRAIN_ONLY})
+
+
+def _check_common(source: Any, batch_size: int, image_size: int, mean: Sequence[float], std: Sequence[float],
+                  shard: Any) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    if batch_size < 1 or image_size < 1:
+        raise ValueError(f"batch_size and image_size must be positive ints, got {batch_size} and {image_size}")
     if len(source) == 0:
         raise ValueError(f"the source is empty: {source!r}")
     mean_a, std_a = transforms.check_mean_std(mean, std)
-    shard_index, shard_count = _shard_of(shard)
-    policy = resolve_augment(source, augment) if train else ""
+    return mean_a, std_a, _shard_of(shard)
+
+
+def _prepared(source: Any, train: bool, image_size: int, cache: bool | int | None,
+              decoded: DecodedImages | None) -> Any:
     prepared: Any = _Prepared(source, train, image_size)
     if cache is not False and cache is not None:
         budget = cache_budget_bytes() if cache is True else int(cache)
         if budget > 0:
-            prepared = _cached(source, prepared, budget)
-    n = len(prepared)
-    threads = num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
-    if batch_augment not in batch_augment_module.MODES:
-        batch_augment_module.resolve_mode(batch_augment)   # raises, naming the choices
-    if train:
-        steps = steps_per_epoch(n, batch_size, train=True, shard_count=shard_count)
-        if steps == 0:
-            raise ValueError(
-                f"batch_size {batch_size} exceeds the {n // shard_count} training examples of this shard; "
-                "lower batch_size"
-            )
-        if (batch_augment != "grain" and isinstance(prepared, _Cached) and batch_augment_module.supports(policy)
-                and (mode := batch_augment_module.resolve_mode(batch_augment)) != "grain"):
-            epochs_ds = batch_augment_module.BatchEpochs(
-                prepared.images, prepared.labels, mode=mode, policy=policy, batch_size=batch_size,
-                image_size=image_size, mean=mean_a, std=std_a,
-                epoch_seeds=[_epoch_seed(seed, e, 0) for e in range(start_epoch, num_epochs)],
-                shard=(shard_index, shard_count), threads=threads, store=prepared.on_device)
-            return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
-        base = grain.MapDataset.source(prepared)
-        epochs = []
-        for epoch in range(start_epoch, num_epochs):
-            ds = base.shuffle(seed=_epoch_seed(seed, epoch, 0))
-            if shard_count > 1:
-                ds = ds[: n - n % shard_count][shard_index::shard_count]
-            ds = ds.random_map(_Augment(image_size, policy), seed=_epoch_seed(seed, epoch, 1))
-            epochs.append(ds.batch(batch_size, drop_remainder=True))
-        if not epochs:
-            dataset = grain.MapDataset.source([])
-        else:
-            dataset = epochs[0] if len(epochs) == 1 else grain.MapDataset.concatenate(epochs)
-        num_batches = steps * (num_epochs - start_epoch)
-    else:
-        per_shard = math.ceil(n / shard_count)
-        ds = grain.MapDataset.source(_PaddedEval(prepared, per_shard * shard_count, image_size))
-        if shard_count > 1:
-            ds = ds[shard_index * per_shard:(shard_index + 1) * per_shard]
-        pad = functools.partial(grain.experimental.batch_and_pad, batch_size=batch_size)
-        dataset = ds.batch(batch_size, batch_fn=pad)
-        steps = num_batches = steps_per_epoch(n, batch_size, train=False, shard_count=shard_count)
-    dataset = dataset.map(_Normalize(mean_a, std_a))
-    iter_ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads + 2))
+            prepared = _cached(source, prepared, budget, DECODED if decoded is None else decoded)
+    return prepared
+
+
+def _threads(num_threads: int | None) -> int:
+    return num_threads if num_threads is not None else min(4, os.cpu_count() or 1)
+
+
+def _iterate(dataset: Any, mean: np.ndarray, std: np.ndarray, threads: int, worker_count: int) -> Any:
+    """The normalised iterable of a batched ``MapDataset``: prefetched by threads, or grain worker processes."""
+    iter_ds = dataset.map(_Normalize(mean, std)).to_iter_dataset(
+        grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads + 2))
     if worker_count > 0:
         if not absl_flags.FLAGS.is_parsed():  # grain's worker start reads absl flags; outside absl.app use defaults
             absl_flags.FLAGS.mark_as_parsed()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    return Loader(iter_ds, steps, num_batches, policy)
+    return iter_ds

@@ -1,7 +1,8 @@
 """Optimizer spaces: ``SGD``, ``Adam``, ``AdamW`` whose hyperparameters may be spaces, and ``Optimizers``.
 
 A sampled optimizer config is a plain dict that always carries every hyperparameter of that optimizer
-(arguments left out take the fixed defaults in ``DEFAULTS``), e.g.
+(arguments left out take the fixed defaults in ``DEFAULTS``, i.e. ``jaxgluon.optim_facts.OPTIMIZER_DEFAULTS``, the
+one home of the optimizer names, defaults and rules that ``jaxgluon.train`` reads too), e.g.
 ``{'name': 'sgd', 'learning_rate': 0.003, 'momentum': 0.9, 'wd': 0.0001, 'nesterov': False}``.
 ``jaxgluon.train`` turns such a config into an optax transformation; ``wd`` is L2 weight decay for ``sgd`` and
 ``adam`` and decoupled weight decay for ``adamw``.
@@ -16,37 +17,12 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
+from jaxgluon.optim_facts import HYPERPARAMETER_RULES, OPTIMIZER_DEFAULTS, check_optimizer_name, hyperparameter_ok
 from jaxgluon.space.domains import Categorical, Int, Linear, LogLinear, Real, SpacedObject
 
 __all__ = ["OptimizerSpace", "SGD", "Adam", "AdamW", "Optimizers", "DEFAULTS", "KNOWN_OPTIMIZERS", "default_space"]
-
-
-def _positive(v: float) -> bool:
-    return v > 0
-
-
-def _non_negative(v: float) -> bool:
-    return v >= 0
-
-
-def _unit_interval(v: float) -> bool:
-    return 0 <= v < 1
-
-
-def _any(v: Any) -> bool:
-    return True
-
-
-_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "learning_rate": (_positive, "> 0"),
-    "wd": (_non_negative, ">= 0"),
-    "momentum": (_unit_interval, "in [0, 1)"),
-    "beta1": (_unit_interval, "in [0, 1)"),
-    "beta2": (_unit_interval, "in [0, 1)"),
-    "eps": (_positive, "> 0"),
-}
 
 
 class OptimizerSpace(SpacedObject):
@@ -73,17 +49,18 @@ class OptimizerSpace(SpacedObject):
 
 
 def _check_rule(cls: str, key: str, value: Any) -> None:
-    rule, text = _RULES.get(key, (_any, ""))
+    """``jaxgluon.optim_facts``'s rule for ``key``, applied to a number or to every bound/choice of a space."""
     if isinstance(value, (Real, Int)):
-        bad = [v for v in (value.lower, value.upper) if not rule(v)]
+        bad = [v for v in (value.lower, value.upper) if not hyperparameter_ok(key, v)]
     elif isinstance(value, Categorical):
-        bad = [v for v in value.choices if isinstance(v, (int, float)) and not isinstance(v, bool) and not rule(v)]
+        bad = [v for v in value.choices
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not hyperparameter_ok(key, v)]
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        bad = [] if rule(value) else [value]
+        bad = [] if hyperparameter_ok(key, value) else [value]
     else:
         bad = []
     if bad:
-        raise ValueError(f"{cls}: {key} must be {text}, got {key}={value!r}")
+        raise ValueError(f"{cls}: {key} must be {HYPERPARAMETER_RULES[key][1]}, got {key}={value!r}")
 
 
 class SGD(OptimizerSpace):
@@ -95,7 +72,7 @@ class SGD(OptimizerSpace):
 
     __slots__ = ()
     optimizer_name = "sgd"
-    defaults = {"learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4, "nesterov": False}
+    defaults = OPTIMIZER_DEFAULTS["sgd"]
 
     @classmethod
     def default_space(cls) -> "SGD":
@@ -111,7 +88,7 @@ class Adam(OptimizerSpace):
 
     __slots__ = ()
     optimizer_name = "adam"
-    defaults = {"learning_rate": 1e-3, "wd": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    defaults = OPTIMIZER_DEFAULTS["adam"]
 
     @classmethod
     def default_space(cls) -> "Adam":
@@ -127,7 +104,7 @@ class AdamW(OptimizerSpace):
 
     __slots__ = ()
     optimizer_name = "adamw"
-    defaults = {"learning_rate": 1e-3, "wd": 1e-4, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    defaults = OPTIMIZER_DEFAULTS["adamw"]
 
     @classmethod
     def default_space(cls) -> "AdamW":
@@ -135,7 +112,7 @@ class AdamW(OptimizerSpace):
 
 
 KNOWN_OPTIMIZERS: dict[str, type[OptimizerSpace]] = {c.optimizer_name: c for c in (SGD, Adam, AdamW)}
-DEFAULTS: dict[str, dict[str, Any]] = {name: dict(c.defaults) for name, c in KNOWN_OPTIMIZERS.items()}
+DEFAULTS = OPTIMIZER_DEFAULTS  # re-exported: the fixed defaults, from jaxgluon.optim_facts
 
 
 def default_space(name: str) -> OptimizerSpace:
@@ -144,10 +121,7 @@ def default_space(name: str) -> OptimizerSpace:
     >>> default_space('adam').name
     'adam'
     """
-    cls = KNOWN_OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
-    if cls is None:
-        raise ValueError(f"unknown optimizer name {name!r}; known optimizers: {sorted(KNOWN_OPTIMIZERS)}")
-    return cls.default_space()
+    return KNOWN_OPTIMIZERS[check_optimizer_name(name)].default_space()
 
 
 class Optimizers(Categorical):

@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 from jaxgluon import models
+from jaxgluon.optim_facts import DEFAULT_LR_SCHEDULER, check_lr_scheduler
 from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, compile_space
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
@@ -26,7 +27,7 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
-from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
+from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
@@ -37,10 +38,10 @@ SEARCH_STRATEGIES = ("random", "grid", "bayesopt", "hyperband", "bayesopt_hyperb
 #: and restoring the final model (into an abstract template: 0.1-0.9 s for cifar_resnet20_v1 on a loaded 2-core
 #: CPU, benchmarks/fit_time_limits.py; it was 5-9 s when the template ran the random initialisers).
 FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION, FINAL_RESERVE_MAX_S = 1.0, 0.02, 10.0
-DEFAULT_NUM_TRIALS = 2  # without time_limits or num_trials (AutoGluon's default)
+FIT_DEFAULT_NUM_TRIALS = 2  # fit's trials without time_limits or num_trials (AutoGluon's); tune's: stop.py
 
 
-def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_scheduler: Any = "cosine",
+def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_scheduler: Any = DEFAULT_LR_SCHEDULER,
         search_strategy: Any = "random", time_limits: float | None = None, epochs: int | None = None,
         num_trials: int | None = None, batch_size: Any = None, image_size: int | None = None,
         resources_per_trial: dict | None = None, num_workers: int = 1, output_directory: Any = None,
@@ -130,16 +131,17 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         space["batch_size"] = batch_size
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
-    compile_space(space)  # validates the whole space before any trial starts
+    compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
     epochs = defaults.epochs if epochs is None else epochs
     if num_trials is None and time_limits is None:
-        num_trials = DEFAULT_NUM_TRIALS
+        num_trials = FIT_DEFAULT_NUM_TRIALS
     spec = TrialSpec(train_data=dataset.train_data, val_data=dataset.val_data, val_fraction=dataset.val_fraction,
                      split_seed=dataset.split_seed, image_size=image_size or defaults.image_size,
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
                      pretrained=pretrained, head_init=head_init,
                      freeze_batchnorm=freeze_batchnorm, cache=cache)
-    num_validation = len(spec.sources()[1])
+    caches = TrialCaches()   # this call's sources, decoded images and probe features (jaxgluon.train.caches)
+    num_validation = len(spec.sources(caches)[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
@@ -149,8 +151,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
              format_space(space))
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
         train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
-                    else functools.partial(train_trial, spec=spec))
-        experiment = tune(train_fn, space, search_strategy=search_strategy, population_size=population_size,
+                    else functools.partial(train_trial, spec=spec, caches=caches))
+        experiment = tune(train_fn, compiled, search_strategy=search_strategy, population_size=population_size,
                           num_trials=num_trials, time_limits=search_limit, epochs=epochs, max_reward=max_reward,
                           num_workers=num_workers, resources_per_trial=resources_per_trial,
                           output_directory=output_directory, resume=resume, seed=seed,
@@ -256,9 +258,10 @@ def _optimizer_space(optimizer: Any) -> Any:
 
 def _scheduler_space(lr_scheduler: Any) -> Any:
     for name in _names(lr_scheduler):
-        if name not in SCHEDULES:
-            raise ValueError(f"unknown lr_scheduler {name!r}; choose from {SCHEDULES} or a categorical of them "
-                             "(ag.List('poly', 'cosine'))")
+        try:
+            check_lr_scheduler(name)
+        except ValueError as e:
+            raise ValueError(f"{e} or a categorical of them (ag.List('poly', 'cosine'))") from None
     return lr_scheduler
 
 
@@ -280,7 +283,6 @@ def _metadata(experiment: Any, best: dict, space: dict, spec: TrialSpec, time_li
         "num_trials_completed": completed, "time_limits": time_limits, "time_used_s": elapsed,
         # one overrun figure, wall clock from the call to the returned model, against the user's time_limits
         "overrun_s": 0.0 if time_limits is None else max(0.0, elapsed - time_limits),
-        "search_overrun_s": meta.get("overrun_s", 0.0),   # the search's own, against its share of the budget
     })
     return meta
 

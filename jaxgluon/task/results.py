@@ -183,7 +183,7 @@ class Results:
         limit = meta.get("time_limits")
         used = meta.get("time_used_s")
         time_used = None if used is None else f"{used:.1f} s" + ("" if limit is None else f" of {limit:g} s")
-        overrun = meta.get("fit_overrun_s")
+        overrun = meta.get("overrun_s")
         fields = [("validation top-1", format_value(self.reward)
                    + ("" if meta.get("best_trial_id") is None else f" (trial {meta['best_trial_id']})")),
                   ("net", config.get("net")), ("optimizer", format_value(config.get("optimizer"))),

@@ -3,12 +3,13 @@
 Example::
 
     from functools import partial
-    from jaxgluon.train import TrialSpec, train_trial, load_trained
+    from jaxgluon.train import TrialCaches, TrialSpec, train_trial, load_trained
     spec = TrialSpec(train_data="data/train", image_size=64, batch_size=32)
-    train_fn = partial(train_trial, spec=spec)     # what jaxgluon.tune runs, one call per trial
+    train_fn = partial(train_trial, spec=spec, caches=TrialCaches())   # what jaxgluon.tune runs, one call per trial
     ...
     model = load_trained(trial_checkpoint_dir)     # best epoch; model.predict_proba(images), model.evaluate(source)
 """
+from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
 from jaxgluon.train.optim import (SCHEDULES, TRIAL_DEFAULTS, TrialConfig, make_optimizer, make_schedule,
@@ -23,7 +24,7 @@ from jaxgluon.train.trial import TrialSpec, load_source, save_array_dataset, tra
 
 __all__ = [
     "SCHEDULES", "TRIAL_DEFAULTS", "CompiledSteps", "TrainState", "TrainedModel", "TrialCheckpointer", "TrialConfig",
-    "TrialSpec", "compile_steps", "create_train_state", "cross_entropy", "default_cache_dir",
+    "TrialSpec", "TrialCaches", "PROCESS_CACHES", "compile_steps", "create_train_state", "cross_entropy", "default_cache_dir",
     "disable_compilation_cache", "enable_compilation_cache", "eval_step", "load_source", "load_trained",
     "make_mesh", "make_optimizer", "make_schedule", "optimizer_config", "pad_batch", "save_array_dataset",
     "Population", "PopulationTrial",

@@ -5,8 +5,8 @@ fits the task: the random head's large, wrong gradients distort the pretrained f
 which a small dataset and a short schedule never repair ("LP-FT", Kumar et al., ICLR 2022). So a trial may first
 fit ``fc`` as a multinomial logistic regression on the pooled features of the training images (eval mode, eval
 transforms: no augmentation), then fine-tune everything from there. The cost is one forward pass over the training
-set; the features are cached in-process, so the trials of one search that share a network, image size and data
-compute them once.
+set; the features are kept in a ``FeatureCache`` (the search's ``TrialCaches.features``), so the trials of one
+search that share a network, image size and data compute them once.
 
     feats, labels = pooled_features(model, loader)              # [N, D] float32, [N]
     kernel, bias = fit_linear_head(feats, labels, num_classes)   # L2-regularised softmax regression (L-BFGS)
@@ -31,8 +31,9 @@ CACHE_MAX_BYTES = 256 * 2**20
 class FeatureCache:
     """Pooled features by key (net, weights, dtype, image size, data), kept while under ``max_bytes`` in all.
 
-    One per process, owned by this module (:data:`FEATURES`): the trials of a search that share a network, its
-    weights, the image size and the data compute the features once.
+    Owned by a ``jaxgluon.train.TrialCaches`` (one per fit/tune call, or the process-level ``PROCESS_CACHES``):
+    the trials of a search that share a network, its weights, the image size and the data compute the features
+    once.
     """
 
     def __init__(self, max_bytes: int = CACHE_MAX_BYTES):
@@ -54,9 +55,6 @@ class FeatureCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-FEATURES = FeatureCache()
 
 
 class DeadlinePassed(Exception):
@@ -99,9 +97,13 @@ def pooled_features(model: nnx.Module | Callable[[dict], Any], loader: Any,
     return np.concatenate(feats), np.concatenate(labels).astype(np.int32)
 
 
-def cached_features(key: Hashable, compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """``compute()`` once per ``key`` in this process (:data:`FEATURES`)."""
-    return FEATURES.get(key, compute)
+def cached_features(key: Hashable, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+                    cache: FeatureCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``compute()`` once per ``key`` in ``cache`` (default: the process-level ``caches.PROCESS_CACHES.features``)."""
+    if cache is None:
+        from jaxgluon.train.caches import PROCESS_CACHES   # caches imports this module
+        cache = PROCESS_CACHES.features
+    return cache.get(key, compute)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))

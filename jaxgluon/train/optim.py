@@ -6,7 +6,8 @@ A trial config is the plain dict a searcher samples, e.g.::
      'optimizer': {'name': 'sgd', 'learning_rate': 0.01, 'momentum': 0.9, 'wd': 1e-4, 'nesterov': False},
      'lr_scheduler': 'cosine', 'warmup_epochs': 1, 'label_smoothing': 0.1}
 
-Optimizer configs (``'optimizer'``; a bare name such as ``'adam'`` takes that optimizer's defaults):
+Optimizer configs (``'optimizer'``; a bare name such as ``'adam'`` takes that optimizer's defaults; the names,
+defaults and rules live in ``jaxgluon.optim_facts``, shared with the search spaces):
 
 - ``sgd``: ``learning_rate`` (0.01), ``momentum`` (0.9), ``nesterov`` (False), ``wd`` (1e-4). Weight decay is the
   classic coupled L2 term (``grad += wd * param`` before momentum, as in ``torch.optim.SGD``).
@@ -33,19 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-SCHEDULES = ("constant", "cosine", "poly", "step")
+from jaxgluon.optim_facts import (DEFAULT_LR_SCHEDULER, LR_SCHEDULERS, MAX_STEP_BOUNDARIES, OPTIMIZER_DEFAULTS,
+                                  OPTIMIZER_NAMES, check_hyperparameter, check_lr_scheduler, check_optimizer_name)
 
-_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"learning_rate": 0.01, "momentum": 0.9, "nesterov": False, "wd": 1e-4},
-    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "wd": 0.0},
-    "adamw": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "wd": 1e-4},
-}
+SCHEDULES = LR_SCHEDULERS  # the schedule names (jaxgluon.optim_facts), under train's historical name
 
 #: Defaults of the trial-config keys (``batch_size`` defaults to the TrialSpec's).
 TRIAL_DEFAULTS: dict[str, Any] = {
     "net": "resnet18_v1",
     "optimizer": "sgd",
-    "lr_scheduler": "cosine",
+    "lr_scheduler": DEFAULT_LR_SCHEDULER,
     "warmup_epochs": 0.0,
     "label_smoothing": 0.0,
     "batch_size": None,
@@ -82,8 +80,7 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial-config keys {sorted(unknown)}; known keys: {sorted(TRIAL_DEFAULTS)}")
         merged = {**TRIAL_DEFAULTS, **config}
-        if merged["lr_scheduler"] not in SCHEDULES:
-            raise ValueError(f"unknown lr_scheduler {merged['lr_scheduler']!r}; choose one of {SCHEDULES}")
+        check_lr_scheduler(merged["lr_scheduler"])
         if not 0.0 <= float(merged["label_smoothing"]) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {merged['label_smoothing']}")
         if float(merged["warmup_epochs"]) < 0:
@@ -118,18 +115,14 @@ def optimizer_config(config: str | Mapping[str, Any]) -> dict[str, Any]:
         config = {"name": config}
     if not isinstance(config, Mapping) or "name" not in config:
         raise ValueError(f"an optimizer config is a name or a dict with a 'name' key, got {config!r}")
-    name = str(config["name"]).lower()
-    if name not in _OPTIMIZER_DEFAULTS:
-        raise ValueError(f"unknown optimizer {config['name']!r}; choose one of {sorted(_OPTIMIZER_DEFAULTS)}")
-    defaults = _OPTIMIZER_DEFAULTS[name]
+    name = check_optimizer_name(config["name"])
+    defaults = OPTIMIZER_DEFAULTS[name]
     unknown = set(config) - set(defaults) - {"name"}
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} for optimizer {name!r}; it takes {sorted(defaults)}")
     out = {"name": name, **defaults, **{k: v for k, v in config.items() if k != "name"}}
-    if not float(out["learning_rate"]) > 0:
-        raise ValueError(f"learning_rate must be > 0, got {out['learning_rate']}")
-    if float(out["wd"]) < 0:
-        raise ValueError(f"wd (weight decay) must be >= 0, got {out['wd']}")
+    for key, value in out.items():
+        check_hyperparameter(f"optimizer {name!r}", key, value)
     return out
 
 
@@ -142,8 +135,7 @@ def make_schedule(name: str, base_lr: float, steps_per_epoch: int, epochs: int, 
     >>> round(float(sched(5)), 6), round(float(sched(10)), 6)     # half-way through warmup; its end
     (0.05, 0.1)
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown lr_scheduler {name!r}; choose one of {SCHEDULES}")
+    check_lr_scheduler(name)   # a public entry of its own: trial configs go through TrialConfig instead
     if steps_per_epoch < 1 or epochs < 1:
         raise ValueError(f"steps_per_epoch and epochs must be >= 1, got {steps_per_epoch} and {epochs}")
     total = steps_per_epoch * epochs
@@ -189,9 +181,7 @@ def make_optimizer(config: Mapping[str, Any], steps_per_epoch: int, epochs: int)
     return optimizer_from_trial(trial, steps_per_epoch, epochs)
 
 
-MAX_STEP_BOUNDARIES = 8
-"""Most ``lr_step_epochs`` a trial may give (the boundaries are a fixed-size array of optimizer state)."""
-OPTIMIZER_KINDS = ("sgd", "adam", "adamw")
+OPTIMIZER_KINDS = OPTIMIZER_NAMES  # kind index of the compiled step: its position here (jaxgluon.optim_facts)
 
 
 class TrialOptState(NamedTuple):

@@ -133,8 +133,8 @@ class TrainedModel:
         if list(source.class_names) != self.class_names:
             raise ValueError(f"the source's classes {list(source.class_names)} differ from the model's "
                              f"{self.class_names}")
-        loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
-                                   std=self.std, train=False, worker_count=worker_count)
+        loader = jdata.make_eval_loader(source, batch_size=self.batch_size, image_size=self.image_size,
+                                        mean=self.mean, std=self.std, worker_count=worker_count)
         sums = evaluate_loader(self._steps, self._state, loader)
         return sums["correct"] / max(sums["count"], 1.0)
 

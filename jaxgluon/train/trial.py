@@ -3,7 +3,7 @@
     from functools import partial
     from jaxgluon.train import TrialSpec, train_trial
     spec = TrialSpec(train_data="~/data/flowers/train", image_size=64, batch_size=32)
-    train_fn = partial(train_trial, spec=spec)          # picklable: tune(train_fn, space, ...) calls it
+    train_fn = partial(train_trial, spec=spec, caches=TrialCaches())   # picklable: tune(train_fn, space, ...)
     train_fn({'net': 'resnet18_v1b', 'optimizer': {'name': 'sgd', 'learning_rate': 0.01}}, reporter)
 
 Per epoch it reports ``reward`` (validation top-1 in [0, 1]), ``train_loss``, ``train_accuracy``, ``val_loss``,
@@ -38,6 +38,7 @@ import numpy as np
 
 from jaxgluon import data as jdata
 from jaxgluon import models
+from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
@@ -75,13 +76,14 @@ class TrialSpec:
       pretrained: passed to ``models.get_model`` on a fresh start: True (must load), 'auto' (load, or warn loudly and
         use random init -- recorded as ``pretrained_loaded``), False.
       mixed_precision: bfloat16 compute with float32 parameters/optimizer state; None: on for GPU/TPU, off on CPU.
-      augment: the train augmentation for ``data.make_loader`` ('auto' picks by image size).
+      augment: the train augmentation for ``data.make_train_loader`` ('auto' picks by image size).
       keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
       compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
-      cache: decode each image once per process and keep it in host memory (``jaxgluon.data.make_loader``):
+      cache: decode each image once and keep it in host memory, in the ``decoded`` images of the trial's
+        ``TrialCaches`` (``jaxgluon.train.caches``: one per fit/tune call, else the process-level one):
         True (default: when the decoded images fit in a fraction of RAM), False (stream every epoch), or a budget
         in bytes.
       freeze_batchnorm: keep BatchNorm in inference mode while training (``train_step``). 'auto' (default): when
@@ -123,9 +125,11 @@ class TrialSpec:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction}")
 
-    def sources(self) -> tuple[Any, Any]:
-        """(train, validation) sources; built once per process and spec (images are decoded lazily)."""
-        return SOURCES.get(self.train_data, self.val_data, self.val_fraction, self.split_seed)
+    def sources(self, caches: TrialCaches | None = None) -> tuple[Any, Any]:
+        """(train, validation) sources, opened once per spec in ``caches`` (default: the process-level
+        ``PROCESS_CACHES``); images are decoded lazily."""
+        key = (self.train_data, self.val_data, self.val_fraction, self.split_seed)
+        return (caches or PROCESS_CACHES).sources.get(key, lambda: _open_sources(*key))
 
     def use_mixed_precision(self) -> bool:
         if self.mixed_precision is None:
@@ -157,30 +161,6 @@ def load_source(spec: str | os.PathLike) -> Any:
     return jdata.open_source(spec)
 
 
-class SourceCache:
-    """The (train, validation) sources of the last few specs, per process (:data:`SOURCES`, owned by this module).
-
-    Keeping the source objects alive is what lets later trials read the images ``jaxgluon.data`` decoded for the
-    first one (its cache is keyed by source object)."""
-
-    def __init__(self, max_entries: int = 4):
-        self.max_entries = max_entries
-        self._entries: dict[tuple, tuple[Any, Any]] = {}
-
-    def get(self, train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
-        key = (train_data, val_data, val_fraction, split_seed)
-        if key not in self._entries:
-            self._entries[key] = _open_sources(*key)
-            while len(self._entries) > self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
-        else:
-            self._entries[key] = self._entries.pop(key)   # most recently used last
-        return self._entries[key]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 def _open_sources(train_data: str, val_data: str | None, val_fraction: float, split_seed: int) -> tuple[Any, Any]:
     train = load_source(train_data)
     jdata.require_classes(train, f"the training data {train_data!r}")   # where a trial's data enters
@@ -191,9 +171,6 @@ def _open_sources(train_data: str, val_data: str | None, val_fraction: float, sp
         raise ValueError(f"validation classes {val.class_names} differ from training classes {train.class_names} "
                          f"({val_data} vs {train_data})")
     return train, val
-
-
-SOURCES = SourceCache()
 
 
 def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
@@ -258,18 +235,22 @@ def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, cla
     }
 
 
-def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec) -> None:
-    """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol."""
+def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches | None = None) -> None:
+    """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol.
+
+    ``caches``: the sources, decoded images and linear-probe features this trial shares with the other trials
+    of its search (``jaxgluon.train.caches``; ``fit`` passes one per call); default the process-level
+    ``PROCESS_CACHES``. Compiled programs are shared per process either way (``steps.PROGRAMS``)."""
     with CompileCounter() as counter:
-        _train_trial(config, reporter, spec, counter, time.perf_counter())
+        _train_trial(config, reporter, spec, caches or PROCESS_CACHES, counter, time.perf_counter())
 
 
-def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, counter: CompileCounter,
-                 called: float) -> None:
+def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches,
+                 counter: CompileCounter, called: float) -> None:
     trial = TrialConfig.from_dict(config)
     if spec.compilation_cache:
         enable_compilation_cache()
-    train_src, val_src = spec.sources()
+    train_src, val_src = spec.sources(caches)
     class_names = list(train_src.class_names)
     info = models.model_info(trial.net)
     image_size = int(spec.image_size or info["input_size"])
@@ -303,15 +284,15 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
                    spec.val_data, spec.val_fraction, spec.split_seed)
 
             def extract() -> tuple[np.ndarray, np.ndarray]:  # only on a cache miss: the loader is built here
-                loader = jdata.make_loader(train_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                           std=std, train=False, worker_count=spec.worker_count,
-                                           cache=spec.cache)
+                loader = jdata.make_eval_loader(train_src, batch_size=eval_batch_size, image_size=image_size,
+                                                mean=mean, std=std, worker_count=spec.worker_count,
+                                                cache=spec.cache, decoded=caches.decoded)
                 probe = steps.replicate(create_train_state(model, tx))
                 features = lambda batch: steps.features_step(probe, steps.shard(batch)["image"])  # noqa: E731
                 return pooled_features(features, loader, getattr(reporter, "deadline", None))
 
             try:
-                feats, labels = cached_features(key, extract)
+                feats, labels = cached_features(key, extract, caches.features)
             except DeadlinePassed as passed:
                 log.info("trial %s: time limit reached while fitting the linear-probe head", reporter.trial_id)
                 _write_probe_record(reporter.checkpoint_dir, {
@@ -334,8 +315,9 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
         if start:
             state = ckpt.restore(start, state)
             log.info("trial %s: resuming after epoch %d from %s", reporter.trial_id, start, ckpt.directory)
-        val_loader = jdata.make_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
-                                       std=std, train=False, worker_count=spec.worker_count, cache=spec.cache)
+        val_loader = jdata.make_eval_loader(val_src, batch_size=eval_batch_size, image_size=image_size, mean=mean,
+                                            std=std, worker_count=spec.worker_count, cache=spec.cache,
+                                            decoded=caches.decoded)
         if probed:  # the linear-probe model is the trial's first model: scored and checkpointed as epoch 0
             warm.wait_eval()
             probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called)
@@ -343,9 +325,10 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, coun
                 return
             first_result.update(probe)
         # one iterator over the remaining epochs: epoch e's batches derive from (seed, e) wherever we start
-        train_loader = jdata.make_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
-                                         std=std, train=True, seed=seed, start_epoch=start, num_epochs=max_epochs,
-                                         worker_count=spec.worker_count, augment=spec.augment, cache=spec.cache)
+        train_loader = jdata.make_train_loader(train_src, batch_size=batch_size, image_size=image_size, mean=mean,
+                                               std=std, seed=seed, start_epoch=start, num_epochs=max_epochs,
+                                               worker_count=spec.worker_count, augment=spec.augment,
+                                               cache=spec.cache, decoded=caches.decoded)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
             warm.wait_train()
             first_result["setup_seconds"] = time.perf_counter() - called

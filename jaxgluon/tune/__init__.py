@@ -5,13 +5,10 @@
                      epochs=9)
     # equivalently: from jaxgluon.tune import tune
 
-``jaxgluon.tune`` is both this package and callable as ``tune()``: once any submodule (e.g. ``jaxgluon.tune.sim``,
-the simulated backend) is imported, Python binds the attribute ``jaxgluon.tune`` to the package itself, so the
-package forwards calls to :func:`jaxgluon.tune.api.tune`.
+The attribute ``jaxgluon.tune`` is the function :func:`jaxgluon.tune.api.tune` (``jaxgluon/__init__.py`` binds it
+after importing this package); reach this package and its submodules by import, e.g.
+``from jaxgluon.tune.sim import simulate``.
 """
-import sys
-import types
-
 from jaxgluon.tune.api import tune
 from jaxgluon.tune.executor import Executor, InProcessExecutor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.population_executor import PopulationExecutor
@@ -24,11 +21,3 @@ from jaxgluon.tune.stop import StopCriterion
 __all__ = ["tune", "TrialStopped", "ExperimentResult", "AllTrialsFailedError", "StopCriterion", "Reporter",
            "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor",
            "PopulationExecutor", "TrialLaunch", "TrialOutcome"]
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return tune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

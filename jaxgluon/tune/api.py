@@ -64,7 +64,8 @@ def tune(
         train_fn: ``train_fn(config, reporter)``; calls ``reporter(epoch=, reward=, **metrics)`` once per epoch
             and returns when the answer is not ``'CONTINUE'`` (see ``jaxgluon.tune.reporter``). Must be
             picklable (a top-level function or a functools.partial of one) when trials run in worker processes.
-        search_space: a dict of ``jaxgluon.space`` domains and constants.
+        search_space: a dict of ``jaxgluon.space`` domains and constants, or its ``compile_space(...)`` (used as
+            it is, not compiled again).
         search_strategy: 'random', 'grid', 'bayesopt' (FIFO: every trial runs ``epochs``), 'hyperband',
             'bayesopt_hyperband' (early stopping/promotion), or a scheduler or searcher object.
         num_trials, time_limits, max_reward: stop criteria (see ``StopCriterion``; with neither num_trials

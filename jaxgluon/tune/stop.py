@@ -13,7 +13,7 @@ import dataclasses
 import math
 import numbers
 
-DEFAULT_NUM_TRIALS = 10  # used when neither num_trials nor time_limits is given
+TUNE_DEFAULT_NUM_TRIALS = 10  # tune()'s trials when neither num_trials nor time_limits is given (fit's: task/fit.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class StopCriterion:
     deadline running trials are told STOP at their next report and no trial starts. None = no limit.
     ``max_reward``: once any trial reports a reward >= this, the experiment winds down the same way."""
 
-    num_trials: int | None = DEFAULT_NUM_TRIALS
+    num_trials: int | None = TUNE_DEFAULT_NUM_TRIALS
     time_limits: float | None = None
     max_reward: float | None = None
 
@@ -45,7 +45,7 @@ class StopCriterion:
                 raise ValueError(f"max_reward must be a finite number or None, got {max_reward!r}")
             max_reward = float(max_reward)
         if num_trials is None and time_limits is None:
-            num_trials = DEFAULT_NUM_TRIALS
+            num_trials = TUNE_DEFAULT_NUM_TRIALS
         return cls(num_trials=num_trials, time_limits=time_limits, max_reward=max_reward)
 
     def as_dict(self) -> dict:

@@ -144,3 +144,40 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="0-1 pixel scale"):
         _loader(src, train=False, mean=(124, 116, 104), std=(58, 57, 57))
     assert steps_per_epoch(100, 32) == 3 and steps_per_epoch(100, 32, train=False) == 4
+
+
+class _Counting(ArraySource):
+    """An ArraySource that counts the examples read from it (a decode, for a cached loader)."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        type(self).reads += 1
+        return super().__getitem__(index)
+
+
+def test_train_and_eval_builders_and_the_decoded_images_their_caller_owns():
+    from jaxgluon.data import DecodedImages, make_eval_loader, make_train_loader
+    from jaxgluon.data.loader import DECODED
+
+    base = _indexed(10)
+    src = _Counting(base.images, base.labels, base.class_names)
+    norm = dict(batch_size=4, image_size=8, mean=MEAN, std=STD)
+    decoded = DecodedImages()
+    train = make_train_loader(src, seed=3, num_epochs=2, batch_augment="grain", decoded=decoded, **norm)
+    reads = _Counting.reads
+    assert reads == 10 and decoded.for_source(src) and not DECODED.for_source(src)   # decoded into its owner
+    again = make_train_loader(src, seed=3, num_epochs=2, batch_augment="grain", decoded=decoded, **norm)
+    assert _Counting.reads == reads                                                   # read back, not decoded
+    np.testing.assert_array_equal(np.stack([b["image"] for b in train]), np.stack([b["image"] for b in again]))
+    same = make_loader(src, train=True, seed=3, num_epochs=2, batch_augment="grain", cache=False, **norm)
+    np.testing.assert_array_equal(np.stack([b["image"] for b in train]), np.stack([b["image"] for b in same]))
+    reads = _Counting.reads
+    evals = make_eval_loader(src, decoded=decoded, **norm)
+    assert len(evals) == 3 and evals.augment == "" and _Counting.reads == reads + 10   # the eval stage's decode
+    assert [list(_indices(b)[b["mask"]]) for b in evals] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    # make_loader(train=False) ignores the train-only arguments (an eval pass has no seed or epochs)
+    assert len(make_loader(src, train=False, seed=5, num_epochs=3, augment="flip", decoded=decoded, **norm)) == 3
+    assert _Counting.reads == reads + 10
+    make_eval_loader(src, decoded=DecodedImages(), **norm)
+    assert _Counting.reads == reads + 20       # another owner decodes again

@@ -101,7 +101,7 @@ def test_fit_returns_the_probe_model_when_no_fine_tuning_epoch_reports(image_fol
 
 def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_path, weights, in_process,
                                                          monkeypatch):
-    def deadline_during_features(key, compute):   # a feature pass that outlasts the 2 s budget
+    def deadline_during_features(key, compute, cache=None):   # a feature pass that outlasts the 2 s budget
         time.sleep(2.5)
         raise DeadlinePassed(images_done=24, seconds=2.5, first_batch=(8, 2.1))   # 16 more images in 0.4 s
 

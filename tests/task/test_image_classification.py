@@ -155,6 +155,27 @@ def test_bad_inputs_have_clear_errors(image_folders, tmp_path):
         task.fit(dataset, lr_scheduler="linear", verbose=False)
 
 
+def test_fit_compiles_the_space_once_and_hands_it_to_tune(image_folders, monkeypatch):
+    import importlib
+
+    from jaxgluon.searcher import get_searcher
+    from jaxgluon.space import CompiledSpace
+    fit_module = importlib.import_module("jaxgluon.task.fit")
+    seen = {}
+
+    def fake_tune(train_fn, search_space, **kwargs):
+        seen["space"], seen["num_trials"] = search_space, kwargs["num_trials"]
+        raise InterruptedError("stop before any trial")
+
+    monkeypatch.setattr(fit_module, "tune", fake_tune)
+    with pytest.raises(InterruptedError):
+        task.fit(task.Dataset(train_path=str(image_folders[0])), net="cifar_resnet20_v1", verbose=False)
+    assert isinstance(seen["space"], CompiledSpace)
+    assert seen["num_trials"] == fit_module.FIT_DEFAULT_NUM_TRIALS == 2    # fit's own default (tune's is 10)
+    assert get_searcher("random", seen["space"]).space is seen["space"]     # the searcher does not compile again
+    assert "metadata['overrun_s']" in fit_module.fit.__doc__ and "search_overrun_s" not in fit_module.fit.__doc__
+
+
 def test_one_class_is_refused_where_the_training_data_enters(tmp_path):
     """A one-class folder used to fit with reward 1.0 and predict p=1.0; now Dataset and fit refuse it."""
     one = write_folder(tmp_path / "one", 4, 0, classes=("cats",))
@@ -218,6 +239,9 @@ def test_results_html_summary_and_dataframe_leaderboard(fitted):
     assert header[:4] == ["trial_id", "best_reward", "val_loss", "status"]
     assert [row[0] for row in body] == [str(t) for t in board["trial_id"]]
     assert "ValueError: bad <input>" in body[-1] and "<poly>" in body[-1]   # escaped in the HTML, text again here
+    over = Results(results.reward, results.config, {**results.metadata, "overrun_s": 3.5}, results.trials,
+                   results.model, results.experiment_dir)
+    assert _cells(over._repr_html_())[0]["overrun"] == "3.5 s"     # fit's one overrun figure
     text = repr(shown)
     assert "\n" not in text and text.startswith(f"Results(reward={results.reward:.4f}")
 

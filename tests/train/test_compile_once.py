@@ -11,7 +11,7 @@ import pytest
 from jaxgluon.models.registry import INITIALIZERS
 from jaxgluon.train import TrialSpec, train_trial
 from jaxgluon.train.compile_count import CompileCounter
-from jaxgluon.train.linear_probe import FEATURES
+from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.steps import PROGRAMS
 
 from tests.conftest import SHARED
@@ -47,12 +47,13 @@ def test_later_trials_compile_nothing(tmp_path, monkeypatch, freeze):
     jax.clear_caches()            # a fresh process, as far as compiled programs go
     PROGRAMS.clear()
     INITIALIZERS.clear()
-    FEATURES.clear()
+    PROCESS_CACHES.clear()
+    caches = TrialCaches()        # what fit makes per call and hands every trial
     runs = []
     for i, config in enumerate(CONFIGS if not freeze else CONFIGS[:2]):   # keep the suite short
         reporter = Reporter(tmp_path / str(i), seed=i)
         with CompileCounter() as counter:
-            train_trial(config, reporter, spec)
+            train_trial(config, reporter, spec, caches)
         runs.append((reporter.results[0], counter))
     first, first_counter = runs[0]
     assert first["compilations"] == first_counter.compilations <= 10, first_counter.programs
@@ -61,3 +62,8 @@ def test_later_trials_compile_nothing(tmp_path, monkeypatch, freeze):
         assert result["compilations"] == 0 and result["compile_seconds"] == 0.0, counter.programs
         assert counter.compilations == 0 and counter.traces == 0, (counter.programs, counter.traced)
         assert 0.0 <= result["reward"] <= 1.0
+    train_src, val_src = spec.sources(caches)      # opened once, by the first trial, and decoded once
+    assert len(caches.sources) == 1 and len(PROCESS_CACHES.sources) == 0
+    assert set(caches.decoded.for_source(train_src)) == {(True, 16)} | ({(False, 16)} if weights.is_dir() else set())
+    assert set(caches.decoded.for_source(val_src)) == {(False, 16)}
+    assert not PROCESS_CACHES.decoded.for_source(train_src)      # nothing went to the process-level owner

@@ -1,11 +1,11 @@
 import pytest
 
-from jaxgluon.tune.stop import DEFAULT_NUM_TRIALS, StopCriterion
+from jaxgluon.tune.stop import TUNE_DEFAULT_NUM_TRIALS, StopCriterion
 
 
 def test_defaults_are_visible_as_a_dict():
     assert StopCriterion.from_args(None, None, None).as_dict() == {
-        "num_trials": DEFAULT_NUM_TRIALS, "time_limits": None, "max_reward": None}
+        "num_trials": TUNE_DEFAULT_NUM_TRIALS, "time_limits": None, "max_reward": None}
     # a time limit alone means: as many trials as fit in the time
     assert StopCriterion.from_args(None, 30, None).as_dict() == {
         "num_trials": None, "time_limits": 30.0, "max_reward": None}

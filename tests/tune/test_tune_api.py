@@ -32,12 +32,32 @@ def test_grid_search_ends_when_the_grid_is_exhausted(tmp_path):
     assert result.best_config == {"x": 0.3, "y": "b"}
 
 
-def test_package_is_callable_as_tune_even_after_submodule_imports(tmp_path):
-    import jaxgluon.tune.sim  # noqa: F401 -- binds the attribute jaxgluon.tune to the package
+def test_ag_tune_is_the_plain_function_even_after_submodule_imports(tmp_path):
+    import inspect
 
+    import jaxgluon.tune.lineage  # noqa: F401 -- a submodule imported late must not rebind ag.tune
+    import jaxgluon.tune.sim  # noqa: F401
+    from jaxgluon.tune.api import tune as api_tune
+    from jaxgluon.tune.sim import simulate  # noqa: F401 -- the package's submodules import as before
+
+    assert inspect.isfunction(ag.tune) and ag.tune is api_tune is tune
+    assert list(inspect.signature(ag.tune).parameters)[:4] == ["train_fn", "search_space", "search_strategy",
+                                                                "num_trials"]
     result = ag.tune(scripted_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=1,
                      output_directory=tmp_path / "exp")
     assert result.best_config == {"x": 0.5}
+
+
+def test_ag_tune_is_the_function_when_a_submodule_is_imported_first():
+    import subprocess
+    import sys
+
+    code = ("import jaxgluon.tune.sim, inspect, jaxgluon as ag; from jaxgluon.tune import ExperimentResult; "
+            "import jaxgluon.tune.lineage as lineage; import jaxgluon.tune.sim.simulator as simulator; "
+            "assert lineage.__name__ == 'jaxgluon.tune.lineage' and simulator.__name__ == 'jaxgluon.tune.sim.simulator'; "
+            "assert inspect.isfunction(ag.tune), ag.tune; print(inspect.signature(ag.tune))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("(train_fn")
 
 
 def test_bad_arguments_are_named(tmp_path):
