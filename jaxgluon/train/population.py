@@ -32,6 +32,7 @@ Each member checkpoints every epoch into ``checkpoint_dir/checkpoints`` in the o
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -185,10 +186,16 @@ class Population:
         self.graphdef = template.graphdef
         self._build_steps()
         self.capacity, self._train = self._choose_capacity(capacity, template)
-        self.state = jax.tree.map(lambda x: jnp.stack([x] * self.capacity), template)
+        # stacked on the host and put once: a per-leaf jnp.stack compiles one tiny program per leaf shape
+        self.state = jax.device_put(
+            jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], self.capacity, axis=0), template), self.device)
         self.slots: list[_Member | None] = [None] * self.capacity
         self._shared_iter: Iterator[dict] | None = None
         self.num_compiles = 1
+        # members' checkpoints are written by one background thread while the next epoch trains (the host thread
+        # is otherwise idle then); every step that touches checkpoints on disk first waits for it (``wait_saves``)
+        self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-ckpt")
+        self._saving: concurrent.futures.Future | None = None
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
@@ -350,6 +357,7 @@ class Population:
             if slot is not None and self.slots[slot].epoch == epoch:  # exploit as an in-memory gather
                 state, meta = self._take(self.state, slot), dict(self.slots[slot].meta)
             else:
+                self.wait_saves()
                 src_dir = pathlib.Path(checkpoint_dir).parent / str(source) / CHECKPOINT_SUBDIR
                 with TrialCheckpointer(src_dir, read_only=True) as src:
                     if epoch not in src.all_epochs():
@@ -366,14 +374,25 @@ class Population:
     def remove(self, trial_id: int) -> None:
         """Frees the trial's slot (its last checkpoint stays on disk); the slot's arrays are overwritten later."""
         slot = self.members[trial_id]
+        self.wait_saves()
         member = self.slots[slot]
         self.slots[slot] = None
         member.closer.close()
         member.ckpt.close()
 
+    def wait_saves(self) -> None:
+        """Blocks until the members' checkpoints of the last epoch are written; re-raises a failed save."""
+        if self._saving is not None:
+            saving, self._saving = self._saving, None
+            saving.result()
+
     def close(self) -> None:
-        for trial_id in list(self.members):
-            self.remove(trial_id)
+        try:
+            for trial_id in list(self.members):
+                self.remove(trial_id)
+        finally:
+            self.wait_saves()
+            self._saver.shutdown(wait=True)
 
     # ---- training -------------------------------------------------------------------------------------------
     def _next_batches(self, active: list[int]) -> dict[str, np.ndarray]:
@@ -422,6 +441,7 @@ class Population:
         val = self._evaluate()
         epoch_seconds = time.perf_counter() - start
         out: list[tuple[int, dict | str]] = []
+        saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]] = []
         for k in active:
             member = self.slots[k]
             member.epoch += 1
@@ -434,8 +454,9 @@ class Population:
             # ranked by the spec's metric like an ordinary trial (task.fit's metric='auto' may pick log-loss)
             reward, top1, val_loss = validation_scores({key: val[key][k] for key in ("correct", "loss", "count")},
                                                        self.spec.metric)
-            member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward,
-                             meta={**member.meta, "val_top1": top1, "val_loss": val_loss})
+            # the slice is taken now (before the next step donates the stacked state), written in the background
+            saves.append((member.ckpt, member.epoch, self._take(self.state, k), reward,
+                          {**member.meta, "val_top1": top1, "val_loss": val_loss}))
             result = {
                 "reward": reward, "val_top1": top1, "train_loss": float(loss),
                 "train_accuracy": float(train["correct"][k] / max(train["count"][k], 1.0)),
@@ -455,6 +476,8 @@ class Population:
                 member.first_result = {"first_step_seconds": first_step}
                 result.update(member.first_result)
             out.append((member.trial_id, result))
+        self.wait_saves()
+        self._saving = self._saver.submit(_save_all, saves)
         return out
 
     def _evaluate(self) -> dict[str, np.ndarray]:
@@ -464,3 +487,8 @@ class Population:
         metrics = [self._eval(self.state, batch) for batch in loader]
         host = jax.device_get(metrics)
         return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}
+
+
+def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]]) -> None:
+    for ckpt, epoch, state, reward, meta in saves:
+        ckpt.save(epoch, state, reward=reward, meta=meta)
