@@ -18,9 +18,10 @@ per-epoch difference between a member's and its sequential trial's train loss an
 config, same seed: the same curve; 0 means bit-identical).
 
 ``--sequential-trials M`` trains only the first M configs sequentially (the ratios then compare images/s of K
-population members with images/s of M sequential trials, and M curves). ``--check-auto`` first builds a population
-with ``population_size='auto'`` and prints the capacity it chose from the device's free memory. On GPU/TPU the
-defaults are those of ``TrialSpec``: bfloat16 compute (``mixed_precision=None``) and all members in one ``vmap``.
+population members with images/s of M sequential trials, and M curves). ``--check-auto`` prints, after the timed
+population, what ``population_size='auto'`` chooses from the device's free memory (``Population.auto_capacity``).
+On GPU/TPU the defaults are those of ``TrialSpec``: bfloat16 compute (``mixed_precision=None``), batches augmented
+on the device, and all members in one ``vmap``.
 
     python benchmarks/population.py                      # K=8 cifar_resnet20_v1 at 32 px on ../shared cifar10_test_1k
     python benchmarks/population.py --k 32 --epochs 1 --sequential-trials 8 --check-auto     # on a GPU, ~1 min
@@ -93,6 +94,12 @@ def run_population(args, spec, cfgs, seeds, work) -> dict:
             results[trial_id].append(result)
     pop.close()
     wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+    auto = None
+    if args.check_auto:  # after the timing: what population_size='auto' picks from the device's free memory now
+        t0 = time.perf_counter()
+        auto = pop.auto_capacity()
+        print(f"population_size='auto' would choose {auto} members here ({time.perf_counter() - t0:.1f} s)",
+              flush=True)
     images = pop.steps_per_epoch * pop.batch_size * len(cfgs) * args.epochs
     train_ips = float(np.median([r["population_images_per_sec"] for r in results[0]]))
     print(f"population: {wall:.1f} s wall ({build_s:.1f} s build + compile, {add_s:.1f} s adding members), "
@@ -100,7 +107,7 @@ def run_population(args, spec, cfgs, seeds, work) -> dict:
           f"vmap_members={pop.vmap_members}, compute {np.dtype(pop.dtype).name}",
           flush=True)
     return {"wall": wall, "cpu": cpu, "images": images, "train_ips": train_ips, "results": results,
-            "images_per_member_epoch": pop.steps_per_epoch * pop.batch_size}
+            "images_per_member_epoch": pop.steps_per_epoch * pop.batch_size, "auto": auto}
 
 
 def run_sequential(args, spec, cfgs, seeds, work, images_per_member_epoch: int) -> dict:
@@ -152,7 +159,7 @@ def main() -> None:
                         help="members per vmap in the population program ('auto': 1 on CPU, all on GPU)")
     parser.add_argument("--order", choices=("population-first", "sequential-first"), default="population-first")
     parser.add_argument("--check-auto", action="store_true",
-                        help="first build a population_size='auto' population and print the capacity it chose")
+                        help="also print what population_size='auto' chooses from the free device memory")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -169,14 +176,6 @@ def main() -> None:
           f"{args.data}; {m} sequential; {device.platform} ({device.device_kind}); vmap_members={args.vmap_members}; "
           f"mixed precision {spec.use_mixed_precision()}; order {args.order}; load average before: {load[0]:.1f}",
           flush=True)
-    auto = None
-    if args.check_auto:
-        t0 = time.perf_counter()
-        probe = Population(spec, cfgs[0], max_epochs=args.epochs, capacity="auto")
-        auto = probe.capacity
-        probe.close()
-        print(f"population_size='auto' chose {auto} members ({time.perf_counter() - t0:.1f} s to size and compile)",
-              flush=True)
     warm_up(spec, args.net)
 
     if args.order == "population-first":
@@ -202,7 +201,7 @@ def main() -> None:
                       "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
                       "data": args.data, "platform": device.platform, "device_kind": device.device_kind,
                       "mixed_precision": spec.use_mixed_precision(), "shared_batches": args.shared_batches,
-                      "vmap_members": args.vmap_members, "order": args.order, "auto_capacity": auto,
+                      "vmap_members": args.vmap_members, "order": args.order, "auto_capacity": pop["auto"],
                       "load_avg_before": round(load[0], 2), "load_avg_after": round(os.getloadavg()[0], 2),
                       "population_wall_s": round(pop["wall"], 2), "sequential_wall_s": round(seq["wall"], 2),
                       "population_cpu_s": round(pop["cpu"], 2), "sequential_cpu_s": round(seq["cpu"], 2),

@@ -241,11 +241,7 @@ class Population:
         Returns the capacity and the compiled train step."""
         free = free_device_memory(self.device)
         if capacity == "auto":
-            one = _compiled_bytes(self._compile_train(1, template))
-            per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
-            chosen = auto_capacity(per_member, free, self.device.platform)
-            log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
-                     per_member / 2**20, free / 2**30, self.device)
+            chosen = self.auto_capacity(template)
             return chosen, self._compile_train(chosen, template)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"population_size must be a positive int or 'auto', got {capacity!r}")
@@ -258,6 +254,21 @@ class Population:
                 f"{self.batch_size} needs about {needed / 2**30:.2f} GiB but {free / 2**30:.2f} GiB is free on "
                 f"{self.device}; use population_size <= {max(1, int(MEMORY_FRACTION * free // per))} or 'auto'")
         return capacity, compiled
+
+    def auto_capacity(self, template: TrainState | None = None) -> int:
+        """What ``population_size='auto'`` chooses for this population's program on its device now: as many
+        members as ``MEMORY_FRACTION`` of the free memory holds by the one-member program's memory analysis (at
+        most ``CPU_AUTO_MAX_MEMBERS`` on CPU). Compiles the one-member program (a persistent-cache hit after the
+        first time)."""
+        if template is None:
+            template = self._take(self.state, 0)
+        free = free_device_memory(self.device)
+        one = _compiled_bytes(self._compile_train(1, template))
+        per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
+        chosen = auto_capacity(per_member, free, self.device.platform)
+        log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
+                 per_member / 2**20, free / 2**30, self.device)
+        return chosen
 
     # ---- members --------------------------------------------------------------------------------------------
     def _fresh_state(self, trial: TrialConfig, config: dict, seed: int, probe: bool = True,
@@ -408,7 +419,9 @@ class Population:
         for k in active:
             per_slot[k] = next(self.slots[k].batches)
         filler = per_slot[active[0]]
-        return {key: np.stack([(b or filler)[key] for b in per_slot]) for key in filler}
+        # batches rendered on the device (``batch_augment='device'``, the accelerators' default) stay there
+        stack = jnp.stack if any(isinstance(v, jax.Array) for v in filler.values()) else np.stack
+        return {key: stack([(b or filler)[key] for b in per_slot]) for key in filler}
 
     def run_epoch(self, deadline: float | None = None) -> list[tuple[int, dict | str]] | None:
         """Trains every member one epoch, evaluates, checkpoints; returns ``[(trial_id, result or error)]``.
