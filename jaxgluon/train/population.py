@@ -196,6 +196,7 @@ class Population:
         # is otherwise idle then); every step that touches checkpoints on disk first waits for it (``wait_saves``)
         self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-ckpt")
         self._saving: concurrent.futures.Future | None = None
+        self._save_error: Exception | None = None
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
@@ -368,7 +369,7 @@ class Population:
             if slot is not None and self.slots[slot].epoch == epoch:  # exploit as an in-memory gather
                 state, meta = self._take(self.state, slot), dict(self.slots[slot].meta)
             else:
-                self.wait_saves()
+                self.wait_saves(raise_error=False)
                 src_dir = pathlib.Path(checkpoint_dir).parent / str(source) / CHECKPOINT_SUBDIR
                 with TrialCheckpointer(src_dir, read_only=True) as src:
                     if epoch not in src.all_epochs():
@@ -385,25 +386,35 @@ class Population:
     def remove(self, trial_id: int) -> None:
         """Frees the trial's slot (its last checkpoint stays on disk); the slot's arrays are overwritten later."""
         slot = self.members[trial_id]
-        self.wait_saves()
+        self.wait_saves(raise_error=False)
         member = self.slots[slot]
         self.slots[slot] = None
         member.closer.close()
         member.ckpt.close()
 
-    def wait_saves(self) -> None:
-        """Blocks until the members' checkpoints of the last epoch are written; re-raises a failed save."""
+    def wait_saves(self, raise_error: bool = True) -> None:
+        """Blocks until the members' checkpoints of the last epoch are written. A failed save is raised here, or
+        with ``raise_error=False`` kept for the next ``run_epoch`` (where the executor fails the population's
+        members), so removing or closing never fails on another member's checkpoint."""
         if self._saving is not None:
             saving, self._saving = self._saving, None
-            saving.result()
+            try:
+                saving.result()
+            except Exception as err:  # noqa: BLE001 -- kept and raised where the caller isolates failures
+                self._save_error = err
+        if raise_error and self._save_error is not None:
+            err, self._save_error = self._save_error, None
+            raise RuntimeError(f"writing the members' checkpoints failed: {type(err).__name__}: {err}") from err
 
     def close(self) -> None:
         try:
             for trial_id in list(self.members):
                 self.remove(trial_id)
         finally:
-            self.wait_saves()
+            self.wait_saves(raise_error=False)
             self._saver.shutdown(wait=True)
+            if self._save_error is not None:
+                log.error("population closed after a failed checkpoint write: %s", self._save_error)
 
     # ---- training -------------------------------------------------------------------------------------------
     def _next_batches(self, active: list[int]) -> dict[str, np.ndarray]:
@@ -433,6 +444,8 @@ class Population:
         active = [k for k, m in enumerate(self.slots) if m is not None]
         if not active:
             return []
+        if self._save_error is not None:
+            self.wait_saves()       # raises the failed checkpoint write of the last epoch
         start = time.perf_counter()
         sums, first_step = [], None
         for i in range(self.steps_per_epoch):

@@ -221,3 +221,45 @@ def test_members_are_ranked_by_the_specs_metric(spec, tmp_path):
     assert 0.0 <= result["val_top1"] <= 1.0 and result["val_top1"] != result["reward"]
     meta = load_trained(tmp_path / "m0").meta
     assert meta["val_top1"] == result["val_top1"] and meta["reward"] == pytest.approx(result["reward"])
+
+
+def test_auto_capacity_follows_the_free_memory(pop, monkeypatch):
+    """What population_size='auto' picks for this program: at most CPU_AUTO_MAX_MEMBERS on CPU, 1 when little is
+    free (the one-member program's memory analysis against the free memory)."""
+    assert 1 <= pop.auto_capacity() <= population_module.CPU_AUTO_MAX_MEMBERS
+    monkeypatch.setattr(population_module, "free_device_memory", lambda device: 1024)
+    assert pop.auto_capacity() == 1
+
+
+def test_batches_rendered_on_the_device_are_stacked_there(pop, empty_after, tmp_path):
+    """The accelerators' input path (``batch_augment='device'`` yields ``jax.Array`` batches): the population
+    stacks the members' batches without a round trip through the host, and its program takes them."""
+    import jax.numpy as jnp
+    pop.add(0, CONFIG, tmp_path / "d", seed=SEED)
+    slot = pop.members[0]
+    size = pop.image_size
+    pop.slots[slot].batches = iter([{"image": jnp.ones((pop.batch_size, size, size, 3), jnp.float32),
+                                     "label": jnp.zeros((pop.batch_size,), jnp.int32),
+                                     "mask": jnp.ones((pop.batch_size,), bool)}])
+    stacked = pop._next_batches([slot])
+    assert all(isinstance(v, jax.Array) and v.shape[0] == pop.capacity for v in stacked.values())
+    pop.state, metrics = pop._train(pop.state, stacked)
+    assert np.isfinite(np.asarray(metrics["loss"])[slot]) and float(np.asarray(metrics["count"])[slot]) == 32
+
+
+def test_a_failed_checkpoint_write_fails_the_next_epoch_not_a_removal(pop, empty_after, tmp_path):
+    """Members' checkpoints are written in the background while the next epoch trains: a write that fails is raised
+    by the next ``run_epoch`` (where the executor fails the population's members), never by ``remove``."""
+    pop.add(0, CONFIG, tmp_path / "full", seed=SEED)
+    slot = pop.members[0]
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    pop.slots[slot].ckpt.save = disk_full
+    assert dict(pop.run_epoch())[0]["epoch"] == 1
+    with pytest.raises(RuntimeError, match="checkpoints failed: OSError: No space left"):
+        pop.run_epoch()
+    pop.add(1, CONFIG, tmp_path / "next", seed=SEED)     # the population goes on
+    pop.remove(0)
+    assert dict(pop.run_epoch())[1]["epoch"] == 1
