@@ -7,14 +7,24 @@ seed) are trained for ``--epochs`` epochs twice in this process:
 - as one population: ``jaxgluon.train.Population`` with K members (one vmapped program).
 
 Both start with an empty persistent compilation cache (a fresh temporary directory): the sequential trials share
-compiled programs where they are the same (configs differing only in optimizer numbers), as in a search.
+compiled programs where they are the same (one program for every config of a net, as in a search). Before either is
+timed, the process decodes the data and builds one model (per-process caches both would otherwise fill: whoever
+runs first would pay for them); ``--order`` says which runs first.
 Reported: end-to-end images/s (all training images of all configs / wall time, with model building, compilation,
-validation and checkpoints) and training images/s (steps only, first step of each program excluded), their
-ratios, and the largest per-epoch difference between a member's and its sequential trial's train loss and
-validation accuracy (same config, same seed: the same curve).
+validation and checkpoints), training images/s (steps only, first step of each program excluded), this process's
+CPU seconds for each (user + system: on a shared machine the fairer measure of work, since other processes'
+load inflates wall time but not our CPU time), their ratios, the machine's load average, and the largest
+per-epoch difference between a member's and its sequential trial's train loss and validation accuracy (same
+config, same seed: the same curve; 0 means bit-identical).
+
+``--sequential-trials M`` trains only the first M configs sequentially (the ratios then compare images/s of K
+population members with images/s of M sequential trials, and M curves). ``--check-auto`` prints, after the timed
+population, what ``population_size='auto'`` chooses from the device's free memory (``Population.auto_capacity``).
+On GPU/TPU the defaults are those of ``TrialSpec``: bfloat16 compute (``mixed_precision=None``), batches augmented
+on the device, and all members in one ``vmap``.
 
     python benchmarks/population.py                      # K=8 cifar_resnet20_v1 at 32 px on ../shared cifar10_test_1k
-    python benchmarks/population.py --members 32 --net cifar_resnet56_v1     # on a GPU
+    python benchmarks/population.py --k 32 --epochs 1 --sequential-trials 8 --check-auto     # on a GPU, ~1 min
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import tempfile
 import time
 
@@ -29,9 +40,21 @@ import numpy as np
 
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 
+import jax  # noqa: E402
+
+from jaxgluon import data as jdata  # noqa: E402
+from jaxgluon import models  # noqa: E402
 from jaxgluon.train import Population, TrialSpec, enable_compilation_cache, train_trial  # noqa: E402
 
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10_test_1k"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: ../shared beside the checkout, or shared/ inside it (a copied working tree)
+SHARED = next((p for p in (ROOT.parent / "shared" / "data" / "cifar10_test_1k",
+                           ROOT / "shared" / "data" / "cifar10_test_1k") if p.is_dir()), None)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Reporter:
@@ -54,17 +77,88 @@ def configs(k: int, net: str, seed: int) -> list[dict]:
                            "momentum": float(rng.uniform(0.8, 0.95)), "wd": 1e-4}} for i in range(k)]
 
 
+def run_population(args, spec, cfgs, seeds, work) -> dict:
+    wall0, cpu0 = time.perf_counter(), cpu_seconds()
+    pop = Population(spec, cfgs[0], max_epochs=args.epochs, capacity=len(cfgs), shared_batches=args.shared_batches,
+                     vmap_members=args.vmap_members if args.vmap_members == "auto" else int(args.vmap_members))
+    build_s = time.perf_counter() - wall0
+    for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
+        pop.add(i, cfg, work / "pop" / str(i), seed=s)
+    add_s = time.perf_counter() - wall0 - build_s
+    results: dict[int, list[dict]] = {i: [] for i in range(len(cfgs))}
+    for _ in range(args.epochs):
+        for trial_id, result in pop.run_epoch():
+            if isinstance(result, str):
+                raise RuntimeError(f"member {trial_id} failed: {result}")
+            results[trial_id].append(result)
+    pop.close()
+    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+    auto = None
+    if args.check_auto:  # after the timing: what population_size='auto' picks from the device's free memory now
+        t0 = time.perf_counter()
+        auto = pop.auto_capacity()
+        print(f"population_size='auto' would choose {auto} members here ({time.perf_counter() - t0:.1f} s)",
+              flush=True)
+    images = pop.steps_per_epoch * pop.batch_size * len(cfgs) * args.epochs
+    train_ips = float(np.median([r["population_images_per_sec"] for r in results[0]]))
+    print(f"population: {wall:.1f} s wall ({build_s:.1f} s build + compile, {add_s:.1f} s adding members), "
+          f"{cpu:.1f} s CPU; {images / wall:.1f} img/s end to end, {train_ips:.1f} img/s training; "
+          f"vmap_members={pop.vmap_members}, compute {np.dtype(pop.dtype).name}",
+          flush=True)
+    return {"wall": wall, "cpu": cpu, "images": images, "train_ips": train_ips, "results": results,
+            "images_per_member_epoch": pop.steps_per_epoch * pop.batch_size, "auto": auto}
+
+
+def run_sequential(args, spec, cfgs, seeds, work, images_per_member_epoch: int) -> dict:
+    wall0, cpu0 = time.perf_counter(), cpu_seconds()
+    results: list[list[dict]] = []
+    train_images, train_seconds = 0.0, 0.0
+    for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
+        t0 = time.perf_counter()
+        reporter = Reporter(work / "seq" / str(i), seed=s, max_epochs=args.epochs)
+        train_trial(cfg, reporter, spec)
+        results.append(reporter.results)
+        for r in reporter.results:
+            train_images += images_per_member_epoch
+            train_seconds += images_per_member_epoch / r["images_per_sec"]
+        print(f"  sequential trial {i}: {time.perf_counter() - t0:.1f} s, "
+              f"rewards {[round(r['reward'], 3) for r in reporter.results]}", flush=True)
+    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+    images = images_per_member_epoch * len(cfgs) * args.epochs
+    print(f"sequential: {wall:.1f} s wall, {cpu:.1f} s CPU; {images / wall:.1f} img/s end to end, "
+          f"{train_images / train_seconds:.1f} img/s training", flush=True)
+    return {"wall": wall, "cpu": cpu, "images": images, "train_ips": train_images / train_seconds,
+            "results": results}
+
+
+def warm_up(spec: TrialSpec, net: str) -> None:
+    """Fills the per-process caches either run would otherwise fill for the other: decoded images, the
+    architecture's jitted initializer."""
+    train_src, val_src = spec.sources()
+    info = models.model_info(net)
+    for src, train in ((train_src, True), (val_src, False)):
+        loader = jdata.make_loader(src, batch_size=spec.batch_size, image_size=spec.image_size, mean=info["mean"],
+                                   std=info["std"], train=train, seed=0, augment=spec.augment, cache=spec.cache)
+        next(iter(loader))
+    models.get_model(net, len(train_src.class_names), pretrained=False, seed=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--members", type=int, default=8)
+    parser.add_argument("--members", "--k", type=int, default=8, help="K: population members (= sequential configs)")
+    parser.add_argument("--sequential-trials", type=int, default=None,
+                        help="train only the first M configs sequentially (default: all K)")
     parser.add_argument("--net", default="cifar_resnet20_v1")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--data", default=str(SHARED) if SHARED.is_dir() else "digits")
+    parser.add_argument("--data", default=str(SHARED) if SHARED else "digits")
     parser.add_argument("--shared-batches", action="store_true", help="members train on the same batches")
     parser.add_argument("--vmap-members", default="auto",
                         help="members per vmap in the population program ('auto': 1 on CPU, all on GPU)")
+    parser.add_argument("--order", choices=("population-first", "sequential-first"), default="population-first")
+    parser.add_argument("--check-auto", action="store_true",
+                        help="also print what population_size='auto' chooses from the free device memory")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -74,70 +168,50 @@ def main() -> None:
                      pretrained=False)
     cfgs = configs(args.members, args.net, args.seed)
     seeds = [1000 + i for i in range(args.members)]
+    m = args.members if args.sequential_trials is None else max(1, min(args.sequential_trials, args.members))
+    device = jax.local_devices()[0]
     load = os.getloadavg()
     print(f"{args.members} x {args.net} at {args.image_size} px, batch {args.batch_size}, {args.epochs} epochs on "
-          f"{args.data}; vmap_members={args.vmap_members}; load average before: {load[0]:.1f}", flush=True)
+          f"{args.data}; {m} sequential; {device.platform} ({device.device_kind}); vmap_members={args.vmap_members}; "
+          f"mixed precision {spec.use_mixed_precision()}; order {args.order}; load average before: {load[0]:.1f}",
+          flush=True)
+    warm_up(spec, args.net)
 
-    start = time.perf_counter()
-    pop = Population(spec, cfgs[0], max_epochs=args.epochs, capacity=args.members,
-                     shared_batches=args.shared_batches,
-                     vmap_members=args.vmap_members if args.vmap_members == "auto" else int(args.vmap_members))
-    build_s = time.perf_counter() - start
-    for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
-        pop.add(i, cfg, work / "pop" / str(i), seed=s)
-    pop_results: dict[int, list[dict]] = {i: [] for i in range(args.members)}
-    for _ in range(args.epochs):
-        for trial_id, result in pop.run_epoch():
-            if isinstance(result, str):
-                raise RuntimeError(f"member {trial_id} failed: {result}")
-            pop_results[trial_id].append(result)
-    pop.close()
-    pop_wall = time.perf_counter() - start
-    per_epoch_train = [r["population_images_per_sec"] for r in pop_results[0]]
-    images_per_member_epoch = pop.steps_per_epoch * pop.batch_size
-    total_images = images_per_member_epoch * args.members * args.epochs
-    pop_train_ips = float(np.median(per_epoch_train))
-    print(f"population: {pop_wall:.1f} s wall ({build_s:.1f} s build + compile), "
-          f"{total_images / pop_wall:.1f} img/s end to end, {pop_train_ips:.1f} img/s training", flush=True)
+    if args.order == "population-first":
+        pop = run_population(args, spec, cfgs, seeds, work)
+        seq = run_sequential(args, spec, cfgs[:m], seeds[:m], work, pop["images_per_member_epoch"])
+    else:
+        per = jdata.steps_per_epoch(int(len(spec.sources()[0])), args.batch_size) * args.batch_size
+        seq = run_sequential(args, spec, cfgs[:m], seeds[:m], work, per)
+        pop = run_population(args, spec, cfgs, seeds, work)
 
-    seq_start = time.perf_counter()
-    seq_results: list[list[dict]] = []
-    seq_train_images, seq_train_seconds = 0.0, 0.0
-    for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
-        t0 = time.perf_counter()
-        reporter = Reporter(work / "seq" / str(i), seed=s, max_epochs=args.epochs)
-        train_trial(cfg, reporter, spec)
-        seq_results.append(reporter.results)
-        for r in reporter.results:
-            seq_train_images += images_per_member_epoch
-            seq_train_seconds += images_per_member_epoch / r["images_per_sec"]
-        print(f"  sequential trial {i}: {time.perf_counter() - t0:.1f} s, "
-              f"rewards {[round(r['reward'], 3) for r in reporter.results]}", flush=True)
-    seq_wall = time.perf_counter() - seq_start
-    seq_train_ips = seq_train_images / seq_train_seconds
-    print(f"sequential: {seq_wall:.1f} s wall, {total_images / seq_wall:.1f} img/s end to end, "
-          f"{seq_train_ips:.1f} img/s training", flush=True)
-
-    loss_diff = max(abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-9)
-                    for i in range(args.members) for a, b in zip(pop_results[i], seq_results[i]))
-    acc_diff = max(abs(a["reward"] - b["reward"]) for i in range(args.members)
-                   for a, b in zip(pop_results[i], seq_results[i]))
-    ratio_e2e = seq_wall / pop_wall
-    ratio_train = pop_train_ips / seq_train_ips
-    print(f"population / sequential: {ratio_e2e:.2f}x end to end, {ratio_train:.2f}x training steps; "
-          f"largest per-epoch difference: train loss {loss_diff:.2e} (relative), val accuracy {acc_diff:.4f}")
-    print(json.dumps({"members": args.members, "net": args.net, "image_size": args.image_size,
-                      "batch_size": args.batch_size, "epochs": args.epochs, "data": args.data,
-                      "shared_batches": args.shared_batches, "vmap_members": args.vmap_members,
-                      "load_avg_before": round(load[0], 2),
-                      "load_avg_after": round(os.getloadavg()[0], 2),
-                      "population_wall_s": round(pop_wall, 2), "sequential_wall_s": round(seq_wall, 2),
-                      "population_img_s_end_to_end": round(total_images / pop_wall, 1),
-                      "sequential_img_s_end_to_end": round(total_images / seq_wall, 1),
-                      "population_img_s_training": round(pop_train_ips, 1),
-                      "sequential_img_s_training": round(seq_train_ips, 1),
+    pairs = [(a, b) for i in range(m) for a, b in zip(pop["results"][i], seq["results"][i])]
+    loss_diff = max(abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-9) for a, b in pairs)
+    acc_diff = max(abs(a["val_top1"] - b["val_top1"]) for a, b in pairs)
+    identical = all(a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
+                    and a["val_top1"] == b["val_top1"] for a, b in pairs)
+    pop_e2e, seq_e2e = pop["images"] / pop["wall"], seq["images"] / seq["wall"]
+    ratio_e2e, ratio_train = pop_e2e / seq_e2e, pop["train_ips"] / seq["train_ips"]
+    ratio_cpu = (seq["cpu"] / seq["images"]) / (pop["cpu"] / pop["images"])   # CPU seconds per image
+    print(f"population / sequential: {ratio_e2e:.2f}x end to end, {ratio_train:.2f}x training steps, "
+          f"{ratio_cpu:.2f}x in CPU seconds per image; largest per-epoch difference: train loss {loss_diff:.2e} "
+          f"(relative), val accuracy {acc_diff:.4f}; bit-identical curves: {identical}")
+    print(json.dumps({"members": args.members, "sequential_trials": m, "net": args.net,
+                      "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
+                      "data": args.data, "platform": device.platform, "device_kind": device.device_kind,
+                      "mixed_precision": spec.use_mixed_precision(), "shared_batches": args.shared_batches,
+                      "vmap_members": args.vmap_members, "order": args.order, "auto_capacity": pop["auto"],
+                      "load_avg_before": round(load[0], 2), "load_avg_after": round(os.getloadavg()[0], 2),
+                      "population_wall_s": round(pop["wall"], 2), "sequential_wall_s": round(seq["wall"], 2),
+                      "population_cpu_s": round(pop["cpu"], 2), "sequential_cpu_s": round(seq["cpu"], 2),
+                      "population_img_s_end_to_end": round(pop_e2e, 1),
+                      "sequential_img_s_end_to_end": round(seq_e2e, 1),
+                      "population_img_s_training": round(pop["train_ips"], 1),
+                      "sequential_img_s_training": round(seq["train_ips"], 1),
                       "ratio_end_to_end": round(ratio_e2e, 3), "ratio_training": round(ratio_train, 3),
-                      "max_rel_train_loss_diff": float(f"{loss_diff:.3e}"), "max_val_acc_diff": round(acc_diff, 4)}))
+                      "ratio_cpu_per_image": round(ratio_cpu, 3),
+                      "max_rel_train_loss_diff": float(f"{loss_diff:.3e}"), "max_val_acc_diff": round(acc_diff, 4),
+                      "bit_identical": identical}))
 
 
 if __name__ == "__main__":

@@ -27,11 +27,13 @@ another member's slot.
     pop.remove(0)
 
 Each member checkpoints every epoch into ``checkpoint_dir/checkpoints`` in the ordinary trial format, so
-``load_trained`` and resumes work on a population member like on any trial. The population runs on one device
+``load_trained`` and resumes work on a population member like on any trial. The checkpoints of an epoch are
+written by a background thread while the next epoch trains; ``remove``, ``close`` and ``wait_saves`` wait for them. The population runs on one device
 (the first local device).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -155,7 +157,9 @@ class Population:
     ``vmap_members``: how many members one ``vmap`` covers; the program loops (``jax.lax.map``) over such groups.
     'auto': all of them (one vmap) on GPU/TPU, where a wider program fills the device; 1 on CPU, where the loop
     runs each member's step exactly as an ordinary trial's (bit-identical results) and a vmapped ResNet step was
-    1.6x slower than the loop (oneDNN convolutions run member by member under vmap, batched matmuls lose).
+    1.6x slower than the loop (oneDNN convolutions run member by member under vmap, batched matmuls lose; K=8
+    cifar_resnet20_v1 at 32 px: 0.080 CPU s per member-step looped, 0.132 vmapped, 0.116 for an ordinary trial's
+    step, benchmarks/history/2026-12-04-population.md).
     """
 
     def __init__(self, spec: TrialSpec, config: Mapping[str, Any], max_epochs: int, capacity: int | str = "auto",
@@ -185,10 +189,17 @@ class Population:
         self.graphdef = template.graphdef
         self._build_steps()
         self.capacity, self._train = self._choose_capacity(capacity, template)
-        self.state = jax.tree.map(lambda x: jnp.stack([x] * self.capacity), template)
+        # stacked on the host and put once: a per-leaf jnp.stack compiles one tiny program per leaf shape
+        self.state = jax.device_put(
+            jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], self.capacity, axis=0), template), self.device)
         self.slots: list[_Member | None] = [None] * self.capacity
         self._shared_iter: Iterator[dict] | None = None
         self.num_compiles = 1
+        # members' checkpoints are written by one background thread while the next epoch trains (the host thread
+        # is otherwise idle then); every step that touches checkpoints on disk first waits for it (``wait_saves``)
+        self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-ckpt")
+        self._saving: concurrent.futures.Future | None = None
+        self._save_error: Exception | None = None
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
@@ -234,11 +245,7 @@ class Population:
         Returns the capacity and the compiled train step."""
         free = free_device_memory(self.device)
         if capacity == "auto":
-            one = _compiled_bytes(self._compile_train(1, template))
-            per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
-            chosen = auto_capacity(per_member, free, self.device.platform)
-            log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
-                     per_member / 2**20, free / 2**30, self.device)
+            chosen = self.auto_capacity(template)
             return chosen, self._compile_train(chosen, template)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"population_size must be a positive int or 'auto', got {capacity!r}")
@@ -251,6 +258,21 @@ class Population:
                 f"{self.batch_size} needs about {needed / 2**30:.2f} GiB but {free / 2**30:.2f} GiB is free on "
                 f"{self.device}; use population_size <= {max(1, int(MEMORY_FRACTION * free // per))} or 'auto'")
         return capacity, compiled
+
+    def auto_capacity(self, template: TrainState | None = None) -> int:
+        """What ``population_size='auto'`` chooses for this population's program on its device now: as many
+        members as ``MEMORY_FRACTION`` of the free memory holds by the one-member program's memory analysis (at
+        most ``CPU_AUTO_MAX_MEMBERS`` on CPU). Compiles the one-member program (a persistent-cache hit after the
+        first time)."""
+        if template is None:
+            template = self._take(self.state, 0)
+        free = free_device_memory(self.device)
+        one = _compiled_bytes(self._compile_train(1, template))
+        per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
+        chosen = auto_capacity(per_member, free, self.device.platform)
+        log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,
+                 per_member / 2**20, free / 2**30, self.device)
+        return chosen
 
     # ---- members --------------------------------------------------------------------------------------------
     def _fresh_state(self, trial: TrialConfig, config: dict, seed: int, probe: bool = True,
@@ -350,6 +372,7 @@ class Population:
             if slot is not None and self.slots[slot].epoch == epoch:  # exploit as an in-memory gather
                 state, meta = self._take(self.state, slot), dict(self.slots[slot].meta)
             else:
+                self.wait_saves(raise_error=False)
                 src_dir = pathlib.Path(checkpoint_dir).parent / str(source) / CHECKPOINT_SUBDIR
                 with TrialCheckpointer(src_dir, read_only=True) as src:
                     if epoch not in src.all_epochs():
@@ -366,14 +389,35 @@ class Population:
     def remove(self, trial_id: int) -> None:
         """Frees the trial's slot (its last checkpoint stays on disk); the slot's arrays are overwritten later."""
         slot = self.members[trial_id]
+        self.wait_saves(raise_error=False)
         member = self.slots[slot]
         self.slots[slot] = None
         member.closer.close()
         member.ckpt.close()
 
+    def wait_saves(self, raise_error: bool = True) -> None:
+        """Blocks until the members' checkpoints of the last epoch are written. A failed save is raised here, or
+        with ``raise_error=False`` kept for the next ``run_epoch`` (where the executor fails the population's
+        members), so removing or closing never fails on another member's checkpoint."""
+        if self._saving is not None:
+            saving, self._saving = self._saving, None
+            try:
+                saving.result()
+            except Exception as err:  # noqa: BLE001 -- kept and raised where the caller isolates failures
+                self._save_error = err
+        if raise_error and self._save_error is not None:
+            err, self._save_error = self._save_error, None
+            raise RuntimeError(f"writing the members' checkpoints failed: {type(err).__name__}: {err}") from err
+
     def close(self) -> None:
-        for trial_id in list(self.members):
-            self.remove(trial_id)
+        try:
+            for trial_id in list(self.members):
+                self.remove(trial_id)
+        finally:
+            self.wait_saves(raise_error=False)
+            self._saver.shutdown(wait=True)
+            if self._save_error is not None:
+                log.error("population closed after a failed checkpoint write: %s", self._save_error)
 
     # ---- training -------------------------------------------------------------------------------------------
     def _next_batches(self, active: list[int]) -> dict[str, np.ndarray]:
@@ -389,7 +433,9 @@ class Population:
         for k in active:
             per_slot[k] = next(self.slots[k].batches)
         filler = per_slot[active[0]]
-        return {key: np.stack([(b or filler)[key] for b in per_slot]) for key in filler}
+        # batches rendered on the device (``batch_augment='device'``, the accelerators' default) stay there
+        stack = jnp.stack if any(isinstance(v, jax.Array) for v in filler.values()) else np.stack
+        return {key: stack([(b or filler)[key] for b in per_slot]) for key in filler}
 
     def run_epoch(self, deadline: float | None = None) -> list[tuple[int, dict | str]] | None:
         """Trains every member one epoch, evaluates, checkpoints; returns ``[(trial_id, result or error)]``.
@@ -401,6 +447,8 @@ class Population:
         active = [k for k, m in enumerate(self.slots) if m is not None]
         if not active:
             return []
+        if self._save_error is not None:
+            self.wait_saves()       # raises the failed checkpoint write of the last epoch
         start = time.perf_counter()
         sums, first_step = [], None
         for i in range(self.steps_per_epoch):
@@ -422,6 +470,7 @@ class Population:
         val = self._evaluate()
         epoch_seconds = time.perf_counter() - start
         out: list[tuple[int, dict | str]] = []
+        saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]] = []
         for k in active:
             member = self.slots[k]
             member.epoch += 1
@@ -434,8 +483,9 @@ class Population:
             # ranked by the spec's metric like an ordinary trial (task.fit's metric='auto' may pick log-loss)
             reward, top1, val_loss = validation_scores({key: val[key][k] for key in ("correct", "loss", "count")},
                                                        self.spec.metric)
-            member.ckpt.save(member.epoch, self._take(self.state, k), reward=reward,
-                             meta={**member.meta, "val_top1": top1, "val_loss": val_loss})
+            # the slice is taken now (before the next step donates the stacked state), written in the background
+            saves.append((member.ckpt, member.epoch, self._take(self.state, k), reward,
+                          {**member.meta, "val_top1": top1, "val_loss": val_loss}))
             result = {
                 "reward": reward, "val_top1": top1, "train_loss": float(loss),
                 "train_accuracy": float(train["correct"][k] / max(train["count"][k], 1.0)),
@@ -455,6 +505,8 @@ class Population:
                 member.first_result = {"first_step_seconds": first_step}
                 result.update(member.first_result)
             out.append((member.trial_id, result))
+        self.wait_saves()
+        self._saving = self._saver.submit(_save_all, saves)
         return out
 
     def _evaluate(self) -> dict[str, np.ndarray]:
@@ -464,3 +516,8 @@ class Population:
         metrics = [self._eval(self.state, batch) for batch in loader]
         host = jax.device_get(metrics)
         return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}
+
+
+def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]]) -> None:
+    for ckpt, epoch, state, reward, meta in saves:
+        ckpt.save(epoch, state, reward=reward, meta=meta)
