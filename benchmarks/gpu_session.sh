@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's checks of issues 14 and 17, in under 8 minutes on one H200, logs under $OUT (or ./gpu_logs).
+# GPU_STEPS picks a subset (e.g. GPU_STEPS="task population" when device time is short).
 #
 #   benchmarks/gpu_session.sh DATA_DIR
 #
@@ -37,11 +38,13 @@ step() {  # step NAME SECONDS COMMAND...
   tail -n 4 "$out/$name.log"
 }
 
-step 01_train_step 120 python3 benchmarks/gpu_train_step.py
-step 02_gpu_task 190 python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" \
-  --time-limits 60
-step 03_population 90 python3 benchmarks/population.py --members 32 --epochs 1 --data "$data/cifar10_test_1k" \
-  ${POPULATION_ARGS:-}
-step 04_input_pipeline 50 python3 benchmarks/input_pipeline.py --data "$data/folder5/train" --epochs 3 \
-  --modes host,device ${INPUT_ARGS:-}
+# what to run: GPU_STEPS="train_step task population input" (default: all four)
+steps=" ${GPU_STEPS:-train_step task population input} "
+[[ $steps == *" train_step "* ]] && step 01_train_step 120 python3 benchmarks/gpu_train_step.py
+[[ $steps == *" task "* ]] && step 02_gpu_task 175 python3 benchmarks/gpu_task.py --data "$data/folder5/train" \
+  --test-data "$data/folder5/val" --time-limits 60
+[[ $steps == *" population "* ]] && step 03_population 100 python3 benchmarks/population.py --k 32 --epochs 1 \
+  --sequential-trials 8 --data "$data/cifar10_test_1k"
+[[ $steps == *" input "* ]] && step 04_input_pipeline 60 python3 benchmarks/input_pipeline.py --data "$data/folder5/train" \
+  --repeat 8 --batch 128 --epochs 3 --rounds 2 --modes host,device --workers 8
 echo "=== done in ${SECONDS}s"
