@@ -24,6 +24,7 @@ from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.pixel_model import PIXEL_CHOICE, PixelCandidate, pixel_candidate
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
@@ -47,7 +48,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
-        trial_timeout: float | str | None = "auto", population_size: int | str | None = None) -> Results:
+        trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
+        pixel_model: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -94,6 +96,12 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
       population_size: train up to this many trials of one net (and image size, batch size) at once
         as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
+      pixel_model: also fit a kernel model on the raw pixels (``jaxgluon.task.pixel_model``: RBF kernel ridge,
+        settings by leave-one-out on the training split) before the search and rank it on validation beside
+        the trials' epochs and probes; when it validates best, it is the returned model (refitted on training +
+        validation images; ``metadata['final_model'] == 'pixel_kernel'``). 'auto' (default): for the default
+        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``); True, False.
+        ``metadata['pixel_model']`` records its scores and seconds.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -116,6 +124,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                          "scheduler/searcher object")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if pixel_model not in (True, False, "auto"):
+        raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -137,6 +147,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     num_validation = len(spec.sources()[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
+    pixel = None
+    if pixel_model is True or (pixel_model == "auto" and net is None and defaults.pixel_model):
+        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
@@ -153,14 +166,20 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           trial_timeout=trial_timeout)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     restore_start = time.perf_counter()
-    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits)
-    model = load_trained(trials_dir / str(trial_id), epoch=epoch)
-    final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
+    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
+    if trial_id == PIXEL_CHOICE:
+        model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
+    else:
+        model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+        final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
+        config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     elapsed = time.perf_counter() - started
-    config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
-    # final_model: 'single' (a trial's best fine-tuned epoch) or 'linear_probe' (its probe model, epoch 0)
-    metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=model.meta.get("epoch"),
+    # final_model: 'single' (a trial's best fine-tuned epoch), 'linear_probe' (its probe model, epoch 0) or
+    # 'pixel_kernel' (the kernel model on pixels)
+    metadata["pixel_model"] = None if pixel is None else pixel.summary()
+    metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
+                    best_epoch=model.meta.get("epoch"),
                     final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
@@ -170,12 +189,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
 
 
-def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None) -> tuple[int, int | None]:
+def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None,
+                  pixel: PixelCandidate | None = None) -> tuple[int, int | None]:
     """``(trial_id, epoch)`` of the model ``fit`` returns: the best reward over every trial's reported epochs
-    (``epoch=None``: that trial's best checkpoint) and linear-probe models (``epoch=0``, scored like an epoch).
-    With no reported epoch, the best probe with a warning; with no probe either, a RuntimeError saying how long a
-    probe would have taken."""
+    (``epoch=None``: that trial's best checkpoint), linear-probe models (``epoch=0``, scored like an epoch) and the
+    pixel kernel model (``(PIXEL_CHOICE, None)``; networks win ties). With no reported epoch, the best probe or
+    pixel model with a warning; with neither, a RuntimeError saying how long a probe would have taken."""
     candidates = []     # (reward, fine-tuned first on ties, earlier trial first on ties) -> (trial_id, epoch)
+    if pixel is not None:
+        candidates.append(((pixel.reward, -1, 0), (PIXEL_CHOICE, None)))
     incomplete = []
     for trial in experiment.trials:
         tid = trial["trial_id"]
@@ -191,7 +213,11 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
                            f"and no linear-probe model was ready either: {_probe_estimate(incomplete)}. Give a "
                            f"larger time_limits or fewer epochs. Trials: {experiment.trials}")
     (_, _, _), (tid, epoch) = max(candidates, key=lambda c: c[0])
-    if experiment.best_trial_id is None:
+    if experiment.best_trial_id is None and tid == PIXEL_CHOICE:
+        warnings.warn(f"the budget (time_limits={time_limits}) ended before any network reported: returning the "
+                      "kernel model on pixels; give a larger time_limits to train networks", RuntimeWarning,
+                      stacklevel=3)
+    elif experiment.best_trial_id is None:
         warnings.warn(f"the budget (time_limits={time_limits}) ended before any fine-tuning epoch reported: "
                       f"returning trial {tid}'s linear-probe model (a classifier fitted on the pretrained features, "
                       "scored on validation); give a larger time_limits to fine-tune", RuntimeWarning, stacklevel=3)
@@ -267,7 +293,7 @@ def _metadata(experiment: Any, best: dict, space: dict, spec: TrialSpec, time_li
                 pretrained[net] = pretrained.get(net, False) or bool(result["pretrained_loaded"])
     completed = sum(1 for t in experiment.trials if t["status"] in ("COMPLETED", "STOPPED"))
     meta.update({
-        "net": best["net"], "optimizer": best["optimizer"], "lr_scheduler": best["lr_scheduler"],
+        "net": best["net"], "optimizer": best.get("optimizer"), "lr_scheduler": best.get("lr_scheduler"),
         "search_space": format_space(space), "epochs": epochs, "image_size": spec.image_size,
         "batch_size": best.get("batch_size", spec.batch_size), "pretrained": pretrained, "head_init": spec.head_init,
         "freeze_batchnorm": spec.freeze_batchnorm,

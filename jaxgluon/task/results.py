@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
+from jaxgluon.task.pixel_model import is_pixel_model, load_pixel_model
 from jaxgluon.train import TrainedModel, load_trained
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
@@ -58,7 +59,8 @@ def _is_single(images: Any) -> bool:
 class Results:
     """The outcome of a fit. ``reward``: best validation top-1; ``config``: its config; ``trials``: one dict per
     trial (see ``jaxgluon.tune.ExperimentResult``); ``metadata``: how the search ran; ``model``: the best
-    trial's network (a ``jaxgluon.train.TrainedModel``)."""
+    trial's network (a ``jaxgluon.train.TrainedModel``), or the kernel model on pixels when it validated best
+    (``jaxgluon.task.pixel_model.PixelKernelModel``; ``metadata['final_model'] == 'pixel_kernel'``)."""
 
     def __init__(self, reward: float, config: dict, metadata: dict, trials: list[dict], model: TrainedModel,
                  experiment_dir: str | None = None):
@@ -154,8 +156,10 @@ class Results:
         if not verified:
             check_saved(path, summary, RESULTS_FILE)
         validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
-        return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"],
-                   load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
+        model_dir = path / MODEL_DIR
+        model = load_pixel_model(model_dir) if is_pixel_model(model_dir) else load_trained(model_dir)
+        return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"], model,
+                   summary.get("experiment_dir"))
 
     # -------------------------------------------------------------------------------------------------- plots
     def plot_pbt(self, path: str | pathlib.Path | None = None, hyperparameter: str | None = None) -> Any:
