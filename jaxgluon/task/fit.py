@@ -14,16 +14,20 @@ import functools
 import logging
 import math
 import pathlib
+import tempfile
 import time
 import warnings
 from typing import Any
+
+import jax
 
 from jaxgluon import models
 from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, compile_space
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
+from jaxgluon.task.budget import apply_budget
 from jaxgluon.task.dataset import ImageDataset
-from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.pixel_model import PIXEL_CHOICE, PixelCandidate, pixel_candidate
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
@@ -100,13 +104,18 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         settings by leave-one-out on the training split) before the search and rank it on validation beside
         the trials' epochs and probes; when it validates best, it is the returned model (refitted on training +
         validation images; ``metadata['final_model'] == 'pixel_kernel'``). 'auto' (default): for the default
-        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``); True, False.
+        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``), and when the budget
+        shrink applies (a model even if no network reports in time); True, False.
         ``metadata['pixel_model']`` records its scores and seconds.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
     it raises only when no probe was ready either, saying how long one would take. ``time_limits`` counts from the
-    call: ``metadata['overrun_s']`` is the wall-clock time past it, restoring the final model included.
+    call: ``metadata['overrun_s']`` is the wall-clock time past it, restoring the final model included. When the
+    default config (``net``, ``image_size`` and ``epochs`` not given, on a CPU) is estimated not to reach one
+    epoch's report in the budget, it is shrunk -- fewer epochs, a smaller image side, then a stratified subsample of
+    the training images (written under ``output_directory/budget_subsample``) -- with a logged warning;
+    ``metadata['budget']`` records the estimate and the outcome (``jaxgluon.task.budget``).
     Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
     warning recorded in ``metadata['default_nets_left_out']``.
     """
@@ -136,6 +145,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
     compile_space(space)  # validates the whole space before any trial starts
+    default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
     epochs = defaults.epochs if epochs is None else epochs
     if num_trials is None and time_limits is None:
         num_trials = DEFAULT_NUM_TRIALS
@@ -147,11 +157,20 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     num_validation = len(spec.sources()[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
-    pixel = None
-    if pixel_model is True or (pixel_model == "auto" and net is None and defaults.pixel_model):
-        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
+    plan = None
+    if (time_limits is not None and default_config and not defaults.pixel_model
+            and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
+        folder = (pathlib.Path(output_directory) / "budget_subsample" if output_directory is not None
+                  else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
+        spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
+                                          folder, seed=seed)
+    pixel = None
+    # 'auto': small images, or a budget the default config does not fit (then it is the anytime fallback)
+    if pixel_model is True or (pixel_model == "auto" and net is None
+                               and (defaults.pixel_model or (plan is not None and plan.shrunk))):
+        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
@@ -178,6 +197,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     # final_model: 'single' (a trial's best fine-tuned epoch), 'linear_probe' (its probe model, epoch 0) or
     # 'pixel_kernel' (the kernel model on pixels)
     metadata["pixel_model"] = None if pixel is None else pixel.summary()
+    metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
                     best_epoch=model.meta.get("epoch"),
                     final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
