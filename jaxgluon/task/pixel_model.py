@@ -120,6 +120,7 @@ class PixelCandidate:
     loo_top1: float
     seconds: float
     side: int
+    features: tuple = dataclasses.field(default=(), repr=False)   # (x_train, y_train, x_val, y_val), for refit
 
     @property
     def config(self) -> dict:
@@ -133,9 +134,13 @@ class PixelCandidate:
                 "train_images": self.model.meta["train_images"]}
 
     def refit(self, train_source: Any, val_source: Any, seed: int = 0) -> "PixelKernelModel":
-        """The same settings fitted on training + validation images (the model ``fit`` returns)."""
-        x_train, y_train = _features_capped(train_source, self.side, seed)
-        x_val, y_val = source_features(val_source, self.side)
+        """The same settings fitted on training + validation images (the model ``fit`` returns; the features
+        computed for the candidate are reused, so this is one linear solve)."""
+        if self.features:
+            x_train, y_train, x_val, y_val = self.features
+        else:
+            x_train, y_train = _features_capped(train_source, self.side, seed)
+            x_val, y_val = source_features(val_source, self.side)
         x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
         keep = _subsample(y, MAX_TRAIN_IMAGES, seed)
         meta = dict(self.model.meta, refit=True, train_images=int(len(keep)))
@@ -296,7 +301,8 @@ def fit_pixel_kernel(train_source: Any, val_source: Any, metric: str, *, deadlin
     val_loss = _log_loss(scores, y_val, settings["temperature"])
     reward = math.exp(-val_loss) if metric == "log_loss" else val_top1
     model.meta.update(val_top1=val_top1, val_loss=val_loss, reward=reward, loo_top1=loo_top1)
-    return PixelCandidate(model, reward, val_top1, val_loss, loo_top1, time.perf_counter() - started, side)
+    return PixelCandidate(model, reward, val_top1, val_loss, loo_top1, time.perf_counter() - started, side,
+                          (x, y, x_val, y_val))
 
 
 
