@@ -21,7 +21,7 @@ built-in ``digits`` (its fixed 80/20 split).
 
     python benchmarks/task_quality.py --time-limits 60                       # every dataset, 60 s per fit
     python benchmarks/task_quality.py --datasets hymenoptera,flowers5 --time-limits 600
-    python benchmarks/task_quality.py --datasets digits --time-limits 120 --skip fixed,probe
+    python benchmarks/task_quality.py --datasets digits --time-limits 120 --skip fixed,probe --seeds 0,1,2
 
 The output ends with one JSON line: per dataset each column's test top-1 and wall seconds, the ratio of the
 default fit to the fixed config and to the best scikit-learn peer, and the worst overrun past ``time_limits``
@@ -57,13 +57,15 @@ SHARED_WEIGHTS = SHARED / "weights" / "cifar10_resnet"
 PEER_MAX_SIDE = 32
 
 
-def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path) -> tuple[ImageDataset, ImageDataset]:
-    """(training dataset, test dataset) for one benchmark dataset."""
+def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path,
+                 seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """(training dataset, test dataset) for one benchmark dataset; ``seed`` seeds the validation split."""
     if name == "digits":
-        return task.Dataset(name="digits"), task.Dataset(name="digits", train=False)
+        return task.Dataset(name="digits", seed=seed), task.Dataset(name="digits", train=False)
     if DATASETS[name] is not None:
         train, test = (data_root / name / split for split in DATASETS[name])
-        return task.Dataset(name=name, train_path=str(train)), task.Dataset(name=name, test_path=str(test))
+        return (task.Dataset(name=name, train_path=str(train), seed=seed),
+                task.Dataset(name=name, test_path=str(test)))
     source = jdata.open_source(str(data_root / name))      # one folder: a stratified 80/20 split, written once
     train, test = jdata.stratified_split(source, val_fraction=0.2, seed=0)
     paths = []
@@ -75,7 +77,7 @@ def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path) -> tuple
             labels = np.asarray([sub[i]["label"] for i in range(len(sub))])
             np.savez(path, images=images, labels=labels, class_names=np.asarray(source.class_names))
         paths.append(str(path))
-    return ImageDataset(name, paths[0], None), ImageDataset(name, None, paths[1])
+    return ImageDataset(name, paths[0], None, split_seed=seed), ImageDataset(name, None, paths[1])
 
 
 def fixed_optimizer(small: bool) -> object:
@@ -128,6 +130,7 @@ def sklearn_peers(train: ImageDataset, test: ImageDataset) -> dict:
 
 
 def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **kwargs) -> dict:
+    kwargs.setdefault("seed", dataset.split_seed)
     start = time.perf_counter()
     try:
         results = task.fit(dataset, time_limits=time_limits, **kwargs)
@@ -144,9 +147,10 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
 
 
 def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool,
-                skip: set[str], refit: bool, ensemble: bool) -> dict:
-    train, test = datasets_for(name, data_root, out)
-    row: dict = {"dataset": name, "train_images": len(train), "test_images": len(test.test_source),
+                skip: set[str], refit: bool, ensemble: bool, seed: int = 0) -> dict:
+    train, test = datasets_for(name, data_root, out, seed)
+    out = out / f"seed{seed}"
+    row: dict = {"dataset": name, "seed": seed, "train_images": len(train), "test_images": len(test.test_source),
                  "time_limits": time_limits}
     d = task_defaults.fit_defaults(train.train_source, time_limits=time_limits, check_weights=True)
     small = task_defaults.median_image_side(train.train_source) <= task_defaults.SMALL_IMAGE_SIDE
@@ -203,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-root", default=str(SHARED_DATA), help="folder holding the datasets")
     p.add_argument("--out", default=None, help="experiment folder (default: a temporary one)")
     p.add_argument("--verbose", action="store_true", help="show the progress bars")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (validation split and search), e.g. 0,1,2")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
@@ -222,13 +227,14 @@ def main(argv: list[str] | None = None) -> dict:
     tmp = None if args.out else tempfile.TemporaryDirectory(prefix="task_quality_")
     out = pathlib.Path(args.out or tmp.name)
     started = time.perf_counter()
-    rows = [run_dataset(name, data_root, args.time_limits, out, args.verbose, skip, args.refit, args.ensemble)
-            for name in names]
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    rows = [run_dataset(name, data_root, args.time_limits, out, args.verbose, skip, args.refit, args.ensemble, seed)
+            for name in names for seed in seeds]
     overruns = [r[c]["overrun_s"] for r in rows for c in ("default", "fixed", "refit", "ensemble")
                 if isinstance(r.get(c), dict) and "overrun_s" in r[c]]
     summary = {"time_limits": args.time_limits, "total_s": round(time.perf_counter() - started, 1),
                "loadavg_end": round(os.getloadavg()[0], 1), "worst_overrun_s": max(overruns, default=None),
-               "datasets": {r["dataset"]: {k: v for k, v in r.items() if k != "dataset"} for r in rows}}
+               "runs": [{k: v for k, v in r.items()} for r in rows]}
     if tmp is not None:
         tmp.cleanup()
     print(json.dumps(summary, default=str))

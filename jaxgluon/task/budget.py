@@ -107,7 +107,7 @@ def subset_spec(source: Any, indices: np.ndarray, directory: pathlib.Path) -> st
     from jaxgluon.data.sources import source_labels
 
     names, labels = list(source.class_names), source_labels(source)
-    paths = _file_paths(source)
+    paths = file_paths(source)
     if paths is not None:
         for i in indices:
             folder = directory / names[int(labels[i])]
@@ -147,13 +147,13 @@ def apply_budget(spec: Any, epochs: int, search_seconds: float, directory: pathl
     return dataclasses.replace(spec, **changes), plan.epochs, plan
 
 
-def _file_paths(source: Any) -> list[str] | None:
+def file_paths(source: Any) -> list[str] | None:
     """The image file of every example of ``source`` (a folder or a subset of one), or None."""
     paths = getattr(source, "paths", None)
     if paths is not None:
         return list(paths)
     inner, indices = getattr(source, "source", None), getattr(source, "indices", None)
     if inner is not None and indices is not None:
-        inner_paths = _file_paths(inner)
+        inner_paths = file_paths(inner)
         return None if inner_paths is None else [inner_paths[int(i)] for i in indices]
     return None

@@ -28,7 +28,8 @@ from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.budget import apply_budget
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
-from jaxgluon.task.pixel_model import PIXEL_CHOICE, PixelCandidate, pixel_candidate
+from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
+                                      pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
@@ -104,8 +105,10 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         settings by leave-one-out on the training split) before the search and rank it on validation beside
         the trials' epochs and probes; when it validates best, it is the returned model (refitted on training +
         validation images; ``metadata['final_model'] == 'pixel_kernel'``). 'auto' (default): for the default
-        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``), and when the budget
-        shrink applies (a model even if no network reports in time); True, False.
+        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``); with ``time_limits``
+        also on larger images, fitted on at most ``FALLBACK_MAX_IMAGES`` training images: a model within seconds
+        even when no network reports in time (on a 2-core CPU at load 20, no efficientnet_lite0 trial reached its
+        probe in 60 s); True, False.
         ``metadata['pixel_model']`` records its scores and seconds.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
@@ -167,10 +170,13 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
                                           folder, seed=seed)
     pixel = None
-    # 'auto': small images, or a budget the default config does not fit (then it is the anytime fallback)
+    # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
+    # seconds, whatever the load does to the networks' setup)
     if pixel_model is True or (pixel_model == "auto" and net is None
-                               and (defaults.pixel_model or (plan is not None and plan.shrunk))):
-        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed)
+                               and (defaults.pixel_model or time_limits is not None)):
+        contender = pixel_model is True or defaults.pixel_model
+        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed,
+                                max_train_images=MAX_TRAIN_IMAGES if contender else FALLBACK_MAX_IMAGES)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))

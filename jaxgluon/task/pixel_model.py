@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import pathlib
 import time
 from typing import Any
@@ -53,6 +54,9 @@ BUDGET_FRACTION = 0.25
 META_FILE, ARRAYS_FILE = "pixel_model.json", "pixel_model.npz"
 MAX_SIDE = 32
 MAX_TRAIN_IMAGES = 2000
+#: Training images of the fallback kernel model on larger images (``defaults.use_pixel_model`` is False there): a
+#: model within seconds when no network reports in time, not a contender.
+FALLBACK_MAX_IMAGES = 500
 GAMMA_FACTORS = (0.5, 1.0, 2.0, 4.0)
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0)
 TEMPERATURES = tuple(np.geomspace(0.3, 300.0, 49).tolist())
@@ -73,14 +77,28 @@ def pixel_features(images: Any, side: int) -> np.ndarray:
         batch = [images]
     if not batch:
         raise ValueError("pixel_features got no images")
-    rgb = [center_crop(jdata.load_image(im), side, crop_fraction=1.0) for im in batch]
+    from jaxgluon.data.images import decode_file
+
+    rgb = [center_crop(decode_file(im, min_side=side) if isinstance(im, (str, os.PathLike)) else jdata.load_image(im),
+                       side, crop_fraction=1.0) for im in batch]
     return (np.stack(rgb).reshape(len(rgb), -1).astype(np.float32) / np.float32(255.0))
 
 
 def source_features(source: Any, side: int, indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    indices = np.arange(len(source)) if indices is None else indices
-    items = [source[int(i)] for i in indices]
-    return pixel_features([it["image"] for it in items], side), np.asarray([it["label"] for it in items], np.int64)
+    """Features and labels of ``source``'s examples at ``indices`` (all by default). Image files are read straight
+    from disk, JPEGs at a reduced DCT scale (``decode_file(min_side=side)``): a photo folder costs milliseconds per
+    image instead of a full decode."""
+    from jaxgluon.data.images import decode_file
+    from jaxgluon.task.budget import file_paths
+
+    indices = np.arange(len(source)) if indices is None else np.asarray(indices)
+    labels = source_labels(source)[indices]
+    paths = file_paths(source)
+    if paths is not None:
+        images = [decode_file(paths[int(i)], min_side=side) for i in indices]
+    else:
+        images = [source[int(i)]["image"] for i in indices]
+    return pixel_features(images, side), labels.astype(np.int64)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -142,15 +160,15 @@ class PixelCandidate:
             x_train, y_train = _features_capped(train_source, self.side, seed)
             x_val, y_val = source_features(val_source, self.side)
         x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-        keep = _subsample(y, MAX_TRAIN_IMAGES, seed)
+        keep = _subsample(y, min(MAX_TRAIN_IMAGES, self.model.meta["train_images"] + len(y_val)), seed)
         meta = dict(self.model.meta, refit=True, train_images=int(len(keep)))
         with threadpool_limits(BLAS_THREADS):
             return PixelKernelModel.fit(x[keep], y[keep], meta)
 
 
-def _features_capped(source: Any, side: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _features_capped(source: Any, side: int, seed: int, limit: int = MAX_TRAIN_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(source_labels(source), np.int64)
-    return source_features(source, side, _subsample(labels, MAX_TRAIN_IMAGES, seed))
+    return source_features(source, side, _subsample(labels, limit, seed))
 
 
 class PixelKernelModel:
@@ -279,16 +297,14 @@ def _loo_search(x: np.ndarray, y: np.ndarray, num_classes: int, deadline: float 
 
 
 def fit_pixel_kernel(train_source: Any, val_source: Any, metric: str, *, deadline: float | None = None,
-                     seed: int = 0) -> PixelCandidate | None:
-    """Fits the kernel model on ``train_source`` and scores it on ``val_source``; None when the budget
-    (``deadline``, ``time.perf_counter()`` seconds) ran out before one setting was tried."""
+                     seed: int = 0, max_train_images: int = MAX_TRAIN_IMAGES) -> PixelCandidate:
+    """Fits the kernel model on (at most ``max_train_images`` of) ``train_source`` and scores it on
+    ``val_source``; past ``deadline`` (``time.perf_counter()`` seconds) no further kernel width is tried."""
     started = time.perf_counter()
     from jaxgluon.task.defaults import median_image_side
 
     side = int(min(MAX_SIDE, max(1, round(median_image_side(train_source)))))
-    x, y = _features_capped(train_source, side, seed)
-    if deadline is not None and time.perf_counter() > deadline:
-        return None
+    x, y = _features_capped(train_source, side, seed, max_train_images)
     num_classes = len(train_source.class_names)
     with threadpool_limits(BLAS_THREADS):
         settings, loo_top1 = _loo_search(x, y, num_classes, deadline)
@@ -307,23 +323,21 @@ def fit_pixel_kernel(train_source: Any, val_source: Any, metric: str, *, deadlin
 
 
 def pixel_candidate(train_source: Any, val_source: Any, metric: str, *, started: float,
-                    time_limits: float | None, seed: int = 0) -> PixelCandidate | None:
-    """``fit``'s stage: :func:`fit_pixel_kernel` within ``BUDGET_FRACTION`` of ``time_limits`` (counted from
-    ``started``, a ``time.perf_counter()`` time). A failure is logged and warned about, never raised: the networks'
-    search goes on without this candidate."""
+                    time_limits: float | None, seed: int = 0,
+                    max_train_images: int = MAX_TRAIN_IMAGES) -> PixelCandidate | None:
+    """``fit``'s stage: :func:`fit_pixel_kernel`, trying further kernel widths only within ``BUDGET_FRACTION`` of
+    ``time_limits`` (counted from ``started``, a ``time.perf_counter()`` time). A failure is logged and warned
+    about, never raised: the networks' search goes on without this candidate."""
     deadline = None if time_limits is None else started + BUDGET_FRACTION * time_limits
     try:
-        candidate = fit_pixel_kernel(train_source, val_source, metric, deadline=deadline, seed=seed)
+        candidate = fit_pixel_kernel(train_source, val_source, metric, deadline=deadline, seed=seed,
+                                     max_train_images=max_train_images)
     except Exception as err:  # noqa: BLE001 -- an optional candidate must not end the fit
         import warnings
 
         warnings.warn(f"the kernel model on pixels failed ({type(err).__name__}: {err}); searching networks only",
                       RuntimeWarning, stacklevel=3)
         return None
-    if candidate is None:
-        log.info("fit: no time left for the kernel model on pixels (%.0f%% of time_limits=%s)",
-                 100 * BUDGET_FRACTION, time_limits)
-    else:
-        log.info("fit: kernel model on %dx%d pixels: validation top-1 %.4f, log-loss %.4f (%.1f s)",
-                 candidate.side, candidate.side, candidate.val_top1, candidate.val_loss, candidate.seconds)
+    log.info("fit: kernel model on %dx%d pixels: validation top-1 %.4f, log-loss %.4f (%.1f s)",
+             candidate.side, candidate.side, candidate.val_top1, candidate.val_loss, candidate.seconds)
     return candidate

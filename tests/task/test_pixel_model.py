@@ -79,7 +79,7 @@ def test_final_choice_ranks_the_pixel_model_beside_the_trials(tmp_path):
         fit_module._final_choice(_experiment(unreported), tmp_path, 15, None)
 
 
-def test_default_search_admits_the_pixel_model_on_small_images_only(image_folders):
+def test_default_search_admits_the_pixel_model_as_a_contender_on_small_images_only(image_folders):
     assert doctest.testmod(defaults, optionflags=doctest.ELLIPSIS).failed == 0
     small = defaults.fit_defaults(jdata.open_source("digits:train"), backend="cpu", time_limits=60)
     assert small.pixel_model
