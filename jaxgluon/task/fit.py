@@ -25,7 +25,7 @@ from jaxgluon import models
 from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, compile_space
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
-from jaxgluon.task.budget import apply_budget
+from jaxgluon.task.budget import apply_budget, warm_restore_templates
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
@@ -180,6 +180,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
+    warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
         train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
                     else functools.partial(train_trial, spec=spec))
