@@ -10,8 +10,8 @@ scikit-learn's ``SVC(C=10)`` 0.986 test top-1 in 0.1 s, where fine-tuning a CIFA
 2-core CPU reached 0.953-0.964). AutoGluon's tabular predictor trains such simple models beside the deep ones and
 keeps whichever validates best; ``fit`` does the same (``jaxgluon.task.defaults.use_pixel_model`` says when).
 
-The model is kernel ridge regression on one-hot labels (scikit-learn's ``KernelRidge`` fits it; the kernel is
-``rbf_kernel``), one output per class, with class probabilities ``softmax(temperature * scores)``:
+The model is kernel ridge regression on one-hot labels with an RBF kernel (numpy: see :func:`rbf_kernel`), one
+output per class, with class probabilities ``softmax(temperature * scores)``:
 
 - Features: each image resized (whole, no crop) to ``side`` x ``side`` RGB (``side`` = the median image side,
   at most ``MAX_SIDE``), scaled to 0-1 and flattened.
@@ -101,6 +101,18 @@ def source_features(source: Any, side: int, indices: np.ndarray | None = None) -
     return pixel_features(images, side), labels.astype(np.int64)
 
 
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise squared Euclidean distances [len(a), len(b)] (float32 rows, clipped at 0)."""
+    d2 = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d2, 0.0)
+
+
+def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """``exp(-gamma * |a_i - b_j|^2)``. In numpy rather than scikit-learn's ``rbf_kernel``/``KernelRidge``:
+    importing scikit-learn (scipy.stats and all) took 24 s of a fit's budget on a loaded 2-core CPU."""
+    return np.exp(-gamma * squared_distances(a, b))
+
+
 def _softmax(scores: np.ndarray) -> np.ndarray:
     z = scores - scores.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -183,21 +195,19 @@ class PixelKernelModel:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, meta: dict) -> "PixelKernelModel":
-        from sklearn.kernel_ridge import KernelRidge
-
-        targets = np.eye(int(meta["num_classes"]), dtype=np.float32)[y]
+        targets = np.eye(int(meta["num_classes"]))[y]
         offset = targets.mean(axis=0)
-        ridge = KernelRidge(alpha=meta["ridge"], kernel="rbf", gamma=meta["gamma"]).fit(x, targets - offset)
-        return cls(x, ridge.dual_coef_, offset, meta)
+        gram = rbf_kernel(x, x, meta["gamma"]).astype(np.float64)
+        gram[np.diag_indices_from(gram)] += meta["ridge"]
+        dual = np.linalg.solve(gram, targets - offset)   # kernel ridge: (K + ridge I) dual = centred one-hot labels
+        return cls(x, dual, offset, meta)
 
     net = property(lambda self: KIND)
     class_names = property(lambda self: list(self.meta["class_names"]))
     num_classes = property(lambda self: int(self.meta["num_classes"]))
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        from sklearn.metrics.pairwise import rbf_kernel
-
-        out = [rbf_kernel(x[i:i + PREDICT_BATCH], self.support, gamma=self.meta["gamma"]) @ self.dual + self.offset
+        out = [rbf_kernel(x[i:i + PREDICT_BATCH], self.support, self.meta["gamma"]) @ self.dual + self.offset
                for i in range(0, len(x), PREDICT_BATCH)]
         return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
 
@@ -266,19 +276,17 @@ def load_pixel_model(directory: str | pathlib.Path) -> PixelKernelModel:
 
 def _loo_search(x: np.ndarray, y: np.ndarray, num_classes: int, deadline: float | None) -> tuple[dict, float]:
     """Width, ridge and temperature by exact leave-one-out on ``(x, y)``; returns (settings, loo top-1)."""
-    from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
-
     targets = np.eye(num_classes)[y]
     centred = targets - targets.mean(axis=0)
     probe = x[_subsample(y, 500, 0)]
-    d2 = euclidean_distances(probe, probe, squared=True)
+    d2 = squared_distances(probe, probe)
     base = 1.0 / float(np.median(d2[d2 > 0])) if np.any(d2 > 0) else 1.0
     best: tuple | None = None
     for factor in GAMMA_FACTORS:
         if best is not None and deadline is not None and time.perf_counter() > deadline:
             break
         gamma = base * factor
-        s, u = np.linalg.eigh(rbf_kernel(x, x, gamma=gamma))
+        s, u = np.linalg.eigh(rbf_kernel(x, x, gamma).astype(np.float64))
         s = np.clip(s, 0.0, None)
         proj = u.T @ centred
         for ridge in RIDGES:
