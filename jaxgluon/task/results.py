@@ -111,6 +111,12 @@ class Results:
             row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
             row["error"] = t.get("error")
             rows.append(row)
+        pixel = self.metadata.get("pixel_model")
+        if pixel:   # the kernel model on pixels (jaxgluon.task.pixel_model): first when it is the final model
+            row = {"trial_id": None, "best_reward": pixel.get("val_top1"), "val_loss": pixel.get("val_loss"),
+                   "status": "COMPLETED", "epochs": None, "seconds": pixel.get("seconds"), "net": pixel.get("model"),
+                   "optimizer": None, "lr_scheduler": None, "error": None}
+            rows.insert(0, row) if self.metadata.get("final_model") == "pixel_kernel" else rows.append(row)
         return rows
 
     def leaderboard(self) -> pd.DataFrame:
@@ -118,7 +124,8 @@ class Results:
         top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
         trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
-        (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        (``batch_size``), ``error``; the kernel model on pixels, when ``fit`` ranked one, is a row with
+        ``net == 'pixel_kernel'`` and no ``trial_id`` (first when it is the final model). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
@@ -202,8 +209,8 @@ class Results:
         top = []
         for row in self.leaderboard_rows()[:HTML_TOP_TRIALS]:
             row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
-            trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
-            row["optimizer"] = format_value(trial["config"].get("optimizer"))
+            trial = next((t for t in self.trials if t["trial_id"] == row["trial_id"]), None)   # None: pixel model
+            row["optimizer"] = None if trial is None else format_value(trial["config"].get("optimizer"))
             top.append(row)
         return html_summary("Results", fields, top, len(self.trials))
 
