@@ -1,146 +1,244 @@
-"""Task quality: the tutorial flow (default search) vs one fixed config, same time budget, test top-1.
+"""Task quality: the default fit vs a fixed config, the linear probe and scikit-learn on pixels, test top-1.
 
-Per dataset it runs, in this order and each with ``time_limits`` seconds:
+Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the call:
 
-- **searched**: ``task.fit(task.Dataset(train_path=...), time_limits=T)`` with every other argument left at its
-  default (nets, optimizers, image size, epochs from ``jaxgluon.task.defaults``), then
-  ``task.evaluate(task.Dataset(test_path=...))``;
-- **fixed**: the default net at the default image size, SGD lr 1e-3 (the centre of the default SGD range) momentum
-  0.9 wd 1e-4, cosine schedule, the default fine-tuning recipe (linear-probe head, frozen BatchNorm), one
-  trial (no search) whose epochs fill the same budget (``defaults.budget_epochs``).
+- **default**: ``task.fit(dataset, time_limits=T)`` with every other argument at its default (nets, optimizers,
+  image size, epochs, the kernel model on pixels for small images: ``jaxgluon.task.defaults``), then
+  ``task.evaluate(test)``;
+- **fixed**: the default net at the default image size, SGD lr 1e-3 (frozen BatchNorm, larger images) or 1e-2
+  (small images: the centre of the default SGD ranges) momentum 0.9 wd 1e-4, cosine schedule, the default
+  fine-tuning recipe, one trial (no search) whose epochs fill the same budget, no pixel model;
+- **probe**: the linear-probe head alone on the default net's frozen pretrained features (eval transforms, the
+  default image size; outside the budget; skipped when the weights are not available);
+- **refit** / **ensemble** (``--refit`` / ``--ensemble``): ``task.fit(dataset, time_limits=T, refit=True)`` /
+  ``ensemble=True``, skipped with a note when ``fit`` does not take those arguments yet;
+- **peers**: scikit-learn ``LogisticRegression`` and RBF ``SVC(C=10)`` on the pixels (each image resized whole to
+  its median side, at most 32 px, 0-1 scale: what a user tries first), trained on the whole training split.
 
-Datasets (``../shared/data``): ``flowers5`` (train / test) and ``hymenoptera`` (train / val as the test split).
+Datasets (``../shared/data``; test split in brackets): ``hymenoptera`` (val), ``flowers5`` (test),
+``imagenette_small`` (val), ``cifar10_test_1k`` (a stratified 20% of the folder, seed 0; the rest trains), and the
+built-in ``digits`` (its fixed 80/20 split).
 
-    python benchmarks/task_quality.py                                   # both datasets, 600 s each run (~40 min)
-    python benchmarks/task_quality.py --datasets hymenoptera --time-limits 300
-    python benchmarks/task_quality.py --quick                           # 60 s smoke run on hymenoptera
+    python benchmarks/task_quality.py --time-limits 60                       # every dataset, 60 s per fit
+    python benchmarks/task_quality.py --datasets hymenoptera,flowers5 --time-limits 600
+    python benchmarks/task_quality.py --datasets digits --time-limits 120 --skip fixed,probe --seeds 0,1,2
 
-The output ends with one JSON line: per dataset the test top-1 of the searched and the fixed model, their ratio,
-the time each fit used, and the best config.
+The output ends with one JSON line: per dataset each column's test top-1 and wall seconds, the ratio of the
+default fit to the fixed config and to the best scikit-learn peer, and the worst overrun past ``time_limits``
+over all fits.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import pathlib
 import tempfile
 import time
+import warnings
 
 import jax
+import numpy as np
 
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 import jaxgluon as ag
 from jaxgluon import ImageClassification as task
+from jaxgluon import data as jdata
 from jaxgluon.task import defaults as task_defaults
+from jaxgluon.task.dataset import ImageDataset
 
-DATASETS = {"flowers5": ("train", "test"), "hymenoptera": ("train", "val")}
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: dataset -> (train folder, test folder) under the data root; None: built in or split here
+DATASETS = {"hymenoptera": ("train", "val"), "flowers5": ("train", "test"), "imagenette_small": ("train", "val"),
+            "cifar10_test_1k": None, "digits": None}
+COLUMNS = ("default", "fixed", "probe", "sklearn")
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+SHARED_WEIGHTS = SHARED / "weights" / "cifar10_resnet"
+PEER_MAX_SIDE = 32
 
 
-def fixed_optimizer() -> object:
-    return ag.optimizer.SGD(learning_rate=1e-3, momentum=0.9, wd=1e-4)
+def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path,
+                 seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+    """(training dataset, test dataset) for one benchmark dataset; ``seed`` seeds the validation split."""
+    if name == "digits":
+        return task.Dataset(name="digits", seed=seed), task.Dataset(name="digits", train=False)
+    if DATASETS[name] is not None:
+        train, test = (data_root / name / split for split in DATASETS[name])
+        return (task.Dataset(name=name, train_path=str(train), seed=seed),
+                task.Dataset(name=name, test_path=str(test)))
+    source = jdata.open_source(str(data_root / name))      # one folder: a stratified 80/20 split, written once
+    train, test = jdata.stratified_split(source, val_fraction=0.2, seed=0)
+    paths = []
+    for part, sub in (("train", train), ("test", test)):
+        path = out / f"{name}_{part}.npz"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            images = np.stack([sub[i]["image"] for i in range(len(sub))])
+            labels = np.asarray([sub[i]["label"] for i in range(len(sub))])
+            np.savez(path, images=images, labels=labels, class_names=np.asarray(source.class_names))
+        paths.append(str(path))
+    return ImageDataset(name, paths[0], None, split_seed=seed), ImageDataset(name, None, paths[1])
 
 
-def linear_probe_top1(train_dir: pathlib.Path, test_dir: pathlib.Path, image_size: int) -> float:
-    """Peer without fine-tuning: the linear-probe head alone (``jaxgluon.train.linear_probe``: softmax regression on
-    frozen ImageNet efficientnet_lite0 features, eval transforms) fitted on the training folder; test top-1."""
-    import numpy as np
+def fixed_optimizer(small: bool) -> object:
+    return ag.optimizer.SGD(learning_rate=1e-2 if small else 1e-3, momentum=0.9, wd=1e-4)
 
-    from jaxgluon import data as jdata
+
+def _first(net):
+    return net if isinstance(net, str) else net.choices[0]
+
+
+def probe_top1(train: ImageDataset, test: ImageDataset, net: str, image_size: int) -> float | None:
+    """The linear-probe head alone (``jaxgluon.train.linear_probe``) on ``net``'s frozen pretrained features."""
     from jaxgluon import models
     from jaxgluon.train.linear_probe import fit_linear_head, pooled_features
 
-    train, test = jdata.open_source(str(train_dir)), jdata.open_source(str(test_dir))
-    net = models.get_model("efficientnet_lite0", len(train.class_names), pretrained=True)
-    info = models.model_info("efficientnet_lite0")
+    if models.pretrained_unavailable(net) is not None:
+        return None
+    model = models.get_model(net, train.num_classes, pretrained=True)
+    info = models.model_info(net)
 
     def features(source):
-        return pooled_features(net, jdata.make_loader(source, batch_size=32, image_size=image_size,
-                                                      mean=info["mean"], std=info["std"], train=False))
+        return pooled_features(model, jdata.make_loader(source, batch_size=32, image_size=image_size,
+                                                        mean=info["mean"], std=info["std"], train=False))
 
-    kernel, bias = fit_linear_head(*features(train), len(train.class_names))
-    x_test, y_test = features(test)
+    kernel, bias = fit_linear_head(*features(train.train_source), train.num_classes)
+    x_test, y_test = features(test.test_source)
     return float(np.mean(np.argmax(x_test @ kernel + bias, axis=1) == y_test))
 
 
-def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool,
-                probe_size: int | None = None) -> dict:
-    train_dir, test_dir = (data_root / name / split for split in DATASETS[name])
-    dataset = task.Dataset(name=name, train_path=str(train_dir))
-    test = task.Dataset(name=name, test_path=str(test_dir))
-    row: dict = {"dataset": name, "train_images": len(dataset), "test_images": len(test.test_source),
-                 "time_limits": time_limits}
+def sklearn_peers(train: ImageDataset, test: ImageDataset) -> dict:
+    """LogisticRegression and RBF SVC(C=10) on pixels (resized whole to the median side, at most 32 px)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
 
-    searched = task.fit(dataset, time_limits=time_limits, output_directory=out / name / "searched", verbose=verbose)
-    row["searched_top1"] = round(task.evaluate(test), 4)
-    meta = searched.metadata
-    row.update(searched_val_top1=round(searched.reward, 4), searched_time_s=round(meta["time_used_s"], 1),
-               searched_trials=meta["num_trials_completed"], searched_epochs=meta["epochs"],
-               image_size=meta["image_size"], best_config=searched.config, pretrained=meta["pretrained"])
-    print("searched: " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    from jaxgluon.task.pixel_model import source_features
 
-    d = task_defaults.fit_defaults(dataset.train_source, time_limits=time_limits)
-    net = d.net if isinstance(d.net, str) else d.net.choices[0]
-    fixed_epochs = task_defaults.budget_epochs(len(dataset.train_source), d.image_size, time_limits, num_trials=1)
-    fixed = task.fit(dataset, net=net, optimizer=fixed_optimizer(), lr_scheduler="cosine", num_trials=1,
-                     epochs=fixed_epochs, image_size=d.image_size, time_limits=time_limits,
-                     output_directory=out / name / "fixed", verbose=verbose)
-    row["fixed_top1"] = round(task.evaluate(test), 4)
-    row.update(fixed_val_top1=round(fixed.reward, 4), fixed_time_s=round(fixed.metadata["time_used_s"], 1),
-               fixed_epochs=fixed_epochs,
-               fixed_epochs_done=max((t.get("num_epochs", 0) for t in fixed.trials), default=0),
-               fixed_config=f"{net} {d.image_size}px SGD lr 1e-3 m 0.9 wd 1e-4 cosine")
-    row["ratio_searched_vs_fixed"] = round(row["searched_top1"] / max(row["fixed_top1"], 1e-9), 3)
-    if probe_size:
+    side = int(min(PEER_MAX_SIDE, round(task_defaults.median_image_side(train.train_source))))
+    t = time.perf_counter()
+    x_train, y_train = source_features(train.train_source, side)
+    x_test, y_test = source_features(test.test_source, side)
+    row = {"peer_side": side, "peer_features_s": round(time.perf_counter() - t, 1)}
+    for key, model in (("svc", SVC(C=10)), ("logreg", LogisticRegression(max_iter=1000))):
         t = time.perf_counter()
-        row[f"linear_probe_{probe_size}px_top1"] = round(linear_probe_top1(train_dir, test_dir, probe_size), 4)
-        row["linear_probe_s"] = round(time.perf_counter() - t, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(x_train, y_train)
+        row[f"{key}_top1"] = round(float(np.mean(model.predict(x_test) == y_test)), 4)
+        row[f"{key}_s"] = round(time.perf_counter() - t, 1)
+    return row
+
+
+def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **kwargs) -> dict:
+    kwargs.setdefault("seed", dataset.split_seed)
+    start = time.perf_counter()
+    try:
+        results = task.fit(dataset, time_limits=time_limits, **kwargs)
+    except Exception as err:  # noqa: BLE001 -- a failed fit is a result of the benchmark, recorded as such
+        wall = time.perf_counter() - start
+        return {"failed": f"{type(err).__name__}: {str(err)[:300]}", "wall_s": round(wall, 1),
+                "overrun_s": round(max(0.0, wall - time_limits), 2), "top1": None}
+    wall = time.perf_counter() - start
+    meta = results.metadata
+    return {"top1": round(task.evaluate(test), 4), "wall_s": round(wall, 1), "overrun_s": round(max(0.0, wall - time_limits), 2),
+            "val_top1": round(results.reward, 4), "final_model": meta.get("final_model"),
+            "trials": meta.get("num_trials_completed"), "epochs": meta.get("epochs"), "image_size": meta.get("image_size"),
+            "net": results.config.get("net"), "budget": meta.get("budget")}
+
+
+def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool,
+                skip: set[str], refit: bool, ensemble: bool, seed: int = 0) -> dict:
+    train, test = datasets_for(name, data_root, out, seed)
+    out = out / f"seed{seed}"
+    row: dict = {"dataset": name, "seed": seed, "train_images": len(train), "test_images": len(test.test_source),
+                 "time_limits": time_limits}
+    d = task_defaults.fit_defaults(train.train_source, time_limits=time_limits, check_weights=True)
+    small = task_defaults.median_image_side(train.train_source) <= task_defaults.SMALL_IMAGE_SIDE
+    net = _first(d.net)
+
+    def show(column):
+        print(f"{name} {column}: {row[column]}", flush=True)
+
+    if "default" not in skip:
+        row["default"] = timed_fit(train, test, time_limits, output_directory=out / name / "default", verbose=verbose)
+        show("default")
+    if "fixed" not in skip:
+        epochs = task_defaults.budget_epochs(len(train.train_source), d.image_size, time_limits, num_trials=1)
+        row["fixed"] = timed_fit(train, test, time_limits, net=net, optimizer=fixed_optimizer(small),
+                                 lr_scheduler="cosine", num_trials=1, epochs=epochs, image_size=d.image_size,
+                                 pixel_model=False, output_directory=out / name / "fixed", verbose=verbose)
+        row["fixed"]["config"] = f"{net} {d.image_size}px SGD lr {1e-2 if small else 1e-3:g} m 0.9 wd 1e-4 cosine"
+        show("fixed")
+    accepted = inspect.signature(task.fit).parameters
+    for flag, wanted in (("refit", refit), ("ensemble", ensemble)):
+        if not wanted:
+            continue
+        if flag not in accepted:
+            row[flag] = {"skipped": f"task.fit does not take {flag}= yet"}
+        else:
+            row[flag] = timed_fit(train, test, time_limits, output_directory=out / name / flag, verbose=verbose,
+                                  **{flag: True})
+        show(flag)
+    if "probe" not in skip:
+        t = time.perf_counter()
+        top1 = probe_top1(train, test, net, d.image_size)
+        row["probe"] = ({"skipped": f"no pretrained weights for {net}"} if top1 is None else
+                        {"top1": round(top1, 4), "wall_s": round(time.perf_counter() - t, 1), "net": net,
+                         "image_size": d.image_size})
+        show("probe")
+    if "sklearn" not in skip:
+        row["sklearn"] = sklearn_peers(train, test)
+        show("sklearn")
+    best_peer = max((row["sklearn"][k] for k in ("svc_top1", "logreg_top1")), default=None) if "sklearn" in row else None
+    if row.get("default", {}).get("top1") is not None and best_peer:
+        row["default_vs_best_sklearn"] = round(row["default"]["top1"] / best_peer, 3)
+    if row.get("default", {}).get("top1") is not None and row.get("fixed", {}).get("top1") is not None:
+        row["default_vs_fixed"] = round(row["default"]["top1"] / max(row["fixed"]["top1"], 1e-9), 3)
     return row
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", default="flowers5,hymenoptera", help="comma-separated: " + ",".join(DATASETS))
-    p.add_argument("--time-limits", type=float, default=600.0, help="seconds for each fit (searched and fixed)")
-    p.add_argument("--quick", action="store_true", help="smoke run: hymenoptera only, 60 s per fit")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ",".join(DATASETS))
+    p.add_argument("--time-limits", type=float, default=60.0, help="seconds for each fit, counted from the call")
+    p.add_argument("--skip", default="", help="comma-separated columns to leave out: " + ",".join(COLUMNS))
+    p.add_argument("--refit", action="store_true", help="also fit(refit=True) (skipped if fit lacks it)")
+    p.add_argument("--ensemble", action="store_true", help="also fit(ensemble=True) (skipped if fit lacks it)")
     p.add_argument("--data-root", default=str(SHARED_DATA), help="folder holding the datasets")
     p.add_argument("--out", default=None, help="experiment folder (default: a temporary one)")
     p.add_argument("--verbose", action="store_true", help="show the progress bars")
-    p.add_argument("--linear-probe", type=int, default=None, metavar="PX",
-                   help="also report the linear-probe head alone on frozen efficientnet_lite0 features at PX px "
-                        "(a peer without fine-tuning; outside the time budget)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (validation split and search), e.g. 0,1,2")
     args = p.parse_args(argv)
-    names = ["hymenoptera"] if args.quick else [n.strip() for n in args.datasets.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(DATASETS))
+    names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    skip = {c.strip() for c in args.skip.split(",") if c.strip()}
+    unknown = sorted(set(names) - set(DATASETS)) + sorted(skip - set(COLUMNS))
     if unknown or not names:
-        raise ValueError(f"unknown --datasets {unknown or names}; choose from {sorted(DATASETS)}")
-    time_limits = 60.0 if args.quick else args.time_limits
-    if time_limits <= 0:
-        raise ValueError(f"--time-limits must be positive, got {time_limits}")
+        raise ValueError(f"unknown --datasets/--skip {unknown or names}; datasets {sorted(DATASETS)}, columns {COLUMNS}")
+    if args.time_limits <= 0:
+        raise ValueError(f"--time-limits must be positive, got {args.time_limits}")
     data_root = pathlib.Path(args.data_root)
-    if not data_root.is_dir():
-        raise FileNotFoundError(f"{data_root} not found: pass --data-root=<folder with {'/'.join(DATASETS)}>")
+    if not data_root.is_dir() and any(n != "digits" for n in names):
+        raise FileNotFoundError(f"{data_root} not found: pass --data-root=<folder with the datasets>")
+    if SHARED_WEIGHTS.is_dir():   # the small-image default net's CIFAR-10 weights, as a user would install them
+        os.environ.setdefault("JAXGLUON_WEIGHTS_PATH", str(SHARED_WEIGHTS))
     print(f"jax {jax.__version__} backend={jax.default_backend()} cpus={os.cpu_count()} "
-          f"loadavg={os.getloadavg()[0]:.1f} time_limits={time_limits}", flush=True)
+          f"loadavg={os.getloadavg()[0]:.1f} time_limits={args.time_limits} "
+          f"weights={os.environ.get('JAXGLUON_WEIGHTS_PATH')}", flush=True)
     tmp = None if args.out else tempfile.TemporaryDirectory(prefix="task_quality_")
     out = pathlib.Path(args.out or tmp.name)
     started = time.perf_counter()
-    rows = []
-    for name in names:
-        row = run_dataset(name, data_root, time_limits, out, args.verbose, args.linear_probe)
-        rows.append(row)
-        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    summary = {"time_limits": time_limits, "total_s": round(time.perf_counter() - started, 1),
-               "loadavg_end": round(os.getloadavg()[0], 1),
-               "datasets": {r["dataset"]: {k: r[k] for k in ("searched_top1", "fixed_top1", "ratio_searched_vs_fixed",
-                                                             "searched_time_s", "fixed_time_s", "image_size",
-                                                             "best_config")} | {k: v for k, v in r.items()
-                                                                                if k.startswith("linear_probe_")}
-                            for r in rows}}
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    rows = [run_dataset(name, data_root, args.time_limits, out, args.verbose, skip, args.refit, args.ensemble, seed)
+            for name in names for seed in seeds]
+    overruns = [r[c]["overrun_s"] for r in rows for c in ("default", "fixed", "refit", "ensemble")
+                if isinstance(r.get(c), dict) and "overrun_s" in r[c]]
+    summary = {"time_limits": args.time_limits, "total_s": round(time.perf_counter() - started, 1),
+               "loadavg_end": round(os.getloadavg()[0], 1), "worst_overrun_s": max(overruns, default=None),
+               "runs": [{k: v for k, v in r.items()} for r in rows]}
     if tmp is not None:
         tmp.cleanup()
-    print(json.dumps(summary))
+    print(json.dumps(summary, default=str))
     return summary
 
 

@@ -14,17 +14,23 @@ import functools
 import logging
 import math
 import pathlib
+import tempfile
 import time
 import warnings
 from typing import Any
+
+import jax
 
 from jaxgluon import models
 from jaxgluon.optim_facts import DEFAULT_LR_SCHEDULER, check_lr_scheduler
 from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, compile_space
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
+from jaxgluon.task.budget import apply_budget, warm_restore_templates
 from jaxgluon.task.dataset import ImageDataset
-from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
+                                      pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
@@ -49,7 +55,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
         trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
-        ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None) -> Results:
+        ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None,
+        pixel_model: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -100,11 +107,24 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
       population_size: train up to this many trials of one net (and image size, batch size) at once
         as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
+      pixel_model: also fit a kernel model on the raw pixels (``jaxgluon.task.pixel_model``: RBF kernel ridge,
+        settings by leave-one-out on the training split) before the search and rank it on validation beside
+        the trials' epochs and probes; when it validates best, it is the returned model (refitted on training +
+        validation images; ``metadata['final_model'] == 'pixel_kernel'``). 'auto' (default): for the default
+        search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``); with ``time_limits``
+        also on larger images, fitted on at most ``FALLBACK_MAX_IMAGES`` training images: a model within seconds
+        even when no network reports in time (on a 2-core CPU at load 20, no efficientnet_lite0 trial reached its
+        probe in 60 s); True, False.
+        ``metadata['pixel_model']`` records its scores and seconds.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
     it raises only when no probe was ready either, saying how long one would take. ``time_limits`` counts from the
-    call: ``metadata['overrun_s']`` is the wall-clock time past it, restoring the final model included.
+    call: ``metadata['overrun_s']`` is the wall-clock time past it, restoring the final model included. When the
+    default config (``net``, ``image_size`` and ``epochs`` not given, on a CPU) is estimated not to reach one
+    epoch's report in the budget, it is shrunk -- fewer epochs, a smaller image side, then a stratified subsample of
+    the training images (written under ``output_directory/budget_subsample``) -- with a logged warning;
+    ``metadata['budget']`` records the estimate and the outcome (``jaxgluon.task.budget``).
     Default nets (``net=None``) whose pretrained weights cannot be loaded are left out of the search, with one
     warning recorded in ``metadata['default_nets_left_out']``.
     """
@@ -122,6 +142,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                          "scheduler/searcher object")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if pixel_model not in (True, False, "auto"):
+        raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -132,6 +154,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
     compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
+    default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
     epochs = defaults.epochs if epochs is None else epochs
     if num_trials is None and time_limits is None:
         num_trials = FIT_DEFAULT_NUM_TRIALS
@@ -146,9 +169,25 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
+    plan = None
+    if (time_limits is not None and default_config and not defaults.pixel_model
+            and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
+        folder = (pathlib.Path(output_directory) / "budget_subsample" if output_directory is not None
+                  else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
+        spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
+                                          folder, seed=seed)
+    pixel = None
+    # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
+    # seconds, whatever the load does to the networks' setup)
+    if pixel_model is True or (pixel_model == "auto" and net is None
+                               and (defaults.pixel_model or time_limits is not None)):
+        contender = pixel_model is True or defaults.pixel_model
+        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed,
+                                max_train_images=MAX_TRAIN_IMAGES if contender else FALLBACK_MAX_IMAGES)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
+    warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path
     with ProgressBar(total_trials=num_trials, time_limits=search_limit, enabled=verbose) as progress:
         train_fn = (PopulationTrial(spec) if population_size is not None or search_strategy == "pbt"
                     else functools.partial(train_trial, spec=spec, caches=caches))
@@ -161,14 +200,21 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           max_failures=max_failures)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     restore_start = time.perf_counter()
-    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits)
-    model = load_trained(trials_dir / str(trial_id), epoch=epoch)
-    final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
+    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
+    if trial_id == PIXEL_CHOICE:
+        model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
+    else:
+        model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+        final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
+        config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     elapsed = time.perf_counter() - started
-    config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
-    # final_model: 'single' (a trial's best fine-tuned epoch) or 'linear_probe' (its probe model, epoch 0)
-    metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=model.meta.get("epoch"),
+    # final_model: 'single' (a trial's best fine-tuned epoch), 'linear_probe' (its probe model, epoch 0) or
+    # 'pixel_kernel' (the kernel model on pixels)
+    metadata["pixel_model"] = None if pixel is None else pixel.summary()
+    metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
+    metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
+                    best_epoch=model.meta.get("epoch"),
                     final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
@@ -178,12 +224,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
 
 
-def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None) -> tuple[int, int | None]:
+def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None,
+                  pixel: PixelCandidate | None = None) -> tuple[int, int | None]:
     """``(trial_id, epoch)`` of the model ``fit`` returns: the best reward over every trial's reported epochs
-    (``epoch=None``: that trial's best checkpoint) and linear-probe models (``epoch=0``, scored like an epoch).
-    With no reported epoch, the best probe with a warning; with no probe either, a RuntimeError saying how long a
-    probe would have taken."""
+    (``epoch=None``: that trial's best checkpoint), linear-probe models (``epoch=0``, scored like an epoch) and the
+    pixel kernel model (``(PIXEL_CHOICE, None)``; networks win ties). With no reported epoch, the best probe or
+    pixel model with a warning; with neither, a RuntimeError saying how long a probe would have taken."""
     candidates = []     # (reward, fine-tuned first on ties, earlier trial first on ties) -> (trial_id, epoch)
+    if pixel is not None:
+        candidates.append(((pixel.reward, -1, 0), (PIXEL_CHOICE, None)))
     incomplete = []
     for trial in experiment.trials:
         tid = trial["trial_id"]
@@ -199,7 +248,11 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
                            f"and no linear-probe model was ready either: {_probe_estimate(incomplete)}. Give a "
                            f"larger time_limits or fewer epochs. Trials: {experiment.trials}")
     (_, _, _), (tid, epoch) = max(candidates, key=lambda c: c[0])
-    if experiment.best_trial_id is None:
+    if experiment.best_trial_id is None and tid == PIXEL_CHOICE:
+        warnings.warn(f"the budget (time_limits={time_limits}) ended before any network reported: returning the "
+                      "kernel model on pixels; give a larger time_limits to train networks", RuntimeWarning,
+                      stacklevel=3)
+    elif experiment.best_trial_id is None:
         warnings.warn(f"the budget (time_limits={time_limits}) ended before any fine-tuning epoch reported: "
                       f"returning trial {tid}'s linear-probe model (a classifier fitted on the pretrained features, "
                       "scored on validation); give a larger time_limits to fine-tune", RuntimeWarning, stacklevel=3)
@@ -276,7 +329,7 @@ def _metadata(experiment: Any, best: dict, space: dict, spec: TrialSpec, time_li
                 pretrained[net] = pretrained.get(net, False) or bool(result["pretrained_loaded"])
     completed = sum(1 for t in experiment.trials if t["status"] in ("COMPLETED", "STOPPED"))
     meta.update({
-        "net": best["net"], "optimizer": best["optimizer"], "lr_scheduler": best["lr_scheduler"],
+        "net": best["net"], "optimizer": best.get("optimizer"), "lr_scheduler": best.get("lr_scheduler"),
         "search_space": format_space(space), "epochs": epochs, "image_size": spec.image_size,
         "batch_size": best.get("batch_size", spec.batch_size), "pretrained": pretrained, "head_init": spec.head_init,
         "freeze_batchnorm": spec.freeze_batchnorm,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
+from jaxgluon.task.pixel_model import is_pixel_model, load_pixel_model
 from jaxgluon.train import TrainedModel, load_trained
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
@@ -58,7 +59,8 @@ def _is_single(images: Any) -> bool:
 class Results:
     """The outcome of a fit. ``reward``: best validation top-1; ``config``: its config; ``trials``: one dict per
     trial (see ``jaxgluon.tune.ExperimentResult``); ``metadata``: how the search ran; ``model``: the best
-    trial's network (a ``jaxgluon.train.TrainedModel``)."""
+    trial's network (a ``jaxgluon.train.TrainedModel``), or the kernel model on pixels when it validated best
+    (``jaxgluon.task.pixel_model.PixelKernelModel``; ``metadata['final_model'] == 'pixel_kernel'``)."""
 
     def __init__(self, reward: float, config: dict, metadata: dict, trials: list[dict], model: TrainedModel,
                  experiment_dir: str | None = None):
@@ -109,6 +111,12 @@ class Results:
             row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
             row["error"] = t.get("error")
             rows.append(row)
+        pixel = self.metadata.get("pixel_model")
+        if pixel:   # the kernel model on pixels (jaxgluon.task.pixel_model): first when it is the final model
+            row = {"trial_id": None, "best_reward": pixel.get("val_top1"), "val_loss": pixel.get("val_loss"),
+                   "status": "COMPLETED", "epochs": None, "seconds": pixel.get("seconds"), "net": pixel.get("model"),
+                   "optimizer": None, "lr_scheduler": None, "error": None}
+            rows.insert(0, row) if self.metadata.get("final_model") == "pixel_kernel" else rows.append(row)
         return rows
 
     def leaderboard(self) -> pd.DataFrame:
@@ -116,7 +124,8 @@ class Results:
         top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
         trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
-        (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        (``batch_size``), ``error``; the kernel model on pixels, when ``fit`` ranked one, is a row with
+        ``net == 'pixel_kernel'`` and no ``trial_id`` (first when it is the final model). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
@@ -154,8 +163,10 @@ class Results:
         if not verified:
             check_saved(path, summary, RESULTS_FILE)
         validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
-        return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"],
-                   load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
+        model_dir = path / MODEL_DIR
+        model = load_pixel_model(model_dir) if is_pixel_model(model_dir) else load_trained(model_dir)
+        return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"], model,
+                   summary.get("experiment_dir"))
 
     # -------------------------------------------------------------------------------------------------- plots
     def plot_pbt(self, path: str | pathlib.Path | None = None, hyperparameter: str | None = None) -> Any:
@@ -198,8 +209,8 @@ class Results:
         top = []
         for row in self.leaderboard_rows()[:HTML_TOP_TRIALS]:
             row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
-            trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
-            row["optimizer"] = format_value(trial["config"].get("optimizer"))
+            trial = next((t for t in self.trials if t["trial_id"] == row["trial_id"]), None)   # None: pixel model
+            row["optimizer"] = None if trial is None else format_value(trial["config"].get("optimizer"))
             top.append(row)
         return html_summary("Results", fields, top, len(self.trials))
 

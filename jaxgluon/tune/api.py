@@ -69,9 +69,10 @@ def tune(
         search_strategy: 'random', 'grid', 'bayesopt' (FIFO: every trial runs ``epochs``), 'hyperband',
             'bayesopt_hyperband' (early stopping/promotion), or a scheduler or searcher object.
         num_trials, time_limits, max_reward: stop criteria (see ``StopCriterion``; with neither num_trials
-            nor time_limits, 10 trials). ``time_limits`` (seconds) is hard: at the deadline running trials
-            are told STOP at their next report and the run returns; the overrun is in
-            ``metadata['overrun_s']``.
+            nor time_limits, 10 trials). ``time_limits`` (seconds) is hard and counts from this call (building
+            the scheduler, the executor and the experiment folder included; ``metadata['time_used_s']`` is on the
+            same clock): at the deadline running trials are told STOP at their next report (killed after a grace
+            of 1 s) and the run returns; the overrun is in ``metadata['overrun_s']``.
         epochs: epochs of a full trial (``reporter.max_epochs``; the schedulers' ``max_t``).
         num_workers: concurrent trials; more than 1 runs trials in a pool of worker processes.
         resources_per_trial: ``{'num_cpus': int, 'num_devices': int}`` per worker process (``num_gpus`` is
@@ -124,6 +125,7 @@ def tune(
     Raises:
         AllTrialsFailedError: every trial ended in ERROR (the message holds the first failure's traceback).
     """
+    started = time.monotonic()  # time_limits counts from the call: building the scheduler and executor counts
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int (epochs of a full trial), got {epochs!r}")
     if not callable(train_fn):
@@ -150,7 +152,7 @@ def tune(
                     resume=resume, journal_sync=journal_sync,
                     settings={"search_strategy": strategy_name, "num_workers": executor_obj.capacity,
                               "scheduler_options": dict(scheduler_options or {})},
-                    callbacks=callbacks or (), trial_timeout=trial_timeout)
+                    callbacks=callbacks or (), trial_timeout=trial_timeout, started=started)
     return runner.run()
 
 

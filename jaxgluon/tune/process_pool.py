@@ -177,6 +177,11 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+#: Seconds an idle worker gets to exit on its own at shutdown before it is killed. A worker that replaced a killed
+#: one may still be importing jax when the search ends and cannot answer; waiting 5 s for it was a 5-6 s overrun of
+#: time_limits (issue 18: flowers5 at 60 s, hymenoptera at 600 s).
+EXIT_GRACE_S = 0.5
+
 class ProcessPoolExecutor(Executor):
     """``num_workers`` spawned processes, each running one trial at a time with its own CPUs/devices.
 
@@ -302,7 +307,7 @@ class ProcessPoolExecutor(Executor):
         for i, worker in enumerate(self._workers):
             if worker is None:
                 continue
-            worker.process.join(timeout=5)
+            worker.process.join(timeout=EXIT_GRACE_S)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join(timeout=5)

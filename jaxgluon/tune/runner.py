@@ -67,8 +67,13 @@ class Runner:
     def __init__(self, train_fn: Callable[[dict, Any], Any], scheduler: Any, executor: Executor,
                  experiment_dir: str | pathlib.Path, stop: StopCriterion, max_epochs: int, seed: int = 0,
                  resume: bool = False, journal_sync: str = "group", settings: dict | None = None,
-                 callbacks: Sequence[Callable[[dict], Any]] = (), trial_timeout: float | str | None = "auto"):
-        self._wall_start, self._session_start = time.time(), time.monotonic()  # restoring counts as used time
+                 callbacks: Sequence[Callable[[dict], Any]] = (), trial_timeout: float | str | None = "auto",
+                 started: float | None = None):
+        # the session's clock starts at ``started`` (time.monotonic() of the tune() call: its setup counts) or now;
+        # restoring counts as used time
+        now = time.monotonic()
+        self._session_start = now if started is None else min(float(started), now)
+        self._wall_start = time.time() - (now - self._session_start)
         self.callbacks = list(callbacks)
         self.trial_timeout = check_trial_timeout(trial_timeout)
         self.train_fn, self.scheduler, self.executor = train_fn, scheduler, executor
