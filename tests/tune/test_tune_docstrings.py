@@ -6,7 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness"]
+MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness", "jaxgluon.tune.lifecycle",
+           "jaxgluon.tune.records", "jaxgluon.tune.sim.executor", "jaxgluon.tune.sim.simulator", "jaxgluon.scheduler.base"]
 
 
 @pytest.mark.parametrize("name", MODULES)
