@@ -67,6 +67,14 @@ class Report(NamedTuple):
     error: str | None = None
 
 
+_REPORTS = {decision._value_: Report(decision) for decision in Decision}
+
+
+def report(decision: Decision, error: str | None = None) -> Report:
+    """``Report(decision, error)``; the three error-free ones are built once (a report is the runner's hot path)."""
+    return _REPORTS[decision._value_] if error is None else Report(decision, error)
+
+
 class Return(NamedTuple):
     """The trial function ended on its own: returned (``error`` None) or raised/crashed (``error`` says how)."""
 
@@ -104,6 +112,9 @@ class Transition(NamedTuple):
     error: str | None  # why it failed or stopped, to record (None: keep the record's)
 
 
+_REPORTED = {d._value_: Transition(RUNNING, NOTIFY_RESULT, "result", d, None) for d in Decision}
+
+
 def _illegal(status: TrialStatus, event: Any) -> IllegalTransition:
     return IllegalTransition(f"{type(event).__name__} is not allowed for a trial in state {status.value}")
 
@@ -121,6 +132,12 @@ def transition(record: Any, event: Event, *, max_epochs: int, past_deadline: boo
     """The effect of ``event`` on a trial whose record (``status``, ``decision``, ``results``, ``last_epoch``)
     is ``record``. Pure: the caller applies the result. ``past_deadline``: the experiment's time limit is spent."""
     status = record.status
+    if type(event) is Report:  # first: once per reported epoch
+        if status != RUNNING:
+            raise _illegal(status, event)
+        if event.error is not None:
+            return Transition(ERROR, NOTIFY_ERROR, "result", Decision.STOP, event.error)
+        return _REPORTED[event.decision._value_]
     if isinstance(event, Launch):
         if event.kind not in LAUNCH_KINDS:
             raise ValueError(f"Launch.kind must be one of {LAUNCH_KINDS}, got {event.kind!r}")
@@ -129,12 +146,6 @@ def transition(record: Any, event: Event, *, max_epochs: int, past_deadline: boo
         if not allowed:
             raise _illegal(status, event)
         return Transition(RUNNING, None, "start", None, None)
-    if isinstance(event, Report):
-        if status != RUNNING:
-            raise _illegal(status, event)
-        if event.error is not None:
-            return Transition(ERROR, NOTIFY_ERROR, "result", Decision.STOP, event.error)
-        return Transition(RUNNING, NOTIFY_RESULT, "result", event.decision, None)
     if status == ERROR:  # failed at a report: the scheduler was told then; the end is only journaled
         return Transition(ERROR, None, "end", record.decision, None)
     if status != RUNNING:

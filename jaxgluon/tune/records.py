@@ -45,6 +45,9 @@ class TrialRecord:
     num_launches: int = 0  # 1 + number of resumes/restarts
     decision: Decision | None = None  # the decision in force since its last report (None: none since its launch)
 
+    def __post_init__(self) -> None:
+        self.status = TrialStatus.parse(self.status)
+
     def add_result(self, result: dict, time_s: float) -> None:
         """Record one report; a re-reported epoch (a restart from an older checkpoint) replaces the old one."""
         entry = dict(result)

@@ -281,18 +281,20 @@ class Runner:
             error = f"reported epoch {epoch} beyond max_epochs={self.max_epochs}"
         decision = Decision.STOP
         if error is None:
-            decision = Decision(self.scheduler.on_trial_result(trial, result))
+            decision = self.scheduler.on_trial_result(trial, result)
+            if type(decision) is not Decision:
+                decision = Decision(decision)  # a scheduler may answer with the plain string
             if decision is Decision.CONTINUE and self._stop_reason is None and self.stop.reward_reached(reward):
                 self._stop_reason = "max_reward"
             if decision is Decision.CONTINUE and (self._stop_reason is not None or self._past_deadline()):
                 decision = Decision.STOP
-        change = L.transition(record, L.Report(decision, error), max_epochs=self.max_epochs)
+        change = L.transition(record, L.report(decision, error), max_epochs=self.max_epochs)
         if change.notify == L.NOTIFY_ERROR:
             self.scheduler.on_trial_error(trial)
             self._mark_error(record, error, error, t)
         record.add_result(result, t)
         record.status, record.decision = change.status, change.decision
-        self._log("result", trial_id=trial_id, result=result, decision=change.decision.value, notify=change.notify,
+        self._log("result", trial_id=trial_id, result=result, decision=change.decision._value_, notify=change.notify,
                   error=error, t=t)
         now = self._clock()
         self._max_interval = max(self._max_interval, now - self._last_seen.get(trial_id, now))
