@@ -105,6 +105,9 @@ Event = Union[Launch, Report, Return, Cancel, Interrupted, NotRestarted]
 
 
 class Transition(NamedTuple):
+    """What an event does to a trial; the runner sets ``status``/``decision``, makes the ``notify`` call and writes
+    the ``journal`` event."""
+
     status: TrialStatus
     notify: str | None  # NOTIFY_RESULT | NOTIFY_COMPLETE | NOTIFY_ERROR | None
     journal: str | None  # 'start' | 'result' | 'end' | None (nothing happened: an interrupted trial to restart)
@@ -146,6 +149,8 @@ def transition(record: Any, event: Event, *, max_epochs: int, past_deadline: boo
         if not allowed:
             raise _illegal(status, event)
         return Transition(RUNNING, None, "start", None, None)
+    if not isinstance(event, (Return, Cancel, Interrupted, NotRestarted)):
+        raise TypeError(f"not a lifecycle event: {event!r}")
     if status == ERROR:  # failed at a report: the scheduler was told then; the end is only journaled
         return Transition(ERROR, None, "end", record.decision, None)
     if status != RUNNING:
@@ -168,7 +173,5 @@ def transition(record: Any, event: Event, *, max_epochs: int, past_deadline: boo
         if record.decision in (None, Decision.CONTINUE):
             return Transition(RUNNING, None, None, record.decision, None)  # to be restarted
         return _ended(record, max_epochs, past_deadline=False)
-    if isinstance(event, NotRestarted):
-        return Transition(STOPPED, NOTIFY_COMPLETE, "end", record.decision,
-                          f"interrupted with the previous session and not restarted ({event.reason})")
-    raise TypeError(f"not a lifecycle event: {event!r}")
+    return Transition(STOPPED, NOTIFY_COMPLETE, "end", record.decision,  # NotRestarted
+                      f"interrupted with the previous session and not restarted ({event.reason})")

@@ -103,6 +103,9 @@ def test_reports_carry_the_decision_and_launches_clear_it():
     assert L.transition(_record(R, Decision.PAUSE), L.Launch("resume"), max_epochs=9).status == R
     with pytest.raises(ValueError, match="kind"):
         L.transition(running, L.Launch("begin"), max_epochs=9)
+    for status in (R, E):
+        with pytest.raises(TypeError, match="not a lifecycle event"):
+            L.transition(_record(status, None), "STOP", max_epochs=9)
 
 
 def test_status_vocabulary_is_shared_and_reads_old_spellings():
