@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxgluon.scheduler._rungs import bracket_probabilities, bracket_rung_levels, rung_levels
-from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialSuggestion
+from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialStatus, TrialSuggestion
 from jaxgluon.scheduler.fifo import FIFOScheduler
 from jaxgluon.scheduler.hyperband import HyperbandScheduler
 from jaxgluon.scheduler.pbt import PBTScheduler
@@ -50,5 +50,5 @@ def get_scheduler(name: str, search_space: Any, **kwargs: Any) -> TrialScheduler
     raise ValueError(f"unknown search strategy {name!r}; valid names are {', '.join(SCHEDULERS)}")
 
 
-__all__ = ["Decision", "Trial", "TrialSuggestion", "TrialScheduler", "FIFOScheduler", "HyperbandScheduler",
+__all__ = ["Decision", "Trial", "TrialStatus", "TrialSuggestion", "TrialScheduler", "FIFOScheduler", "HyperbandScheduler",
            "PBTScheduler", "get_scheduler", "SCHEDULERS", "rung_levels", "bracket_rung_levels", "bracket_probabilities"]

@@ -1,10 +1,12 @@
-"""Scheduler vocabulary: decisions, trials, suggestions, and the base class that owns a searcher.
+"""Scheduler vocabulary: decisions, trial statuses, trials, suggestions, and the base class that owns a searcher.
 
 A scheduler answers the runner; it never calls it. The runner asks ``suggest()`` for work, tells the scheduler
 about each reported epoch through ``on_trial_result`` and obeys the returned :class:`Decision`.
 
     >>> Decision.PAUSE == 'PAUSE'
     True
+    >>> TrialStatus.parse('done'), TrialStatus.COMPLETED.finished
+    (<TrialStatus.COMPLETED: 'COMPLETED'>, True)
     >>> TrialSuggestion(kind='resume', config={'lr': 0.1}, trial_id=3, resume_from_epoch=3, milestone=9).kind
     'resume'
 """
@@ -28,6 +30,43 @@ class Decision(str, enum.Enum):
 
     def __str__(self) -> str:  # so f"{decision}" reads 'STOP', not 'Decision.STOP'
         return self.value
+
+
+class TrialStatus(str, enum.Enum):
+    """A trial's state: the one vocabulary of the scheduler, the runner (``jaxgluon.tune.lifecycle`` holds its
+    transitions), the journal and the results. A ``str`` enum whose values are the strings results and journals
+    show: compare with plain strings.
+
+    RUNNING: launched, not yet ended. PAUSED: ended after a PAUSE, may be resumed. COMPLETED: ran to its last
+    epoch. STOPPED: ended early (a STOP, the time limit). ERROR: failed. The last three are final (``finished``).
+    """
+
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """A trial in this state never runs again."""
+        return self in _FINISHED
+
+    @classmethod
+    def parse(cls, value: Any) -> "TrialStatus":
+        """The member for ``value``: a member, its string, or a status saved before the vocabulary was shared
+        (a scheduler's 'running'/'paused'/'done'/'error', a simulation's 'completed'/'stopped')."""
+        if isinstance(value, cls):
+            return value
+        text = str(value)
+        return cls(_LEGACY.get(text, text.upper()))
+
+
+_FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.ERROR})
+_LEGACY = {"done": "COMPLETED"}  # a scheduler state saved before TrialStatus: 'done' was any clean end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +165,7 @@ class TrialScheduler:
             searcher_or_space).__name__
         self.searcher = make_searcher(searcher_or_space, search_strategy, mode, seed, **searcher_options)
         self._next_trial_id = 0
-        # per trial: config, status ('running' | 'paused' | 'done' | 'error'), last epoch and reward
+        # per trial: config, status (a TrialStatus), last epoch and reward
         self._trials: dict[int, dict[str, Any]] = {}
 
     # ---- helpers -------------------------------------------------------------------------------------------
@@ -146,7 +185,7 @@ class TrialScheduler:
     def _register(self, trial_id: int, config: dict) -> dict[str, Any]:
         record = self._trials.get(trial_id)
         if record is None:
-            record = {"config": config, "status": "running", "epoch": 0, "reward": None}
+            record = {"config": config, "status": TrialStatus.RUNNING, "epoch": 0, "reward": None}
             self._trials[trial_id] = record
             self._on_new_trial(trial_id, record)
         return record
@@ -161,9 +200,10 @@ class TrialScheduler:
 
     def _finish(self, trial_id: int, reward: float | None) -> None:
         record = self._trials[trial_id]
-        if record["status"] in ("done", "error"):
+        if record["status"].finished:
             return
-        record["status"] = "done"
+        early = self.max_t is not None and record["epoch"] < self.max_t
+        record["status"] = TrialStatus.STOPPED if early else TrialStatus.COMPLETED
         if reward is not None:
             self.searcher.on_trial_complete(trial_id, record["config"], reward)
 
@@ -183,9 +223,9 @@ class TrialScheduler:
         """Record one reported epoch and decide whether the trial continues, pauses or stops."""
         record = self._record(trial)
         epoch, reward = parse_result(result, self.max_t)
-        if record["status"] in ("done", "error"):
+        if record["status"].finished:
             raise ValueError(f"trial {trial.trial_id} already finished ({record['status']}); it cannot report again")
-        record["status"] = "running"
+        record["status"] = TrialStatus.RUNNING
         record["epoch"], record["reward"] = epoch, reward
         decision = self._decide(trial.trial_id, epoch, reward)
         if decision == Decision.STOP:
@@ -206,9 +246,9 @@ class TrialScheduler:
     def on_trial_error(self, trial: Trial) -> None:
         """The trial failed; it is dropped from every decision and the searcher is told."""
         record = self._record(trial)
-        if record["status"] == "error":
+        if record["status"] == TrialStatus.ERROR:
             return
-        record["status"] = "error"
+        record["status"] = TrialStatus.ERROR
         self._on_error(trial.trial_id)
         on_error = getattr(self.searcher, "on_trial_error", None)
         if on_error is not None:
@@ -231,7 +271,8 @@ class TrialScheduler:
         if state.get("scheduler") != self.name:
             raise ValueError(f"state was saved by a {state.get('scheduler')!r} scheduler, this one is {self.name!r}")
         self._next_trial_id = int(state["next_trial_id"])
-        self._trials = {int(k): copy.deepcopy(dict(v)) for k, v in state["trials"].items()}
+        self._trials = {int(k): {**copy.deepcopy(dict(v)), "status": TrialStatus.parse(v["status"])}
+                        for k, v in state["trials"].items()}
         if state.get("searcher") is not None:
             self.searcher.load_state_dict(state["searcher"])
 
@@ -243,6 +284,6 @@ class TrialScheduler:
     def trial_ids(self) -> list[int]:
         return sorted(self._trials)
 
-    def trial_status(self, trial_id: int) -> str:
-        """'running', 'paused', 'done' or 'error' (the scheduler's view)."""
+    def trial_status(self, trial_id: int) -> TrialStatus:
+        """The scheduler's view of the trial (COMPLETED and STOPPED are both "finished" to it)."""
         return self._trials[trial_id]["status"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from jaxgluon.scheduler import _rungs
-from jaxgluon.scheduler.base import Decision, TrialScheduler, TrialSuggestion
+from jaxgluon.scheduler.base import Decision, TrialScheduler, TrialStatus, TrialSuggestion
 
 
 class HyperbandScheduler(TrialScheduler):
@@ -111,7 +111,7 @@ class HyperbandScheduler(TrialScheduler):
         if self._in_top(bracket, level, trial_id):
             self._promoted[bracket][level].add(trial_id)
             return Decision.CONTINUE
-        record["status"] = "paused"
+        record["status"] = TrialStatus.PAUSED
         record["paused_at"] = level
         return Decision.PAUSE
 
@@ -134,7 +134,7 @@ class HyperbandScheduler(TrialScheduler):
             for level, rung in rungs.items():
                 promoted = self._promoted[bracket][level]
                 for neg_score, tid in self._top(bracket, level):
-                    if tid in promoted or self._trials[tid]["status"] != "paused":
+                    if tid in promoted or self._trials[tid]["status"] != TrialStatus.PAUSED:
                         continue
                     key = (-level, neg_score, tid, level)
                     if best is None or key < best:
@@ -150,7 +150,7 @@ class HyperbandScheduler(TrialScheduler):
                 trial_id, level = found
                 record = self._trials[trial_id]
                 self._promoted[record["bracket"]][level].add(trial_id)
-                record["status"] = "running"
+                record["status"] = TrialStatus.RUNNING
                 record["paused_at"] = None
                 levels = _rungs.bracket_rung_levels(self.rung_levels, record["bracket"])
                 milestone = next(lvl for lvl in levels if lvl > level)
@@ -166,7 +166,7 @@ class HyperbandScheduler(TrialScheduler):
 
     def paused_trials(self) -> list[int]:
         """Ids of trials currently paused at a rung, waiting for promotion."""
-        return sorted(tid for tid, rec in self._trials.items() if rec["status"] == "paused")
+        return sorted(tid for tid, rec in self._trials.items() if rec["status"] == TrialStatus.PAUSED)
 
     # ---- state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

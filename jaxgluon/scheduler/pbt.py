@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialSuggestion
+from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialStatus, TrialSuggestion
 from jaxgluon.space.domains import Categorical, Int, Real, SpacedObject, Space
 from jaxgluon.space import compile_space
 
@@ -100,7 +100,7 @@ class PBTScheduler(TrialScheduler):
         record["last_perturbation"] = epoch
         waiting = {x for x, _ in self._pending}  # ranked with their last reward, never a source
         live = [(self._score(r["reward"]), tid) for tid, r in self._trials.items()
-                if r["status"] in ("running", "paused") and r["reward"] is not None]
+                if r["status"] in (TrialStatus.RUNNING, TrialStatus.PAUSED) and r["reward"] is not None]
         if len(live) < 2:
             return Decision.CONTINUE
         ranked = [tid for _, tid in sorted(live, key=lambda e: (-e[0], e[1]))]
@@ -112,7 +112,7 @@ class PBTScheduler(TrialScheduler):
         rng = np.random.default_rng([self.seed, len(self.lineage) + len(self._pending), trial_id, epoch])
         source = top[int(rng.integers(len(top)))]
         self._pending.append([trial_id, source])
-        record["status"] = "paused"
+        record["status"] = TrialStatus.PAUSED
         return Decision.PAUSE
 
     def suggest(self) -> TrialSuggestion | None:
@@ -120,11 +120,11 @@ class PBTScheduler(TrialScheduler):
         while self._pending:
             trial_id, source = self._pending.pop(0)
             record, src = self._trials[trial_id], self._trials[source]
-            if record["status"] != "paused":  # it failed meanwhile
+            if record["status"] != TrialStatus.PAUSED:  # it failed meanwhile
                 continue
-            record["status"] = "running"
+            record["status"] = TrialStatus.RUNNING
             at_end = self.max_t is not None and src["epoch"] >= self.max_t
-            if src["status"] == "error" or src["epoch"] < 1 or at_end:  # nothing to copy: continue as it was
+            if src["status"] == TrialStatus.ERROR or src["epoch"] < 1 or at_end:  # nothing to copy: continue as it was
                 config = record["launch_config"] or record["config"]
                 return TrialSuggestion(kind="resume", config=config, trial_id=trial_id,
                                        resume_from_epoch=record["epoch"])

@@ -2,8 +2,9 @@
 
 The runner ``bind``s a train function and a report callback, ``submit``s launches while ``num_running <
 capacity``, and calls ``poll`` to drive the running trials. Every report a trial makes must reach
-``on_report(trial_id, result) -> decision`` and the decision string must get back to that trial's reporter
-before it continues; ``poll`` returns the trials that ended.
+``on_report(trial_id, result) -> Decision`` and the decision (the enum, or its string across a process boundary)
+must get back to that trial's reporter before it continues; ``poll`` returns the trials that ended. The runner
+reads experiment time from ``now()`` (wall time; a simulated executor's own clock).
 
     >>> import tempfile
     >>> def train_fn(config, reporter):
@@ -85,6 +86,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def poll(self, timeout: float | None) -> list[TrialOutcome]:
         """Drive running trials for up to ``timeout`` seconds (None: until one ends); return those that ended."""
+
+    def now(self) -> float:
+        """Seconds on the clock the runner measures experiment time, the time limit and liveness with: a monotonic
+        wall clock here; a simulated executor (``jaxgluon.tune.sim``) returns its simulated time."""
+        return time.monotonic()
 
     def cancel(self, trial_id: int) -> bool:
         """Kill a running trial that does not report; returns False when this executor cannot.
@@ -190,7 +196,7 @@ class InProcessExecutor(Executor):
                     running.abandon()  # the runner failed, not the trial: the trial must not wait for ever
                     self._running = self._thread = None
                     raise
-                running.replies.put(str(getattr(decision, "value", decision)))
+                running.replies.put(decision)  # the Decision itself: the reporter is in this process
             elif kind == "done":
                 self._running = None
                 return [message[1]]

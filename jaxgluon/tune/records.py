@@ -1,6 +1,7 @@
 """Trial records: what the runner knows about one trial, as a plain dict-able dataclass.
 
-A record is rebuilt from the journal on resume, so every field is JSON-serialisable.
+A record is rebuilt from the journal on resume, so every field is JSON-serialisable. Its ``status`` is a
+:class:`~jaxgluon.scheduler.TrialStatus`; ``jaxgluon.tune.lifecycle`` decides every change of it.
 
     >>> r = TrialRecord(trial_id=0, config={'lr': 0.1})
     >>> r.add_result({'epoch': 1, 'reward': 0.5}, time_s=1.0)
@@ -13,13 +14,15 @@ import dataclasses
 import math
 from typing import Any
 
-RUNNING = "RUNNING"
-COMPLETED = "COMPLETED"
-STOPPED = "STOPPED"
-PAUSED = "PAUSED"
-ERROR = "ERROR"
-STATUSES = (RUNNING, COMPLETED, STOPPED, PAUSED, ERROR)
-FINISHED = frozenset({COMPLETED, STOPPED, ERROR})  # a trial in these states never runs again
+from jaxgluon.scheduler import Decision, TrialStatus
+
+RUNNING = TrialStatus.RUNNING
+COMPLETED = TrialStatus.COMPLETED
+STOPPED = TrialStatus.STOPPED
+PAUSED = TrialStatus.PAUSED
+ERROR = TrialStatus.ERROR
+STATUSES = (RUNNING, COMPLETED, STOPPED, PAUSED, ERROR)  # the order of ``num_trials_by_status``
+FINISHED = frozenset(s for s in TrialStatus if s.finished)  # a trial in these states never runs again
 
 
 @dataclasses.dataclass
@@ -33,13 +36,17 @@ class TrialRecord:
 
     trial_id: int
     config: dict
-    status: str = RUNNING
+    status: TrialStatus = RUNNING
     results: list[dict] = dataclasses.field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
     start_time_s: float | None = None  # experiment time of the first start
     end_time_s: float | None = None  # experiment time of the last end (None while running/paused)
     num_launches: int = 0  # 1 + number of resumes/restarts
+    decision: Decision | None = None  # the decision in force since its last report (None: none since its launch)
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus.parse(self.status)
 
     def add_result(self, result: dict, time_s: float) -> None:
         """Record one report; a re-reported epoch (a restart from an older checkpoint) replaces the old one."""
@@ -72,7 +79,7 @@ class TrialRecord:
         return {
             "trial_id": self.trial_id,
             "config": self.config,
-            "status": self.status,
+            "status": self.status.value,  # a plain string in results, dataframes and saved files
             "rewards": rewards,
             "epochs": [int(r["epoch"]) for r in self.results],
             "reward": rewards[-1] if rewards else None,

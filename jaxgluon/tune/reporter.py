@@ -51,8 +51,10 @@ def _decision_type() -> Callable[[str], Any]:
 
 
 def as_decision(value: Any) -> Any:
-    """The scheduler's ``Decision`` enum member for ``value`` (a ``Decision`` or its string)."""
-    return _decision_type()(str(getattr(value, "value", value)))
+    """The scheduler's ``Decision`` enum member for ``value``: a ``Decision`` passes through, its string (from
+    a worker process's pipe) is looked up."""
+    decision_type = _decision_type()
+    return value if type(value) is decision_type else decision_type(value)
 
 
 class Reporter:
@@ -64,8 +66,8 @@ class Reporter:
     the experiment's time limit runs out, or None). A long epoch can poll :meth:`time_left` and return early rather
     than overrun the limit (the runner records such a trial as STOPPED).
 
-    ``send(result) -> str`` delivers one result dict to the runner and returns its decision; executors supply
-    it (a direct call in-process, a pipe round trip from a worker process).
+    ``send(result) -> Decision | str`` delivers one result dict to the runner and returns its decision; executors
+    supply it (the runner's ``Decision`` in-process, its string after a pipe round trip from a worker process).
     """
 
     def __init__(

@@ -35,7 +35,8 @@ class AllTrialsFailedError(RuntimeError):
 class ExperimentResult:
     """``best_config``/``best_reward``/``best_trial_id``: the trial with the highest reported reward (any epoch;
     ``trials[i]['reward']`` is each trial's last reward, ``['best_reward']`` its highest). ``trials``: one dict
-    per trial (``trial_id``, ``config``, ``status`` in COMPLETED/STOPPED/PAUSED/ERROR, ``rewards`` per reported
+    per trial (``trial_id``, ``config``, ``status``: the value of a :class:`~jaxgluon.scheduler.TrialStatus`,
+    COMPLETED/STOPPED/PAUSED/ERROR (``jaxgluon.tune.lifecycle`` says when), ``rewards`` per reported
     epoch, ``error``, ``traceback``, times in seconds since the experiment started). ``metadata``: search
     strategy, stop criterion, resources per trial, time used, overrun past the time limit, trials by status."""
 

@@ -25,6 +25,10 @@ journaled suggestions are replayed into the searcher without recomputing them (`
 Liveness: a trial silent for longer than ``trial_timeout`` is killed as hung (ERROR), and past ``time_limits``
 every trial still running is killed after ``DEADLINE_GRACE_S`` (STOPPED), through ``Executor.cancel``
 (rules: ``jaxgluon.tune.liveness``).
+
+Every status change of a trial is ``jaxgluon.tune.lifecycle.transition``'s; the runner applies it (``_launch``,
+``_on_report``, ``_end``). Experiment time, deadlines and liveness are read from the executor's clock
+(``Executor.now``): wall time for real executors, simulated seconds for ``jaxgluon.tune.sim``'s.
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ import time
 import warnings
 from typing import Any, Callable, Sequence
 
-from jaxgluon.scheduler import Trial
+from jaxgluon.scheduler import Decision, Trial
+from jaxgluon.tune import lifecycle as L
 from jaxgluon.tune import records as R
 from jaxgluon.tune.executor import Executor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.journal import Journal, dumps, read_journal, read_json, write_json_atomic
@@ -69,10 +74,14 @@ class Runner:
                  resume: bool = False, journal_sync: str = "group", settings: dict | None = None,
                  callbacks: Sequence[Callable[[dict], Any]] = (), trial_timeout: float | str | None = "auto",
                  started: float | None = None):
-        # the session's clock starts at ``started`` (time.monotonic() of the tune() call: its setup counts) or now;
-        # restoring counts as used time
-        now = time.monotonic()
-        self._session_start = now if started is None else min(float(started), now)
+        # experiment time: wall seconds, or a simulated executor's simulated ones (the default's own function,
+        # without a method frame per call: the clock is read several times per report)
+        self._clock = time.monotonic if type(executor).now is Executor.now else executor.now
+        # the session's clock starts at ``started`` (time.monotonic() of the tune() call: its setup counts; a
+        # simulated clock ignores it) or now; restoring counts as used time
+        now = self._clock()
+        self._session_start = (now if started is None or self._clock is not time.monotonic
+                               else min(float(started), now))
         self._wall_start = time.time() - (now - self._session_start)
         self.callbacks = list(callbacks)
         self.trial_timeout = check_trial_timeout(trial_timeout)
@@ -83,14 +92,13 @@ class Runner:
                          **(settings or {})}
         self.records: dict[int, R.TrialRecord] = {}
         self._trials: dict[int, Trial] = {}
-        self._last_decision: dict[int, str] = {}
         self._restart_queue: list[int] = []
         self._num_started = 0
         self._num_sessions = 0
         self._time_offset = 0.0
         self._stop_reason: str | None = None
         self._first_error: tuple[float, int] | None = None
-        self._last_seen: dict[int, float] = {}  # monotonic time of a running trial's launch or last report
+        self._last_seen: dict[int, float] = {}  # clock time of a running trial's launch or last report
         self._max_interval = 0.0
         self._num_decisions = 0
         self._decision_seconds = 0.0
@@ -141,10 +149,10 @@ class Runner:
     # ---- clock ---------------------------------------------------------------------------------------------
     def _now(self) -> float:
         """Experiment time: seconds spent in all sessions so far."""
-        return round(self._time_offset + time.monotonic() - self._session_start, 6)
+        return round(self._time_offset + self._clock() - self._session_start, 6)
 
     def _past_deadline(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
+        return self._deadline is not None and self._clock() >= self._deadline
 
     # ---- main loop ---------------------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
@@ -181,14 +189,9 @@ class Runner:
         finally:
             self.executor.shutdown()
         for trial_id in self._restart_queue:  # interrupted trials the stop criterion left no time to restart
-            record = self.records[trial_id]
-            record.status, record.end_time_s = R.STOPPED, self._now()
-            record.error = f"interrupted with the previous session and not restarted ({self._stop_reason})"
-            self._notify(self._trials[trial_id], record, "complete")
-            self._log("end", trial_id=trial_id, status=record.status, notify="complete", error=record.error,
-                      traceback=None, t=record.end_time_s)
+            self._end(trial_id, L.NotRestarted(self._stop_reason))
         self._restart_queue = []
-        end_time = time.monotonic()
+        end_time = self._clock()
         overrun = max(0.0, end_time - self._deadline) if self._deadline is not None and self._past_deadline() else 0.0
         if self._stop_reason is None:
             self._stop_reason = "num_trials" if self.stop.trials_exhausted(self._num_started) else "exhausted"
@@ -235,18 +238,18 @@ class Runner:
 
     def _launch(self, trial_id: int, kind: str) -> None:
         record = self.records[trial_id]
-        record.status, record.end_time_s = R.RUNNING, None
+        change = L.transition(record, L.Launch(kind), max_epochs=self.max_epochs)
+        record.status, record.decision, record.end_time_s = change.status, change.decision, None
         record.num_launches += 1
         self._trials.setdefault(trial_id, Trial(trial_id, record.config))
-        self._last_decision.pop(trial_id, None)
         checkpoint_dir = self.dir / "trials" / str(trial_id)
         checkpoint_dir.mkdir(exist_ok=True)  # before the start event: its fsync commits the new directory too
         t = self._now()
         if record.start_time_s is None:
             record.start_time_s = t
         self._log("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
-        self._last_seen[trial_id] = time.monotonic()
-        deadline = None if self._deadline is None else time.time() + (self._deadline - time.monotonic())
+        self._last_seen[trial_id] = now = self._clock()
+        deadline = None if self._deadline is None else time.time() + (self._deadline - now)
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
                                          deadline=deadline, fence=str(self.dir / FENCE)))
@@ -258,7 +261,7 @@ class Runner:
 
     def _poll_timeout(self) -> float:
         """Until the next thing the driver must check: the heartbeat, the deadline, a trial's liveness limit."""
-        now, wake = time.monotonic(), [1.0]
+        now, wake = self._clock(), [1.0]
         if self._deadline is not None and self._deadline > now:
             wake.append(self._deadline - now)
         for seen in self._last_seen.values():
@@ -269,14 +272,14 @@ class Runner:
     def _on_started(self, trial_id: int) -> None:
         """The trial function began (its worker is up): its silence is counted from now."""
         if trial_id in self._last_seen:
-            self._last_seen[trial_id] = time.monotonic()
+            self._last_seen[trial_id] = self._clock()
 
     def _on_retry(self, trial_id: int, error: str, attempt: int) -> None:
         """The executor launches the trial again (from its checkpoint) after its worker or node died: journaled
         (a ``retry`` event, skipped on resume) and shown to the callbacks."""
         self._log("retry", trial_id=trial_id, attempt=attempt, error=error, t=self._now())
 
-    def _on_report(self, trial_id: int, result: dict) -> str:
+    def _on_report(self, trial_id: int, result: dict) -> Decision:
         start = time.perf_counter()
         record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
         epoch, reward = result["epoch"], result["reward"]
@@ -290,26 +293,29 @@ class Runner:
             error = f"reported a non-finite reward ({reward}) at epoch {epoch}"
         if error is None and epoch > self.max_epochs:
             error = f"reported epoch {epoch} beyond max_epochs={self.max_epochs}"
+        decision = Decision.STOP
         if error is None:
-            decision = str(getattr(decision := self.scheduler.on_trial_result(trial, result), "value", decision))
-            if decision == "CONTINUE" and self._stop_reason is None and self.stop.reward_reached(reward):
+            decision = self.scheduler.on_trial_result(trial, result)
+            if type(decision) is not Decision:
+                decision = Decision(decision)  # a scheduler may answer with the plain string
+            if decision is Decision.CONTINUE and self._stop_reason is None and self.stop.reward_reached(reward):
                 self._stop_reason = "max_reward"
-            if decision == "CONTINUE" and (self._stop_reason is not None or self._past_deadline()):
-                decision = "STOP"
-            notify = "result"
-        else:
-            decision, notify = "STOP", "error"
+            if decision is Decision.CONTINUE and (self._stop_reason is not None or self._past_deadline()):
+                decision = Decision.STOP
+        change = L.transition(record, L.report(decision, error), max_epochs=self.max_epochs)
+        if change.notify == L.NOTIFY_ERROR:
             self.scheduler.on_trial_error(trial)
             self._mark_error(record, error, error, t)
         record.add_result(result, t)
-        self._last_decision[trial_id] = decision
-        self._log("result", trial_id=trial_id, result=result, decision=decision, notify=notify, error=error, t=t)
-        now = time.monotonic()
+        record.status, record.decision = change.status, change.decision
+        self._log("result", trial_id=trial_id, result=result, decision=change.decision._value_, notify=change.notify,
+                  error=error, t=t)
+        now = self._clock()
         self._max_interval = max(self._max_interval, now - self._last_seen.get(trial_id, now))
         self._last_seen[trial_id] = now
         self._num_decisions += 1
         self._decision_seconds += time.perf_counter() - start
-        return decision
+        return change.decision
 
     def _mark_error(self, record: R.TrialRecord, error: str, traceback: str | None, t: float) -> None:
         record.status, record.error, record.traceback = R.ERROR, error, traceback
@@ -318,45 +324,39 @@ class Runner:
 
     def _on_outcome(self, outcome: TrialOutcome) -> None:
         trial_id = outcome.trial_id
-        record, trial, t = self.records[trial_id], self._trials[trial_id], self._now()
         self._last_seen.pop(trial_id, None)
         cancel_reason = self._cancelled.pop(trial_id, "")
-        notify: str | None = None
-        if record.status == R.ERROR:  # failed at a report (NaN reward ...): the scheduler knows already
-            pass
-        elif outcome.error is not None:
-            self._mark_error(record, outcome.error, outcome.traceback, t)
-            notify = "error"
-        elif outcome.cancelled and cancel_reason.startswith("hung"):
-            self._mark_error(record, cancel_reason, None, t)
-            notify = "error"
+        if outcome.error is not None:
+            event: L.Event = L.Return(outcome.error)
         elif outcome.cancelled:
-            record.status, notify = R.STOPPED, "complete"
-            record.error = (f"killed at the time limit: it did not return within {DEADLINE_GRACE_S:g} s of it "
-                            f"({self.executor.name} executor)")
-        elif not record.results and self._past_deadline():
-            record.status, notify = R.STOPPED, "error"  # nothing to learn from: the scheduler forgets it
-            record.error = "stopped at the time limit before its first report"
-        elif not record.results:
-            self._mark_error(record, "train_fn returned without reporting any result; call "
-                             "reporter(epoch=..., reward=...) once per epoch", None, t)
-            notify = "error"
+            event = L.Cancel(hung=cancel_reason.startswith("hung"), reason=cancel_reason, grace_s=DEADLINE_GRACE_S,
+                             executor=self.executor.name)
         else:
-            decision = self._last_decision.get(trial_id, "CONTINUE")
-            if decision == "PAUSE":
-                record.status = R.PAUSED
-            else:  # a STOP at the last epoch is a completed trial; one that returned early at the deadline stopped
-                stopped = record.last_epoch < self.max_epochs and (decision == "STOP" or self._past_deadline())
-                record.status, notify = (R.STOPPED if stopped else R.COMPLETED), "complete"
-        self._notify(trial, record, notify)
+            event = L.Return()
+        self._end(trial_id, event, outcome.traceback)
+
+    def _end(self, trial_id: int, event: L.Event, traceback: str | None = None) -> bool:
+        """Apply the lifecycle's answer to a trial's end (returned, killed, interrupted, not restarted): its status,
+        the scheduler call and the ``end`` event. False: nothing ended (an interrupted trial to restart)."""
+        record, t = self.records[trial_id], self._now()
+        change = L.transition(record, event, max_epochs=self.max_epochs, past_deadline=self._past_deadline())
+        if change.journal is None:
+            return False
+        if change.status == R.ERROR and record.status != R.ERROR:
+            self._mark_error(record, change.error or "", traceback, t)
+        elif change.error is not None:
+            record.error = change.error
+        record.status, record.decision = change.status, change.decision
+        self._notify(self._trials[trial_id], record, change.notify)
         record.end_time_s = t
-        self._log("end", trial_id=trial_id, status=record.status, notify=notify, error=record.error,
+        self._log("end", trial_id=trial_id, status=record.status.value, notify=change.notify, error=record.error,
                   traceback=record.traceback, t=t)
+        return True
 
     def _notify(self, trial: Trial, record: R.TrialRecord, notify: str | None) -> None:
-        if notify == "complete":
+        if notify == L.NOTIFY_COMPLETE:
             self.scheduler.on_trial_complete(trial, record.last_result)
-        elif notify == "error":
+        elif notify == L.NOTIFY_ERROR:
             self.scheduler.on_trial_error(trial)
 
     def trial_timeout_now(self) -> float | None:
@@ -372,7 +372,7 @@ class Runner:
     def _cancel_hung(self) -> None:
         """Kill trials past the time limit (plus ``DEADLINE_GRACE_S``) or silent for longer than the trial timeout:
         no hung trial outlives the budget, and a hung trial frees its worker for the rest of the search."""
-        now = time.monotonic()
+        now = self._clock()
         for trial_id, seen in list(self._last_seen.items()):
             if now < self._kill_time(seen):
                 continue
@@ -411,7 +411,7 @@ class Runner:
             for result in reports[start:]:
                 epoch = result.get("epoch")
                 if isinstance(epoch, int) and record.last_epoch < epoch <= self.max_epochs and \
-                        self._last_decision.get(trial_id) in (None, "CONTINUE") and record.status == R.RUNNING:
+                        record.decision in (None, Decision.CONTINUE) and record.status == R.RUNNING:
                     self._on_report(trial_id, result)
             self._last_seen.pop(trial_id, None)
 
@@ -457,18 +457,17 @@ class Runner:
             record = self.records.get(trial_id)
             if record is None:
                 record = self.records[trial_id] = R.TrialRecord(trial_id, event["config"], start_time_s=event["t"])
-            record.status, record.end_time_s = R.RUNNING, None
+            record.status, record.decision, record.end_time_s = R.RUNNING, None, None
             record.num_launches += 1
             record.config = event["config"]  # a resume may have changed it (PBT)
             self._trials[trial_id] = Trial(trial_id, record.config)
-            self._last_decision.pop(trial_id, None)
             if replay and event["kind"] != "restart":
                 self._replay_suggest(event)
             return
         record, trial = self.records[trial_id], self._trials[trial_id]
         if kind == "result":
             record.add_result(event["result"], event["t"])
-            self._last_decision[trial_id] = event["decision"]
+            record.decision = Decision(event["decision"])
             if event.get("error"):
                 self._mark_error(record, event["error"], event["error"], event["t"])
             if replay and event.get("notify") == "result":
@@ -476,7 +475,7 @@ class Runner:
             elif replay and event.get("notify") == "error":
                 self.scheduler.on_trial_error(trial)
         else:
-            record.status, record.end_time_s = event["status"], event["t"]
+            record.status, record.end_time_s = R.TrialStatus.parse(event["status"]), event["t"]
             record.error, record.traceback = event.get("error"), event.get("traceback")
             if record.status == R.ERROR:
                 self._mark_error(record, record.error or "", record.traceback, event["t"])
@@ -502,28 +501,13 @@ class Runner:
 
     def _settle_if_decided(self, trial_id: int) -> bool:
         """A trial interrupted after it was told PAUSE/STOP (or failed a report) is ended, not restarted."""
-        decision = self._last_decision.get(trial_id)
-        record = self.records[trial_id]
-        if record.status != R.ERROR and decision in (None, "CONTINUE"):
-            return False
-        if record.status == R.ERROR:
-            status = R.ERROR
-        elif decision == "PAUSE":
-            status = R.PAUSED
-        else:
-            status = R.STOPPED if record.last_epoch < self.max_epochs else R.COMPLETED
-        notify = "complete" if status in (R.STOPPED, R.COMPLETED) else None
-        record.status, record.end_time_s = status, self._now()
-        self._notify(self._trials[trial_id], record, notify)
-        self._log("end", trial_id=trial_id, status=status, notify=notify, error=record.error,
-                  traceback=record.traceback, t=record.end_time_s)
-        return True
+        return self._end(trial_id, L.Interrupted())
 
     # ---- result --------------------------------------------------------------------------------------------
     def _result(self, overrun: float) -> ExperimentResult:
         trials = [self.records[tid].to_dict() for tid in sorted(self.records)]
-        by_status = {status: sum(1 for t in trials if t["status"] == status) for status in R.STATUSES}
-        if trials and by_status[R.ERROR] == len(trials):
+        by_status = {status.value: sum(1 for t in trials if t["status"] == status) for status in R.STATUSES}
+        if trials and by_status[R.ERROR.value] == len(trials):
             assert self._first_error is not None
             first = self.records[self._first_error[1]]
             raise AllTrialsFailedError(

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from jaxgluon.scheduler import Decision, HyperbandScheduler, Trial
+from jaxgluon.scheduler import Decision, HyperbandScheduler, Trial, TrialStatus
 
 
 def _start(scheduler):
@@ -92,7 +92,7 @@ def test_error_removes_a_trial_from_promotion(list_searcher):
         hb.on_trial_result(t, {"epoch": 1, "reward": r})
     hb.on_trial_error(trials[0])
     assert hb.searcher.errors == [0]
-    assert hb.trial_status(0) == "error"
+    assert hb.trial_status(0) == TrialStatus.ERROR
     s = hb.suggest()
     assert s.kind == "start"  # 2 results left at rung 1: nobody promotable
 

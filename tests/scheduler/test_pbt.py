@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxgluon.scheduler import Decision, PBTScheduler, Trial, get_scheduler
+from jaxgluon.scheduler import Decision, PBTScheduler, Trial, TrialStatus, get_scheduler
 from jaxgluon.scheduler.pbt import CLONE_KEY
 from jaxgluon.space import Categorical, Int, Real
 from jaxgluon.space import optimizer as opt
@@ -56,7 +56,7 @@ def test_bottom_quantile_exploits_a_top_member_and_explores():
     assert decisions == [Decision.CONTINUE, Decision.PAUSE, Decision.CONTINUE, Decision.CONTINUE]
     decisions = [pbt.on_trial_result(t, {"epoch": 2, "reward": r}) for t, r in zip(trials[2:], (0.6, 0.7))]
     assert decisions == [Decision.CONTINUE, Decision.CONTINUE]      # the waiting member is still the bottom
-    assert pbt.trial_status(1) == "paused"
+    assert pbt.trial_status(1) == TrialStatus.PAUSED
     s = pbt.suggest()
     assert s.kind == "resume" and s.trial_id == 1 and s.resume_from_epoch == 1
     assert s.config[CLONE_KEY] == {"trial_id": 0, "epoch": 1, "exploit": 0}

@@ -6,7 +6,9 @@ import importlib
 
 import pytest
 
-MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness", "jaxgluon.tune.ray_connect"]
+MODULES = ["jaxgluon.tune.executor", "jaxgluon.tune.lock", "jaxgluon.tune.liveness", "jaxgluon.tune.ray_connect",
+           "jaxgluon.tune.lifecycle", "jaxgluon.tune.records", "jaxgluon.tune.sim.executor",
+           "jaxgluon.tune.sim.simulator", "jaxgluon.scheduler.base"]
 
 
 @pytest.mark.parametrize("name", MODULES)

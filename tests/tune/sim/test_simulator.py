@@ -167,3 +167,85 @@ def test_workers_are_charged_each_epoch_once_and_never_idle(kind):
     assert len(ends) == 3
     if kind != "fifo":
         assert any(e["decision"] in ("STOP", "PAUSE") and e["epoch"] < 27 for e in result.events)
+
+
+def _digest(events):
+    import hashlib
+    import json
+
+    rows = [[round(e["time"], 9), e["trial_id"], e["epoch"], round(e["reward"], 9), e["decision"], e["worker"]]
+            for e in events]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16], len(rows)
+
+
+# (digest, reported epochs, trials) of each run by the simulator that had its own trial loop (commit aeaab56,
+# before it drove the Runner); the same scheduler and blackbox must still give exactly these events
+OLD_SIMULATOR = {
+    ("hyperband", "promotion"): (("86e1f903789261c0", 120), 50),
+    ("hyperband", "stopping"): (("3f4d12f8423eec3d", 119), 51),
+    ("random", None): (("6fb00a3fc664eb03", 127), 15),
+}
+
+
+@pytest.mark.parametrize("name, kind", list(OLD_SIMULATOR))
+def test_runner_driven_simulation_reproduces_the_old_simulator(name, kind):
+    from jaxgluon.scheduler import get_scheduler
+
+    bb = SyntheticCurves(max_epochs=9, noise=0.02, seed=0)
+    options = {} if kind is None else {"type": kind}
+    result = simulate(get_scheduler(name, bb.search_space, max_t=9, seed=0, **options), bb, num_workers=3,
+                      max_time=60.0)
+    digest, num_trials = OLD_SIMULATOR[name, kind]
+    assert (_digest(result.events), len(result.trials)) == (digest, num_trials)
+    # trials the budget cut off end as tune() ends them: STOPPED (the old loop left them 'running')
+    assert "running" not in {t["status"] for t in result.trials.values()}
+    assert result.metadata["stop_reason"] == "time_limits" and result.metadata["executor"] == "simulated"
+
+
+def test_simulation_runs_through_the_runner_and_its_journal(tmp_path, monkeypatch):
+    from jaxgluon.tune import runner as runner_module
+    from jaxgluon.tune.journal import read_journal
+
+    seen = {"reports": 0, "runs": 0}
+    on_report, run = runner_module.Runner._on_report, runner_module.Runner.run
+
+    def counting_report(self, trial_id, result):
+        seen["reports"] += 1
+        return on_report(self, trial_id, result)
+
+    def counting_run(self):
+        seen["runs"] += 1
+        return run(self)
+
+    monkeypatch.setattr(runner_module.Runner, "_on_report", counting_report)
+    monkeypatch.setattr(runner_module.Runner, "run", counting_run)
+    bb = SyntheticCurves(max_epochs=9, noise=0.01, seed=2)
+    result = simulate(HyperbandScheduler(UniformSearcher(2), type="promotion", max_t=9, seed=2), bb, num_workers=2,
+                      max_time=80.0, output_directory=tmp_path / "exp")
+    assert seen == {"reports": len(result.events), "runs": 1}
+    journal = list(read_journal(tmp_path / "exp" / "journal.jsonl"))
+    reports = [(e["t"], e["trial_id"], e["result"]["epoch"], e["result"]["reward"], e["decision"])
+               for e in journal if e["event"] == "result"]
+    assert reports == [(round(e["time"], 6), e["trial_id"], e["epoch"], e["reward"], e["decision"])  # runner's t: µs
+                       for e in result.events]
+    ends = {}
+    for e in journal:
+        if e["event"] == "end":
+            ends[e["trial_id"]] = e["status"]
+    assert ends == {tid: t["status"].upper() for tid, t in result.trials.items()}
+    starts = [e for e in journal if e["event"] == "start"]
+    assert {e["trial_id"] for e in starts if e["kind"] == "start"} == set(result.trials)
+    assert any(e["kind"] == "resume" for e in starts)  # promotions are the runner's resumes
+    assert journal[-1]["event"] == "finish" and journal[-1]["t"] == 80.0
+    assert result.metadata["runner_overhead"]["num_decisions"] == len(result.events)
+
+
+def test_max_trials_lets_paused_trials_be_promoted_as_tune_does():
+    bb = SyntheticCurves(max_epochs=9, noise=0.01, seed=5)
+    result = simulate(HyperbandScheduler(UniformSearcher(5), type="promotion", max_t=9, seed=5), bb,
+                      num_workers=2, max_trials=6)
+    assert len(result.trials) == 6 and result.metadata["stop_reason"] in ("num_trials", "exhausted")
+    assert result.total_time == max(e["time"] for e in result.events)
+    resumed = {e["trial_id"] for e in result.events if e["epoch"] > 1 and e["trial_id"] in {
+        p["trial_id"] for p in result.events if p["decision"] == "PAUSE"}}
+    assert resumed  # promoted after the trial budget was spent
