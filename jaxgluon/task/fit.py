@@ -24,6 +24,7 @@ from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import SCHEDULES, PopulationTrial, TrialSpec, load_trained, train_trial
@@ -47,7 +48,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         resume: bool = False, seed: int = 0, scheduler_options: dict | None = None, pretrained: bool | str = "auto",
         max_reward: float | None = None, head_init: str = "linear_probe", freeze_batchnorm: bool | str = "auto",
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
-        trial_timeout: float | str | None = "auto", population_size: int | str | None = None) -> Results:
+        trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
+        refit: bool | str = False, ensemble: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -94,6 +96,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         derived from ``time_limits``, see ``jaxgluon.tune``; None: no limit).
       population_size: train up to this many trials of one net (and image size, batch size) at once
         as one vmapped program (an int, or 'auto' from the device's free memory); see ``jaxgluon.train.population``.
+      refit: after the search, retrain the best config on training + validation images for its best epoch count:
+        True (keeps ``REFIT_SHARE`` of ``time_limits`` for it), 'auto' (when the time the search left suffices),
+        False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit.
+      ensemble: greedy ensemble selection with replacement (Caruana et al. 2004) over the validation
+        probabilities of the best trials' best checkpoints, weighted by selection counts, ranked by ``metric``:
+        'auto' (default) and True use it when it beats its best member on validation; False never builds one.
+        ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
+        rule in ``jaxgluon.task.final_model`` (an ensemble that wins on validation, else a finished refit, else the
+        best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -116,6 +127,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                          "scheduler/searcher object")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    check_choice("refit", refit), check_choice("ensemble", ensemble)
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -139,6 +151,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
+    reserve += stage_reserve(time_limits, refit, ensemble)   # refit / ensemble time (jaxgluon.task.final_model)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
@@ -155,17 +168,26 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits)
     model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+    single_epoch, single_reward = model.meta.get("epoch"), model.meta.get("val_top1", model.meta.get("reward"))
     final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
+    restored = time.perf_counter()
+    # ---- refit / ensemble stage (issue 18 item 2; all of it in jaxgluon.task.final_model) ----
+    stage = final_stage(experiment, trials_dir, spec, (trial_id, model), final, refit=refit, ensemble=ensemble,
+                        metric=ranked_by, seed=seed, deadline=None if time_limits is None else
+                        time.time() + time_limits - (time.perf_counter() - started))
+    model, final = stage.model, stage.kind
+    # ---- end of the refit / ensemble stage ----
     elapsed = time.perf_counter() - started
     config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
     # final_model: 'single' (a trial's best fine-tuned epoch) or 'linear_probe' (its probe model, epoch 0)
-    metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=model.meta.get("epoch"),
-                    final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
+    metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=single_epoch,
+                    final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
+                    final_stage_seconds=time.perf_counter() - restored, **stage.metadata)
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
                     val_fraction=None if spec.val_data else spec.val_fraction)
-    reward = float(model.meta.get("val_top1", model.meta.get("reward")))
+    reward = float(stage.reward if stage.reward is not None else single_reward)
     log.info("fit: best validation top-1 %.4f with %s (%s, %.1f s)", reward, config, final, elapsed)
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
 

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
-from jaxgluon.train import TrainedModel, load_trained
+from jaxgluon.task.final_model import load_final_model
+from jaxgluon.train import TrainedModel
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.tune.result import (HTML_TOP_TRIALS, dataframe, format_value, html_summary, plot_trials, rank_trials,
@@ -58,7 +59,9 @@ def _is_single(images: Any) -> bool:
 class Results:
     """The outcome of a fit. ``reward``: best validation top-1; ``config``: its config; ``trials``: one dict per
     trial (see ``jaxgluon.tune.ExperimentResult``); ``metadata``: how the search ran; ``model``: the best
-    trial's network (a ``jaxgluon.train.TrainedModel``)."""
+    trial's network (a ``jaxgluon.train.TrainedModel``), a refit of its config, or an ensemble of trials (a
+    ``jaxgluon.task.ensemble.EnsembleModel``), as ``metadata['final_model']`` says; ``reward`` is the validation
+    top-1 of that model (of the best trial for a refit, which has no held-out score)."""
 
     def __init__(self, reward: float, config: dict, metadata: dict, trials: list[dict], model: TrainedModel,
                  experiment_dir: str | None = None):
@@ -99,16 +102,38 @@ class Results:
             config = dict(t["config"])
             optimizer = config.get("optimizer")
             best = _best_result(t)
-            row = {"trial_id": t["trial_id"], "best_reward": best.get("val_top1", t.get("best_reward")),
+            row = {"trial_id": t["trial_id"], "model": "trial", "best_reward": best.get("val_top1", t.get("best_reward")),
                    "val_loss": best.get("val_loss"), "status": t["status"],
                    "epochs": t.get("num_epochs", 0), "seconds": trial_seconds(t), "net": config.get("net"),
                    "optimizer": optimizer.get("name") if isinstance(optimizer, dict) else optimizer}
             if isinstance(optimizer, dict):
                 row.update({f"optimizer.{k}": v for k, v in optimizer.items() if k != "name"})
             row["lr_scheduler"] = config.get("lr_scheduler")
+            row["final"] = (self.metadata.get("final_model") in ("single", "linear_probe")
+                            and t["trial_id"] == self.metadata.get("best_trial_id"))
             row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
             row["error"] = t.get("error")
             rows.append(row)
+        return rows + self._final_stage_rows()
+
+    def _final_stage_rows(self) -> list[dict]:
+        """The refit and ensemble rows (``model`` 'refit' / 'ensemble'; trials are 'trial'), after the trials."""
+        rows = []
+        served = self.metadata.get("final_model")
+        refit = self.metadata.get("refit")
+        if refit:
+            rows.append({"trial_id": refit.get("trial_id"), "model": "refit", "best_reward": None, "val_loss": None,
+                         "status": refit.get("status"), "epochs": refit.get("epochs"), "seconds": refit.get("seconds"),
+                         "net": self.config.get("net") if refit.get("status") == "completed" else None,
+                         "final": served == "refit", "error": refit.get("reason")})
+        ensemble = self.metadata.get("ensemble")
+        if ensemble:
+            members = ensemble.get("members") or []
+            rows.append({"trial_id": None, "model": "ensemble", "best_reward": ensemble.get("val_top1"),
+                         "val_loss": ensemble.get("val_loss"), "status": ensemble.get("status"),
+                         "seconds": ensemble.get("seconds"),
+                         "members": ", ".join(f"{m['trial_id']}x{m['weight']}" for m in members) or None,
+                         "final": served == "ensemble", "error": ensemble.get("reason")})
         return rows
 
     def leaderboard(self) -> pd.DataFrame:
@@ -116,11 +141,14 @@ class Results:
         top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
         trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
-        (``batch_size``), ``error``. In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        (``batch_size``), ``error``. ``model`` is 'trial' for the trials, then one 'refit' row (``trial_id``: the
+        trial whose config it retrained; no validation score: it trained on the validation images; ``error``: why it
+        was skipped) and one 'ensemble' row (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``)
+        when ``fit`` tried them; ``final`` marks the model ``fit`` serves (``metadata['final_model']``). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
-        first = ["trial_id", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
+        first = ["trial_id", "model", "final", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
         return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
 
     # --------------------------------------------------------------------------------------------- persistence
@@ -155,7 +183,7 @@ class Results:
             check_saved(path, summary, RESULTS_FILE)
         validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
         return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"],
-                   load_trained(path / MODEL_DIR), summary.get("experiment_dir"))
+                   load_final_model(path / MODEL_DIR), summary.get("experiment_dir"))
 
     # -------------------------------------------------------------------------------------------------- plots
     def plot_pbt(self, path: str | pathlib.Path | None = None, hyperparameter: str | None = None) -> Any:
@@ -196,7 +224,7 @@ class Results:
                   ("overrun", f"{overrun:.1f} s" if overrun else None),
                   ("classes", len(self.synsets)), ("experiment_dir", self.experiment_dir)]
         top = []
-        for row in self.leaderboard_rows()[:HTML_TOP_TRIALS]:
+        for row in [r for r in self.leaderboard_rows() if r["model"] == "trial"][:HTML_TOP_TRIALS]:
             row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
             trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
             row["optimizer"] = format_value(trial["config"].get("optimizer"))
