@@ -32,6 +32,13 @@ SUBSTITUTIONS: dict[str, list[tuple[str, str]]] = {
 }
 # (text that marks a block) -> checks run after it, in the same interpreter: the snippet does what the README says
 CHECKS: dict[str, str] = {
+    "ensemble=True, refit='auto'": """
+import numpy as np
+assert results.metadata['final_model'] in ('ensemble', 'refit', 'single', 'linear_probe'), results.metadata
+assert 'ensemble' in results.metadata and results.leaderboard_rows()[-1]['model'] in ('ensemble', 'refit')
+images = np.full((2, 16, 16, 3), 90, np.uint8)
+np.testing.assert_array_equal(task.load('model').predict_proba(images), results.predict_proba(images))
+""",
     "ag.tune(PopulationTrial(spec)": """
 assert result.metadata['executor'] == 'population', result.metadata['executor']
 assert result.metadata['resources_per_trial']['population_size'] == 2

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
 from jaxgluon.task.refit import REFIT_DIR, refit_best
-from jaxgluon.train import TrainedModel, TrialSpec, load_trained
+from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -49,13 +49,15 @@ def check_choice(name: str, value: Any) -> Any:
     return value
 
 
-def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any) -> float:
-    """Seconds of ``time_limits`` the search leaves for this stage (module docstring)."""
+def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None) -> float:
+    """Seconds of ``time_limits`` the search leaves for this stage (module docstring): none for an ensemble of a
+    single trial (``num_trials=1``), and no minimum for ``ensemble='auto'``."""
     if time_limits is None:
         return 0.0
     reserve = 0.0
-    if ensemble is not False:
-        reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, ENSEMBLE_RESERVE_MIN_S), ENSEMBLE_RESERVE_MAX_S)
+    if ensemble is not False and num_trials != 1:
+        low = ENSEMBLE_RESERVE_MIN_S if ensemble is True else 0.0
+        reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
     if refit is True:
         reserve += REFIT_SHARE * time_limits
     return min(reserve, 0.5 * time_limits)
@@ -85,16 +87,37 @@ def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, 
     return sorted(found, key=lambda c: (-c[0], c[1]))
 
 
+def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:
+    """Seconds the first candidate's validation predictions should take in this process: the longest validation
+    pass the candidate trials measured plus their longest first step (which compiled the train step: an upper
+    bound on compiling the forward pass). None when the trials reported no timings."""
+    results = [r for t in experiment.trials if t["trial_id"] in trial_ids for r in t.get("results", [])]
+    evals = [r["eval_seconds"] for r in results if r.get("eval_seconds") is not None]
+    firsts = [r["first_step_seconds"] for r in results if r.get("first_step_seconds") is not None]
+    if not evals:
+        return None
+    return max(evals) + max(firsts, default=0.0)
+
+
 def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
                    metric: str, deadline: float | None) -> tuple[EnsembleModel | None, dict]:
     """Greedy selection over the validation predictions of the best-ranked trials (recomputed here with each
-    checkpoint's compiled forward pass). Returns the ensemble when it is the final model by the module's rule."""
+    checkpoint's compiled forward pass). Returns the ensemble whenever selection kept two or more trials
+    (``record['status']``: 'chosen' when it beats its best member on validation, the module's rule; else 'not
+    better'), else None ('skipped', with the reason)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "skipped", "metric": metric}
     ranked = _candidates(experiment, trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
     if len(ranked) < 2:
         record["reason"] = f"{len(ranked)} trial(s) with a scored model: an ensemble needs two"
         return _skip(record)
+    first = first_prediction_estimate(experiment, [tid for _, tid in ranked])
+    record["first_prediction_estimate_s"] = first
+    if deadline is not None and first is not None and deadline - time.time() < first:
+        record["reason"] = (f"predicting the validation images needs about {first:.1f} s (a validation pass and "
+                            f"compiling the forward pass, as the trials measured) and "
+                            f"{max(deadline - time.time(), 0.0):.1f} s are left")
+        return _skip(record, start)
     members, probs, labels, times = [], [], None, []
     for _, tid in ranked:
         t0 = time.perf_counter()
@@ -137,8 +160,10 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         record["reason"] = "greedy selection kept a single trial"
         return _skip(record, start)
     if not key((top1, loss)) < key(singles[best]):
-        record["reason"] = "the ensemble did not score better on validation than its best member"
-        return _skip(record, start)
+        record.update(status="not better", reason="the ensemble did not score better on validation than its best "
+                                                  "member")
+        log.info("fit: ensemble not used: %s", record["reason"])
+        return ensemble, record
     record["status"] = "chosen"
     log.info("fit: ensemble of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member %.4f, %.4f)",
              ensemble.trial_ids, counts[chosen].tolist(), top1, loss, *singles[best])
@@ -157,10 +182,12 @@ def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, sing
                 seed: int = 0) -> FinalModel:
     """Runs the ensemble and refit steps as the module's rule says; ``deadline`` is wall clock (``time.time()``)."""
     metadata: dict[str, Any] = {}
+    if spec.compilation_cache:   # the forward passes compiled here persist for later fits, as the trials' do
+        enable_compilation_cache()
     if ensemble is not False:
         model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources()[1], single, metric,
                                                      deadline)
-        if model is not None:
+        if metadata["ensemble"]["status"] == "chosen":
             if refit is not False:
                 metadata["refit"] = {"status": "skipped", "reason": "the ensemble was chosen (module docstring of "
                                      "jaxgluon.task.final_model: ensemble=False to refit instead)"}

@@ -137,7 +137,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         space["batch_size"] = batch_size
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
-    compile_space(space)  # validates the whole space before any trial starts
+    space_size = compile_space(space).size  # validates the whole space before any trial starts
     epochs = defaults.epochs if epochs is None else epochs
     if num_trials is None and time_limits is None:
         num_trials = DEFAULT_NUM_TRIALS
@@ -151,7 +151,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
-    reserve += stage_reserve(time_limits, refit, ensemble)   # refit / ensemble time (jaxgluon.task.final_model)
+    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials)   # refit / ensemble time (jaxgluon.task.final_model)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
+import shutil
 import time
 from typing import Any, Mapping
 
@@ -151,7 +152,9 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
         record["reason"] = (f"a refit of {epochs} epoch(s) on {len(train) + len(val)} images needs about "
                             f"{estimate:.1f} s (x{estimate_margin} margin) and {max(left, 0.0):.1f} s are left")
         return _skip(record)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists():   # a former call's refit (a resumed fit; maybe another config): start afresh
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
     reporter = _Reporter(directory, epochs, seed, deadline)
     start = time.perf_counter()
     try:

@@ -102,7 +102,7 @@ class Results:
             config = dict(t["config"])
             optimizer = config.get("optimizer")
             best = _best_result(t)
-            row = {"trial_id": t["trial_id"], "model": "trial", "best_reward": best.get("val_top1", t.get("best_reward")),
+            row = {"trial_id": t["trial_id"], "best_reward": best.get("val_top1", t.get("best_reward")),
                    "val_loss": best.get("val_loss"), "status": t["status"],
                    "epochs": t.get("num_epochs", 0), "seconds": trial_seconds(t), "net": config.get("net"),
                    "optimizer": optimizer.get("name") if isinstance(optimizer, dict) else optimizer}
@@ -112,22 +112,24 @@ class Results:
             row["final"] = (self.metadata.get("final_model") in ("single", "linear_probe")
                             and t["trial_id"] == self.metadata.get("best_trial_id"))
             row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
+            row["model"] = "trial"
             row["error"] = t.get("error")
             rows.append(row)
         return rows + self._final_stage_rows()
 
     def _final_stage_rows(self) -> list[dict]:
-        """The refit and ensemble rows (``model`` 'refit' / 'ensemble'; trials are 'trial'), after the trials."""
+        """The refit row (when one ran) and the ensemble row (when selection kept two or more trials), after the
+        trials (``model``: 'refit' / 'ensemble'; trials are 'trial'). Skipped ones are in the metadata only."""
         rows = []
         served = self.metadata.get("final_model")
         refit = self.metadata.get("refit")
-        if refit:
+        if refit and refit.get("status") != "skipped":
             rows.append({"trial_id": refit.get("trial_id"), "model": "refit", "best_reward": None, "val_loss": None,
                          "status": refit.get("status"), "epochs": refit.get("epochs"), "seconds": refit.get("seconds"),
                          "net": self.config.get("net") if refit.get("status") == "completed" else None,
                          "final": served == "refit", "error": refit.get("reason")})
         ensemble = self.metadata.get("ensemble")
-        if ensemble:
+        if ensemble and ensemble.get("status") in ("chosen", "not better"):
             members = ensemble.get("members") or []
             rows.append({"trial_id": None, "model": "ensemble", "best_reward": ensemble.get("val_top1"),
                          "val_loss": ensemble.get("val_loss"), "status": ensemble.get("status"),
@@ -141,15 +143,17 @@ class Results:
         top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
         trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
-        (``batch_size``), ``error``. ``model`` is 'trial' for the trials, then one 'refit' row (``trial_id``: the
-        trial whose config it retrained; no validation score: it trained on the validation images; ``error``: why it
-        was skipped) and one 'ensemble' row (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``)
-        when ``fit`` tried them; ``final`` marks the model ``fit`` serves (``metadata['final_model']``). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        (``batch_size``), ``error``; then ``model``: 'trial' for the trials, after them one 'refit' row when a refit ran
+        (``trial_id``: the trial whose config it retrained; no validation score: it trained on the validation
+        images; ``error``: why it did not finish) and one 'ensemble' row when selection kept two or more trials
+        (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``); ``final`` marks the model ``fit`` serves (``metadata['final_model']``). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
-        first = ["trial_id", "model", "final", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
-        return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
+        first = ["trial_id", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
+        frame = dataframe(rows, "Results.leaderboard()", first=first, last=("model", "final", "members", "error"))
+        frame["trial_id"] = frame["trial_id"].astype("Int64")   # the ensemble row has none: ints stay ints
+        return frame
 
     # --------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
@@ -225,7 +229,7 @@ class Results:
                   ("classes", len(self.synsets)), ("experiment_dir", self.experiment_dir)]
         top = []
         for row in [r for r in self.leaderboard_rows() if r["model"] == "trial"][:HTML_TOP_TRIALS]:
-            row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
+            row = {k: v for k, v in row.items() if not k.startswith("optimizer.") and k not in ("model", "final")}
             trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
             row["optimizer"] = format_value(trial["config"].get("optimizer"))
             top.append(row)

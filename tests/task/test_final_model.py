@@ -65,6 +65,8 @@ def test_stage_reserve_and_refit_estimate():
     assert stage_reserve(None, True, True) == 0.0
     assert stage_reserve(100, False, False) == 0.0
     assert stage_reserve(100, False, "auto") == 5.0 and stage_reserve(100, True, False) == 25.0
+    assert stage_reserve(4, False, "auto") == pytest.approx(0.2) and stage_reserve(4, False, True) == 0.5
+    assert stage_reserve(100, False, True, num_trials=1) == 0.0     # no ensemble of one trial
     trial = {"results": [{"epoch_seconds": 3.0, "train_seconds": 2.0, "setup_seconds": 4.0, "first_step_seconds": 1.0},
                          {"epoch_seconds": 3.0, "train_seconds": 2.0}]}
     assert estimate_seconds(trial, 2, 1.5) == pytest.approx(4.0 + 1.0 + 2 * (2.0 * 1.5 + 1.0))
@@ -105,13 +107,38 @@ def test_fit_records_the_ensemble_and_lists_it(two_trials):
     assert record["candidates"] and sorted(record["candidates"]) == [0, 1]
     # built on these validation predictions: never worse than its best member there
     assert record["val_loss"] <= record["best_member"]["val_loss"] + 1e-9
+    built = record["status"] in ("chosen", "not better")    # else selection kept one trial: no ensemble row
+    assert built == (len(record["members"]) >= 2), record
     rows = results.leaderboard_rows()
-    assert [r["model"] for r in rows] == ["trial", "trial", "ensemble"]
-    assert rows[-1]["best_reward"] == record["val_top1"] and rows[-1]["status"] == record["status"]
+    assert [r["model"] for r in rows] == ["trial", "trial"] + ["ensemble"] * built
+    if built:
+        assert rows[-1]["best_reward"] == record["val_top1"] and rows[-1]["status"] == record["status"]
+        assert rows[-1]["trial_id"] is None and rows[-1]["members"]
     assert sum(bool(r["final"]) for r in rows) == 1
     assert (results.metadata["final_model"] == "ensemble") == (record["status"] == "chosen")
     frame = results.leaderboard()
-    assert list(frame.columns[:3]) == ["trial_id", "model", "final"] and len(frame) == 3
+    assert {"model", "final"} <= set(frame.columns) and list(frame.columns)[-1] == "error"
+    assert len(frame) == 2 + built and str(frame["trial_id"].dtype) == "Int64"
+    assert list(frame["model"]) == [r["model"] for r in rows]
+
+
+def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trials):
+    _, results, _ = two_trials
+    meta = {**results.metadata, "final_model": "ensemble",
+            "refit": {"status": "incomplete", "trial_id": 1, "epochs": 2, "seconds": 3.5,
+                      "reason": "the deadline came during refit epoch 2 of 2"},
+            "ensemble": {"status": "chosen", "val_top1": 0.95, "val_loss": 0.2, "seconds": 0.4,
+                         "members": [{"trial_id": 1, "weight": 3}, {"trial_id": 0, "weight": 1}]}}
+    shown = Results(0.95, results.config, meta, results.trials, results.model)
+    rows = shown.leaderboard_rows()
+    assert [(r["model"], r["trial_id"], r["final"]) for r in rows[2:]] == [("refit", 1, False), ("ensemble", None, True)]
+    assert rows[2]["best_reward"] is None and "deadline" in rows[2]["error"]      # a refit has no validation score
+    assert rows[3]["best_reward"] == 0.95 and rows[3]["members"] == "1x3, 0x1"
+    assert not any(r["final"] for r in rows[:2])
+    skipped = {**meta, "final_model": "single", "refit": {"status": "skipped", "reason": "no time"},
+               "ensemble": {"status": "skipped", "reason": "1 trial(s)"}}
+    rows = Results(0.9, results.config, skipped, results.trials, results.model).leaderboard_rows()
+    assert [r["model"] for r in rows] == ["trial", "trial"] and rows[0]["final"]   # skipped: metadata only
 
 
 def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
