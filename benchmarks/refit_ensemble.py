@@ -14,7 +14,7 @@ Datasets: the built-in ``digits`` (80/20 train/test; CIFAR-10 weights from ``../
 shared folders (``hymenoptera``: train / val as the test split; ``flowers5``: train / test).
 
     PYTHONPATH=. python benchmarks/refit_ensemble.py                                  # digits + hymenoptera, 120 s
-    PYTHONPATH=. python benchmarks/refit_ensemble.py --datasets digits --time-limits 60
+    PYTHONPATH=. python benchmarks/refit_ensemble.py --datasets digits --time-limits 300 --epochs 3   # more trials
 
 The output ends with one JSON line: per dataset the test top-1 of single / ensemble / refit, ratios to single,
 the ensemble's weights and validation figures, the refit's seconds, the fit's wall clock and overrun.
@@ -49,18 +49,18 @@ def dataset(name: str):
     return task.Dataset(train_path=str(root / train)), task.Dataset(test_path=str(root / test))
 
 
-def run(name: str, limit: float) -> dict:
+def run(name: str, limit: float, epochs: int | None = None) -> dict:
     train, test = dataset(name)
     out = pathlib.Path(tempfile.mkdtemp(prefix=f"refit_ensemble_{name}_"))
     start = time.perf_counter()
     results = task.fit(train, time_limits=limit, output_directory=out / "exp", ensemble=True, refit=False,
-                       verbose=False)
+                       epochs=epochs, verbose=False)
     wall = time.perf_counter() - start
     meta = results.metadata
     trials_dir = pathlib.Path(results.experiment_dir) / "trials"
     best = meta["best_trial_id"]
     single = load_trained(trials_dir / str(best), epoch=meta["best_epoch"])
-    row = {"dataset": name, "time_limits": limit, "fit_wall_s": wall, "overrun_s": meta["overrun_s"],
+    row = {"dataset": name, "time_limits": limit, "epochs": meta["epochs"], "fit_wall_s": wall, "overrun_s": meta["overrun_s"],
            "final_model": meta["final_model"], "trials": len(results.trials), "metric": meta["metric"],
            "single_test_top1": single.evaluate(test.test_source), "single_trial": best,
            "ensemble_in_fit": meta.get("ensemble")}
@@ -89,7 +89,8 @@ def run(name: str, limit: float) -> dict:
     row["new_best_epochs"] = new_best
     row["mean_eval_pass_s"] = sum(e for e, _ in evals) / max(len(evals), 1)
     trial = next(t for t in results.trials if t["trial_id"] == best)
-    outcome = refit_best(trial["config"], meta["best_epoch"], trial, spec, out / "refit", deadline=None)
+    outcome = refit_best(trial["config"], meta["best_epoch"], trial, spec, out / "refit", deadline=None,
+                         probe=single if meta["best_epoch"] == 0 else None)
     row["refit"] = outcome.record
     row["refit_test_top1"] = None if outcome.model is None else outcome.model.evaluate(test.test_source)
     for kind in ("ensemble", "refit"):
@@ -103,13 +104,15 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits", "hymenoptera"],
                         choices=["digits", *FOLDERS])
     parser.add_argument("--time-limits", type=float, default=120.0)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per trial (default: fit's, chosen for the budget; fewer: more trials)")
     args = parser.parse_args()
     weights = SHARED / "weights" / "cifar10_resnet"
     if weights.is_dir():
         os.environ.setdefault("JAXGLUON_WEIGHTS_PATH", str(weights))
     rows = []
     for name in args.datasets:
-        row = run(name, args.time_limits)
+        row = run(name, args.time_limits, args.epochs)
         rows.append(row)
         ens, ref = row["ensemble_test_top1"], row["refit_test_top1"]
         print(f"{name}: T={args.time_limits:g} s, {row['trials']} trials, fit {row['fit_wall_s']:.1f} s "

@@ -31,6 +31,7 @@ import numpy as np
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
+from jaxgluon.train.trial import read_probe_record
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -73,8 +74,6 @@ class FinalModel:
 
 def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int]]:
     """``(ranking score, trial_id)`` of every trial with a scored model, best first (probe scores included)."""
-    from jaxgluon.train.trial import read_probe_record
-
     found = []
     for trial in experiment.trials:
         if trial["status"] == "ERROR":
@@ -196,8 +195,10 @@ def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, sing
         tid, model = single
         trial = next(t for t in experiment.trials if t["trial_id"] == tid)
         epochs = model.meta.get("epoch")
+        probe = read_probe_record(trials_dir / str(tid)) or {}
         outcome = refit_best(trial["config"], epochs, trial, spec, pathlib.Path(experiment.experiment_dir) / REFIT_DIR,
-                             deadline=deadline, seed=seed)
+                             deadline=deadline, seed=seed, probe=model if epochs == 0 else None,
+                             probe_seconds=probe.get("seconds"))
         metadata["refit"] = outcome.record
         if outcome.model is not None:
             return FinalModel(outcome.model, "refit", None, metadata)

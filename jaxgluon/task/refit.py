@@ -129,19 +129,32 @@ class RefitOutcome:
 
 def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str, Any], spec: TrialSpec,
                directory: pathlib.Path, *, deadline: float | None, seed: int = 0,
-               estimate_margin: float = REFIT_ESTIMATE_MARGIN) -> RefitOutcome:
-    """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring).
+               estimate_margin: float = REFIT_ESTIMATE_MARGIN, probe: TrainedModel | None = None,
+               probe_seconds: float | None = None) -> RefitOutcome:
+    """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring). When the
+    best model is a linear probe (``epochs == 0``), the refit is that probe's head fitted again on the features of
+    every image (``probe``: the probe model; its backbone is the pretrained one), estimated from ``probe_seconds``
+    (what the trial's probe took from its start, scaled by the image count).
 
     ``deadline``: wall clock (``time.time()``) by which the refit must end; it is skipped when its estimate does
     not fit and abandoned (None model, reason recorded) if the deadline passes mid-epoch (at most one step late).
     """
     record: dict[str, Any] = {"trial_id": trial.get("trial_id"), "epochs": epochs, "status": "skipped"}
-    if not epochs:
-        record["reason"] = ("the best model is a linear probe (epoch 0): there is no fine-tuning epoch count to "
-                            "refit for")
-        return _skip(record)
     train, val = spec.sources()
     scale = (len(train) + len(val)) / max(len(train), 1)
+    if not epochs:
+        if probe is None:
+            record["reason"] = "the best model is a linear probe (epoch 0) and no probe model was given to refit"
+            return _skip(record)
+        estimate = None if probe_seconds is None else probe_seconds * scale
+        left = None if deadline is None else deadline - time.time()
+        record["estimate_s"] = estimate
+        if left is not None and (estimate is None or estimate * estimate_margin > left):
+            record["reason"] = ("no probe timing to estimate its refit from" if estimate is None else
+                                f"refitting the linear probe on {len(train) + len(val)} images needs about "
+                                f"{estimate:.1f} s (x{estimate_margin} margin) and {max(left, 0.0):.1f} s are left")
+            return _skip(record)
+        return _refit_probe(probe, train, val, record, deadline)
     estimate = estimate_seconds(trial, epochs, scale)
     record.update(estimate_s=estimate, num_images=len(train) + len(val))
     left = None if deadline is None else deadline - time.time()
@@ -183,3 +196,41 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
 def _skip(record: dict) -> RefitOutcome:
     log.info("fit: refit skipped: %s", record["reason"])
     return RefitOutcome(None, record)
+
+
+def _refit_probe(probe: TrainedModel, train: Any, val: Any, record: dict, deadline: float | None) -> RefitOutcome:
+    """The probe's classifier refitted on the pooled features of training + validation images (same backbone)."""
+    from jaxgluon import data as jdata
+    from jaxgluon.train.linear_probe import DeadlinePassed, fit_linear_head, pooled_features
+
+    everything = combined_sources(train, val, 1)[0]
+    record.update(num_images=len(everything), kind="linear_probe")
+    start = time.perf_counter()
+    loader = jdata.make_loader(everything, batch_size=probe.batch_size, image_size=probe.image_size,
+                               mean=probe.mean, std=probe.std, train=False)
+    steps = probe._steps
+    try:
+        feats, labels = pooled_features(lambda b: steps.features_step(probe.state, steps.shard(b)["image"]), loader,
+                                        deadline)
+    except DeadlinePassed as passed:
+        record.update(status="incomplete", reason=f"the deadline came while computing the features ({passed})",
+                      seconds=time.perf_counter() - start)
+        log.info("fit: probe refit abandoned: %s", record["reason"])
+        return RefitOutcome(None, record)
+    if deadline is not None and time.time() >= deadline:
+        record.update(status="incomplete", reason="the deadline came before the head was fitted")
+        return RefitOutcome(None, record)
+    kernel, bias = fit_linear_head(feats, labels, probe.num_classes)
+    variables = probe.state.variables()   # pure dicts: the probe model's own state stays as it is
+    fc = variables["params"]["fc"]
+    if tuple(fc["kernel"].shape) != tuple(kernel.shape):
+        raise ValueError(f"head kernel {kernel.shape} does not fit {probe.net}'s classifier {fc['kernel'].shape}")
+    fc = {**fc, "kernel": np.asarray(kernel, fc["kernel"].dtype), "bias": np.asarray(bias, fc["bias"].dtype)}
+    state = probe.state.replace_variables({**variables, "params": {**variables["params"], "fc": fc}})
+    meta = {k: v for k, v in probe.meta.items() if k not in ("reward", "val_top1", "val_loss", "trial_id")}
+    meta.update(final_model="refit", refit_of_trial=record.get("trial_id"), num_train_images=len(everything))
+    model = TrainedModel(state, meta, batch_size=probe.batch_size)
+    record.update(status="completed", seconds=time.perf_counter() - start)
+    log.info("fit: refit trial %s's linear probe on %d images in %.1f s", record.get("trial_id"), len(everything),
+             record["seconds"])
+    return RefitOutcome(model, record)

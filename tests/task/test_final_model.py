@@ -141,6 +141,24 @@ def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trial
     assert [r["model"] for r in rows] == ["trial", "trial"] and rows[0]["final"]   # skipped: metadata only
 
 
+def test_a_probe_is_refitted_on_every_image_with_the_same_backbone(two_trials, image_folders, tmp_path):
+    _, results, out = two_trials
+    spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16)
+    probe = load_trained(out / "exp" / "trials" / "0")       # stands in for a probe model: any backbone + head
+    trial = results.trials[0]
+    skipped = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=time.time() + 1.0, probe=probe,
+                         probe_seconds=10.0)
+    assert skipped.model is None and "needs about 13.3 s" in skipped.record["reason"]   # 10 s x 80/60 images
+    outcome = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=None, probe=probe)
+    refit = outcome.model
+    assert outcome.record["status"] == "completed" and outcome.record["kind"] == "linear_probe"
+    assert refit.meta["num_train_images"] == 80 and refit.meta["final_model"] == "refit"
+    old, new = probe.state.variables()["params"], refit.state.variables()["params"]
+    np.testing.assert_array_equal(np.asarray(old["conv1"]["kernel"]), np.asarray(new["conv1"]["kernel"]))
+    assert not np.array_equal(np.asarray(old["fc"]["kernel"]), np.asarray(new["fc"]["kernel"]))
+    np.testing.assert_allclose(refit.predict_proba(IMAGES).sum(-1), 1.0, rtol=1e-5)
+
+
 def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
     dataset, results, out = two_trials
     members = [load_trained(out / "exp" / "trials" / str(t)) for t in (0, 1)]
