@@ -73,8 +73,9 @@ def greedy_selection(probs: np.ndarray, labels: np.ndarray, metric: str = "log_l
     round over all ``rounds`` (the first on ties), so the ensemble's validation score is at least the best
     candidate's.
 
-    >>> p = np.array([[[.9, .1], [.4, .6]], [[.6, .4], [.9, .1]]])   # 2 candidates, 2 images, 2 classes
-    >>> greedy_selection(p, np.array([0, 0]), 'accuracy', rounds=3).tolist()   # only the pair gets both right
+    >>> a = [[.9, .1], [.45, .55]]     # right on image 0 only (both images are class 0)
+    >>> b = [[.45, .55], [.9, .1]]     # right on image 1 only; their mean is right on both
+    >>> greedy_selection(np.array([a, b]), np.array([0, 0]), 'accuracy', rounds=3).tolist()
     [1, 1]
     """
     probs = np.asarray(probs, np.float64)

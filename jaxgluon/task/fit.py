@@ -127,7 +127,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                          "scheduler/searcher object")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    check_choice("refit", refit), check_choice("ensemble", ensemble)
+    check_choice("refit", refit)
+    check_choice("ensemble", ensemble)
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -151,7 +152,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
-    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials)   # refit / ensemble time (jaxgluon.task.final_model)
+    # the refit / ensemble stage's time (jaxgluon.task.final_model): none for an ensemble of a one-config space
+    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
@@ -180,7 +182,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elapsed = time.perf_counter() - started
     config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
-    # final_model: 'single' (a trial's best fine-tuned epoch) or 'linear_probe' (its probe model, epoch 0)
+    # final_model: 'ensemble', 'refit' (jaxgluon.task.final_model), 'single' (a trial's best fine-tuned epoch) or
+    # 'linear_probe' (its probe model, epoch 0); best_trial_id / best_epoch: the best single model's
     metadata.update(final_model=final, best_trial_id=trial_id, best_epoch=single_epoch,
                     final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
                     final_stage_seconds=time.perf_counter() - restored, **stage.metadata)

@@ -38,6 +38,13 @@ def test_greedy_selection_hand_checked_case():
     assert greedy_selection(np.array([a, b, c]), labels, "log_loss", rounds=5).tolist() == [0, 0, 1]
 
 
+def test_docstring_example_runs():
+    import doctest
+    import jaxgluon.task.ensemble as module
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
 @pytest.mark.parametrize("metric", ["log_loss", "accuracy"])
 def test_greedy_selection_is_never_worse_than_its_best_candidate(metric):
     rng = np.random.default_rng(0)
