@@ -53,6 +53,15 @@ assert result.metadata['executor'] == 'ray'
 assert result.metadata['resources_per_trial']['num_cpus'] == 1
 assert len(result.trials) == 6 and all(t['status'] != 'ERROR' for t in result.trials), result.trials
 """,
+    "ensemble=True, refit='auto'": """
+import numpy as np
+assert results.metadata['final_model'] in ('ensemble', 'refit', 'single', 'linear_probe', 'pixel_kernel'), \
+    results.metadata
+assert 'ensemble' in results.metadata and 'refit' in results.metadata   # what was tried, and why not
+assert {r['model'] for r in results.leaderboard_rows()} <= {'trial', 'ensemble', 'refit', 'pixel_kernel'}
+images = np.full((2, 16, 16, 3), 90, np.uint8)
+np.testing.assert_array_equal(task.load('model').predict_proba(images), results.predict_proba(images))
+""",
     "ag.tune(PopulationTrial(spec)": """
 assert result.metadata['executor'] == 'population', result.metadata['executor']
 assert result.metadata['resources_per_trial']['population_size'] == 2

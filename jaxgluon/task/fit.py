@@ -29,6 +29,7 @@ from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.budget import apply_budget, warm_restore_templates
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
@@ -56,7 +57,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
         trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
         ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None,
-        pixel_model: bool | str = "auto") -> Results:
+        pixel_model: bool | str = "auto", refit: bool | str = False, ensemble: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -116,6 +117,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         even when no network reports in time (on a 2-core CPU at load 20, no efficientnet_lite0 trial reached its
         probe in 60 s); True, False.
         ``metadata['pixel_model']`` records its scores and seconds.
+      refit: after the search, retrain the best config on training + validation images for its best epoch count:
+        True (keeps ``REFIT_SHARE`` of ``time_limits`` for it), 'auto' (when the time the search left suffices),
+        False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit.
+      ensemble: greedy ensemble selection with replacement (Caruana et al. 2004) over the validation
+        probabilities of the best trials' best checkpoints, weighted by selection counts, ranked by ``metric``:
+        'auto' (default) and True use it when it beats its best member on validation; False never builds one.
+        ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
+        rule in ``jaxgluon.task.final_model`` (an ensemble that wins on validation, else a finished refit, else the
+        best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -144,6 +154,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if pixel_model not in (True, False, "auto"):
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
+    check_choice("refit", refit)
+    check_choice("ensemble", ensemble)
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -154,6 +166,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
     compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
+    space_size = compiled.size
     default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
     epochs = defaults.epochs if epochs is None else epochs
     if num_trials is None and time_limits is None:
@@ -169,6 +182,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
+    # the refit / ensemble stage's time (jaxgluon.task.final_model): none for an ensemble of a one-config space
+    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials)
     plan = None
     if (time_limits is not None and default_config and not defaults.pixel_model
             and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
@@ -201,25 +216,38 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
+    stage = None
     if trial_id == PIXEL_CHOICE:
         model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
+        single_epoch, single_reward = None, model.meta.get("val_top1", model.meta.get("reward"))
+        restored = time.perf_counter()
     else:
         model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+        single_epoch, single_reward = model.meta.get("epoch"), model.meta.get("val_top1", model.meta.get("reward"))
         final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
         config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
+        restored = time.perf_counter()
+        # ---- refit / ensemble stage (issue 18 item 2; all of it in jaxgluon.task.final_model) ----
+        stage = final_stage(experiment, trials_dir, spec, (trial_id, model), final, refit=refit, ensemble=ensemble,
+                            metric=ranked_by, seed=seed, deadline=None if time_limits is None else
+                            time.time() + time_limits - (time.perf_counter() - started))
+        model, final = stage.model, stage.kind
+        # ---- end of the refit / ensemble stage ----
     elapsed = time.perf_counter() - started
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
-    # final_model: 'single' (a trial's best fine-tuned epoch), 'linear_probe' (its probe model, epoch 0) or
-    # 'pixel_kernel' (the kernel model on pixels)
+    # final_model: 'ensemble', 'refit' (jaxgluon.task.final_model), 'single' (a trial's best fine-tuned epoch),
+    # 'linear_probe' (its probe model, epoch 0) or 'pixel_kernel' (the kernel model on pixels); best_trial_id /
+    # best_epoch: the best single model's
     metadata["pixel_model"] = None if pixel is None else pixel.summary()
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
-                    best_epoch=model.meta.get("epoch"),
-                    final_restore_seconds=time.perf_counter() - restore_start, final_reserve_s=reserve)
+                    best_epoch=single_epoch, final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
+                    final_stage_seconds=time.perf_counter() - restored,
+                    **({} if stage is None else stage.metadata))
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
                     val_fraction=None if spec.val_data else spec.val_fraction)
-    reward = float(model.meta.get("val_top1", model.meta.get("reward")))
+    reward = float(stage.reward if stage is not None and stage.reward is not None else single_reward)
     log.info("fit: best validation top-1 %.4f with %s (%s, %.1f s)", reward, config, final, elapsed)
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from jaxgluon.task.dataset import ImageDataset
+from jaxgluon.task.final_model import load_final_model
 from jaxgluon.task.pixel_model import is_pixel_model, load_pixel_model
-from jaxgluon.train import TrainedModel, load_trained
+from jaxgluon.train import TrainedModel
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.tune.result import (HTML_TOP_TRIALS, dataframe, format_value, html_summary, plot_trials, rank_trials,
@@ -59,8 +60,10 @@ def _is_single(images: Any) -> bool:
 class Results:
     """The outcome of a fit. ``reward``: best validation top-1; ``config``: its config; ``trials``: one dict per
     trial (see ``jaxgluon.tune.ExperimentResult``); ``metadata``: how the search ran; ``model``: the best
-    trial's network (a ``jaxgluon.train.TrainedModel``), or the kernel model on pixels when it validated best
-    (``jaxgluon.task.pixel_model.PixelKernelModel``; ``metadata['final_model'] == 'pixel_kernel'``)."""
+    trial's network (a ``jaxgluon.train.TrainedModel``), a refit of its config, an ensemble of trials (a
+    ``jaxgluon.task.ensemble.EnsembleModel``), or the kernel model on pixels when it validated best
+    (``jaxgluon.task.pixel_model.PixelKernelModel``), as ``metadata['final_model']`` says; ``reward`` is the
+    validation top-1 of that model (of the best trial for a refit, which has no held-out score)."""
 
     def __init__(self, reward: float, config: dict, metadata: dict, trials: list[dict], model: TrainedModel,
                  experiment_dir: str | None = None):
@@ -108,15 +111,40 @@ class Results:
             if isinstance(optimizer, dict):
                 row.update({f"optimizer.{k}": v for k, v in optimizer.items() if k != "name"})
             row["lr_scheduler"] = config.get("lr_scheduler")
+            row["final"] = (self.metadata.get("final_model") in ("single", "linear_probe")
+                            and t["trial_id"] == self.metadata.get("best_trial_id"))
             row.update({k: v for k, v in config.items() if k not in ("net", "optimizer", "lr_scheduler")})
+            row["model"] = "trial"
             row["error"] = t.get("error")
             rows.append(row)
         pixel = self.metadata.get("pixel_model")
         if pixel:   # the kernel model on pixels (jaxgluon.task.pixel_model): first when it is the final model
             row = {"trial_id": None, "best_reward": pixel.get("val_top1"), "val_loss": pixel.get("val_loss"),
                    "status": "COMPLETED", "epochs": None, "seconds": pixel.get("seconds"), "net": pixel.get("model"),
-                   "optimizer": None, "lr_scheduler": None, "error": None}
+                   "optimizer": None, "lr_scheduler": None, "error": None, "model": "pixel_kernel",
+                   "final": self.metadata.get("final_model") == "pixel_kernel"}
             rows.insert(0, row) if self.metadata.get("final_model") == "pixel_kernel" else rows.append(row)
+        return rows + self._final_stage_rows()
+
+    def _final_stage_rows(self) -> list[dict]:
+        """The refit row (when one ran) and the ensemble row (when selection kept two or more trials), after the
+        trials (``model``: 'refit' / 'ensemble'; trials are 'trial'). Skipped ones are in the metadata only."""
+        rows = []
+        served = self.metadata.get("final_model")
+        refit = self.metadata.get("refit")
+        if refit and refit.get("status") != "skipped":
+            rows.append({"trial_id": refit.get("trial_id"), "model": "refit", "best_reward": None, "val_loss": None,
+                         "status": refit.get("status"), "epochs": refit.get("epochs"), "seconds": refit.get("seconds"),
+                         "net": self.config.get("net") if refit.get("status") == "completed" else None,
+                         "final": served == "refit", "error": refit.get("reason")})
+        ensemble = self.metadata.get("ensemble")
+        if ensemble and ensemble.get("status") in ("chosen", "not better"):
+            members = ensemble.get("members") or []
+            rows.append({"trial_id": None, "model": "ensemble", "best_reward": ensemble.get("val_top1"),
+                         "val_loss": ensemble.get("val_loss"), "status": ensemble.get("status"),
+                         "seconds": ensemble.get("seconds"),
+                         "members": ", ".join(f"{m['trial_id']}x{m['weight']}" for m in members) or None,
+                         "final": served == "ensemble", "error": ensemble.get("reason")})
         return rows
 
     def leaderboard(self) -> pd.DataFrame:
@@ -124,13 +152,20 @@ class Results:
         top-1 or log-loss; failed trials last), best first: ``trial_id``, ``best_reward`` (validation top-1 of the
         trial's best-ranked epoch), ``val_loss`` (its validation log-loss), ``status``, ``epochs``, ``seconds``, ``net``, ``optimizer`` (its name)
         and one ``optimizer.<hyperparameter>`` column each, ``lr_scheduler``, any other searched setting
-        (``batch_size``), ``error``; the kernel model on pixels, when ``fit`` ranked one, is a row with
-        ``net == 'pixel_kernel'`` and no ``trial_id`` (first when it is the final model). In a terminal: ``print(results.leaderboard().to_string())``; without pandas,
+        (``batch_size``), ``error``; then ``model``: 'trial' for the trials, after them one 'refit' row when a refit ran
+        (``trial_id``: the trial whose config it retrained; no validation score: it trained on the validation
+        images; ``error``: why it did not finish) and one 'ensemble' row when selection kept two or more trials
+        (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``); the kernel model on pixels, when
+        ``fit`` ranked one, is a row with ``model == net == 'pixel_kernel'`` and no ``trial_id`` (first when it is
+        the final model); ``final`` marks the model ``fit`` serves (``metadata['final_model']``). In a terminal:
+        ``print(results.leaderboard().to_string())``; without pandas,
         ``leaderboard_rows()``."""
         rows = self.leaderboard_rows()
         hyper = dict.fromkeys(k for row in rows for k in row if k.startswith("optimizer."))
         first = ["trial_id", "best_reward", "val_loss", "status", "epochs", "seconds", "net", "optimizer", *hyper, "lr_scheduler"]
-        return dataframe(rows, "Results.leaderboard()", first=first, last=("error",))
+        frame = dataframe(rows, "Results.leaderboard()", first=first, last=("model", "final", "members", "error"))
+        frame["trial_id"] = frame["trial_id"].astype("Int64")   # the ensemble row has none: ints stay ints
+        return frame
 
     # --------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
@@ -164,7 +199,7 @@ class Results:
             check_saved(path, summary, RESULTS_FILE)
         validate_json(summary, RESULTS_SCHEMA, str(path / RESULTS_FILE))
         model_dir = path / MODEL_DIR
-        model = load_pixel_model(model_dir) if is_pixel_model(model_dir) else load_trained(model_dir)
+        model = load_pixel_model(model_dir) if is_pixel_model(model_dir) else load_final_model(model_dir)
         return cls(summary["reward"], summary["config"], summary["metadata"], summary["trials"], model,
                    summary.get("experiment_dir"))
 
@@ -207,10 +242,10 @@ class Results:
                   ("overrun", f"{overrun:.1f} s" if overrun else None),
                   ("classes", len(self.synsets)), ("experiment_dir", self.experiment_dir)]
         top = []
-        for row in self.leaderboard_rows()[:HTML_TOP_TRIALS]:
-            row = {k: v for k, v in row.items() if not k.startswith("optimizer.")}
-            trial = next((t for t in self.trials if t["trial_id"] == row["trial_id"]), None)   # None: pixel model
-            row["optimizer"] = None if trial is None else format_value(trial["config"].get("optimizer"))
+        for row in [r for r in self.leaderboard_rows() if r["model"] == "trial"][:HTML_TOP_TRIALS]:
+            row = {k: v for k, v in row.items() if not k.startswith("optimizer.") and k not in ("model", "final")}
+            trial = next(t for t in self.trials if t["trial_id"] == row["trial_id"])
+            row["optimizer"] = format_value(trial["config"].get("optimizer"))
             top.append(row)
         return html_summary("Results", fields, top, len(self.trials))
 

@@ -138,6 +138,33 @@ class TrainedModel:
         sums = evaluate_loader(self._steps, self._state, loader)
         return sums["correct"] / max(sums["count"], 1.0)
 
+    def predict_proba_source(self, source: Any, *, deadline: float | None = None, worker_count: int = 0
+                             ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(probabilities [N, C], labels [N])`` over a data source, batch by batch through the eval loader (one
+        compiled forward for every batch); None when the wall-clock ``deadline`` (``time.time()``) passes first
+        (checked before each batch, so it is overrun by at most one batch)."""
+        import time
+
+        if list(source.class_names) != self.class_names:
+            raise ValueError(f"the source's classes {list(source.class_names)} differ from the model's "
+                             f"{self.class_names}")
+        loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
+                                   std=self.std, train=False, worker_count=worker_count)
+        probs, masks, labels = [], [], []
+        for batch in loader:
+            if deadline is not None:
+                if probs:
+                    jax.block_until_ready(probs[-1])
+                if time.time() >= deadline:
+                    return None
+            masks.append(np.asarray(batch["mask"]))
+            labels.append(np.asarray(batch["label"])[masks[-1]])
+            probs.append(jax.nn.softmax(self._forward(self._state, self._steps.shard(batch)["image"])))
+        if not probs:
+            return np.zeros((0, self.num_classes)), np.zeros(0, np.int64)
+        out = np.concatenate([np.asarray(p)[m] for p, m in zip(probs, masks)]).astype(np.float64)
+        return out, np.concatenate(labels).astype(np.int64)
+
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and
         last ``manifest.json`` (sha256 of every file; see ``jaxgluon.train.integrity``)."""

@@ -1,0 +1,191 @@
+"""Greedy ensemble selection with replacement (Caruana et al., ICML 2004) and the ensemble model it makes.
+
+    counts = greedy_selection(val_probs, val_labels, metric='log_loss')    # val_probs [M, N, C] -> counts [M]
+    model = EnsembleModel(members, counts)        # predict_proba = weighted mean of the members' probabilities
+    model.save('out/model'); same = load_ensemble('out/model')
+
+Selection starts from an empty ensemble and, each round, adds (again, if it is already in) the member whose addition
+gives the best validation score of the averaged probabilities; the result is the ensemble of the best round, so it
+is never worse on that validation set than the best single member (round 1 picks it). Weights are the selection
+counts. A saved ensemble is a folder with ``ensemble.json`` (weights, member folders; :data:`ENSEMBLE_SCHEMA`),
+one saved ``TrainedModel`` per member under ``members/<i>/`` (each with its own manifest) and a ``manifest.json``
+over them (``jaxgluon.train.integrity``).
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from jaxgluon.train import TrainedModel, load_trained
+from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
+                                      validate_json, verify_manifest, write_json, write_manifest)
+
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = "jaxgluon.ensemble/1"
+MEMBERS_DIR = "members"
+#: Selection rounds (Caruana et al. use 100s over libraries of 1000s of models; with a handful of trials the
+#: counts settle within a few dozen rounds).
+DEFAULT_ROUNDS = 25
+SELECTION_METRICS = ("log_loss", "accuracy")
+_EPS = 1e-12
+
+ENSEMBLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "members", "weights"],
+    "properties": {
+        "format": {"const": ENSEMBLE_FORMAT},
+        "members": {"type": "array", "minItems": 1, "maxItems": 1000,
+                    "items": {"type": "string", "pattern": f"^{MEMBERS_DIR}/[0-9]+$"}},
+        "weights": {"type": "array", "minItems": 1, "maxItems": 1000,
+                    "items": {"type": "number", "exclusiveMinimum": 0}},
+        "trial_ids": {"type": "array", "items": {"type": ["integer", "null"]}},
+        "metric": {"enum": list(SELECTION_METRICS)},
+        MANIFEST_FIELD: {"const": MANIFEST_FILE},
+    },
+}
+
+
+def scores(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """``(top-1, log-loss)`` of probabilities ``[N, C]`` against integer ``labels [N]``."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.int64)
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    top1 = float(np.mean(np.argmax(probs, -1) == labels))
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], _EPS, 1.0))))
+    return top1, loss
+
+
+def _rank_key(probs: np.ndarray, labels: np.ndarray, metric: str) -> tuple[float, float]:
+    """Lower is better: log-loss (top-1 breaks ties), or error rate (log-loss breaks its many ties)."""
+    top1, loss = scores(probs, labels)
+    return (loss, -top1) if metric == "log_loss" else (-top1, loss)
+
+
+def greedy_selection(probs: np.ndarray, labels: np.ndarray, metric: str = "log_loss",
+                     rounds: int = DEFAULT_ROUNDS) -> np.ndarray:
+    """Caruana et al.'s forward selection with replacement: the selection counts ``[M]`` (ints summing to the
+    best round's size) over ``M`` candidates' validation probabilities ``probs [M, N, C]``.
+
+    Each round adds the candidate that makes the averaged probabilities score best by ``metric`` ('log_loss', or
+    'accuracy' with log-loss breaking ties); the earliest candidate wins exact ties. Returns the counts of the best
+    round over all ``rounds`` (the first on ties), so the ensemble's validation score is at least the best
+    candidate's.
+
+    >>> a = [[.9, .1], [.45, .55]]     # right on image 0 only (both images are class 0)
+    >>> b = [[.45, .55], [.9, .1]]     # right on image 1 only; their mean is right on both
+    >>> greedy_selection(np.array([a, b]), np.array([0, 0]), 'accuracy', rounds=3).tolist()
+    [1, 1]
+    """
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels, np.int64)
+    if probs.ndim != 3 or probs.shape[0] == 0 or probs.shape[1] != len(labels):
+        raise ValueError(f"probs must be [M >= 1, N, C] with N = len(labels) = {len(labels)}; got {probs.shape}")
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"metric must be one of {SELECTION_METRICS}, got {metric!r}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    counts = np.zeros(len(probs), np.int64)
+    total = np.zeros(probs.shape[1:])
+    best_key, best_counts = None, counts
+    for size in range(1, rounds + 1):
+        keys = [_rank_key((total + p) / size, labels, metric) for p in probs]
+        pick = min(range(len(probs)), key=lambda i: keys[i])   # the earliest on ties
+        counts = counts.copy()
+        counts[pick] += 1
+        total = total + probs[pick]
+        if best_key is None or keys[pick] < best_key:
+            best_key, best_counts = keys[pick], counts
+    return best_counts
+
+
+class EnsembleModel:
+    """Members (``TrainedModel``s of one class list) whose probabilities are averaged with ``weights``.
+
+    Serves the interface ``Results`` uses: ``predict_proba``, ``predict``, ``evaluate``, ``save``, ``class_names``.
+    ``meta`` holds ``final_model='ensemble'``, the weights and the members' trial ids.
+    """
+
+    def __init__(self, members: Sequence[TrainedModel], weights: Sequence[float], *,
+                 trial_ids: Sequence[int | None] | None = None, metric: str = "log_loss"):
+        if not members or len(members) != len(weights):
+            raise ValueError(f"an ensemble needs members and one weight each; got {len(members)} and {len(weights)}")
+        weights = np.asarray(weights, np.float64)
+        if not np.all(weights > 0):
+            raise ValueError(f"ensemble weights must be positive, got {weights.tolist()}")
+        names = members[0].class_names
+        for m in members[1:]:
+            if m.class_names != names:
+                raise ValueError(f"ensemble members disagree on the classes: {names} vs {m.class_names}")
+        self.members = list(members)
+        self.weights = weights
+        self.trial_ids = list(trial_ids) if trial_ids is not None else [m.meta.get("trial_id") for m in members]
+        self.metric = metric
+        self.meta = {"final_model": "ensemble", "class_names": list(names), "num_classes": len(names),
+                     "weights": weights.tolist(), "trial_ids": self.trial_ids, "metric": metric,
+                     "nets": [m.net for m in members]}
+
+    class_names = property(lambda self: list(self.meta["class_names"]))
+    num_classes = property(lambda self: int(self.meta["num_classes"]))
+
+    def _mix(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1)
+
+    def predict_proba(self, images: Any) -> np.ndarray:
+        """The weighted mean of the members' softmax probabilities, ``[N, C]``."""
+        return self._mix([m.predict_proba(images) for m in self.members])
+
+    def predict(self, images: Any) -> np.ndarray:
+        return np.argmax(self.predict_proba(images), axis=-1)
+
+    def predict_proba_source(self, source: Any, **kw: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        parts = [m.predict_proba_source(source, **kw) for m in self.members]
+        if any(p is None for p in parts):
+            return None
+        return self._mix([p for p, _ in parts]), parts[0][1]
+
+    def evaluate(self, source: Any, *, worker_count: int = 0) -> float:
+        """Top-1 accuracy of the weighted ensemble on a data source."""
+        probs, labels = self.predict_proba_source(source, worker_count=worker_count)
+        return scores(probs, labels)[0]
+
+    def save(self, directory: str | pathlib.Path) -> pathlib.Path:
+        """``ensemble.json``, each member's saved model in ``members/<i>/``, then ``manifest.json``."""
+        directory = pathlib.Path(directory).absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ValueError(f"{directory} is not empty; save into a new or empty folder")
+        names = [f"{MEMBERS_DIR}/{i}" for i in range(len(self.members))]
+        for name, member in zip(names, self.members):
+            member.save(directory / name)
+        write_json(directory / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "members": names,
+                                               "weights": self.weights.tolist(), "trial_ids": self.trial_ids,
+                                               "metric": self.metric, MANIFEST_FIELD: MANIFEST_FILE}, indent=1)
+        write_manifest(directory)
+        return directory
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{m.net}x{w:g}" for m, w in zip(self.members, self.weights))
+        return f"EnsembleModel({parts}; classes={self.num_classes})"
+
+
+def is_saved_ensemble(path: str | pathlib.Path) -> bool:
+    return (pathlib.Path(path) / ENSEMBLE_FILE).is_file()
+
+
+def load_ensemble(path: str | pathlib.Path) -> EnsembleModel:
+    """Reads what :meth:`EnsembleModel.save` wrote, after its manifest (each member's is checked when the member
+    loads) and ``ensemble.json`` against :data:`ENSEMBLE_SCHEMA`."""
+    path = pathlib.Path(path).expanduser().absolute()
+    verified = verify_manifest(path)
+    spec = read_json_file(path / ENSEMBLE_FILE, "the saved ensemble is corrupt; save it again")
+    if not verified:
+        check_saved(path, spec, ENSEMBLE_FILE)
+    validate_json(spec, ENSEMBLE_SCHEMA, str(path / ENSEMBLE_FILE))
+    if len(spec["members"]) != len(spec["weights"]):
+        raise SavedModelError(f"{path / ENSEMBLE_FILE} is invalid: {len(spec['members'])} members but "
+                              f"{len(spec['weights'])} weights")
+    members = [load_trained(path / name) for name in spec["members"]]
+    return EnsembleModel(members, spec["weights"], trial_ids=spec.get("trial_ids"),
+                         metric=spec.get("metric", "log_loss"))

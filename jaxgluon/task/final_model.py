@@ -1,0 +1,210 @@
+"""The model ``fit`` returns after its search: the best single trial, a greedy ensemble of trials, or a refit.
+
+The rule (``metadata['final_model']``), applied in this order:
+
+1. ``'ensemble'`` when ``ensemble`` is on and greedy selection (``jaxgluon.task.ensemble``) over the validation
+   predictions of the best-ranked trials' best checkpoints picked at least two different trials and scores
+   strictly better on validation than its best member, by the fit's metric (log-loss or top-1).
+2. ``'refit'`` otherwise, when ``refit`` is on and the best config's retraining on training + validation images
+   (``jaxgluon.task.refit``) fit the budget and finished. A refit model has no held-out validation score, so it
+   cannot be compared with an ensemble on validation, and an ensemble of refit members would need one refit per
+   member: a refit is only attempted when no ensemble was chosen (``ensemble=False`` to always refit).
+3. ``'single'``: the best trial's best fine-tuned epoch, or ``'linear_probe'`` when that is a probe (epoch 0).
+
+``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, True sets aside a share of the budget before
+the search (:data:`REFIT_SHARE` for a refit; :data:`ENSEMBLE_RESERVE_FRACTION` for the ensemble's validation
+predictions); 'auto' sets aside the ensemble's share too but the refit's none, refitting only when the search left
+enough time (no ``time_limits``: always). Everything here counts in ``time_limits``: each step checks the deadline
+(the refit before each train step, the ensemble before each eval batch) and what does not fit is skipped with a
+log line and the reason in ``metadata['refit']`` / ``metadata['ensemble']``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import time
+from typing import Any
+
+import numpy as np
+
+from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
+from jaxgluon.task.refit import REFIT_DIR, refit_best
+from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
+from jaxgluon.train.trial import read_probe_record
+
+log = logging.getLogger("jaxgluon.task")
+
+CHOICES = (True, False, "auto")
+#: Share of ``time_limits`` kept from the search for a requested (``refit=True``) refit.
+REFIT_SHARE = 0.25
+#: Share of ``time_limits`` kept from the search for the ensemble's validation predictions (bounded below/above).
+ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.05, 0.5, 20.0
+#: Candidates for the ensemble: the best-ranked trials (each trial's best checkpoint), at most this many.
+ENSEMBLE_MAX_CANDIDATES = 10
+
+
+def check_choice(name: str, value: Any) -> Any:
+    if not any(value is c or (isinstance(c, str) and value == c) for c in CHOICES):
+        raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+    return value
+
+
+def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None) -> float:
+    """Seconds of ``time_limits`` the search leaves for this stage (module docstring): none for an ensemble of a
+    single trial (``num_trials=1``), and no minimum for ``ensemble='auto'``."""
+    if time_limits is None:
+        return 0.0
+    reserve = 0.0
+    if ensemble is not False and num_trials != 1:
+        low = ENSEMBLE_RESERVE_MIN_S if ensemble is True else 0.0
+        reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
+    if refit is True:
+        reserve += REFIT_SHARE * time_limits
+    return min(reserve, 0.5 * time_limits)
+
+
+@dataclasses.dataclass
+class FinalModel:
+    model: Any                  # TrainedModel or EnsembleModel
+    kind: str                   # 'ensemble' | 'refit' | 'single' | 'linear_probe'
+    reward: float | None        # validation top-1 of the served model (None: keep the best trial's)
+    metadata: dict
+
+
+def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int]]:
+    """``(ranking score, trial_id)`` of every trial with a scored model, best first (probe scores included)."""
+    found = []
+    for trial in experiment.trials:
+        if trial["status"] == "ERROR":
+            continue
+        probe = read_probe_record(trials_dir / str(trial["trial_id"])) or {}
+        best = [s for s in (trial.get("best_reward"), probe.get("reward") if probe.get("status") == "scored" else None)
+                if s is not None]
+        if best:
+            found.append((max(best), trial["trial_id"]))
+    return sorted(found, key=lambda c: (-c[0], c[1]))
+
+
+def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:
+    """Seconds the first candidate's validation predictions should take in this process: the longest validation
+    pass the candidate trials measured plus their longest first step (which compiled the train step: an upper
+    bound on compiling the forward pass). None when the trials reported no timings."""
+    results = [r for t in experiment.trials if t["trial_id"] in trial_ids for r in t.get("results", [])]
+    evals = [r["eval_seconds"] for r in results if r.get("eval_seconds") is not None]
+    firsts = [r["first_step_seconds"] for r in results if r.get("first_step_seconds") is not None]
+    if not evals:
+        return None
+    return max(evals) + max(firsts, default=0.0)
+
+
+def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
+                   metric: str, deadline: float | None) -> tuple[EnsembleModel | None, dict]:
+    """Greedy selection over the validation predictions of the best-ranked trials (recomputed here with each
+    checkpoint's compiled forward pass). Returns the ensemble whenever selection kept two or more trials
+    (``record['status']``: 'chosen' when it beats its best member on validation, the module's rule; else 'not
+    better'), else None ('skipped', with the reason)."""
+    start = time.perf_counter()
+    record: dict[str, Any] = {"status": "skipped", "metric": metric}
+    ranked = _candidates(experiment, trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
+    if len(ranked) < 2:
+        record["reason"] = f"{len(ranked)} trial(s) with a scored model: an ensemble needs two"
+        return _skip(record)
+    first = first_prediction_estimate(experiment, [tid for _, tid in ranked])
+    record["first_prediction_estimate_s"] = first
+    if deadline is not None and first is not None and deadline - time.time() < first:
+        record["reason"] = (f"predicting the validation images needs about {first:.1f} s (a validation pass and "
+                            f"compiling the forward pass, as the trials measured) and "
+                            f"{max(deadline - time.time(), 0.0):.1f} s are left")
+        return _skip(record, start)
+    members, probs, labels, times = [], [], None, []
+    for _, tid in ranked:
+        t0 = time.perf_counter()
+        if deadline is not None and times and deadline - time.time() < 1.5 * max(times):
+            record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
+            break
+        try:
+            model = single[1] if tid == single[0] else load_trained(trials_dir / str(tid))
+        except (ValueError, FileNotFoundError) as err:   # no checkpoint kept (a trial cut before its first epoch)
+            log.info("fit: ensemble: trial %s has no checkpoint to use (%s)", tid, err)
+            continue
+        out = model.predict_proba_source(val_source, deadline=deadline)
+        if out is None:
+            record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"
+            break
+        model.meta["trial_id"] = tid
+        members.append(model)
+        probs.append(out[0])
+        labels = out[1]
+        times.append(time.perf_counter() - t0)
+    record.update(candidates=[m.meta["trial_id"] for m in members], prediction_seconds=float(sum(times)))
+    if len(members) < 2:
+        record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
+        return _skip(record, start)
+    stacked = np.stack(probs)
+    counts = greedy_selection(stacked, labels, metric)
+    chosen = np.flatnonzero(counts)
+    ensemble = EnsembleModel([members[i] for i in chosen], counts[chosen].astype(float),
+                             trial_ids=[members[i].meta["trial_id"] for i in chosen], metric=metric)
+    mixed = np.tensordot(counts / counts.sum(), stacked, axes=1)
+    top1, loss = scores(mixed, labels)
+    singles = [scores(p, labels) for p in probs]
+    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
+    best = min(range(len(singles)), key=lambda i: key(singles[i]))
+    record.update(members=[{"trial_id": members[i].meta["trial_id"], "weight": int(counts[i])} for i in chosen],
+                  val_top1=top1, val_loss=loss, best_member={"trial_id": members[best].meta["trial_id"],
+                                                             "val_top1": singles[best][0], "val_loss": singles[best][1]},
+                  seconds=time.perf_counter() - start)
+    if len(chosen) < 2:
+        record["reason"] = "greedy selection kept a single trial"
+        return _skip(record, start)
+    if not key((top1, loss)) < key(singles[best]):
+        record.update(status="not better", reason="the ensemble did not score better on validation than its best "
+                                                  "member")
+        log.info("fit: ensemble not used: %s", record["reason"])
+        return ensemble, record
+    record["status"] = "chosen"
+    log.info("fit: ensemble of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member %.4f, %.4f)",
+             ensemble.trial_ids, counts[chosen].tolist(), top1, loss, *singles[best])
+    return ensemble, record
+
+
+def _skip(record: dict, start: float | None = None) -> tuple[None, dict]:
+    if start is not None:
+        record["seconds"] = time.perf_counter() - start
+    log.info("fit: no ensemble: %s", record["reason"])
+    return None, record
+
+
+def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, single: tuple[int, TrainedModel],
+                kind: str, *, refit: Any, ensemble: Any, metric: str, deadline: float | None,
+                seed: int = 0) -> FinalModel:
+    """Runs the ensemble and refit steps as the module's rule says; ``deadline`` is wall clock (``time.time()``)."""
+    metadata: dict[str, Any] = {}
+    if spec.compilation_cache:   # the forward passes compiled here persist for later fits, as the trials' do
+        enable_compilation_cache()
+    if ensemble is not False:
+        model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources()[1], single, metric,
+                                                     deadline)
+        if metadata["ensemble"]["status"] == "chosen":
+            if refit is not False:
+                metadata["refit"] = {"status": "skipped", "reason": "the ensemble was chosen (module docstring of "
+                                     "jaxgluon.task.final_model: ensemble=False to refit instead)"}
+            return FinalModel(model, "ensemble", metadata["ensemble"]["val_top1"], metadata)
+    if refit is not False:
+        tid, model = single
+        trial = next(t for t in experiment.trials if t["trial_id"] == tid)
+        epochs = model.meta.get("epoch")
+        probe = read_probe_record(trials_dir / str(tid)) or {}
+        outcome = refit_best(trial["config"], epochs, trial, spec, pathlib.Path(experiment.experiment_dir) / REFIT_DIR,
+                             deadline=deadline, seed=seed, probe=model if epochs == 0 else None,
+                             probe_seconds=probe.get("seconds"))
+        metadata["refit"] = outcome.record
+        if outcome.model is not None:
+            return FinalModel(outcome.model, "refit", None, metadata)
+    return FinalModel(single[1], kind, None, metadata)
+
+
+def load_final_model(path: str | pathlib.Path) -> Any:
+    """The model a saved ``Results`` serves: an :class:`EnsembleModel` or a ``TrainedModel``."""
+    return load_ensemble(path) if is_saved_ensemble(path) else load_trained(path)

@@ -1,0 +1,236 @@
+"""Refit: the best config retrained on training + validation images for its best epoch count, inside the budget.
+
+    outcome = refit_best(config, best_epoch, trial, spec, directory, deadline=time.time() + 30)
+    outcome.model        # a TrainedModel, or None when skipped (outcome.record['reason'] says why)
+
+The refit runs the ordinary trial function (``jaxgluon.train.train_trial``) in this process with ``max_epochs`` =
+the best trial's best epoch, so its learning-rate schedule decays over those epochs, on every image of the split
+(training and validation). Its cost is estimated first from what the best trial measured (setup, first step,
+seconds per epoch scaled by the larger image count); when that does not fit the time left, it is skipped with a
+log line and the reason recorded. A refit model has no held-out validation score: the validation images are in its
+training data. It still reports on a slice of them (one eval batch, the cheapest thing the trial function accepts);
+those figures are not recorded as validation scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import shutil
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from jaxgluon.data import SubsetSource
+from jaxgluon.train import TrainedModel, TrialSpec, load_trained, train_trial
+
+log = logging.getLogger("jaxgluon.task")
+
+REFIT_DIR = "refit"
+#: Margin on the estimate: a refit must be expected to end this much before the deadline (its epochs are longer
+#: than the trial's and a loaded machine varies).
+REFIT_ESTIMATE_MARGIN = 1.2
+
+
+class _ConcatSource:
+    """Two sources of the same classes, one after the other (training then validation images)."""
+
+    def __init__(self, first: Any, second: Any):
+        self.parts = (first, second)
+        self.class_names = list(first.class_names)
+        from jaxgluon.data.sources import source_labels
+
+        self.labels = np.concatenate([source_labels(first), source_labels(second)])
+        sizes = [getattr(s, "image_sizes", None) for s in self.parts]
+        self.image_sizes = None if any(s is None for s in sizes) else np.concatenate([np.asarray(s) for s in sizes])
+        self.default_augment = getattr(first, "default_augment", None)
+
+    def __len__(self) -> int:
+        return len(self.parts[0]) + len(self.parts[1])
+
+    def _locate(self, index: int) -> tuple[Any, int]:
+        n = len(self.parts[0])
+        return (self.parts[0], index) if index < n else (self.parts[1], index - n)
+
+    def __getitem__(self, index: int) -> dict:
+        source, i = self._locate(int(index))
+        return source[i]
+
+    def load(self, index: int, min_side: int | None = None) -> dict:
+        from jaxgluon.data.sources import load_example
+
+        source, i = self._locate(int(index))
+        return load_example(source, i, min_side)
+
+
+def combined_sources(train: Any, val: Any, eval_images: int) -> tuple[Any, Any]:
+    """``(training + validation images, a slice of ``eval_images`` validation images)``: the refit's sources."""
+    if isinstance(train, SubsetSource) and isinstance(val, SubsetSource) and train.source is val.source:
+        everything = SubsetSource(train.source, np.concatenate([train.indices, val.indices]))
+    else:
+        everything = _ConcatSource(train, val)
+    return everything, SubsetSource(val, np.arange(min(len(val), max(1, eval_images))))
+
+
+@dataclasses.dataclass(frozen=True)
+class RefitSpec(TrialSpec):
+    """A ``TrialSpec`` whose training source is the original split's training and validation images together.
+
+    Its ``val_data`` names the refit (it only keys the linear-probe feature cache, so a refit's probe is fitted on
+    the features of every image, not on the trials' cached training-only ones)."""
+
+    base_val_data: str | None = None
+
+    def sources(self) -> tuple[Any, Any]:
+        base = dataclasses.replace(self, val_data=self.base_val_data)
+        train, val = TrialSpec.sources(base)
+        return combined_sources(train, val, self.eval_batch_size or self.batch_size)
+
+
+def refit_spec(spec: TrialSpec) -> RefitSpec:
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TrialSpec)}
+    fields["val_data"] = f"refit:{spec.val_data or f'split:{spec.val_fraction}:{spec.split_seed}'}"
+    return RefitSpec(**fields, base_val_data=spec.val_data)
+
+
+def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> float | None:
+    """Seconds a refit of ``trial`` for ``epochs`` epochs should take, from the trial's reports: its setup (data,
+    weights, the probe) and first step (compilation or a cache load), plus ``epochs`` x its mean seconds per epoch
+    with the training part scaled by ``scale`` (images refit / images the trial trained on). None without reports."""
+    results = [r for r in trial.get("results", []) if r.get("epoch_seconds") is not None]
+    if not results:
+        return None
+    train = float(np.mean([r.get("train_seconds", r["epoch_seconds"]) for r in results]))
+    rest = float(np.mean([r["epoch_seconds"] - r.get("train_seconds", r["epoch_seconds"]) for r in results]))
+    first = results[0]
+    setup = float(first.get("setup_seconds") or 0.0) + float(first.get("first_step_seconds") or 0.0)
+    return setup + epochs * (train * scale + rest)
+
+
+class _Reporter:
+    """The trial-function protocol for one in-process refit run (never stops it early)."""
+
+    def __init__(self, directory: pathlib.Path, max_epochs: int, seed: int, deadline: float | None):
+        self.trial_id, self.checkpoint_dir, self.max_epochs, self.seed = "refit", directory, max_epochs, seed
+        self.deadline = deadline
+        self.results: list[dict] = []
+
+    def __call__(self, **result: Any) -> str:
+        self.results.append(result)
+        return "CONTINUE"
+
+
+@dataclasses.dataclass
+class RefitOutcome:
+    model: TrainedModel | None
+    record: dict
+
+
+def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str, Any], spec: TrialSpec,
+               directory: pathlib.Path, *, deadline: float | None, seed: int = 0,
+               estimate_margin: float = REFIT_ESTIMATE_MARGIN, probe: TrainedModel | None = None,
+               probe_seconds: float | None = None) -> RefitOutcome:
+    """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring). When the
+    best model is a linear probe (``epochs == 0``), the refit is that probe's head fitted again on the features of
+    every image (``probe``: the probe model; its backbone is the pretrained one), estimated from ``probe_seconds``
+    (what the trial's probe took from its start, scaled by the image count).
+
+    ``deadline``: wall clock (``time.time()``) by which the refit must end; it is skipped when its estimate does
+    not fit and abandoned (None model, reason recorded) if the deadline passes mid-epoch (at most one step late).
+    """
+    record: dict[str, Any] = {"trial_id": trial.get("trial_id"), "epochs": epochs, "status": "skipped"}
+    train, val = spec.sources()
+    scale = (len(train) + len(val)) / max(len(train), 1)
+    if not epochs:
+        if probe is None:
+            record["reason"] = "the best model is a linear probe (epoch 0) and no probe model was given to refit"
+            return _skip(record)
+        estimate = None if probe_seconds is None else probe_seconds * scale
+        left = None if deadline is None else deadline - time.time()
+        record["estimate_s"] = estimate
+        if left is not None and (estimate is None or estimate * estimate_margin > left):
+            record["reason"] = ("no probe timing to estimate its refit from" if estimate is None else
+                                f"refitting the linear probe on {len(train) + len(val)} images needs about "
+                                f"{estimate:.1f} s (x{estimate_margin} margin) and {max(left, 0.0):.1f} s are left")
+            return _skip(record)
+        return _refit_probe(probe, train, val, record, deadline)
+    estimate = estimate_seconds(trial, epochs, scale)
+    record.update(estimate_s=estimate, num_images=len(train) + len(val))
+    left = None if deadline is None else deadline - time.time()
+    if estimate is None:
+        record["reason"] = f"trial {trial.get('trial_id')} reported no epoch timings to estimate a refit from"
+        return _skip(record)
+    if left is not None and estimate * estimate_margin > left:
+        record["reason"] = (f"a refit of {epochs} epoch(s) on {len(train) + len(val)} images needs about "
+                            f"{estimate:.1f} s (x{estimate_margin} margin) and {max(left, 0.0):.1f} s are left")
+        return _skip(record)
+    if directory.exists():   # a former call's refit (a resumed fit; maybe another config): start afresh
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    reporter = _Reporter(directory, epochs, seed, deadline)
+    start = time.perf_counter()
+    try:
+        train_trial(dict(config), reporter, refit_spec(spec))
+    except Exception as err:  # noqa: BLE001 -- a failed refit keeps the search's model; the error is recorded
+        log.warning("fit: the refit failed (%s: %s); keeping the search's model", type(err).__name__, err)
+        record.update(status="failed", reason=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
+        return RefitOutcome(None, record)
+    record["seconds"] = time.perf_counter() - start
+    done = [r["epoch"] for r in reporter.results]
+    if epochs not in done:
+        record.update(status="incomplete", reason=f"the deadline came during refit epoch {max(done, default=0) + 1} "
+                                                   f"of {epochs}")
+        log.info("fit: refit abandoned: %s", record["reason"])
+        return RefitOutcome(None, record)
+    model = load_trained(directory, epoch=epochs)
+    model.meta.update(final_model="refit", refit_of_trial=trial.get("trial_id"), num_train_images=len(train) + len(val))
+    for key in ("reward", "val_top1", "val_loss"):   # measured on images it trained on: not validation scores
+        model.meta.pop(key, None)
+    record["status"] = "completed"
+    log.info("fit: refit trial %s's config on %d images for %d epoch(s) in %.1f s (estimated %.1f s)",
+             trial.get("trial_id"), len(train) + len(val), epochs, record["seconds"], estimate)
+    return RefitOutcome(model, record)
+
+
+def _skip(record: dict) -> RefitOutcome:
+    log.info("fit: refit skipped: %s", record["reason"])
+    return RefitOutcome(None, record)
+
+
+def _refit_probe(probe: TrainedModel, train: Any, val: Any, record: dict, deadline: float | None) -> RefitOutcome:
+    """The probe's classifier refitted on the pooled features of training + validation images (same backbone)."""
+    from jaxgluon import data as jdata
+    from jaxgluon.train.linear_probe import DeadlinePassed, fit_linear_head, pooled_features
+
+    everything = combined_sources(train, val, 1)[0]
+    record.update(num_images=len(everything), kind="linear_probe")
+    start = time.perf_counter()
+    loader = jdata.make_loader(everything, batch_size=probe.batch_size, image_size=probe.image_size,
+                               mean=probe.mean, std=probe.std, train=False)
+    steps = probe._steps
+    try:
+        feats, labels = pooled_features(lambda b: steps.features_step(probe.state, steps.shard(b)["image"]), loader,
+                                        deadline)
+    except DeadlinePassed as passed:
+        record.update(status="incomplete", reason=f"the deadline came while computing the features ({passed})",
+                      seconds=time.perf_counter() - start)
+        log.info("fit: probe refit abandoned: %s", record["reason"])
+        return RefitOutcome(None, record)
+    if deadline is not None and time.time() >= deadline:
+        record.update(status="incomplete", reason="the deadline came before the head was fitted")
+        return RefitOutcome(None, record)
+    kernel, bias = fit_linear_head(feats, labels, probe.num_classes)
+    variables = probe.state.variables()   # pure dicts: the probe model's own state stays as it is
+    fc = variables["params"]["fc"]
+    if tuple(fc["kernel"].shape) != tuple(kernel.shape):
+        raise ValueError(f"head kernel {kernel.shape} does not fit {probe.net}'s classifier {fc['kernel'].shape}")
+    fc = {**fc, "kernel": np.asarray(kernel, fc["kernel"].dtype), "bias": np.asarray(bias, fc["bias"].dtype)}
+    state = probe.state.replace_variables({**variables, "params": {**variables["params"], "fc": fc}})
+    meta = {k: v for k, v in probe.meta.items() if k not in ("reward", "val_top1", "val_loss", "trial_id")}
+    meta.update(final_model="refit", refit_of_trial=record.get("trial_id"), num_train_images=len(everything))
+    model = TrainedModel(state, meta, batch_size=probe.batch_size)
+    record.update(status="completed", seconds=time.perf_counter() - start)
+    log.info("fit: refit trial %s's linear probe on %d images in %.1f s", record.get("trial_id"), len(everything),
+             record["seconds"])
+    return RefitOutcome(model, record)

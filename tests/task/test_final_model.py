@@ -1,0 +1,220 @@
+"""Refit and ensemble: Caruana selection as a pure function, the refit's budget check, and both final models served
+by Results and round-tripping through save/load."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from jaxgluon import ImageClassification as task
+from jaxgluon.space import Real
+from jaxgluon.space.optimizer import Adam
+from jaxgluon.task import Results
+from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensemble, scores
+from jaxgluon.task.final_model import stage_reserve
+from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
+from jaxgluon.train import TrialSpec, load_trained
+from jaxgluon.train.integrity import SavedModelError
+
+from task_files import FAST
+
+IMAGES = np.stack([np.full((20, 20, 3), v, np.uint8) for v in (40, 90, 160, 220)])
+
+
+def test_greedy_selection_hand_checked_case():
+    # A is right on image 0 only, B on image 1 only; their mean is right on both (0.675 each)
+    a = [[0.9, 0.1], [0.45, 0.55]]
+    b = [[0.45, 0.55], [0.9, 0.1]]
+    labels = np.array([0, 0])
+    probs = np.array([a, b])
+    # round 1: tie on top-1 and log-loss, the earlier (A); round 2: A+B is right on both; round 3 (2:1) has a
+    # worse log-loss (0.399 vs 0.393), so round 2's counts are kept
+    assert greedy_selection(probs, labels, "accuracy", rounds=3).tolist() == [1, 1]
+    assert greedy_selection(probs, labels, "log_loss", rounds=3).tolist() == [1, 1]
+    # a candidate that is best alone and not helped by others: selected alone, with replacement
+    c = [[0.99, 0.01], [0.99, 0.01]]
+    assert greedy_selection(np.array([a, b, c]), labels, "log_loss", rounds=5).tolist() == [0, 0, 1]
+
+
+def test_docstring_example_runs():
+    import doctest
+    import jaxgluon.task.ensemble as module
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "accuracy"])
+def test_greedy_selection_is_never_worse_than_its_best_candidate(metric):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        logits = rng.normal(size=(4, 30, 3)) * rng.uniform(0.5, 3)
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        labels = rng.integers(0, 3, 30)
+        counts = greedy_selection(probs, labels, metric)
+        top1, loss = scores(np.tensordot(counts / counts.sum(), probs, axes=1), labels)
+        singles = [scores(p, labels) for p in probs]
+        if metric == "log_loss":
+            assert loss <= min(s[1] for s in singles) + 1e-12
+        else:
+            assert top1 >= max(s[0] for s in singles)
+
+
+def test_greedy_selection_rejects_bad_input():
+    with pytest.raises(ValueError, match="probs must be"):
+        greedy_selection(np.zeros((2, 3)), np.zeros(3, int))
+    with pytest.raises(ValueError, match="metric"):
+        greedy_selection(np.full((1, 2, 2), 0.5), np.zeros(2, int), "auc")
+
+
+def test_stage_reserve_and_refit_estimate():
+    assert stage_reserve(None, True, True) == 0.0
+    assert stage_reserve(100, False, False) == 0.0
+    assert stage_reserve(100, False, "auto") == 5.0 and stage_reserve(100, True, False) == 25.0
+    assert stage_reserve(4, False, "auto") == pytest.approx(0.2) and stage_reserve(4, False, True) == 0.5
+    assert stage_reserve(100, False, True, num_trials=1) == 0.0     # no ensemble of one trial
+    trial = {"results": [{"epoch_seconds": 3.0, "train_seconds": 2.0, "setup_seconds": 4.0, "first_step_seconds": 1.0},
+                         {"epoch_seconds": 3.0, "train_seconds": 2.0}]}
+    assert estimate_seconds(trial, 2, 1.5) == pytest.approx(4.0 + 1.0 + 2 * (2.0 * 1.5 + 1.0))
+    assert estimate_seconds({"results": []}, 2, 1.0) is None
+
+
+def test_refit_sources_hold_every_split_image(image_folders):
+    train, val = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25).sources()
+    everything, check = combined_sources(train, val, 8)
+    assert len(everything) == len(train) + len(val) == 80 and len(check) == 8
+    assert sorted(everything.indices.tolist()) == list(range(80))
+
+
+def test_refit_is_skipped_with_the_reason_when_it_does_not_fit(image_folders, tmp_path):
+    spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16)
+    trial = {"trial_id": 3, "results": [{"epoch": 1, "epoch_seconds": 5.0, "train_seconds": 4.0}]}
+    outcome = refit_best({"net": "cifar_resnet20_v1"}, 2, trial, spec, tmp_path / "refit", deadline=time.time() + 3)
+    assert outcome.model is None and outcome.record["status"] == "skipped"
+    assert "needs about" in outcome.record["reason"] and outcome.record["estimate_s"] > 3
+    assert not (tmp_path / "refit").exists()   # nothing ran
+    probe = refit_best({}, 0, trial, spec, tmp_path / "refit", deadline=None)
+    assert probe.model is None and "linear probe" in probe.record["reason"]
+
+
+@pytest.fixture(scope="module")
+def two_trials(image_folders, tmp_path_factory):
+    dataset = task.Dataset(train_path=str(image_folders[0]), test_path=str(image_folders[1]))
+    out = tmp_path_factory.mktemp("ensemble")
+    results = task.fit(dataset, num_trials=2, epochs=2, lr_scheduler="constant", executor="in_process",
+                       output_directory=out / "exp", ensemble=True,
+                       **{**FAST, "optimizer": Adam(learning_rate=Real(1e-3, 1e-2, log=True))})
+    return dataset, results, out
+
+
+def test_fit_records_the_ensemble_and_lists_it(two_trials):
+    _, results, _ = two_trials
+    record = results.metadata["ensemble"]
+    assert record["candidates"] and sorted(record["candidates"]) == [0, 1]
+    # built on these validation predictions: never worse than its best member there
+    assert record["val_loss"] <= record["best_member"]["val_loss"] + 1e-9
+    built = record["status"] in ("chosen", "not better")    # else selection kept one trial: no ensemble row
+    assert built == (len(record["members"]) >= 2), record
+    rows = results.leaderboard_rows()
+    assert [r["model"] for r in rows] == ["trial", "trial"] + ["ensemble"] * built
+    if built:
+        assert rows[-1]["best_reward"] == record["val_top1"] and rows[-1]["status"] == record["status"]
+        assert rows[-1]["trial_id"] is None and rows[-1]["members"]
+    assert sum(bool(r["final"]) for r in rows) == 1
+    assert (results.metadata["final_model"] == "ensemble") == (record["status"] == "chosen")
+    frame = results.leaderboard()
+    assert {"model", "final"} <= set(frame.columns) and list(frame.columns)[-1] == "error"
+    assert len(frame) == 2 + built and str(frame["trial_id"].dtype) == "Int64"
+    assert list(frame["model"]) == [r["model"] for r in rows]
+
+
+def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trials):
+    _, results, _ = two_trials
+    meta = {**results.metadata, "final_model": "ensemble",
+            "refit": {"status": "incomplete", "trial_id": 1, "epochs": 2, "seconds": 3.5,
+                      "reason": "the deadline came during refit epoch 2 of 2"},
+            "ensemble": {"status": "chosen", "val_top1": 0.95, "val_loss": 0.2, "seconds": 0.4,
+                         "members": [{"trial_id": 1, "weight": 3}, {"trial_id": 0, "weight": 1}]}}
+    shown = Results(0.95, results.config, meta, results.trials, results.model)
+    rows = shown.leaderboard_rows()
+    assert [(r["model"], r["trial_id"], r["final"]) for r in rows[2:]] == [("refit", 1, False), ("ensemble", None, True)]
+    assert rows[2]["best_reward"] is None and "deadline" in rows[2]["error"]      # a refit has no validation score
+    assert rows[3]["best_reward"] == 0.95 and rows[3]["members"] == "1x3, 0x1"
+    assert not any(r["final"] for r in rows[:2])
+    skipped = {**meta, "final_model": "single", "refit": {"status": "skipped", "reason": "no time"},
+               "ensemble": {"status": "skipped", "reason": "1 trial(s)"}}
+    rows = Results(0.9, results.config, skipped, results.trials, results.model).leaderboard_rows()
+    assert [r["model"] for r in rows] == ["trial", "trial"] and rows[0]["final"]   # skipped: metadata only
+
+
+def test_a_probe_is_refitted_on_every_image_with_the_same_backbone(two_trials, image_folders, tmp_path):
+    _, results, out = two_trials
+    spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16)
+    probe = load_trained(out / "exp" / "trials" / "0")       # stands in for a probe model: any backbone + head
+    trial = results.trials[0]
+    skipped = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=time.time() + 1.0, probe=probe,
+                         probe_seconds=10.0)
+    assert skipped.model is None and "needs about 13.3 s" in skipped.record["reason"]   # 10 s x 80/60 images
+    outcome = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=None, probe=probe)
+    refit = outcome.model
+    assert outcome.record["status"] == "completed" and outcome.record["kind"] == "linear_probe"
+    assert refit.meta["num_train_images"] == 80 and refit.meta["final_model"] == "refit"
+    old, new = probe.state.variables()["params"], refit.state.variables()["params"]
+    np.testing.assert_array_equal(np.asarray(old["conv1"]["kernel"]), np.asarray(new["conv1"]["kernel"]))
+    assert not np.array_equal(np.asarray(old["fc"]["kernel"]), np.asarray(new["fc"]["kernel"]))
+    np.testing.assert_allclose(refit.predict_proba(IMAGES).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
+    dataset, results, out = two_trials
+    members = [load_trained(out / "exp" / "trials" / str(t)) for t in (0, 1)]
+    ensemble = EnsembleModel(members, [2.0, 1.0], trial_ids=[0, 1])
+    expected = (2 * members[0].predict_proba(IMAGES) + members[1].predict_proba(IMAGES)) / 3
+    np.testing.assert_allclose(ensemble.predict_proba(IMAGES), expected, rtol=1e-6)
+    served = Results(0.5, results.config, {**results.metadata, "final_model": "ensemble"}, results.trials, ensemble)
+    again = Results.load(served.save(out / "saved"))
+    assert isinstance(again.model, EnsembleModel) and again.model.weights.tolist() == [2.0, 1.0]
+    np.testing.assert_array_equal(again.predict_proba(IMAGES), served.predict_proba(IMAGES))
+    assert again.evaluate(dataset) == served.evaluate(dataset)
+    ind, prob = again.predict(IMAGES[0])
+    assert ind.shape == () and 0 <= float(prob) <= 1
+    # a changed weight in ensemble.json is caught by the manifest; a bad one by the schema
+    path = out / "saved" / "model" / "ensemble.json"
+    text = path.read_text()
+    path.write_text(text.replace("2.0", "3.0", 1))
+    with pytest.raises(SavedModelError, match="ensemble.json"):
+        Results.load(out / "saved")
+    path.write_text(text)
+    ensemble.save(out / "bare")
+    (out / "bare" / "manifest.json").unlink()
+    spec = json.loads(text)
+    spec.pop("manifest")
+    spec["weights"][0] = -1.0
+    (out / "bare" / "ensemble.json").write_text(json.dumps(spec))
+    with pytest.warns(RuntimeWarning, match="no manifest"), pytest.raises(SavedModelError, match="weights"):
+        load_ensemble(out / "bare")
+
+
+def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tmp_path):
+    dataset = task.Dataset(train_path=str(image_folders[0]), test_path=str(image_folders[1]))
+    results = task.fit(dataset, num_trials=1, epochs=1, lr_scheduler="constant", executor="in_process",
+                       output_directory=tmp_path / "exp", refit=True, ensemble=False, **FAST)
+    meta = results.metadata
+    assert meta["final_model"] == "refit" and meta["refit"]["status"] == "completed", meta.get("refit")
+    assert meta["refit"]["num_images"] == 80 and results.model.meta["num_train_images"] == 80
+    assert "val_top1" not in results.model.meta          # it trained on the validation images
+    rows = results.leaderboard_rows()
+    assert results.reward == rows[0]["best_reward"]     # the best trial's validation top-1: a refit has none
+    assert [r["model"] for r in rows] == ["trial", "refit"] and rows[-1]["final"] and rows[-1]["best_reward"] is None
+    again = Results.load(results.save(tmp_path / "saved"))
+    np.testing.assert_array_equal(again.predict_proba(IMAGES), results.predict_proba(IMAGES))
+    assert again.metadata["final_model"] == "refit" and again.model.meta["final_model"] == "refit"
+
+
+def test_refit_and_ensemble_arguments_are_validated(image_folders):
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    with pytest.raises(ValueError, match="refit must be True, False or 'auto'"):
+        task.fit(dataset, refit="yes", **FAST)
+    with pytest.raises(ValueError, match="ensemble must be"):
+        task.fit(dataset, ensemble=2, **FAST)
