@@ -124,7 +124,9 @@ def _loader_and_step(args: argparse.Namespace, results) -> dict:
     from jaxgluon.train.steps import PROGRAMS, make_mesh
     from jaxgluon.train.trial import TrialSpec
 
-    config = dict(results.config)
+    # the best network's config (the final model may be the pixel kernel model or an ensemble)
+    config = dict(results.config if results.config.get("net") in models.list_models() else
+                  min(results.trials, key=lambda t: t["trial_id"])["config"])
     spec = TrialSpec(train_data=args.data,
                      image_size=results.metadata["image_size"], batch_size=results.metadata["batch_size"])
     train_src, _ = spec.sources()
