@@ -82,9 +82,9 @@ class RefitSpec(TrialSpec):
 
     base_val_data: str | None = None
 
-    def sources(self) -> tuple[Any, Any]:
+    def sources(self, caches: Any = None) -> tuple[Any, Any]:
         base = dataclasses.replace(self, val_data=self.base_val_data)
-        train, val = TrialSpec.sources(base)
+        train, val = TrialSpec.sources(base, caches)
         return combined_sources(train, val, self.eval_batch_size or self.batch_size)
 
 
