@@ -107,7 +107,9 @@ def test_samples_lie_in_the_space_and_round_trip(space, seed):
         assert (one_hot | (block == INACTIVE_VALUE).all(axis=1)).all()
 
 
-@SETTINGS
+# derandomized: a 2-point grid is a product over the space's dimensions, and a rare random draw of a large nested
+# space made this test take 153 s in one CI run (2 s in others); the fixed draws keep its time the same in every run
+@settings(SETTINGS, derandomize=True)
 @given(space=spaces)
 def test_grid_and_default_lie_in_the_space_and_round_trip(space):
     cs = compile_space(space)
