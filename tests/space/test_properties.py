@@ -107,8 +107,9 @@ def test_samples_lie_in_the_space_and_round_trip(space, seed):
         assert (one_hot | (block == INACTIVE_VALUE).all(axis=1)).all()
 
 
-# derandomized: a 2-point grid is a product over the space's dimensions, and a rare random draw of a large nested
-# space made this test take 153 s in one CI run (2 s in others); the fixed draws keep its time the same in every run
+# derandomized, so that its draws (and its time) are the same in every run. NOTE: inside the full CI suite this test
+# takes ~155 s against ~0.3-2 s alone or after tests/data, models, scheduler and searcher; the cause (something an
+# earlier test leaves behind, perhaps tests/experiments' notebook kernel) is not found yet
 @settings(SETTINGS, derandomize=True)
 @given(space=spaces)
 def test_grid_and_default_lie_in_the_space_and_round_trip(space):
