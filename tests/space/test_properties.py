@@ -109,7 +109,7 @@ def test_samples_lie_in_the_space_and_round_trip(space, seed):
 
 # derandomized, so that its draws (and its time) are the same in every run. NOTE: inside the full CI suite this test
 # takes ~155 s against ~0.3-2 s alone or after tests/data, models, scheduler and searcher; the cause (something an
-# earlier test leaves behind, perhaps tests/experiments' notebook kernel) is not found yet
+# earlier test leaves behind; not the notebook) is not found yet
 @settings(SETTINGS, derandomize=True)
 @given(space=spaces)
 def test_grid_and_default_lie_in_the_space_and_round_trip(space):
