@@ -16,6 +16,8 @@ from jaxgluon.train import trial as trial_module
 from jaxgluon.train.linear_probe import DeadlinePassed
 from jaxgluon.tune import tune
 
+from tests.recording_reporter import RecordingReporter
+
 SHARED_WEIGHTS = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "cifar10_resnet"
 PRETRAINED = dict(net="cifar_resnet20_v1", optimizer=Adam(learning_rate=1e-3), image_size=16, batch_size=8,
                   pretrained=True, verbose=False)
@@ -39,23 +41,11 @@ def in_process(monkeypatch):
     monkeypatch.setattr(fit_module, "tune", tune_in_process)
 
 
-class Reporter:
-    def __init__(self, directory: pathlib.Path, max_epochs: int = 1):
-        self.trial_id, self.seed, self.max_epochs, self.deadline = 0, 0, max_epochs, None
-        self.checkpoint_dir = pathlib.Path(directory)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.results: list[dict] = []
-
-    def __call__(self, **result):
-        self.results.append(result)
-        return "CONTINUE"
-
-
-def _warm_up(folder: pathlib.Path, tmp_path: pathlib.Path) -> tuple[TrialSpec, Reporter]:
+def _warm_up(folder: pathlib.Path, tmp_path: pathlib.Path) -> tuple[TrialSpec, RecordingReporter]:
     spec = TrialSpec(train_data=str(folder), val_fraction=0.25, image_size=16, pretrained=True)
     config = {"net": "cifar_resnet20_v1", "optimizer": {"name": "adam", "learning_rate": 1e-3},
               "lr_scheduler": "constant", "batch_size": 8}
-    reporter = Reporter(tmp_path / "warm", max_epochs=1)
+    reporter = RecordingReporter(tmp_path / "warm", max_epochs=1)
     train_trial(config, reporter, spec)
     return spec, reporter
 

@@ -3,7 +3,6 @@ handful of programs, and every later trial of that shape -- whatever its optimiz
 BatchNorm freezing -- compiles and traces nothing."""
 from __future__ import annotations
 
-import pathlib
 
 import jax
 import pytest
@@ -15,18 +14,7 @@ from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.steps import PROGRAMS
 
 from tests.conftest import SHARED
-
-
-class Reporter:
-    def __init__(self, directory: pathlib.Path, seed: int):
-        self.trial_id, self.seed, self.max_epochs = seed, seed, 1
-        self.checkpoint_dir = directory
-        directory.mkdir(parents=True)
-        self.results: list[dict] = []
-
-    def __call__(self, **result):
-        self.results.append(result)
-        return "CONTINUE"
+from tests.recording_reporter import RecordingReporter
 
 
 CONFIGS = [
@@ -51,7 +39,7 @@ def test_later_trials_compile_nothing(tmp_path, monkeypatch, freeze):
     caches = TrialCaches()        # what fit makes per call and hands every trial
     runs = []
     for i, config in enumerate(CONFIGS if not freeze else CONFIGS[:2]):   # keep the suite short
-        reporter = Reporter(tmp_path / str(i), seed=i)
+        reporter = RecordingReporter(tmp_path / str(i), trial_id=i, seed=i)
         with CompileCounter() as counter:
             train_trial(config, reporter, spec, caches)
         runs.append((reporter.results[0], counter))

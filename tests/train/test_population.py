@@ -3,7 +3,6 @@ refilled slots start fresh without recompiling, a diverging member fails alone, 
 PBT clone instruction works through checkpoints for ordinary trials."""
 from __future__ import annotations
 
-import pathlib
 
 import jax
 import numpy as np
@@ -16,22 +15,12 @@ from jaxgluon.train import population as population_module
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR
 
+from tests.recording_reporter import RecordingReporter
+
 CONFIG = {"net": "cifar_resnet20_v1", "lr_scheduler": "cosine",
           "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4}}
 EPOCHS = 2
 SEED = 7
-
-
-class Reporter:
-    def __init__(self, directory: pathlib.Path, trial_id: int = 0, seed: int = SEED, max_epochs: int = EPOCHS):
-        self.trial_id, self.seed, self.max_epochs = trial_id, seed, max_epochs
-        self.checkpoint_dir = pathlib.Path(directory)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.results: list[dict] = []
-
-    def __call__(self, **result):
-        self.results.append(result)
-        return "CONTINUE"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def spec(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ordinary(spec, tmp_path_factory):
     """An ordinary trial of CONFIG with seed SEED, in trials/0 of an experiment-like folder."""
-    reporter = Reporter(tmp_path_factory.mktemp("exp") / "trials" / "0")
+    reporter = RecordingReporter(tmp_path_factory.mktemp("exp") / "trials" / "0", seed=SEED, max_epochs=EPOCHS)
     train_trial(CONFIG, reporter, spec)
     return reporter
 
@@ -188,7 +177,7 @@ def test_memory_is_checked_up_front(spec, monkeypatch):
 def test_pbt_clone_goes_through_checkpoints_for_ordinary_trials(spec, ordinary):
     source_dir = ordinary.checkpoint_dir
     explored = {**CONFIG, "optimizer": {**CONFIG["optimizer"], "learning_rate": 0.04}}
-    reporter = Reporter(source_dir.parent / "1", trial_id=1, seed=11)
+    reporter = RecordingReporter(source_dir.parent / "1", trial_id=1, seed=11, max_epochs=EPOCHS)
     PopulationTrial(spec)({**explored, "pbt_clone": {"trial_id": 0, "epoch": 1, "exploit": 0}}, reporter)
     assert [r["epoch"] for r in reporter.results] == [2]                 # continued after the source's epoch 1
     with TrialCheckpointer(reporter.checkpoint_dir / CHECKPOINT_SUBDIR, read_only=True) as ckpt:
