@@ -47,4 +47,10 @@ steps=" ${GPU_STEPS:-train_step task population input} "
   --sequential-trials 8 --data "$data/cifar10_test_1k"
 [[ $steps == *" input "* ]] && step 04_input_pipeline 60 python3 benchmarks/input_pipeline.py --data "$data/folder5/train" \
   --repeat 8 --batch 128 --epochs 3 --rounds 2 --modes host,device --workers 8
+# diagnosis of a cold default fit: its timeline (driver and worker log lines), with JAX's default GPU memory
+# preallocation as a user has it, then with XLA's autotuning off
+[[ $steps == *" diag "* ]] && step 05_diag_cold 150 env -u XLA_PYTHON_CLIENT_PREALLOCATE JAXGLUON_LOG_LEVEL=INFO \
+  python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" --time-limits 120 --cold-only
+[[ $steps == *" diag "* ]] && step 06_diag_autotune0 85 env JAXGLUON_LOG_LEVEL=INFO XLA_FLAGS=--xla_gpu_autotune_level=0 \
+  python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" --time-limits 60 --cold-only
 echo "=== done in ${SECONDS}s"

@@ -6,7 +6,8 @@
 set -euo pipefail
 dir=${1:-.gpu}
 shared=${SHARED:-../shared}
-grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >>.git/info/exclude
+exclude="$(git rev-parse --git-common-dir)/info/exclude"; mkdir -p "$(dirname "$exclude")"
+grep -qx "/$dir/" "$exclude" 2>/dev/null || echo "/$dir/" >>"$exclude"
 rm -rf "$dir" && mkdir -p "$dir/folder5/train" "$dir/folder5/val" "$dir/weights"
 # 5 classes of imagenette_small (224 px JPEGs): 40 training and 20 test images each.
 for c in $(ls "$shared/data/imagenette_small/train" | sort | head -5); do

@@ -163,6 +163,8 @@ def _loader_and_step(args: argparse.Namespace, results) -> dict:
 
 def child(args: argparse.Namespace) -> dict:
     import jax
+    from jaxgluon.tune.process_pool import configure_logging_from_env
+    configure_logging_from_env()   # JAXGLUON_LOG_LEVEL=INFO: the fit's and its workers' start-up timelines
     cold = _fit_once(args, "cold")
     if args.cold_only:
         return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind, "cold": cold["figures"]}

@@ -165,6 +165,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         space["batch_size"] = batch_size
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
+    log.info("fit: defaults chosen at %.2f s", time.perf_counter() - started)
     compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
     space_size = compiled.size
     default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
@@ -199,6 +200,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         contender = pixel_model is True or defaults.pixel_model
         pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed,
                                 max_train_images=MAX_TRAIN_IMAGES if contender else FALLBACK_MAX_IMAGES)
+    log.info("fit: data scanned%s at %.2f s", "" if pixel is None else ", pixel model fitted",
+             time.perf_counter() - started)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
@@ -214,6 +217,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           trial_timeout=trial_timeout, ray_address=ray_address, storage_path=storage_path,
                           max_failures=max_failures)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
+    log.info("fit: search ended at %.2f s", time.perf_counter() - started)
     restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
     stage = None

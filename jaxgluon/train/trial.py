@@ -245,9 +245,15 @@ def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cache
         _train_trial(config, reporter, spec, caches or PROCESS_CACHES, counter, time.perf_counter())
 
 
+def _phase(reporter: Any, called: float, what: str) -> None:
+    """One line of a trial's start-up timeline (``JAXGLUON_LOG_LEVEL=INFO`` shows it from worker processes too)."""
+    log.info("trial %s: %s at %.2f s", getattr(reporter, "trial_id", "?"), what, time.perf_counter() - called)
+
+
 def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches,
                  counter: CompileCounter, called: float) -> None:
     trial = TrialConfig.from_dict(config)
+    _phase(reporter, called, f"started ({trial.net})")
     if spec.compilation_cache:
         enable_compilation_cache()
     train_src, val_src = spec.sources(caches)
@@ -256,6 +262,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
     image_size = int(spec.image_size or info["input_size"])
     mean, std = tuple(info["mean"]), tuple(info["std"])
     mesh = make_mesh()
+    _phase(reporter, called, f"data sources and {mesh.size} device(s) ready ({jax.default_backend()})")
     steps = PROGRAMS.steps(mesh)
     batch_size = _batch_size(trial.batch_size or spec.batch_size, mesh.size, len(train_src))
     eval_batch_size = -(-(spec.eval_batch_size or batch_size) // mesh.size) * mesh.size
@@ -270,6 +277,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
             return
         model = models.get_model(trial.net, len(class_names), pretrained=spec.pretrained if start == 0 else False,
                                  dtype=dtype, seed=seed)
+        _phase(reporter, called, "model built")
         meta = (ckpt.restore_meta(start) if start else
                 _initial_meta(trial, config, model, class_names, image_size, mean, std, seed, dtype))
         # the eval and train steps compile in the background while the probe runs (once per shape and process)
@@ -301,6 +309,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
                     "first_batch_images": passed.first_batch[0], "first_batch_seconds": passed.first_batch[1],
                     "images_total": len(train_src)})
                 return
+            _phase(reporter, called, f"probe features of {len(labels)} images ready")
             set_head(model, *fit_linear_head(feats, labels, len(class_names)))
             meta["head_init"] = "linear_probe"
             first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
@@ -319,7 +328,9 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
                                             std=std, worker_count=spec.worker_count, cache=spec.cache,
                                             decoded=caches.decoded)
         if probed:  # the linear-probe model is the trial's first model: scored and checkpointed as epoch 0
+            _phase(reporter, called, "probe head fitted")
             warm.wait_eval()
+            _phase(reporter, called, "eval step compiled")
             probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called)
             if probe is None:
                 return
@@ -330,7 +341,10 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
                                                worker_count=spec.worker_count, augment=spec.augment,
                                                cache=spec.cache, decoded=caches.decoded)
         with contextlib.closing(iter(train_loader)) as batches:      # releases loader workers on PAUSE/STOP
+            if probed:
+                _phase(reporter, called, "probe scored")
             warm.wait_train()
+            _phase(reporter, called, "train step compiled; epochs start")
             first_result["setup_seconds"] = time.perf_counter() - called
             _run_epochs(steps, state, batches, train_loader.steps_per_epoch, val_loader, ckpt, meta, reporter,
                         range(start + 1, max_epochs + 1), first_result, counter, spec.metric)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Any, Callable
 
@@ -82,9 +83,15 @@ class WarmStart:
     def _run(self, steps: Any, state: Any, train_batch: int, eval_batch: int, image_size: int) -> None:
         try:
             split = NamedSharding(steps.mesh, PartitionSpec("data"))
+            start = time.perf_counter()
             steps.eval_step.lower(state, abstract_batch(eval_batch, image_size, split)).compile()
             self._eval_done.set()
+            log.info("warm start: eval step (batch %d, %d px) compiled in %.2f s", eval_batch, image_size,
+                     time.perf_counter() - start)
+            start = time.perf_counter()
             steps.train_step.lower(state, abstract_batch(train_batch, image_size, split)).compile()
+            log.info("warm start: train step (batch %d, %d px) compiled in %.2f s", train_batch, image_size,
+                     time.perf_counter() - start)
         except Exception as err:  # noqa: BLE001 -- a warm-up is an optimisation; the trial compiles on its own
             self.error = f"{type(err).__name__}: {err}"
             log.info("background compilation failed (%s); the trial compiles its steps itself", self.error)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -48,6 +49,27 @@ except ImportError:  # not POSIX
 from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome, run_trial
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: Environment variable naming a logging level ('INFO', 'DEBUG'): worker processes (which have no logging set up of
+#: their own) then print jaxgluon's log lines -- a trial's start-up timeline, compile times -- to stderr.
+LOG_LEVEL_ENV = "JAXGLUON_LOG_LEVEL"
+log = logging.getLogger("jaxgluon.tune")
+
+
+def configure_logging_from_env() -> None:
+    """Sends the ``jaxgluon`` loggers' lines at ``$JAXGLUON_LOG_LEVEL`` and above to stderr, with wall-clock times
+    and the process id, when that variable is set (``JAXGLUON_LOG_LEVEL=INFO python my_fit.py`` shows what the
+    trials' worker processes are doing); other libraries' logging is left alone. Idempotent."""
+    level = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+    logger = logging.getLogger("jaxgluon")
+    if not level or any(getattr(h, "_jaxgluon_env", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d pid %(process)d %(name)s: %(message)s",
+                                           datefmt="%H:%M:%S"))
+    handler._jaxgluon_env = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False   # else a root handler (basicConfig elsewhere) prints every line twice
 
 
 def _available_cpus() -> list[int]:
@@ -104,15 +126,18 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
     if parent_pid is not None:
         die_with_parent(parent_pid)
     os.environ.update(env)
+    configure_logging_from_env()
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
+    start = time.perf_counter()
     try:
         train_fn: Callable[[dict, Any], Any] | None = pickle.loads(train_fn_bytes)
+        log.info("worker: trial function loaded (imports) in %.2f s", time.perf_counter() - start)
         load_error = None
     except Exception as err:  # noqa: BLE001 -- reported per trial below
         train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: {type(err).__name__}: "
                                       f"{err}", traceback_module.format_exc())
-    conn.send(("ready",))
+    conn.send(("ready", time.time()))
     fences: dict[str, Any] = {}
     while True:
         try:
@@ -146,6 +171,7 @@ class _Worker:
     launch: TrialLaunch | None = None
     cancelled: bool = False
     ready: bool = False  # the worker process started and loaded train_fn
+    spawned: float = dataclasses.field(default_factory=time.time)
 
 
 @contextlib.contextmanager
@@ -360,6 +386,8 @@ class ProcessPoolExecutor(Executor):
                     return None
             elif message[0] == "ready":
                 worker.ready = True
+                log.info("worker %d (pid %s) was ready %.2f s after its spawn", worker.index, worker.process.pid,
+                         message[1] - worker.spawned)
             elif message[0] == "started" and self.on_started is not None:
                 self.on_started(message[1])
             elif message[0] == "done":
