@@ -8,6 +8,11 @@ Each checkpoint (orbax step = epoch number) holds three items:
 
 Retention keeps the ``max_to_keep`` latest epochs (to resume) plus the single best by ``metrics['reward']``.
 
+With ``background=True`` (a trial's own checkpointer) ``save`` only copies the arrays to host memory; Orbax's own
+work -- its synchronous part cost 0.4-1.1 s per save of efficientnet_lite0 on CPU and ~0.7 s on an H200, as long as
+the epoch itself there -- runs in one writer thread. Every other method first waits for that writer, so reads see
+every save made before them; ``save(..., on_written=f)`` calls ``f()`` in the writer once the checkpoint is on disk.
+
     ckpt = TrialCheckpointer(trial_dir / 'checkpoints')
     ckpt.save(epoch, state, reward=val_acc, meta={'net': 'resnet18_v1', ...})
     state = ckpt.restore(ckpt.latest_epoch(), state)      # state is the template (shapes, shardings)
@@ -15,9 +20,11 @@ Retention keeps the ``max_to_keep`` latest epochs (to resume) plus the single be
 """
 from __future__ import annotations
 
+import concurrent.futures
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -32,7 +39,7 @@ class TrialCheckpointer:
     """An Orbax ``CheckpointManager`` for one trial's directory (created if missing)."""
 
     def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 2, async_save: bool = True,
-                 read_only: bool = False):
+                 read_only: bool = False, background: bool = False):
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1 (the latest checkpoint is needed to resume), got {max_to_keep}")
         self.directory = pathlib.Path(directory).absolute()
@@ -44,30 +51,55 @@ class TrialCheckpointer:
             best_fn=_reward, best_mode="max", preservation_policy=policy, enable_async_checkpointing=async_save,
             create=not read_only, read_only=read_only)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._writer = (concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxgluon-ckpt")
+                        if background else None)
+        self._pending: concurrent.futures.Future | None = None
+
+    def _flush(self) -> None:
+        """Waits for the writer's save in flight, if any; re-raises its error here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def latest_epoch(self) -> int | None:
         """The last saved epoch, or None for a fresh trial."""
+        self._flush()
         return self._manager.latest_step()
 
     def best_epoch(self) -> int | None:
         """The saved epoch with the highest reward."""
+        self._flush()
         return self._manager.best_step()
 
     def all_epochs(self) -> list[int]:
+        self._flush()
         return sorted(self._manager.all_steps())
 
-    def save(self, epoch: int, state: TrainState, *, reward: float, meta: dict[str, Any]) -> None:
-        """Starts saving ``state`` as ``epoch`` (returns once the arrays are copied off the devices)."""
-        args = ocp.args.Composite(
-            model=ocp.args.StandardSave(state.variables()),
-            train=ocp.args.StandardSave({"step": state.step, "opt_state": state.opt_state}),
-            meta=ocp.args.JsonSave(meta),
-        )
-        if not self._manager.save(int(epoch), args=args, metrics={"reward": float(reward)}, force=True):
+    def save(self, epoch: int, state: TrainState, *, reward: float, meta: dict[str, Any],
+             on_written: Callable[[], None] | None = None) -> None:
+        """Starts saving ``state`` as ``epoch`` (returns once the arrays are copied off the devices; with
+        ``background``, before Orbax starts). ``on_written()`` runs once the checkpoint is complete on disk."""
+        variables, train = state.variables(), {"step": state.step, "opt_state": state.opt_state}
+        if self._writer is None:
+            self._save(int(epoch), variables, train, float(reward), meta, on_written)
+            return
+        self._flush()   # one save in flight at most (and its error surfaces here)
+        variables, train = jax.device_get((variables, train))   # the host copy: later steps may reuse the buffers
+        self._pending = self._writer.submit(self._save, int(epoch), variables, train, float(reward), meta, on_written)
+
+    def _save(self, epoch: int, variables: Any, train: Any, reward: float, meta: dict[str, Any],
+              on_written: Callable[[], None] | None) -> None:
+        args = ocp.args.Composite(model=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
+                                  meta=ocp.args.JsonSave(meta))
+        if not self._manager.save(epoch, args=args, metrics={"reward": reward}, force=True):
             raise RuntimeError(f"orbax declined to save epoch {epoch} in {self.directory}")
+        if on_written is not None:
+            self._manager.wait_until_finished()
+            on_written()
 
     def restore(self, epoch: int, template: TrainState) -> TrainState:
         """The full training state of ``epoch``, placed like ``template``'s arrays."""
+        self._flush()
         restored = self._manager.restore(int(epoch), args=ocp.args.Composite(
             model=ocp.args.StandardRestore(template.variables()),
             train=ocp.args.StandardRestore({"step": template.step, "opt_state": template.opt_state}),
@@ -77,19 +109,23 @@ class TrialCheckpointer:
 
     def restore_variables(self, epoch: int, template: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{'params', 'batch_stats'}`` of ``epoch`` (as saved when no template is given)."""
+        self._flush()
         arg = ocp.args.StandardRestore(template)
         return self._manager.restore(int(epoch), args=ocp.args.Composite(model=arg))["model"]
 
     def restore_meta(self, epoch: int) -> dict[str, Any]:
+        self._flush()
         return self._manager.restore(int(epoch), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
     def reward(self, epoch: int) -> float | None:
         """The validation reward recorded with ``epoch`` (None if it had none)."""
+        self._flush()
         metrics = self._manager.metrics(int(epoch))
         return None if metrics is None else _reward(metrics)
 
     def delete_from(self, epoch: int) -> None:
         """Deletes the checkpoints of ``epoch`` and later (a trial rewound to an earlier state, e.g. a PBT exploit)."""
+        self._flush()
         self._manager.wait_until_finished()
         for step in self.all_epochs():
             if step >= int(epoch):
@@ -97,11 +133,17 @@ class TrialCheckpointer:
 
     def wait(self) -> None:
         """Blocks until every asynchronous save has been written."""
+        self._flush()
         self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self._flush()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+            self._manager.wait_until_finished()
+            self._manager.close()
 
     def __enter__(self) -> "TrialCheckpointer":
         return self

@@ -271,7 +271,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
     dtype = jnp.bfloat16 if spec.use_mixed_precision() else jnp.float32
 
     with TrialCheckpointer(pathlib.Path(reporter.checkpoint_dir) / CHECKPOINT_SUBDIR,
-                           max_to_keep=spec.keep_checkpoints) as ckpt:
+                           max_to_keep=spec.keep_checkpoints, background=True) as ckpt:
         start = ckpt.latest_epoch() or 0
         if start >= max_epochs:
             return
@@ -392,12 +392,15 @@ def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt:
                 return None
         outputs.append(steps.eval_step(state, steps.shard(batch)))
     reward, top1, val_loss = validation_scores(sum_metrics(outputs), metric)
+    record = {"status": "scored", "reward": reward, "val_top1": top1, "val_loss": val_loss,
+              "seconds": time.perf_counter() - called}
+    # the record promises a complete checkpoint: the writer thread writes it once epoch 0 is on disk
+    written = lambda: _write_probe_record(reporter.checkpoint_dir, record)  # noqa: E731
     if 0 not in ckpt.all_epochs():
-        ckpt.save(0, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss})
-        ckpt.wait()   # the record below promises a complete checkpoint
+        ckpt.save(0, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss}, on_written=written)
+    else:
+        written()
     seconds = time.perf_counter() - start
-    _write_probe_record(reporter.checkpoint_dir, {"status": "scored", "reward": reward, "val_top1": top1,
-                                                  "val_loss": val_loss, "seconds": time.perf_counter() - called})
     return {"probe_reward": reward, "probe_top1": top1, "probe_val_loss": val_loss, "probe_eval_seconds": seconds}
 
 
