@@ -22,7 +22,7 @@ else
   export PYTHONPATH=.
 fi
 export PYTHONUNBUFFERED=1 JAXGLUON_WEIGHTS_PATH="$data/weights" JAXGLUON_HOME=/tmp/jaxgluon_home
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# no XLA_PYTHON_CLIENT_PREALLOCATE: fit starts its driver without preallocation itself, as a user runs it
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/00_env.log" 2>&1
 python3 -c "import jax, flax, optax; print(jax.__version__, flax.__version__, optax.__version__, jax.devices())" \
   >>"$out/00_env.log" 2>&1
@@ -41,7 +41,7 @@ step() {  # step NAME SECONDS COMMAND...
 # what to run: GPU_STEPS="train_step task population input" (default: all four)
 steps=" ${GPU_STEPS:-train_step task population input} "
 [[ $steps == *" train_step "* ]] && step 01_train_step 120 python3 benchmarks/gpu_train_step.py
-[[ $steps == *" task "* ]] && step 02_gpu_task 175 python3 benchmarks/gpu_task.py --data "$data/folder5/train" \
+[[ $steps == *" task "* ]] && step 02_gpu_task 175 env JAXGLUON_LOG_LEVEL=INFO python3 benchmarks/gpu_task.py --data "$data/folder5/train" \
   --test-data "$data/folder5/val" --time-limits 60
 [[ $steps == *" population "* ]] && step 03_population 100 python3 benchmarks/population.py --k 32 --epochs 1 \
   --sequential-trials 8 --data "$data/cifar10_test_1k"

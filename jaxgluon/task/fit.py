@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import pathlib
 import tempfile
 import time
@@ -35,6 +36,7 @@ from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PI
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
+from jaxgluon.train.compile_cache import backend_started
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
@@ -156,6 +158,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     check_choice("refit", refit)
     check_choice("ensemble", ensemble)
+    _start_driver_backend(executor)
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -254,6 +257,26 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     reward = float(stage.reward if stage is not None and stage.reward is not None else single_reward)
     log.info("fit: best validation top-1 %.4f with %s (%s, %.1f s)", reward, config, final, elapsed)
     return Results(reward, config, metadata, experiment.trials, model, str(experiment.experiment_dir))
+
+
+#: JAX's GPU memory settings; when the user set none, the driver of worker processes starts without preallocation
+MEMORY_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_CLIENT_MEM_FRACTION",
+              "XLA_PYTHON_CLIENT_ALLOCATOR")
+
+
+def _start_driver_backend(executor: Any) -> None:
+    """Starts this (driver) process's JAX backend without GPU memory preallocation when trials run in other
+    processes: by default JAX takes 75% of a GPU's memory at its first operation, and the driver needs little (the
+    final model), while the trial workers it spawns on the same GPU need the memory. The environment is restored
+    after, so the workers preallocate as usual. Nothing changes when the backend has started already, when the
+    user set any of ``MEMORY_ENV``, or with ``executor='in_process'``."""
+    if executor == "in_process" or backend_started() or any(k in os.environ for k in MEMORY_ENV):
+        return
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    try:
+        jax.devices()
+    finally:
+        os.environ.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
 
 
 def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None,

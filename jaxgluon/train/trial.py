@@ -40,7 +40,7 @@ from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.checkpoint import TrialCheckpointer
-from jaxgluon.train.compile_cache import enable_compilation_cache
+from jaxgluon.train.compile_cache import GPU_AUTOTUNE_LEVEL, enable_compilation_cache, set_compile_flags
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
@@ -79,6 +79,9 @@ class TrialSpec:
       augment: the train augmentation for ``data.make_train_loader`` ('auto' picks by image size).
       keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
       compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
+      gpu_autotune_level: XLA's GPU convolution autotuning level for a trial process whose backend has not started
+        (``train.compile_cache``: 0, off, by default: a cold start compiles in seconds instead of minutes);
+        None leaves XLA's own default. ``XLA_FLAGS`` that set a level win.
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
@@ -106,6 +109,7 @@ class TrialSpec:
     augment: str = "auto"
     keep_checkpoints: int = 2
     compilation_cache: bool = True
+    gpu_autotune_level: int | None = GPU_AUTOTUNE_LEVEL
     head_init: str = "linear_probe"
     freeze_batchnorm: bool | str = "auto"
     cache: bool | int = True
@@ -254,6 +258,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
                  counter: CompileCounter, called: float) -> None:
     trial = TrialConfig.from_dict(config)
     _phase(reporter, called, f"started ({trial.net})")
+    set_compile_flags(spec.gpu_autotune_level)   # a fresh worker: before its backend starts (compile_cache)
     if spec.compilation_cache:
         enable_compilation_cache()
     train_src, val_src = spec.sources(caches)

@@ -88,3 +88,33 @@ def test_persistent_compilation_cache_is_hit_by_a_new_jit(tmp_path):
         disable_compilation_cache()
         if previous:
             enable_compilation_cache(previous)
+
+
+def test_background_writer_keeps_the_steps_free_and_reads_see_every_save(steps, tmp_path):
+    """``background=True``: save() copies to host and returns; the next step may reuse the device buffers; every
+    read waits for the writer; ``on_written`` runs once the checkpoint is complete on disk."""
+    state = fresh_state(steps)
+    written = []
+    with TrialCheckpointer(tmp_path / "bg", background=True) as ckpt:
+        for epoch in (1, 2):
+            state = run_epoch(steps, state, epoch)
+            expected = jax.device_get(state.variables())
+            ckpt.save(epoch, state, reward=0.1 * epoch, meta={"epoch": epoch},
+                      on_written=lambda e=epoch: written.append((e, (tmp_path / "bg" / str(e)).is_dir())))
+            state = run_epoch(steps, state, epoch + 10)   # steps after the save do not change what it writes
+            assert ckpt.latest_epoch() == epoch            # a read sees the save before it
+            saved = ckpt.restore_variables(epoch, jax.device_get(state.variables()))
+            for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(saved)):
+                np.testing.assert_array_equal(a, b)
+        assert written == [(1, True), (2, True)]
+
+
+def test_background_writer_errors_surface_at_the_next_call(steps, tmp_path, monkeypatch):
+    state = fresh_state(steps)
+    ckpt = TrialCheckpointer(tmp_path / "err", background=True)
+    monkeypatch.setattr(ckpt._manager, "save", lambda *a, **k: False)   # orbax declines in the writer thread
+    ckpt.save(1, state, reward=0.5, meta={})
+    with pytest.raises(RuntimeError, match="declined to save epoch 1"):
+        ckpt.wait()
+    monkeypatch.undo()
+    ckpt.close()

@@ -68,3 +68,25 @@ def test_workers_get_disjoint_cpus_and_devices(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in pool.worker_env(3)
     with pytest.warns(UserWarning, match="exceeds the 4 available cores"):
         process_pool.ProcessPoolExecutor(num_workers=3, num_cpus=2)
+
+
+def test_log_level_env_shows_the_workers_timeline(tmp_path, monkeypatch, capfd):
+    """JAXGLUON_LOG_LEVEL=INFO: the driver's and the worker's jaxgluon log lines reach stderr, with the pid."""
+    import logging
+
+    from jaxgluon.tune.process_pool import configure_logging_from_env
+
+    logger = logging.getLogger("jaxgluon")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    monkeypatch.setenv("JAXGLUON_LOG_LEVEL", "INFO")
+    try:
+        configure_logging_from_env()
+        configure_logging_from_env()   # idempotent: one handler
+        assert sum(getattr(h, "_jaxgluon_env", False) for h in logger.handlers) == 1
+        tune(scripted_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=1, num_trials=1,
+             executor="process_pool", output_directory=tmp_path / "exp")
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = before
+    err = capfd.readouterr().err
+    assert "jaxgluon.tune: worker: trial function loaded" in err            # printed by the worker process
+    assert "jaxgluon.tune: worker 0 (pid" in err and "ready" in err         # printed by the driver
