@@ -41,7 +41,7 @@ step() {  # step NAME SECONDS COMMAND...
 # what to run: GPU_STEPS="train_step task population input" (default: all four)
 steps=" ${GPU_STEPS:-train_step task population input} "
 [[ $steps == *" train_step "* ]] && step 01_train_step 120 python3 benchmarks/gpu_train_step.py
-[[ $steps == *" task "* ]] && step 02_gpu_task 175 env JAXGLUON_LOG_LEVEL=INFO python3 benchmarks/gpu_task.py --data "$data/folder5/train" \
+[[ $steps == *" task "* ]] && step 02_gpu_task 200 env JAXGLUON_LOG_LEVEL=INFO python3 benchmarks/gpu_task.py --data "$data/folder5/train" \
   --test-data "$data/folder5/val" --time-limits 60
 [[ $steps == *" population "* ]] && step 03_population 100 python3 benchmarks/population.py --k 32 --epochs 1 \
   --sequential-trials 8 --data "$data/cifar10_test_1k"
@@ -53,4 +53,6 @@ steps=" ${GPU_STEPS:-train_step task population input} "
   python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" --time-limits 120 --cold-only
 [[ $steps == *" diag "* ]] && step 06_diag_autotune0 85 env JAXGLUON_LOG_LEVEL=INFO XLA_FLAGS=--xla_gpu_autotune_level=0 \
   python3 benchmarks/gpu_task.py --data "$data/folder5/train" --test-data "$data/folder5/val" --time-limits 60 --cold-only
+[[ $steps == *" autotune "* ]] && step 07_autotune 130 python3 benchmarks/gpu_autotune.py --data "$data/folder5/train" \
+  --levels "${AUTOTUNE_LEVELS:-0,1}" --timeout 60
 echo "=== done in ${SECONDS}s"

@@ -36,7 +36,7 @@ from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PI
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
-from jaxgluon.train.compile_cache import backend_started
+from jaxgluon.train.compile_cache import backend_started, set_compile_flags
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
@@ -265,12 +265,20 @@ MEMORY_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
 
 
 def _start_driver_backend(executor: Any) -> None:
-    """Starts this (driver) process's JAX backend without GPU memory preallocation when trials run in other
-    processes: by default JAX takes 75% of a GPU's memory at its first operation, and the driver needs little (the
-    final model), while the trial workers it spawns on the same GPU need the memory. The environment is restored
-    after, so the workers preallocate as usual. Nothing changes when the backend has started already, when the
-    user set any of ``MEMORY_ENV``, or with ``executor='in_process'``."""
-    if executor == "in_process" or backend_started() or any(k in os.environ for k in MEMORY_ENV):
+    """Starts this (driver) process's JAX backend, if it has not started, as trials need it:
+
+    - with XLA's GPU autotuning off (``train.compile_cache.set_compile_flags``: the final model's programs compile
+      in the driver after the search's deadline, and at XLA's default level that took 14 s of a 60 s fit's budget
+      on an H200), unless ``XLA_FLAGS`` choose a level;
+    - without GPU memory preallocation when trials run in other processes: by default JAX takes 75% of a GPU's
+      memory at its first operation, and the driver needs little while the trial workers it spawns on the same GPU
+      need the memory. The environment is restored after, so the workers preallocate as usual. Not with
+      ``executor='in_process'`` nor when the user set any of ``MEMORY_ENV``.
+    """
+    if backend_started():
+        return
+    set_compile_flags()
+    if executor == "in_process" or any(k in os.environ for k in MEMORY_ENV):
         return
     os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     try:
