@@ -36,7 +36,7 @@ from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PI
 from jaxgluon.task.progress import ProgressBar
 from jaxgluon.task.results import Results
 from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained, train_trial
-from jaxgluon.train.compile_cache import backend_started, set_compile_flags
+from jaxgluon.train.compile_cache import autotune_level_for, backend_started, set_compile_flags
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
 
@@ -158,7 +158,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     check_choice("refit", refit)
     check_choice("ensemble", ensemble)
-    _start_driver_backend(executor)
+    _start_driver_backend(executor, autotune_level_for(time_limits))
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
     space = {"net": _net_space(defaults.net if net is None else net),
@@ -179,7 +179,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      split_seed=dataset.split_seed, image_size=image_size or defaults.image_size,
                      batch_size=batch_size if isinstance(batch_size, int) else defaults.batch_size,
                      pretrained=pretrained, head_init=head_init,
-                     freeze_batchnorm=freeze_batchnorm, cache=cache)
+                     freeze_batchnorm=freeze_batchnorm, cache=cache,
+                     gpu_autotune_level=autotune_level_for(time_limits))   # off for short budgets (compile_cache)
     caches = TrialCaches()   # this call's sources, decoded images and probe features (jaxgluon.train.caches)
     num_validation = len(spec.sources(caches)[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
@@ -264,27 +265,32 @@ MEMORY_ENV = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
               "XLA_PYTHON_CLIENT_ALLOCATOR")
 
 
-def _start_driver_backend(executor: Any) -> None:
+def _start_driver_backend(executor: Any, autotune_level: int | None) -> None:
     """Starts this (driver) process's JAX backend, if it has not started, as trials need it:
 
-    - with XLA's GPU autotuning off (``train.compile_cache.set_compile_flags``: the final model's programs compile
-      in the driver after the search's deadline, and at XLA's default level that took 14 s of a 60 s fit's budget
-      on an H200), unless ``XLA_FLAGS`` choose a level;
+    - with XLA's GPU autotuning at ``autotune_level`` (``train.compile_cache.autotune_level_for``: off for short
+      budgets; the final model's programs compile in the driver after the search's deadline, and at XLA's default
+      level that took 14 s of a 60 s fit's budget on an H200), unless ``XLA_FLAGS`` choose a level;
     - without GPU memory preallocation when trials run in other processes: by default JAX takes 75% of a GPU's
       memory at its first operation, and the driver needs little while the trial workers it spawns on the same GPU
-      need the memory. The environment is restored after, so the workers preallocate as usual. Not with
-      ``executor='in_process'`` nor when the user set any of ``MEMORY_ENV``.
+      need the memory. Not with ``executor='in_process'`` nor when the user set any of ``MEMORY_ENV``.
+
+    The environment is restored after, so the workers start as their ``TrialSpec`` says and preallocate as usual.
     """
     if backend_started():
         return
-    set_compile_flags()
-    if executor == "in_process" or any(k in os.environ for k in MEMORY_ENV):
-        return
-    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    saved = {k: os.environ.get(k) for k in ("XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE")}
+    set_compile_flags(autotune_level)
+    if executor != "in_process" and not any(k in os.environ for k in MEMORY_ENV):
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     try:
         jax.devices()
     finally:
-        os.environ.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None,

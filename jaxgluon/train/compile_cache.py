@@ -7,13 +7,19 @@ configured (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config.update('jax_compilatio
     enable_compilation_cache()          # before the first trial; returns the directory in use
 
 On a GPU, XLA autotunes every convolution while compiling (by default at level 4: every candidate algorithm is
-run and checked against a reference). For a trial that is all of a cold start: on an H200 (jax 0.11.2) a cold
-``fit`` of efficientnet_lite0 at 224 px compiled nothing within 110 s at the default level, and with autotuning
-off its five programs compiled in 17.4 s, the first epoch reported 25.8 s after the call, and the 60 s fit trained
-two trials (benchmarks/history/2026-12-04-gpu.md). So a process whose JAX backend is not started yet -- a trial
-worker -- starts it with ``--xla_gpu_autotune_level=GPU_AUTOTUNE_LEVEL`` (:func:`set_compile_flags`) unless the
-user's ``XLA_FLAGS`` choose a level; cuDNN's heuristics then pick the algorithms. Executables in the persistent
-cache keep whatever they were compiled with.
+run and checked against a reference). That is most of a cold start, and it buys faster steps. Measured on an H200
+(jax 0.11.2, efficientnet_lite0, 224 px, batch 64, bf16; benchmarks/history/2026-12-04-gpu.md):
+
+- at XLA's default level a cold ``fit`` compiled nothing within 110 s (its three programs compiling at once), and
+  level 1 did not finish one train step's compile and 21 steps within 60 s (``benchmarks/gpu_autotune.py``);
+- with autotuning off (level 0) all five programs compiled in 15-17 s, the first epoch reported 25 s after the
+  call and a 60 s fit trained four trials; but its train step ran at 185 img/s (346 ms), where autotuned
+  programs had run epochs at 900-1,100 img/s (bound by JPEG decoding then, so their step is faster still).
+
+So autotuning is turned off only for short budgets: :func:`autotune_level_for` gives ``GPU_AUTOTUNE_LEVEL`` (0)
+for a ``time_limits`` under ``AUTOTUNE_OFF_BELOW_S`` and None (XLA's default) otherwise. A process whose JAX backend
+has not started -- a trial worker, or ``fit``'s driver -- applies it with :func:`set_compile_flags`, unless the
+user's ``XLA_FLAGS`` choose a level. Executables in the persistent cache keep whatever they were compiled with.
 """
 from __future__ import annotations
 
@@ -23,8 +29,11 @@ import pathlib
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
-#: XLA's GPU autotuning level for trial processes (0: off; XLA's default is 4); see the module docstring.
+#: XLA's GPU autotuning level for trials of a short budget (0: off; XLA's default is 4); see the module docstring.
 GPU_AUTOTUNE_LEVEL = 0
+#: Budgets (seconds) under which trials compile with ``GPU_AUTOTUNE_LEVEL``: autotuned compiles of one program set
+#: took over 100 s on an H200, a sixth of such a budget or more; longer budgets earn it back in faster steps.
+AUTOTUNE_OFF_BELOW_S = 600.0
 _AUTOTUNE_FLAG = "--xla_gpu_autotune_level"
 
 
@@ -32,6 +41,15 @@ def backend_started() -> bool:
     """Whether this process's JAX backends are initialised (XLA_FLAGS are read once, then)."""
     from jax._src import xla_bridge   # no public equivalent; the flags matter only before this turns True
     return bool(xla_bridge.backends_are_initialized())
+
+
+def autotune_level_for(time_limits: float | None) -> int | None:
+    """The GPU autotuning level for trials of a search with ``time_limits`` seconds (None: XLA's default).
+
+    >>> autotune_level_for(60), autotune_level_for(3600), autotune_level_for(None)
+    (0, None, None)
+    """
+    return GPU_AUTOTUNE_LEVEL if time_limits is not None and time_limits < AUTOTUNE_OFF_BELOW_S else None
 
 
 def set_compile_flags(autotune_level: int | None = GPU_AUTOTUNE_LEVEL) -> bool:

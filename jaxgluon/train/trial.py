@@ -80,8 +80,9 @@ class TrialSpec:
       keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
       compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
       gpu_autotune_level: XLA's GPU convolution autotuning level for a trial process whose backend has not started
-        (``train.compile_cache``: 0, off, by default: a cold start compiles in seconds instead of minutes);
-        None leaves XLA's own default. ``XLA_FLAGS`` that set a level win.
+        (``train.compile_cache``): 0 (off, the default: a cold start compiles in seconds instead of minutes, and
+        the steps run slower), None (XLA's own default; ``fit`` uses it from ``time_limits=600`` on). ``XLA_FLAGS``
+        that set a level win.
       head_init: 'linear_probe' (default): when pretrained weights were loaded, a fresh trial first fits the
         classifier on the frozen backbone's features of the training images (``jaxgluon.train.linear_probe``),
         then fine-tunes everything; 'model': keep the network's own classifier init.
