@@ -23,3 +23,11 @@ def _jaxgluon_home(tmp_path_factory, monkeypatch):
     """Keep every test's weight cache out of the user's home."""
     if "JAXGLUON_HOME" not in os.environ:
         monkeypatch.setenv("JAXGLUON_HOME", str(tmp_path_factory.getbasetemp() / "jaxgluon_home"))
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_workers(monkeypatch):
+    """Each search stops its worker processes (``process_pool.WORKER_IDLE_S``): a test's worker counts and pids
+    do not depend on which test ran before; the reuse itself has its own test in tests/tune/test_process_pool.py."""
+    if "JAXGLUON_WORKER_IDLE_S" not in os.environ:
+        monkeypatch.setenv("JAXGLUON_WORKER_IDLE_S", "0")

@@ -61,6 +61,9 @@ class Executor(abc.ABC):
     #: Set by the runner: an executor whose trials start late (a worker process still starting) calls it from
     #: ``poll`` with the trial id when the trial function actually starts; the liveness clock restarts then.
     on_started: Callable[[int], None] | None = None
+    #: whether ``on_started`` is called when a trial's function begins (worker executors); the runner then counts
+    #: the trial's silence from that call (``liveness.START_ALLOWANCE_S`` before it)
+    reports_start: bool = False
     #: Set by the runner: an executor that launches a trial again after its worker died (the Ray executor's
     #: ``max_failures``) calls it with ``(trial_id, error, attempt)`` before the retry; the runner journals it.
     on_retry: Callable[[int, str, int], None] | None = None

@@ -20,6 +20,10 @@ DEADLINE_GRACE_S = 1.0  # past the time limit, a trial that has not returned wit
 AUTO_TIMEOUT_MIN_S = 600.0  # trial_timeout='auto' without time_limits: at least this, ...
 AUTO_TIMEOUT_FACTOR = 10.0  # ... or this many times the longest interval between reports seen, ...
 AUTO_TIMEOUT_FIRST_S = 3600.0  # ... or this before any report (compilation, data loading)
+#: Added to the trial timeout of a trial whose executor has not yet said it started (``Executor.reports_start``):
+#: a worker being spawned or replaced imports its libraries first (1.5-3.5 s on a loaded 2-core CPU), which is
+#: not the trial's silence. The time limit is not extended by it.
+START_ALLOWANCE_S = 60.0
 
 
 def check_trial_timeout(trial_timeout: Any) -> float | str | None:

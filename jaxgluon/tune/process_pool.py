@@ -23,8 +23,10 @@ split disjointly through ``CUDA_VISIBLE_DEVICES``; without GPUs, a worker gets `
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import hashlib
 import dataclasses
 import logging
 import multiprocessing
@@ -138,7 +140,6 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
         train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: {type(err).__name__}: "
                                       f"{err}", traceback_module.format_exc())
     conn.send(("ready", time.time()))
-    fences: dict[str, Any] = {}
     while True:
         try:
             message = conn.recv()
@@ -146,7 +147,14 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
             return
         if message[0] == "exit":
             return
+        if len(message) > 2 and message[2] is not None:   # a later search's trial function (a reused worker)
+            try:
+                train_fn, load_error = pickle.loads(message[2]), None
+            except Exception as err:  # noqa: BLE001 -- reported per trial below
+                train_fn, load_error = None, (f"could not unpickle train_fn in the worker process: "
+                                              f"{type(err).__name__}: {err}", traceback_module.format_exc())
         launch = TrialLaunch(**message[1])
+        fences: dict[str, Any] = {}
         hold_fence(launch.fence, fences)
         conn.send(("started", launch.trial_id))
         if train_fn is None:
@@ -160,6 +168,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, train_fn_bytes: by
                 return reply[1]
 
             outcome = run_trial(train_fn, launch, send)
+        for handle in fences.values():   # the trial wrote all it will: an idle worker fences no experiment
+            handle.close()
         conn.send(("done", dataclasses.asdict(outcome)))
 
 
@@ -172,6 +182,7 @@ class _Worker:
     cancelled: bool = False
     ready: bool = False  # the worker process started and loaded train_fn
     spawned: float = dataclasses.field(default_factory=time.time)
+    fn_key: str = ""     # which trial function it holds (a digest of its pickle)
 
 
 @contextlib.contextmanager
@@ -208,6 +219,85 @@ def _describe_exit(exitcode: int | None) -> str:
 #: time_limits (issue 18: flowers5 at 60 s, hymenoptera at 600 s).
 EXIT_GRACE_S = 0.5
 
+#: Seconds the workers of a finished search are kept idle for the next search of this process with the same
+#: resources and environment, which then starts without spawning, importing or compiling (a notebook's second
+#: ``fit``: its first trial reuses the worker's compiled programs and loaded weights). ``$JAXGLUON_WORKER_IDLE_S``
+#: overrides it; 0 stops the workers with their search. At most one pool is kept; :func:`close_idle_workers` ends
+#: it at once (it is also ended at exit, and its workers die with the driver in any case).
+WORKER_IDLE_S = 300.0
+IDLE_ENV = "JAXGLUON_WORKER_IDLE_S"
+_idle_lock = threading.Lock()
+_idle: dict[str, Any] = {"key": None, "workers": [], "token": 0}
+
+
+def _idle_seconds() -> float:
+    raw = os.environ.get(IDLE_ENV)
+    if raw is None:
+        return WORKER_IDLE_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValueError(f"${IDLE_ENV} must be a number of seconds (0 to stop idle workers at once), got {raw!r}"
+                         ) from None
+
+
+def _stop_workers(workers: list["_Worker"]) -> None:
+    """Asks idle workers to exit, kills busy ones, and waits briefly (``EXIT_GRACE_S``) before killing the rest."""
+    for worker in workers:
+        if worker.launch is None and worker.process.is_alive():
+            try:
+                worker.conn.send(("exit",))
+            except OSError:
+                pass
+        else:
+            worker.process.kill()
+    for worker in workers:
+        worker.process.join(timeout=EXIT_GRACE_S)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(timeout=5)
+        worker.conn.close()
+
+
+def close_idle_workers() -> int:
+    """Stops the worker processes kept idle after a search (see ``WORKER_IDLE_S``); returns how many there were."""
+    with _idle_lock:
+        workers, _idle["workers"], _idle["key"] = _idle["workers"], [], None
+        _idle["token"] += 1
+    _stop_workers(workers)
+    return len(workers)
+
+
+def _keep_idle(key: Any, workers: list["_Worker"], seconds: float) -> None:
+    with _idle_lock:
+        previous, _idle["workers"], _idle["key"] = _idle["workers"], workers, key
+        _idle["token"] += 1
+        token = _idle["token"]
+    _stop_workers(previous)
+
+    def expire() -> None:
+        with _idle_lock:
+            if _idle["token"] != token:   # taken by a search, or replaced, since
+                return
+        close_idle_workers()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def _take_idle(key: Any) -> list["_Worker"]:
+    with _idle_lock:
+        if _idle["key"] != key:
+            return []
+        workers, _idle["workers"], _idle["key"] = _idle["workers"], [], None
+        _idle["token"] += 1
+    return [w for w in workers if w.process.is_alive()]
+
+
+atexit.register(close_idle_workers)
+
+
 class ProcessPoolExecutor(Executor):
     """``num_workers`` spawned processes, each running one trial at a time with its own CPUs/devices.
 
@@ -216,6 +306,8 @@ class ProcessPoolExecutor(Executor):
         num_cpus: cores pinned per worker (default: the available cores split evenly, at least 1).
         num_devices: accelerators per worker (0: leave device visibility alone).
     """
+
+    reports_start = True
 
     name = "process_pool"
 
@@ -250,6 +342,8 @@ class ProcessPoolExecutor(Executor):
         self._on_report: ReportCallback | None = None
         self.num_spawned = 0
         self.num_killed = 0  # workers killed by cancel() (hung trials)
+        self.num_reused = 0  # workers an earlier search of this process left idle (WORKER_IDLE_S)
+        self._fn_key = ""
 
     # ---- Executor interface ------------------------------------------------------------------------------
     @property
@@ -272,8 +366,19 @@ class ProcessPoolExecutor(Executor):
                 "script guarded by `if __name__ == '__main__':` -- not a lambda or closure -- or use num_workers=1"
             ) from err
         self._on_report = on_report
-        for i in range(self.num_workers):  # start them all now: spawning takes a while, do it in parallel
-            self._workers[i] = self._spawn(i)
+        self._fn_key = hashlib.sha256(self._train_fn_bytes).hexdigest()
+        for worker in _take_idle(self._pool_key()):   # an earlier search's workers, same resources and environment
+            worker.index = self.num_reused
+            self._workers[worker.index] = worker
+            self.num_reused += 1
+        for i in range(self.num_workers):  # start the others now: spawning takes a while, do it in parallel
+            if self._workers[i] is None:
+                self._workers[i] = self._spawn(i)
+
+    def _pool_key(self) -> tuple:
+        """What a reused worker must share with this pool: its resources and the environment it was started in."""
+        return (self.num_workers, self.num_cpus, self.num_devices, repr(self._cpu_sets), repr(self._gpu_sets),
+                tuple(sorted(os.environ.items())))
 
     def submit(self, launch: TrialLaunch) -> None:
         if self._on_report is None:
@@ -282,8 +387,9 @@ class ProcessPoolExecutor(Executor):
             if worker is None or worker.launch is None:
                 if worker is None or not worker.process.is_alive():
                     worker = self._workers[i] = self._spawn(i)
-                worker.conn.send(("run", dataclasses.asdict(launch)))
-                worker.launch, worker.cancelled = launch, False
+                new_fn = self._train_fn_bytes if worker.fn_key != self._fn_key else None
+                worker.conn.send(("run", dataclasses.asdict(launch), new_fn))
+                worker.launch, worker.cancelled, worker.fn_key = launch, False, self._fn_key
                 return
         raise RuntimeError("no free worker; submit only while num_running < capacity")
 
@@ -317,28 +423,19 @@ class ProcessPoolExecutor(Executor):
                 "cpu_sets": self._cpu_sets, "gpu_sets": self._gpu_sets}
 
     def stats(self) -> dict:
-        return {"num_worker_processes_started": self.num_spawned, "num_workers_killed": self.num_killed}
+        return {"num_worker_processes_started": self.num_spawned, "num_workers_killed": self.num_killed,
+                "num_worker_processes_reused": self.num_reused}
 
     def shutdown(self) -> None:
-        for worker in self._workers:
-            if worker is None:
-                continue
-            if worker.launch is None and worker.process.is_alive():
-                try:
-                    worker.conn.send(("exit",))
-                except OSError:
-                    pass
-            else:
-                worker.process.kill()
-        for i, worker in enumerate(self._workers):
-            if worker is None:
-                continue
-            worker.process.join(timeout=EXIT_GRACE_S)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(timeout=5)
-            worker.conn.close()
-            self._workers[i] = None
+        """Stops the workers, or keeps them idle for this process's next search (``WORKER_IDLE_S``) when every one
+        is alive and idle."""
+        workers = [w for w in self._workers if w is not None]
+        self._workers = [None] * self.num_workers
+        seconds = _idle_seconds()
+        if seconds > 0 and workers and all(w.launch is None and w.process.is_alive() for w in workers):
+            _keep_idle(self._pool_key(), workers, seconds)
+        else:
+            _stop_workers(workers)
 
     # ---- internals ---------------------------------------------------------------------------------------
     def worker_env(self, index: int) -> dict[str, str]:
@@ -366,7 +463,7 @@ class ProcessPoolExecutor(Executor):
             process.start()
         self.num_spawned += 1
         child_conn.close()
-        return _Worker(process=process, conn=parent_conn, index=index)
+        return _Worker(process=process, conn=parent_conn, index=index, fn_key=self._fn_key)
 
     def _drain(self, worker: _Worker) -> TrialOutcome | None:
         """Handle every message the worker has sent; returns its outcome once it reports 'done'."""

@@ -142,6 +142,8 @@ class RayExecutor(Executor):
         scheduling_strategy: Ray's placement of the actors: 'SPREAD' (default: over the nodes) or 'DEFAULT'.
     """
 
+    reports_start = True
+
     name = "ray"
 
     def __init__(self, num_workers: int = 1, resources_per_trial: dict | None = None, address: str | None = None,

@@ -45,7 +45,8 @@ from jaxgluon.tune import lifecycle as L
 from jaxgluon.tune import records as R
 from jaxgluon.tune.executor import Executor, TrialLaunch, TrialOutcome
 from jaxgluon.tune.journal import Journal, dumps, read_journal, read_json, write_json_atomic
-from jaxgluon.tune.liveness import DEADLINE_GRACE_S, auto_timeout, check_trial_timeout, kill_time
+from jaxgluon.tune.liveness import (DEADLINE_GRACE_S, START_ALLOWANCE_S, auto_timeout, check_trial_timeout,
+                                   kill_time)
 from jaxgluon.tune.lock import ExperimentLock, fence_stale_writers
 from jaxgluon.tune.reporter import read_reports
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
@@ -99,6 +100,7 @@ class Runner:
         self._stop_reason: str | None = None
         self._first_error: tuple[float, int] | None = None
         self._last_seen: dict[int, float] = {}  # clock time of a running trial's launch or last report
+        self._unstarted: set[int] = set()       # launched, its worker not yet started it (Executor.reports_start)
         self._max_interval = 0.0
         self._num_decisions = 0
         self._decision_seconds = 0.0
@@ -249,6 +251,8 @@ class Runner:
             record.start_time_s = t
         self._log("start", trial_id=trial_id, kind=kind, config=record.config, t=t)
         self._last_seen[trial_id] = now = self._clock()
+        if self.executor.reports_start:
+            self._unstarted.add(trial_id)
         deadline = None if self._deadline is None else time.time() + (self._deadline - now)
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
@@ -264,13 +268,14 @@ class Runner:
         now, wake = self._clock(), [1.0]
         if self._deadline is not None and self._deadline > now:
             wake.append(self._deadline - now)
-        for seen in self._last_seen.values():
-            wake.append(self._kill_time(seen) - now)
+        for trial_id, seen in self._last_seen.items():
+            wake.append(self._kill_time(seen, trial_id) - now)
         return min(max(0.02, w) for w in wake)
 
     # ---- trial events --------------------------------------------------------------------------------------
     def _on_started(self, trial_id: int) -> None:
         """The trial function began (its worker is up): its silence is counted from now."""
+        self._unstarted.discard(trial_id)
         if trial_id in self._last_seen:
             self._last_seen[trial_id] = self._clock()
 
@@ -325,6 +330,7 @@ class Runner:
     def _on_outcome(self, outcome: TrialOutcome) -> None:
         trial_id = outcome.trial_id
         self._last_seen.pop(trial_id, None)
+        self._unstarted.discard(trial_id)
         cancel_reason = self._cancelled.pop(trial_id, "")
         if outcome.error is not None:
             event: L.Event = L.Return(outcome.error)
@@ -366,19 +372,23 @@ class Runner:
             return self.trial_timeout  # type: ignore[return-value]
         return auto_timeout(self.stop.time_limits, self._max_interval)
 
-    def _kill_time(self, seen: float) -> float:
-        return kill_time(seen, self._deadline, self.trial_timeout_now())
+    def _kill_time(self, seen: float, trial_id: int | None = None) -> float:
+        timeout = self.trial_timeout_now()
+        if timeout is not None and trial_id in self._unstarted:   # its worker is still starting (spawn, imports)
+            timeout += START_ALLOWANCE_S
+        return kill_time(seen, self._deadline, timeout)
 
     def _cancel_hung(self) -> None:
         """Kill trials past the time limit (plus ``DEADLINE_GRACE_S``) or silent for longer than the trial timeout:
         no hung trial outlives the budget, and a hung trial frees its worker for the rest of the search."""
         now = self._clock()
         for trial_id, seen in list(self._last_seen.items()):
-            if now < self._kill_time(seen):
+            if now < self._kill_time(seen, trial_id):
                 continue
             hung = self._deadline is None or now < self._deadline
             if self.executor.cancel(trial_id):
                 self._last_seen.pop(trial_id)
+                self._unstarted.discard(trial_id)
                 self._cancelled[trial_id] = (
                     f"hung: no report for {now - seen:.1f} s, more than trial_timeout={self.trial_timeout_now():.1f} "
                     f"s; {'abandoned (in-process executor)' if self.executor.name == 'in_process' else 'killed'}"
@@ -414,6 +424,7 @@ class Runner:
                         record.decision in (None, Decision.CONTINUE) and record.status == R.RUNNING:
                     self._on_report(trial_id, result)
             self._last_seen.pop(trial_id, None)
+            self._unstarted.discard(trial_id)
 
     def _restore(self, previous_heartbeat: float | None = None) -> None:
         saved = read_json(self.dir / SETTINGS) if (self.dir / SETTINGS).exists() else {}

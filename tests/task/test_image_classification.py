@@ -46,7 +46,8 @@ def test_fit_returns_reward_metadata_and_trials(fitted):
     assert best["best_reward"] == pytest.approx(results.reward)
     # the default executor: both trials ran in one persistent worker process (its compiled programs reused)
     assert results.metadata["executor"] == "process_pool"
-    assert results.metadata["executor_stats"] == {"num_worker_processes_started": 1, "num_workers_killed": 0}
+    assert results.metadata["executor_stats"] == {"num_worker_processes_started": 1, "num_workers_killed": 0,
+                                                  "num_worker_processes_reused": 0}
     assert dataset.init().synsets == ["dark", "light"]
 
 

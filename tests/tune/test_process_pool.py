@@ -90,3 +90,42 @@ def test_log_level_env_shows_the_workers_timeline(tmp_path, monkeypatch, capfd):
     err = capfd.readouterr().err
     assert "jaxgluon.tune: worker: trial function loaded" in err            # printed by the worker process
     assert "jaxgluon.tune: worker 0 (pid" in err and "ready" in err         # printed by the driver
+
+
+def test_a_later_search_reuses_the_idle_worker_with_its_own_trial_function(tmp_path, monkeypatch):
+    """WORKER_IDLE_S: the next search of this process (same resources, same environment) runs in the worker the
+    last one left idle -- no spawn -- and that worker runs the new search's trial function; an idle worker fences
+    no experiment; close_idle_workers() ends it."""
+    import functools
+
+    from tune_trial_fns import valued_trial
+
+    from jaxgluon.tune.lock import fence_stale_writers
+    from jaxgluon.tune.process_pool import close_idle_workers
+
+    monkeypatch.setenv("JAXGLUON_WORKER_IDLE_S", "120")
+    try:
+        first = tune(scripted_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=1, num_trials=1,
+                     executor="process_pool", output_directory=tmp_path / "a")
+        fence_stale_writers(tmp_path / "a" / "workers.lock", timeout=2)   # the idle worker holds no fence
+        second = tune(functools.partial(valued_trial, value=0.25), None, search_strategy=ListSearcher([{"x": 0.9}]),
+                      epochs=1, num_trials=1, executor="process_pool", output_directory=tmp_path / "b")
+    finally:
+        stopped = close_idle_workers()
+    assert first.metadata["executor_stats"]["num_worker_processes_started"] == 1
+    assert second.metadata["executor_stats"] == {"num_worker_processes_started": 0, "num_workers_killed": 0,
+                                                 "num_worker_processes_reused": 1}
+    (result,) = second.trials[0]["results"]
+    assert result["reward"] == 0.25                                        # the second search's function ran ...
+    assert int(result["pid"]) == launches(tmp_path / "a", 0)[0]["pid"]     # ... in the first search's worker
+    assert stopped == 1 and close_idle_workers() == 0
+
+
+def test_trial_timeout_counts_from_the_trial_start_not_the_worker_spawn(tmp_path):
+    """A worker that takes 2 s to start (its imports) does not make a trial with trial_timeout=1 s look hung."""
+    from slow_import_fns import quick_trial   # the driver pays the import once too; the worker pays it again
+
+    result = tune(quick_trial, None, search_strategy=ListSearcher([{"x": 0.5}]), epochs=2, num_trials=1,
+                  executor="process_pool", trial_timeout=1.0, output_directory=tmp_path / "exp")
+    (trial,) = result.trials
+    assert trial["status"] == "COMPLETED" and trial["epochs"] == [1, 2], trial.get("error")

@@ -98,7 +98,7 @@ def test_trial_timeout_kills_a_hung_trial_and_the_search_goes_on(tmp_path, execu
     assert good["status"] == "COMPLETED" and good["epochs"] == [1, 2, 3]
     stats = result.metadata["executor_stats"]
     if executor == "process_pool":  # the hung worker was killed and replaced
-        assert stats == {"num_worker_processes_started": 2, "num_workers_killed": 1}
+        assert stats == {"num_worker_processes_started": 2, "num_workers_killed": 1, "num_worker_processes_reused": 0}
         assert launches(tmp_path / "exp", 0)[0]["pid"] != launches(tmp_path / "exp", 1)[0]["pid"]
     else:
         assert stats == {"num_abandoned": 1}

@@ -95,3 +95,8 @@ class ListSearcher:
         self.completed = {int(k): v for k, v in state["completed"].items()}
         self.errors = list(state["errors"])
         self.results = [tuple(r) for r in state["results"]]
+
+
+def valued_trial(config: dict, reporter, value: float) -> None:
+    """One epoch reporting ``value`` and the pid of the process that ran it (for worker-reuse tests)."""
+    reporter(epoch=1, reward=value, pid=float(os.getpid()))
