@@ -15,7 +15,9 @@ validation and checkpoints), training images/s (steps only, first step of each p
 CPU seconds for each (user + system: on a shared machine the fairer measure of work, since other processes'
 load inflates wall time but not our CPU time), their ratios, the machine's load average, and the largest
 per-epoch difference between a member's and its sequential trial's train loss and validation accuracy (same
-config, same seed: the same curve; 0 means bit-identical).
+config, same seed: the same curve; 0 means bit-identical). On CPU the population loops over members and the
+curves are bit-identical; the accelerators' one vmap in bfloat16 agrees only up to bfloat16 training noise (about
+the difference between the trial's bfloat16 and float32 curves, 2-4e-2 relative train loss; ``Population``).
 
 ``--sequential-trials M`` trains only the first M configs sequentially (the ratios then compare images/s of K
 population members with images/s of M sequential trials, and M curves). ``--check-auto`` prints, after the timed

@@ -165,7 +165,23 @@ class Population:
     runs each member's step exactly as an ordinary trial's (bit-identical results) and a vmapped ResNet step was
     1.6x slower than the loop (oneDNN convolutions run member by member under vmap, batched matmuls lose; K=8
     cifar_resnet20_v1 at 32 px: 0.080 CPU s per member-step looped, 0.132 vmapped, 0.116 for an ordinary trial's
-    step, benchmarks/history/2026-12-04-population.md).
+    step; remeasured with ``--step-variants``: looped 1.6x the vmap's img/s, 3.6x the vmap with im2col
+    convolutions; benchmarks/history/2026-12-04-population.md).
+
+    ``conv_lowering``: the program's convolutions ('auto': ``models.layers.conv2d``'s per-backend choice; 'xla' or
+    'im2col' forced). Under one vmap, XLA turns each convolution into one grouped convolution
+    (``feature_group_count`` = members), whose backward pass is known to run as slowly as the dense one on CUDA
+    (jax-ml/jax#13800); 'im2col' makes them batched matmuls instead (exact FLOPs, more memory traffic).
+    ``benchmarks/population.py --step-variants 1,all,all:im2col`` measures the choices on a device.
+
+    Results: the looped program (``vmap_members=1``) gives each member exactly its ordinary trial's curve, in
+    float32 and in bfloat16 (measured bit-identical on CPU). A vmapped program gives the same curve only within
+    the arithmetic's rounding as amplified by training: in float32 ~1e-7 relative per op, within 1e-5 relative
+    train loss after 2 epochs (tests/train/test_population.py); in bfloat16 (the accelerators' default) 2**-8 per
+    op, and after an epoch or two the curves differ as much as the trial's own bfloat16 and float32 curves do
+    (digits, CPU: vmapped-vs-looped bf16 4.1e-2 / 2.0e-2 relative train loss at epochs 1 / 2, bf16-vs-f32 of
+    the same trial 3.4e-2 / 4.0e-2; H200, K=32, one epoch: 1.7e-2). So under bfloat16 there is no float
+    tolerance to state: a vmapped member's curve is the ordinary trial's up to bfloat16 training noise.
     """
 
     def __init__(self, spec: TrialSpec, config: Mapping[str, Any], max_epochs: int, capacity: int | str = "auto",
