@@ -15,7 +15,9 @@ validation and checkpoints), training images/s (steps only, first step of each p
 CPU seconds for each (user + system: on a shared machine the fairer measure of work, since other processes'
 load inflates wall time but not our CPU time), their ratios, the machine's load average, and the largest
 per-epoch difference between a member's and its sequential trial's train loss and validation accuracy (same
-config, same seed: the same curve; 0 means bit-identical).
+config, same seed: the same curve; 0 means bit-identical). On CPU the population loops over members and the
+curves are bit-identical; the accelerators' one vmap in bfloat16 agrees only up to bfloat16 training noise (about
+the difference between the trial's bfloat16 and float32 curves, 2-4e-2 relative train loss; ``Population``).
 
 ``--sequential-trials M`` trains only the first M configs sequentially (the ratios then compare images/s of K
 population members with images/s of M sequential trials, and M curves). ``--check-auto`` prints, after the timed
@@ -25,6 +27,13 @@ on the device, and all members in one ``vmap``.
 
     python benchmarks/population.py                      # K=8 cifar_resnet20_v1 at 32 px on ../shared cifar10_test_1k
     python benchmarks/population.py --k 32 --epochs 1 --sequential-trials 8 --check-auto     # on a GPU, ~1 min
+
+Both runs print where their wall time went: build + compile, adding members (a refill), host batch assembly,
+host->device transfer, the steps, evaluation, checkpoints, and the rest ('other'). The population waits for the
+device after each transfer and step (``Population(blocking_timings=True)``) so each phase holds its own time;
+``--overlap`` lets host and device overlap instead (the sequential trials always do). ``--step-variants`` then
+times the population's train step alone for other program shapes (``lax.map`` over members, one ``vmap``, the
+convolutions as im2col matmuls), e.g. ``--step-variants 1,all,all:im2col`` on a GPU.
 """
 from __future__ import annotations
 
@@ -77,10 +86,22 @@ def configs(k: int, net: str, seed: int) -> list[dict]:
                            "momentum": float(rng.uniform(0.8, 0.95)), "wd": 1e-4}} for i in range(k)]
 
 
+def vmap_arg(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+def breakdown_line(name: str, wall: float, parts: dict[str, float]) -> str:
+    """``name: wall s = part s (share) + ...``, ``other`` being the wall time no part accounts for."""
+    parts = {**parts, "other": wall - sum(parts.values())}
+    return f"{name} wall {wall:.1f} s = " + ", ".join(f"{k} {v:.2f} s ({100 * v / max(wall, 1e-9):.0f}%)"
+                                                   for k, v in parts.items())
+
+
 def run_population(args, spec, cfgs, seeds, work) -> dict:
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
     pop = Population(spec, cfgs[0], max_epochs=args.epochs, capacity=len(cfgs), shared_batches=args.shared_batches,
-                     vmap_members=args.vmap_members if args.vmap_members == "auto" else int(args.vmap_members))
+                     vmap_members=vmap_arg(args.vmap_members), blocking_timings=not args.overlap,
+                     conv_lowering=args.conv_lowering)
     build_s = time.perf_counter() - wall0
     for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
         pop.add(i, cfg, work / "pop" / str(i), seed=s)
@@ -93,6 +114,14 @@ def run_population(args, spec, cfgs, seeds, work) -> dict:
             results[trial_id].append(result)
     pop.close()
     wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+    t = pop.timings.seconds
+    # checkpoints are written in a background thread while the next epoch trains: only the foreground part (one
+    # copy of the state to the host) and the waits for the writer count in the wall-time breakdown
+    parts = {"build+compile": t["build"], "add members (refill)": t["add"], "batch assembly": t["assemble"],
+             "host->device": t["transfer"], "steps": t["step"], "eval": t["eval"],
+             "checkpoint (foreground + waits)": t["checkpoint_wait"]}
+    print(breakdown_line("population", wall, parts) + f"; background checkpoint writing {t['checkpoint']:.2f} s "
+          f"(blocking timings: {pop.blocking_timings})", flush=True)
     auto = None
     if args.check_auto:  # after the timing: what population_size='auto' picks from the device's free memory now
         t0 = time.perf_counter()
@@ -106,13 +135,16 @@ def run_population(args, spec, cfgs, seeds, work) -> dict:
           f"vmap_members={pop.vmap_members}, compute {np.dtype(pop.dtype).name}",
           flush=True)
     return {"wall": wall, "cpu": cpu, "images": images, "train_ips": train_ips, "results": results,
-            "images_per_member_epoch": pop.steps_per_epoch * pop.batch_size, "auto": auto}
+            "images_per_member_epoch": pop.steps_per_epoch * pop.batch_size, "auto": auto,
+            "breakdown": {k: round(v, 3) for k, v in parts.items()}, "vmap_members": pop.vmap_members}
 
 
 def run_sequential(args, spec, cfgs, seeds, work, images_per_member_epoch: int) -> dict:
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
     results: list[list[dict]] = []
     train_images, train_seconds = 0.0, 0.0
+    parts = dict.fromkeys(("setup (build+compile)", "first step", "batch assembly", "host->device", "steps",
+                           "eval", "checkpoint"), 0.0)
     for i, (cfg, s) in enumerate(zip(cfgs, seeds)):
         t0 = time.perf_counter()
         reporter = Reporter(work / "seq" / str(i), seed=s, max_epochs=args.epochs)
@@ -121,14 +153,58 @@ def run_sequential(args, spec, cfgs, seeds, work, images_per_member_epoch: int) 
         for r in reporter.results:
             train_images += images_per_member_epoch
             train_seconds += images_per_member_epoch / r["images_per_sec"]
+            first = r.get("first_step_seconds") or 0.0
+            parts["setup (build+compile)"] += r.get("setup_seconds", 0.0)
+            parts["first step"] += first
+            parts["batch assembly"] += r["input_seconds"]
+            parts["host->device"] += r["transfer_seconds"]
+            parts["steps"] += r["train_seconds"] - r["input_seconds"] - r["transfer_seconds"] - first
+            parts["eval"] += r["eval_seconds"]
+            parts["checkpoint"] += r["checkpoint_seconds"]
         print(f"  sequential trial {i}: {time.perf_counter() - t0:.1f} s, "
               f"rewards {[round(r['reward'], 3) for r in reporter.results]}", flush=True)
     wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
     images = images_per_member_epoch * len(cfgs) * args.epochs
     print(f"sequential: {wall:.1f} s wall, {cpu:.1f} s CPU; {images / wall:.1f} img/s end to end, "
           f"{train_images / train_seconds:.1f} img/s training", flush=True)
+    print(breakdown_line("sequential", wall, parts) + " (steps not blocked: asynchronous dispatch, so waiting for "
+          "the device shows in 'steps' and 'eval')", flush=True)
     return {"wall": wall, "cpu": cpu, "images": images, "train_ips": train_images / train_seconds,
-            "results": results}
+            "results": results, "breakdown": {k: round(v, 3) for k, v in parts.items()}}
+
+
+def time_step_variants(args, spec: TrialSpec, cfg: dict, k: int) -> list[dict]:
+    """The population's train step alone, blocked, on one device batch of zeros, per ``--step-variants`` entry:
+    compile seconds and the median step's img/s over ``STEP_REPEATS`` steps (after two warm-up steps)."""
+    out = []
+    for variant in filter(None, args.step_variants.split(",")):
+        members, _, lowering = variant.partition(":")
+        t0 = time.perf_counter()
+        pop = Population(spec, cfg, max_epochs=1, capacity=k, shared_batches=args.shared_batches,
+                         vmap_members=k if members == "all" else int(members), conv_lowering=lowering or "auto")
+        compile_s = time.perf_counter() - t0
+        lead = () if pop.shared_batches else (k,)
+        b, size = pop.batch_size, pop.image_size
+        batch = jax.device_put({"image": np.zeros(lead + (b, size, size, 3), np.float32),
+                                "label": np.zeros(lead + (b,), np.int32), "mask": np.ones(lead + (b,), bool)})
+        times = []
+        for i in range(STEP_REPEATS + 2):
+            t1 = time.perf_counter()
+            pop.state, metrics = pop._train(pop.state, batch)
+            jax.block_until_ready(metrics)
+            if i >= 2:
+                times.append(time.perf_counter() - t1)
+        pop.close()
+        step_s = float(np.median(times))
+        row = {"variant": variant, "compile_s": round(compile_s, 2), "step_s": round(step_s, 5),
+               "img_s": round(k * b / step_s, 1)}
+        print(f"  step variant {variant}: {row['img_s']:.0f} img/s ({step_s * 1e3:.1f} ms per step of {k} x {b} "
+              f"images; build + compile {compile_s:.1f} s)", flush=True)
+        out.append(row)
+    return out
+
+
+STEP_REPEATS = 10
 
 
 def warm_up(spec: TrialSpec, net: str) -> None:
@@ -156,6 +232,15 @@ def main() -> None:
     parser.add_argument("--shared-batches", action="store_true", help="members train on the same batches")
     parser.add_argument("--vmap-members", default="auto",
                         help="members per vmap in the population program ('auto': 1 on CPU, all on GPU)")
+    parser.add_argument("--conv-lowering", default="auto", choices=("auto", "xla", "im2col"),
+                        help="the population program's convolutions (Population's conv_lowering)")
+    parser.add_argument("--overlap", action="store_true",
+                        help="do not wait for the device after each population step (faster; the breakdown then "
+                             "charges device time to whichever phase waits for it)")
+    parser.add_argument("--step-variants", default="",
+                        help="after the runs, time the population's train step alone (on one device batch) for "
+                             "these comma-separated MEMBERS_PER_VMAP[:LOWERING] variants, e.g. "
+                             "'1,all,all:im2col,8:im2col' (1 = lax.map over members, all = one vmap)")
     parser.add_argument("--order", choices=("population-first", "sequential-first"), default="population-first")
     parser.add_argument("--check-auto", action="store_true",
                         help="also print what population_size='auto' chooses from the free device memory")
@@ -185,6 +270,7 @@ def main() -> None:
         seq = run_sequential(args, spec, cfgs[:m], seeds[:m], work, per)
         pop = run_population(args, spec, cfgs, seeds, work)
 
+    variants = time_step_variants(args, spec, cfgs[0], args.members) if args.step_variants else []
     pairs = [(a, b) for i in range(m) for a, b in zip(pop["results"][i], seq["results"][i])]
     loss_diff = max(abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-9) for a, b in pairs)
     acc_diff = max(abs(a["val_top1"] - b["val_top1"]) for a, b in pairs)
@@ -211,7 +297,10 @@ def main() -> None:
                       "ratio_end_to_end": round(ratio_e2e, 3), "ratio_training": round(ratio_train, 3),
                       "ratio_cpu_per_image": round(ratio_cpu, 3),
                       "max_rel_train_loss_diff": float(f"{loss_diff:.3e}"), "max_val_acc_diff": round(acc_diff, 4),
-                      "bit_identical": identical}))
+                      "bit_identical": identical, "blocking_timings": not args.overlap,
+                      "conv_lowering": args.conv_lowering, "population_vmap_members": pop["vmap_members"],
+                      "population_breakdown_s": pop["breakdown"], "sequential_breakdown_s": seq["breakdown"],
+                      "step_variants": variants}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ is what makes an epoch cheap (tests/data/test_augment_distribution.py checks the
 log line) when the estimate exceeds the budget (``cache=True``: :func:`cache_budget_bytes`, a fraction of RAM);
 such datasets stream from the source through grain (``worker_count`` processes). With ``batch_augment='grain'``
 cached and uncached pipelines yield identical batches; by default a cached train source is augmented a batch at
-once instead (:mod:`jaxgluon.data.batch_augment`: same distribution, its own deterministic batches).
+once instead (:mod:`jaxgluon.data.batch_augment`: same distribution, its own deterministic batches; 'pad_crop'
+policies: :mod:`jaxgluon.data.pad_crop`, grain's very batches, bit for bit, from one numpy gather).
 
 Example::
 
@@ -48,6 +49,7 @@ import numpy as np
 from absl import flags as absl_flags
 
 from jaxgluon.data import batch_augment as batch_augment_module
+from jaxgluon.data import pad_crop
 from jaxgluon.data import transforms
 from jaxgluon.data.sources import load_example
 
@@ -314,8 +316,9 @@ def make_train_loader(
         augment: 'auto' (see :func:`resolve_augment`) or one of ``transforms.AUGMENTS``.
         batch_augment: for a cached source, augment a batch at once instead of per example through grain
             (:mod:`jaxgluon.data.batch_augment`): 'host', 'device' (batches are float32 ``jax.Array``), 'grain'
-            (per example), or 'auto' (``batch_augment.DEFAULT_BY_BACKEND``). Uncached sources and 'pad_crop'
-            always use grain.
+            (per example), or 'auto' (``batch_augment.DEFAULT_BY_BACKEND``). Uncached sources always use grain;
+            a cached 'pad_crop' source is rendered by :mod:`jaxgluon.data.pad_crop` (host numpy batches, the
+            same as grain's) unless this is 'grain'.
         cache: keep decoded images in memory (module doc): True (within :func:`cache_budget_bytes`), False, or
             a budget in bytes.
         decoded: where decoded images are kept and found (:class:`DecodedImages`); the caller owns it and so
@@ -349,6 +352,12 @@ def make_train_loader(
             image_size=image_size, mean=mean_a, std=std_a,
             epoch_seeds=[_epoch_seed(seed, e, 0) for e in range(start_epoch, num_epochs)],
             shard=(shard_index, shard_count), threads=threads, store=prepared.on_device)
+        return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
+    if batch_augment != "grain" and isinstance(prepared, _Cached) and pad_crop.supports(policy):
+        images = pad_crop.cached_images(prepared.on_device, prepared.images, prepared.labels, image_size, policy)
+        epochs_ds = pad_crop.PadCropEpochs(
+            images, batch_size=batch_size, mean=mean_a, std=std_a, shard=(shard_index, shard_count),
+            epoch_seeds=[(_epoch_seed(seed, e, 0), _epoch_seed(seed, e, 1)) for e in range(start_epoch, num_epochs)])
         return Loader(epochs_ds, steps, steps * (num_epochs - start_epoch), policy)
     base = grain.MapDataset.source(prepared)
     epochs = []

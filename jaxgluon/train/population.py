@@ -13,7 +13,9 @@ see ``Population``'s ``vmap_members``). What differs between members is data, no
   which the ordinary ``train_step`` reads;
 - each member has its own data order (its own loader seeded with its trial seed, exactly the batches an ordinary
   trial with that seed sees), or, with ``shared_batches=True``, every member trains on the same batches (one
-  loader: faster input pipeline, less diversity).
+  loader: faster input pipeline, less diversity). For cached 'pad_crop' sources (CIFAR, digits) the members' own
+  batches are already one numpy gather per step (``population_batches.StackedBatches``), so sharing them saves
+  little there; each step's batches of all members travel to the device in one ``device_put``.
 
 So changing a member's hyperparameters, or putting a new config in a freed slot, never recompiles. A slot is
 (re)filled in place from the pretrained weights with the linear-probe head (``TrialSpec.head_init``), from the
@@ -28,13 +30,15 @@ another member's slot.
 
 Each member checkpoints every epoch into ``checkpoint_dir/checkpoints`` in the ordinary trial format, so
 ``load_trained`` and resumes work on a population member like on any trial. The checkpoints of an epoch are
-written by a background thread while the next epoch trains; ``remove``, ``close`` and ``wait_saves`` wait for them. The population runs on one device
-(the first local device).
+written by a background thread while the next epoch trains, from one copy of the stacked state to the host;
+``remove``, ``close`` and ``wait_saves`` wait for them. The train and eval programs are compiled once, side by side,
+when the population is built; the validation batches stay on the device between epochs. ``Population.timings``
+adds up wall seconds per phase (build, adding members, batch assembly, transfer, steps, eval, checkpoints). The
+population runs on one device (the first local device).
 """
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import logging
 import math
@@ -49,10 +53,12 @@ import numpy as np
 
 from jaxgluon import data as jdata
 from jaxgluon import models
+from jaxgluon.models.layers import forced_lowering
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial, trial_hyperparams
+from jaxgluon.train.population_batches import PhaseTimes, StackedBatches
 from jaxgluon.train.state import TrainState, create_train_state, step_hparams
 from jaxgluon.train.steps import eval_step, train_step
 from jaxgluon.train.trial import (CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain,
@@ -66,6 +72,8 @@ CLONE_KEY = "pbt_clone"
 CPU_AUTO_MAX_MEMBERS = 8
 #: Fraction of the free device memory a population may plan to use.
 MEMORY_FRACTION = 0.8
+#: Validation batches are kept on the device between epochs when they take at most this many bytes.
+EVAL_ON_DEVICE_MAX_BYTES = 256 * 2**20
 
 
 def population_key(config: Mapping[str, Any], spec: TrialSpec) -> tuple:
@@ -146,8 +154,6 @@ class _Member:
     epoch: int
     meta: dict
     ckpt: TrialCheckpointer
-    batches: Iterator[dict] | None
-    closer: contextlib.ExitStack
     first_result: dict
 
 
@@ -159,11 +165,33 @@ class Population:
     runs each member's step exactly as an ordinary trial's (bit-identical results) and a vmapped ResNet step was
     1.6x slower than the loop (oneDNN convolutions run member by member under vmap, batched matmuls lose; K=8
     cifar_resnet20_v1 at 32 px: 0.080 CPU s per member-step looped, 0.132 vmapped, 0.116 for an ordinary trial's
-    step, benchmarks/history/2026-12-04-population.md).
+    step; remeasured with ``--step-variants``: looped 1.6x the vmap's img/s, 3.6x the vmap with im2col
+    convolutions; benchmarks/history/2026-12-04-population.md).
+
+    ``conv_lowering``: the program's convolutions ('auto': ``models.layers.conv2d``'s per-backend choice; 'xla' or
+    'im2col' forced). Under one vmap, XLA turns each convolution into one grouped convolution
+    (``feature_group_count`` = members), whose backward pass is known to run as slowly as the dense one on CUDA
+    (jax-ml/jax#13800); 'im2col' makes them batched matmuls instead (exact FLOPs, more memory traffic).
+    ``benchmarks/population.py --step-variants 1,all,all:im2col`` measures the choices on a device.
+
+    Results: the looped program (``vmap_members=1``) gives each member exactly its ordinary trial's curve, in
+    float32 and in bfloat16 (measured bit-identical on CPU). A vmapped program gives the same curve only within
+    the arithmetic's rounding as amplified by training: in float32 ~1e-7 relative per op, within 1e-5 relative
+    train loss after 2 epochs (tests/train/test_population.py); in bfloat16 (the accelerators' default) 2**-8 per
+    op, and after an epoch or two the curves differ as much as the trial's own bfloat16 and float32 curves do
+    (digits, CPU: vmapped-vs-looped bf16 4.1e-2 / 2.0e-2 relative train loss at epochs 1 / 2, bf16-vs-f32 of
+    the same trial 3.4e-2 / 4.0e-2; H200, K=32, one epoch: 1.7e-2). So under bfloat16 there is no float
+    tolerance to state: a vmapped member's curve is the ordinary trial's up to bfloat16 training noise.
     """
 
     def __init__(self, spec: TrialSpec, config: Mapping[str, Any], max_epochs: int, capacity: int | str = "auto",
-                 shared_batches: bool = False, vmap_members: int | str = "auto"):
+                 shared_batches: bool = False, vmap_members: int | str = "auto", blocking_timings: bool = False,
+                 conv_lowering: str = "auto"):
+        built = time.perf_counter()
+        #: wall seconds per phase (``population_batches.PHASES``); ``blocking_timings`` waits for the device after
+        #: each transfer and step so that each phase holds only its own time (benchmarks; no host/device overlap)
+        self.timings = PhaseTimes()
+        self.blocking_timings = bool(blocking_timings)
         if spec.compilation_cache:
             enable_compilation_cache()
         self.spec, self.max_epochs, self.shared_batches = spec, int(max_epochs), bool(shared_batches)
@@ -171,6 +199,9 @@ class Population:
                                        or vmap_members < 1):
             raise ValueError(f"vmap_members must be a positive int or 'auto', got {vmap_members!r}")
         self._vmap_members = vmap_members
+        if conv_lowering not in ("auto", "xla", "im2col"):
+            raise ValueError(f"conv_lowering must be 'auto', 'xla' or 'im2col', got {conv_lowering!r}")
+        self.conv_lowering = conv_lowering
         self.key = population_key(config, spec)
         self.family = TrialConfig.from_dict(strip_clone(config))
         self.device = jax.local_devices()[0]
@@ -188,18 +219,23 @@ class Population:
         template, _ = self._fresh_state(self.family, strip_clone(config), seed=0, probe=False)
         self.graphdef = template.graphdef
         self._build_steps()
+        self._eval_compiling: concurrent.futures.Future | None = None
         self.capacity, self._train = self._choose_capacity(capacity, template)
+        self._eval_compiled = self._eval_compiling.result()
         # stacked on the host and put once: a per-leaf jnp.stack compiles one tiny program per leaf shape
         self.state = jax.device_put(
             jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], self.capacity, axis=0), template), self.device)
         self.slots: list[_Member | None] = [None] * self.capacity
+        self._batches = StackedBatches(self.capacity)
         self._shared_iter: Iterator[dict] | None = None
+        self._eval_batches: list[dict] | None = None
         self.num_compiles = 1
         # members' checkpoints are written by one background thread while the next epoch trains (the host thread
         # is otherwise idle then); every step that touches checkpoints on disk first waits for it (``wait_saves``)
         self._saver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-ckpt")
         self._saving: concurrent.futures.Future | None = None
         self._save_error: Exception | None = None
+        self.timings.add("build", time.perf_counter() - built)
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
@@ -209,6 +245,18 @@ class Population:
             chunk = 1 if self.device.platform == "cpu" else None
         self.vmap_members = chunk  # None: every member in one vmap
 
+        lowering = self.conv_lowering
+
+        def traced(fn):   # the program's convolutions as ``conv_lowering`` says (read when the program is traced)
+            if lowering == "auto":
+                return fn
+
+            def with_lowering(*args):
+                with forced_lowering(lowering):
+                    return fn(*args)
+            return with_lowering
+
+        @traced
         def step(state, batch):  # the ordinary train_step: it reads each member's hparams from its state
             if chunk is None:
                 return jax.vmap(train_step, in_axes=(0, None if shared else 0))(state, batch)
@@ -216,6 +264,7 @@ class Population:
                 return jax.lax.map(lambda s: train_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
             return jax.lax.map(lambda a: train_step(*a), (state, batch), batch_size=chunk if chunk > 1 else None)
 
+        @traced
         def evaluate(state, batch):
             if chunk is None:
                 return jax.vmap(eval_step, in_axes=(0, None))(state, batch)
@@ -239,6 +288,17 @@ class Population:
     def _compile_train(self, k: int, template: TrainState) -> Any:
         return self._train_fn.lower(*self._abstract_args(k, template)).compile()
 
+    def _start_eval_compile(self, k: int, template: TrainState) -> None:
+        """Compiles the evaluation program of ``k`` members in a thread, beside the train program's compilation
+        (XLA compiles without the GIL), so neither the first epoch nor the build waits for it alone."""
+        state, _ = self._abstract_args(k, template)
+        e, s = self.eval_batch_size, self.image_size
+        batch = {"image": jax.ShapeDtypeStruct((e, s, s, 3), jnp.float32),
+                 "label": jax.ShapeDtypeStruct((e,), jnp.int32), "mask": jax.ShapeDtypeStruct((e,), jnp.bool_)}
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-compile")
+        self._eval_compiling = pool.submit(lambda: self._eval.lower(state, batch).compile())
+        pool.shutdown(wait=False)   # the thread ends with its one task
+
     def _choose_capacity(self, capacity: int | str, template: TrainState) -> tuple[int, Any]:
         """Checks the memory of ``capacity`` members up front (from the compiled step's memory analysis); 'auto'
         takes as many as fit in ``MEMORY_FRACTION`` of the free memory, at most ``CPU_AUTO_MAX_MEMBERS`` on CPU.
@@ -246,9 +306,11 @@ class Population:
         free = free_device_memory(self.device)
         if capacity == "auto":
             chosen = self.auto_capacity(template)
+            self._start_eval_compile(chosen, template)
             return chosen, self._compile_train(chosen, template)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"population_size must be a positive int or 'auto', got {capacity!r}")
+        self._start_eval_compile(capacity, template)
         compiled = self._compile_train(capacity, template)
         needed = _compiled_bytes(compiled)
         if needed is not None and needed > MEMORY_FRACTION * free:
@@ -337,6 +399,11 @@ class Population:
         if max_epochs != self.max_epochs:
             raise ValueError(f"members of one population share max_epochs={self.max_epochs}, got {max_epochs}")
         slot = self.slots.index(None)
+        with self.timings.phase("add"):
+            return self._add(slot, trial_id, clean, clone, trial, checkpoint_dir, seed, deadline)
+
+    def _add(self, slot: int, trial_id: int, clean: dict, clone: Mapping | None, trial: TrialConfig,
+             checkpoint_dir: Any, seed: int, deadline: float | None) -> int:
         ckpt = TrialCheckpointer(pathlib.Path(checkpoint_dir) / CHECKPOINT_SUBDIR,
                                  max_to_keep=max(2, self.spec.keep_checkpoints))
         try:
@@ -346,16 +413,12 @@ class Population:
             ckpt.close()
             raise
         self.state = self._put(self.state, slot, jax.device_put(member_state, self.device))
-        closer = contextlib.ExitStack()
-        batches = None
         if not self.shared_batches:
-            loader = jdata.make_loader(self.train_src, batch_size=self.batch_size, image_size=self.image_size,
-                                       mean=self.mean, std=self.std, train=True, seed=int(seed), start_epoch=start,
-                                       num_epochs=self.max_epochs, worker_count=self.spec.worker_count,
-                                       augment=self.spec.augment, cache=self.spec.cache)
-            batches = closer.enter_context(contextlib.closing(iter(loader)))
-        self.slots[slot] = _Member(trial_id, clean, trial, int(seed), self.max_epochs, start, meta, ckpt, batches,
-                                   closer, {})
+            self._batches.open(slot, jdata.make_loader(
+                self.train_src, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
+                std=self.std, train=True, seed=int(seed), start_epoch=start, num_epochs=self.max_epochs,
+                worker_count=self.spec.worker_count, augment=self.spec.augment, cache=self.spec.cache))
+        self.slots[slot] = _Member(trial_id, clean, trial, int(seed), self.max_epochs, start, meta, ckpt, {})
         return slot
 
     def _initial_member(self, trial: TrialConfig, clean: dict, clone: Mapping | None, ckpt: TrialCheckpointer,
@@ -392,7 +455,7 @@ class Population:
         self.wait_saves(raise_error=False)
         member = self.slots[slot]
         self.slots[slot] = None
-        member.closer.close()
+        self._batches.close(slot)
         member.ckpt.close()
 
     def wait_saves(self, raise_error: bool = True) -> None:
@@ -414,8 +477,10 @@ class Population:
             for trial_id in list(self.members):
                 self.remove(trial_id)
         finally:
-            self.wait_saves(raise_error=False)
+            with self.timings.phase("checkpoint_wait"):
+                self.wait_saves(raise_error=False)
             self._saver.shutdown(wait=True)
+            self._batches.close_all()
             if self._save_error is not None:
                 log.error("population closed after a failed checkpoint write: %s", self._save_error)
 
@@ -429,13 +494,7 @@ class Population:
                                            augment=self.spec.augment, cache=self.spec.cache)
                 self._shared_iter = iter(loader)
             return next(self._shared_iter)
-        per_slot: list[dict | None] = [None] * self.capacity
-        for k in active:
-            per_slot[k] = next(self.slots[k].batches)
-        filler = per_slot[active[0]]
-        # batches rendered on the device (``batch_augment='device'``, the accelerators' default) stay there
-        stack = jnp.stack if any(isinstance(v, jax.Array) for v in filler.values()) else np.stack
-        return {key: stack([(b or filler)[key] for b in per_slot]) for key in filler}
+        return self._batches.next(active)
 
     def run_epoch(self, deadline: float | None = None) -> list[tuple[int, dict | str]] | None:
         """Trains every member one epoch, evaluates, checkpoints; returns ``[(trial_id, result or error)]``.
@@ -457,20 +516,34 @@ class Population:
                     jax.block_until_ready(sums[-1])
                 if time.time() >= deadline:
                     return None
-            batch = self._next_batches(active)
+            with self.timings.phase("assemble"):
+                batch = self._next_batches(active)
+            with self.timings.phase("transfer"):   # one transfer of every member's batch
+                batch = jax.device_put(batch, self.device)
+                if self.blocking_timings:
+                    jax.block_until_ready(batch)
             t0 = time.perf_counter()
             self.state, metrics = self._train(self.state, batch)
             sums.append(metrics)
-            if i == 0:
+            if i == 0 or self.blocking_timings:
                 jax.block_until_ready(metrics)
+            if i == 0:
                 first_step = time.perf_counter() - t0
+            self.timings.add("step", time.perf_counter() - t0)
+        t0 = time.perf_counter()
         train = {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in jax.device_get(sums)]), axis=0)
                  for k in sums[0]}
+        self.timings.add("step", time.perf_counter() - t0)   # the steps still in flight
         train_seconds = time.perf_counter() - start
-        val = self._evaluate()
+        with self.timings.phase("eval"):
+            val = self._evaluate()
         epoch_seconds = time.perf_counter() - start
         out: list[tuple[int, dict | str]] = []
         saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]] = []
+        checkpoint_start = time.perf_counter()
+        # every member's slice comes from one copy of the stacked state to the host (one transfer per leaf, not
+        # one per leaf and member), taken now, before the next step donates the stacked state
+        host = jax.device_get(self.state)
         for k in active:
             member = self.slots[k]
             member.epoch += 1
@@ -484,7 +557,7 @@ class Population:
             reward, top1, val_loss = validation_scores({key: val[key][k] for key in ("correct", "loss", "count")},
                                                        self.spec.metric)
             # the slice is taken now (before the next step donates the stacked state), written in the background
-            saves.append((member.ckpt, member.epoch, self._take(self.state, k), reward,
+            saves.append((member.ckpt, member.epoch, jax.tree.map(lambda x, k=k: x[k], host), reward,
                           {**member.meta, "val_top1": top1, "val_loss": val_loss}))
             result = {
                 "reward": reward, "val_top1": top1, "train_loss": float(loss),
@@ -505,19 +578,30 @@ class Population:
                 member.first_result = {"first_step_seconds": first_step}
                 result.update(member.first_result)
             out.append((member.trial_id, result))
-        self.wait_saves()
-        self._saving = self._saver.submit(_save_all, saves)
+        self.timings.add("checkpoint", time.perf_counter() - checkpoint_start)
+        with self.timings.phase("checkpoint_wait"):
+            self.wait_saves()
+        self._saving = self._saver.submit(_save_all, saves, self.timings)
         return out
 
     def _evaluate(self) -> dict[str, np.ndarray]:
-        loader = jdata.make_loader(self.val_src, batch_size=self.eval_batch_size, image_size=self.image_size,
-                                   mean=self.mean, std=self.std, train=False, worker_count=self.spec.worker_count,
-                                   cache=self.spec.cache)
-        metrics = [self._eval(self.state, batch) for batch in loader]
+        if self._eval_batches is None:
+            loader = jdata.make_loader(self.val_src, batch_size=self.eval_batch_size, image_size=self.image_size,
+                                       mean=self.mean, std=self.std, train=False,
+                                       worker_count=self.spec.worker_count, cache=self.spec.cache)
+            n = jdata.steps_per_epoch(len(self.val_src), self.eval_batch_size, train=False)
+            if n * self.eval_batch_size * self.image_size**2 * 3 * 4 > EVAL_ON_DEVICE_MAX_BYTES:
+                batches = loader
+            else:   # every epoch evaluates the same batches: rendered and put on the device once
+                batches = self._eval_batches = [jax.device_put(b, self.device) for b in loader]
+        else:
+            batches = self._eval_batches
+        metrics = [self._eval_compiled(self.state, batch) for batch in batches]
         host = jax.device_get(metrics)
         return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}
 
 
-def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]]) -> None:
-    for ckpt, epoch, state, reward, meta in saves:
-        ckpt.save(epoch, state, reward=reward, meta=meta)
+def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]], timings: PhaseTimes) -> None:
+    with timings.phase("checkpoint"):   # in the background thread: overlaps the next epoch's steps
+        for ckpt, epoch, state, reward, meta in saves:
+            ckpt.save(epoch, state, reward=reward, meta=meta)

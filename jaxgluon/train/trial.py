@@ -7,7 +7,8 @@
     train_fn({'net': 'resnet18_v1b', 'optimizer': {'name': 'sgd', 'learning_rate': 0.01}}, reporter)
 
 Per epoch it reports ``reward`` (validation top-1 in [0, 1]), ``train_loss``, ``train_accuracy``, ``val_loss``,
-``epoch_seconds`` (train + validation), ``images_per_sec`` (training throughput, the step that compiled excluded),
+``epoch_seconds`` (train + validation + checkpoint: ``train_seconds``, of which ``input_seconds`` waiting for
+batches and ``transfer_seconds`` putting them on the devices, ``eval_seconds``, ``checkpoint_seconds``), ``images_per_sec`` (training throughput, the step that compiled excluded),
 ``pretrained_loaded``, and on the first epoch of each call ``first_step_seconds`` (first train step: compilation,
 or loading it from the persistent cache, plus one step). Each epoch is checkpointed (Orbax, asynchronously) in
 ``reporter.checkpoint_dir / 'checkpoints'`` before reporting; a later call with the same directory continues from
@@ -203,14 +204,23 @@ class _EpochTimer:
         """One epoch's steps; ``(state, None)`` when the wall-clock ``deadline`` passes before the epoch ends."""
         start = time.perf_counter()
         metrics = []
-        for batch in batches:
+        input_seconds = transfer_seconds = 0.0
+        batches = iter(batches)
+        while True:
+            fetch = time.perf_counter()
+            batch = next(batches, None)
+            input_seconds += time.perf_counter() - fetch
+            if batch is None:
+                break
             if deadline is not None:
                 if metrics:  # steps run asynchronously: wait for the one in flight, so the clock is honest
                     jax.block_until_ready(metrics[-1])
                 if time.time() >= deadline:
                     return state, None
             step_start = time.perf_counter()
-            state, m = steps.train_step(state, steps.shard(batch))
+            batch = steps.shard(batch)
+            transfer_seconds += time.perf_counter() - step_start
+            state, m = steps.train_step(state, batch)
             metrics.append(m)
             if self.first_step_seconds is None:
                 jax.block_until_ready(m)
@@ -221,7 +231,8 @@ class _EpochTimer:
         if images <= 0:
             images, seconds = sums["count"], seconds + self._skip_seconds
         self._skip_images = self._skip_seconds = 0.0
-        return state, {**sums, "images_per_sec": images / max(seconds, 1e-9)}
+        return state, {**sums, "images_per_sec": images / max(seconds, 1e-9), "input_seconds": input_seconds,
+                       "transfer_seconds": transfer_seconds}
 
 
 def _json_plain(config: Mapping[str, Any]) -> dict:
@@ -437,6 +448,8 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
             "val_loss": val_loss,
             "epoch_seconds": save_end - epoch_start,
             "train_seconds": eval_start - epoch_start,
+            "input_seconds": train["input_seconds"],
+            "transfer_seconds": train["transfer_seconds"],
             "eval_seconds": save_start - eval_start,
             "checkpoint_seconds": save_end - save_start,
             "images_per_sec": train["images_per_sec"],

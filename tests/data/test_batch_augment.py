@@ -80,11 +80,12 @@ def test_loader_contract_and_epochs(mode):
     np.testing.assert_array_equal(np.asarray(resumed[0]["image"]), np.asarray(batches[6]["image"]))
 
 
-def test_uncached_and_pad_crop_stay_on_grain():
+def test_uncached_stays_on_grain_and_pad_crop_has_its_own_path():
+    from jaxgluon.data.pad_crop import PadCropEpochs    # grain's batches bit for bit: tests/data/test_pad_crop.py
     src = source()
     kw = dict(batch_size=4, image_size=16, mean=MEAN, std=STD, train=True, batch_augment="host")
-    assert not isinstance(make_loader(src, cache=False, **kw).dataset, batch_augment.BatchEpochs)
-    assert not isinstance(make_loader(src, augment="pad_crop+flip", **kw).dataset, batch_augment.BatchEpochs)
+    assert not isinstance(make_loader(src, cache=False, **kw).dataset, (batch_augment.BatchEpochs, PadCropEpochs))
+    assert isinstance(make_loader(src, augment="pad_crop+flip", **kw).dataset, PadCropEpochs)
     assert isinstance(make_loader(src, augment="resized_crop", **kw).dataset, batch_augment.BatchEpochs)
     with pytest.raises(ValueError, match="batch_augment"):
         make_loader(src, batch_augment="gpu", **{k: v for k, v in kw.items() if k != "batch_augment"})
