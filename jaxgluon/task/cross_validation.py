@@ -143,9 +143,8 @@ class _FoldReporter:
 
 
 def _run_candidate(candidate: dict, spec: TrialSpec, num_folds: int, directory: pathlib.Path,
-                   deadline: float | None, seed: int) -> None:
+                   deadline: float | None, seed: int, caches: TrialCaches) -> None:
     """Trains and scores ``candidate`` on every fold; fills its ``fold_scores`` / ``fold_top1`` / ``status``."""
-    caches = TrialCaches()   # one per candidate: its folds share the sources; nothing outlives the call
     candidate.update(fold_scores=[], fold_top1=[], status="running")
     start = time.perf_counter()
     for fold in range(num_folds):
@@ -178,16 +177,18 @@ def _run_candidate(candidate: dict, spec: TrialSpec, num_folds: int, directory: 
 
 def cross_validate(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, chosen: int, *, num_folds: int,
                    deadline: float | None, seed: int = 0, limit: int = MAX_CANDIDATES,
-                   estimate_margin: float = REFIT_ESTIMATE_MARGIN) -> tuple[int, dict]:
+                   estimate_margin: float = REFIT_ESTIMATE_MARGIN, caches: TrialCaches | None = None
+                   ) -> tuple[int, dict]:
     """``(trial_id, record)``: the trial whose config scored the best mean over the folds (module docstring), or
     ``chosen`` (the search's choice) when cross-validation was skipped or could not compare two candidates.
-    ``deadline``: wall clock (``time.time()``)."""
+    ``deadline``: wall clock (``time.time()``); ``caches``: the fit's (its opened sources are reused)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"num_folds": num_folds, "metric": spec.metric, "status": "skipped",
                               "validation_choice": chosen, "chosen_trial_id": chosen}
     found, left_out = candidates(experiment, limit)
     record["left_out"] = left_out
-    train, val = spec.sources()
+    caches = caches or TrialCaches()
+    train, val = spec.sources(caches)
     total = len(train) + len(val)
     scale = total * (num_folds - 1) / num_folds / max(len(train), 1)
     for c in found:
@@ -222,7 +223,7 @@ def cross_validate(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, c
         return _skip(chosen, record, start)
     directory = pathlib.Path(experiment.experiment_dir) / CV_DIR
     for c in planned:
-        _run_candidate(c, spec, num_folds, directory, deadline, seed)
+        _run_candidate(c, spec, num_folds, directory, deadline, seed, caches)
         if c["status"] != "completed":
             break      # a deadline or a failure: the rest would not have time either
     shutil.rmtree(directory, ignore_errors=True)

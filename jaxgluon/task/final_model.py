@@ -11,6 +11,9 @@ The rule (``metadata['final_model']``), applied in this order:
    member: a refit is only attempted when no ensemble was chosen (``ensemble=False`` to always refit).
 3. ``'single'``: the best trial's best fine-tuned epoch, or ``'linear_probe'`` when that is a probe (epoch 0).
 
+With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single model) is the one k-fold
+cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
+
 ``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, True sets aside a share of the budget before
 the search (:data:`REFIT_SHARE` for a refit; :data:`ENSEMBLE_RESERVE_FRACTION` for the ensemble's validation
 predictions); 'auto' sets aside the ensemble's share too but the refit's none, refitting only when the search left

@@ -132,7 +132,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         best few distinct configs (up to ``jaxgluon.task.cross_validation.MAX_CANDIDATES``) are each trained on k-1
         folds of the training + validation images for their trial's best epoch count and scored on the held-out
         fold by ``metric``; the best mean score picks the config that is refitted and served (a less noisy choice
-        than one small validation split). With ``time_limits``, ``CV_SHARE`` of it is kept from the search for
+        than one small validation split; an ensemble that wins on validation is still served first,
+        ``ensemble=False`` to serve the cross-validated choice). With ``time_limits``, ``CV_SHARE`` of it is kept from the search for
         this; it is skipped, keeping the search's choice, when its estimate does not fit the time left.
         ``metadata['cv']`` records each candidate's fold scores and the outcome.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
@@ -194,7 +195,10 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
     # the refit / ensemble stage's time (jaxgluon.task.final_model): none for an ensemble of a one-config space
-    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials, num_folds)
+    num_models = 1 if space_size == 1 else num_trials
+    # cross-validation must leave the final restore and the ensemble their time (it runs before both)
+    cv_keeps = reserve + stage_reserve(time_limits, False, ensemble, num_models)
+    reserve += stage_reserve(time_limits, refit, ensemble, num_models, num_folds)
     plan = None
     if (time_limits is not None and default_config and not defaults.pixel_model
             and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
@@ -230,8 +234,13 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     stage, cv = None, None
     if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
         trial_id, cv = cross_validate(experiment, trials_dir, spec, trial_id, num_folds=num_folds, seed=seed,
-                                      deadline=_wall_deadline(time_limits, started))
+                                      caches=caches,
+                                      deadline=_wall_deadline(time_limits, started, keep=cv_keeps))
         epoch = _cv_epoch(cv, trial_id, epoch)
+    elif num_folds is not None:
+        cv = {"num_folds": num_folds, "status": "skipped", "reason": "the kernel model on pixels validated best; "
+              "cross-validation compares the networks' configs"}
+        log.info("fit: cross-validation skipped: %s", cv["reason"])
     if trial_id == PIXEL_CHOICE:
         model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
         single_epoch, single_reward = None, model.meta.get("val_top1", model.meta.get("reward"))
@@ -256,7 +265,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     # 'linear_probe' (its probe model, epoch 0) or 'pixel_kernel' (the kernel model on pixels); best_trial_id /
     # best_epoch: the best single model's
     metadata["pixel_model"] = None if pixel is None else pixel.summary()
-    metadata["cv"] = cv   # None without num_folds (or when the pixel kernel model was chosen)
+    metadata["cv"] = cv   # None without num_folds
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
                     best_epoch=single_epoch, final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
@@ -305,9 +314,9 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
     return tid, epoch
 
 
-def _wall_deadline(time_limits: float | None, started: float) -> float | None:
-    """The call's deadline on the wall clock (``time.time()``), as the final stages take it."""
-    return None if time_limits is None else time.time() + time_limits - (time.perf_counter() - started)
+def _wall_deadline(time_limits: float | None, started: float, keep: float = 0.0) -> float | None:
+    """The call's deadline on the wall clock (``time.time()``), as the final stages take it, less ``keep`` s."""
+    return None if time_limits is None else time.time() + time_limits - keep - (time.perf_counter() - started)
 
 
 def _cv_epoch(cv: dict, trial_id: int, epoch: int | None) -> int | None:
