@@ -129,13 +129,14 @@ def subset_spec(source: Any, indices: np.ndarray, directory: pathlib.Path) -> st
 
 
 def apply_budget(spec: Any, epochs: int, search_seconds: float, directory: pathlib.Path,
-                 seed: int = 0) -> tuple[Any, int, BudgetPlan]:
+                 seed: int = 0, caches: Any = None) -> tuple[Any, int, BudgetPlan]:
     """``(spec, epochs, plan)`` for a default CPU fit: unchanged when one epoch fits, else shrunk (the subsample
-    and the validation split are written under ``directory`` as data specs, so worker processes read them)."""
+    and the validation split are written under ``directory`` as data specs, so worker processes read them).
+    ``caches``: the fit's ``TrialCaches`` (its sources are already open: no second scan of the folder)."""
     from jaxgluon.data.sources import source_labels
     from jaxgluon.task.pixel_model import _subsample
 
-    train, val = spec.sources()
+    train, val = spec.sources(caches)
     plan = plan_budget(len(train), len(val), len(train.class_names), spec.image_size, epochs, search_seconds)
     if not plan.shrunk:
         return spec, epochs, plan

@@ -177,7 +177,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elif batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
     compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
-    warm_search_start(compiled, seed)   # the first draw's jax programs compile while the data is scanned
+    warm_search_start(compiled, seed)   # the first draw's jax programs compile during the setup below
     space_size = compiled.size
     default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
     epochs = defaults.epochs if epochs is None else epochs
@@ -189,6 +189,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      pretrained=pretrained, head_init=head_init,
                      freeze_batchnorm=freeze_batchnorm, cache=cache)
     caches = TrialCaches()   # this call's sources, decoded images and probe features (jaxgluon.train.caches)
+    if spec.val_data is None:   # the split of the folder Dataset() scanned before the call: not scanned again
+        caches.sources.get((spec.train_data, None, spec.val_fraction, spec.split_seed), dataset.split)
     num_validation = len(spec.sources(caches)[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
@@ -205,14 +207,14 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         folder = (pathlib.Path(output_directory) / "budget_subsample" if output_directory is not None
                   else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
         spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
-                                          folder, seed=seed)
+                                          folder, seed=seed, caches=caches)
     pixel = None
     # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
     # seconds, whatever the load does to the networks' setup)
     if pixel_model is True or (pixel_model == "auto" and net is None
                                and (defaults.pixel_model or time_limits is not None)):
         contender = pixel_model is True or defaults.pixel_model
-        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed,
+        pixel = pixel_candidate(*spec.sources(caches), ranked_by, started=started, time_limits=time_limits, seed=seed,
                                 max_train_images=MAX_TRAIN_IMAGES if contender else FALLBACK_MAX_IMAGES)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
@@ -242,7 +244,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
               "cross-validation compares the networks' configs"}
         log.info("fit: cross-validation skipped: %s", cv["reason"])
     if trial_id == PIXEL_CHOICE:
-        model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
+        model, final, config = pixel.refit(*spec.sources(caches), seed=seed), "pixel_kernel", pixel.config
         single_epoch, single_reward = None, model.meta.get("val_top1", model.meta.get("reward"))
         restored = time.perf_counter()
     else:
