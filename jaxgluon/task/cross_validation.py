@@ -1,6 +1,6 @@
 """k-fold cross-validation of a fit's final candidates (``fit(num_folds=k)``): which config to refit and serve.
 
-    chosen, record = cross_validate(experiment, trials_dir, spec, chosen_trial_id, num_folds=5, deadline=...)
+    chosen, record = cross_validate(experiment, spec, chosen_trial_id, num_folds=5, deadline=time.time() + 60)
 
 On a small validation set the search's ranking is noisy (a handful of images decide it). After the search, the
 best few distinct configs (:data:`MAX_CANDIDATES`, best first by their search score) are scored again by
@@ -59,7 +59,7 @@ def fold_indices(labels: np.ndarray, num_folds: int, seed: int = 0) -> list[np.n
     (a class with fewer images than folds is missing from some). Every index is in exactly one fold.
 
     >>> [f.tolist() for f in fold_indices(np.array([0, 0, 1, 1]), 2, seed=0)]
-    [[0, 3], [1, 2]]
+    [[0, 2], [1, 3]]
     """
     rng = np.random.default_rng(seed)
     folds: list[list[int]] = [[] for _ in range(num_folds)]
@@ -175,7 +175,7 @@ def _run_candidate(candidate: dict, spec: TrialSpec, num_folds: int, directory: 
     candidate["seconds"] = time.perf_counter() - start
 
 
-def cross_validate(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, chosen: int, *, num_folds: int,
+def cross_validate(experiment: Any, spec: TrialSpec, chosen: int, *, num_folds: int,
                    deadline: float | None, seed: int = 0, limit: int = MAX_CANDIDATES,
                    estimate_margin: float = REFIT_ESTIMATE_MARGIN, caches: TrialCaches | None = None
                    ) -> tuple[int, dict]:
@@ -195,6 +195,7 @@ def cross_validate(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, c
         trial = next(t for t in experiment.trials if t["trial_id"] == c["trial_id"])
         per_fold = estimate_seconds(trial, c["epochs"], scale)
         c["estimate_s"] = None if per_fold is None else num_folds * per_fold
+    record["candidates"] = found
     if len(found) < 2:
         record["reason"] = (f"{len(found)} distinct config(s) with a fine-tuning epoch: cross-validation needs two "
                             "to choose between")
@@ -213,7 +214,7 @@ def cross_validate(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, c
             continue
         planned.append(c)
         running += c["estimate_s"]
-    record.update(candidates=found, estimate_s=running, time_left_s=left)
+    record.update(estimate_s=running, time_left_s=left)
     if len(planned) < 2:
         estimates = sorted(c["estimate_s"] for c in found if c["estimate_s"] is not None)
         need = sum(estimates[:2]) if len(estimates) >= 2 else None

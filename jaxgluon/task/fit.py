@@ -235,7 +235,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
     stage, cv = None, None
     if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
-        trial_id, cv = cross_validate(experiment, trials_dir, spec, trial_id, num_folds=num_folds, seed=seed,
+        trial_id, cv = cross_validate(experiment, spec, trial_id, num_folds=num_folds, seed=seed,
                                       caches=caches,
                                       deadline=_wall_deadline(time_limits, started, keep=cv_keeps))
         epoch = _cv_epoch(cv, trial_id, epoch)

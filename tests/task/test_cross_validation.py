@@ -44,6 +44,13 @@ def test_fold_indices_partition_every_image_and_stratify():
     assert [f.tolist() for f in fold_indices(labels, 3, seed=1)] == [f.tolist() for f in folds]
 
 
+def test_docstring_example_runs():
+    import doctest
+    import jaxgluon.task.cross_validation as module
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
 @pytest.mark.parametrize("bad", [1, 0, -3, 2.5, True, "5"])
 def test_bad_num_folds_is_refused_where_it_enters(bad, image_folders):
     with pytest.raises(ValueError, match="num_folds must be None .* or an int >= 2"):
@@ -78,7 +85,7 @@ def test_cv_corrects_a_misranked_search(image_folders, tmp_path):
     spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16, batch_size=8,
                      pretrained=False, metric="log_loss")
     experiment = _experiment(tmp_path, [_trial(0, BAD, 0.95, epoch=5), _trial(1, GOOD, 0.95, epoch=5)])
-    chosen, record = cross_validate(experiment, tmp_path / "trials", spec, 0, num_folds=2, deadline=None)
+    chosen, record = cross_validate(experiment, spec, 0, num_folds=2, deadline=None)
     assert record["status"] == "changed" and chosen == record["chosen_trial_id"] == 1, record
     bad, good = record["candidates"]
     assert (bad["trial_id"], good["trial_id"]) == (0, 1)
@@ -92,14 +99,13 @@ def test_cv_is_skipped_with_the_reason_when_the_budget_is_too_small(image_folder
     spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16, pretrained=False)
     experiment = _experiment(tmp_path, [_trial(0, BAD, 0.9, epoch_seconds=5.0), _trial(1, GOOD, 0.8, 5.0)])
     start = time.perf_counter()
-    chosen, record = cross_validate(experiment, tmp_path / "trials", spec, 0, num_folds=3,
-                                    deadline=time.time() + 4)
+    chosen, record = cross_validate(experiment, spec, 0, num_folds=3, deadline=time.time() + 4)
     assert chosen == 0 and record["status"] == "skipped" and record["chosen_trial_id"] == 0
     assert "needs about" in record["reason"] and record["estimate_s"] == 0.0
     assert all(c["status"] == "does not fit" and c["estimate_s"] > 4 for c in record["candidates"])
     assert time.perf_counter() - start < 4 and not (tmp_path / "exp" / "cv").exists()   # nothing trained
     one = _experiment(tmp_path, [_trial(0, GOOD, 0.9), _trial(1, dict(GOOD), 0.8)])
-    _, record = cross_validate(one, tmp_path / "trials", spec, 0, num_folds=3, deadline=None)
+    _, record = cross_validate(one, spec, 0, num_folds=3, deadline=None)
     assert record["status"] == "skipped" and "1 distinct config" in record["reason"]
 
 
