@@ -121,3 +121,5 @@ def test_fit_serves_the_cv_choice_and_records_the_folds(image_folders, tmp_path)
     assert results.metadata["best_trial_id"] == cv["chosen_trial_id"] == best["trial_id"]
     assert results.config == best["config"] and results.metadata["best_epoch"] == best["epochs"] == 1
     assert results.metadata["final_model"] == "single"
+    loaded = task.load(results.save(tmp_path / "saved"))    # the record round-trips with the model
+    assert loaded.metadata["cv"] == cv and loaded.config == results.config
