@@ -13,8 +13,8 @@ it); ties keep the search's order.
 
 Budget: the cost of each candidate is estimated first from what its trial measured (``jaxgluon.task.refit``'s
 estimate for a run on ``(k-1)/k`` of the images, times ``k``, less the first step's compilation after the first
-fold: on digits, 3 candidates x 3 folds took 251 s against an estimate of 490 s before that correction); candidates are taken best first while the running
-total fits the time left, and cross-validation is skipped -- the search's choice kept, the reason logged and
+fold: on digits, 3 candidates x 3 folds took 251 s against an estimate of 490 s before that correction);
+candidates are taken best first while the running total fits the time left, and cross-validation is skipped -- the search's choice kept, the reason logged and
 recorded -- when fewer than two fit. Each fold run stops at the deadline (at most one train step late); a
 candidate with an unfinished fold is left out of the comparison. ``metadata['cv']`` records the candidates, their
 fold scores, the estimate and the outcome.
@@ -95,7 +95,8 @@ class FoldSpec(TrialSpec):
 
 def fold_spec(spec: TrialSpec, num_folds: int, fold: int, seed: int) -> FoldSpec:
     fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TrialSpec)}
-    fields["val_data"] = f"cv:{num_folds}:{fold}:{seed}:{spec.val_data or f'split:{spec.val_fraction}:{spec.split_seed}'}"
+    split = spec.val_data or f"split:{spec.val_fraction}:{spec.split_seed}"
+    fields["val_data"] = f"cv:{num_folds}:{fold}:{seed}:{split}"
     return FoldSpec(**fields, base_val_data=spec.val_data, num_folds=num_folds, fold=fold, fold_seed=seed)
 
 

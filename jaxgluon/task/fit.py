@@ -133,8 +133,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         folds of the training + validation images for their trial's best epoch count and scored on the held-out
         fold by ``metric``; the best mean score picks the config that is refitted and served (a less noisy choice
         than one small validation split; an ensemble that wins on validation is still served first,
-        ``ensemble=False`` to serve the cross-validated choice). With ``time_limits``, ``CV_SHARE`` of it is kept from the search for
-        this; it is skipped, keeping the search's choice, when its estimate does not fit the time left.
+        ``ensemble=False`` to serve the cross-validated choice). With ``time_limits``, ``CV_SHARE`` (30%) of it is
+        kept from the search for this; it is skipped, keeping the search's choice, when its estimate does not fit
+        the time left.
         ``metadata['cv']`` records each candidate's fold scores and the outcome.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
@@ -231,7 +232,6 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           trial_timeout=trial_timeout, ray_address=ray_address, storage_path=storage_path,
                           max_failures=max_failures)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
-    restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
     stage, cv = None, None
     if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
@@ -243,6 +243,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         cv = {"num_folds": num_folds, "status": "skipped", "reason": "the kernel model on pixels validated best; "
               "cross-validation compares the networks' configs"}
         log.info("fit: cross-validation skipped: %s", cv["reason"])
+    restore_start = time.perf_counter()
     if trial_id == PIXEL_CHOICE:
         model, final, config = pixel.refit(*spec.sources(caches), seed=seed), "pixel_kernel", pixel.config
         single_epoch, single_reward = None, model.meta.get("val_top1", model.meta.get("reward"))

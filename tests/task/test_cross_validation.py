@@ -71,7 +71,8 @@ def test_fold_spec_trains_on_the_other_folds_and_validates_on_its_own(image_fold
 
 
 def test_candidates_are_distinct_configs_best_first(tmp_path):
-    trials = [_trial(0, GOOD, 0.7), _trial(1, BAD, 0.9), _trial(2, dict(GOOD), 0.8), _trial(3, {**GOOD, "label_smoothing": 0.1}, 0.6),
+    trials = [_trial(0, GOOD, 0.7), _trial(1, BAD, 0.9), _trial(2, dict(GOOD), 0.8),
+              _trial(3, {**GOOD, "label_smoothing": 0.1}, 0.6),
               {"trial_id": 4, "config": GOOD, "status": "COMPLETED", "results": []}]
     found, left_out = candidates(_experiment(tmp_path, trials))
     assert [c["trial_id"] for c in found] == [1, 2, 3]        # trial 0 repeats trial 2's config with a worse score
