@@ -129,13 +129,14 @@ def subset_spec(source: Any, indices: np.ndarray, directory: pathlib.Path) -> st
 
 
 def apply_budget(spec: Any, epochs: int, search_seconds: float, directory: pathlib.Path,
-                 seed: int = 0) -> tuple[Any, int, BudgetPlan]:
+                 seed: int = 0, caches: Any = None) -> tuple[Any, int, BudgetPlan]:
     """``(spec, epochs, plan)`` for a default CPU fit: unchanged when one epoch fits, else shrunk (the subsample
-    and the validation split are written under ``directory`` as data specs, so worker processes read them)."""
+    and the validation split are written under ``directory`` as data specs, so worker processes read them).
+    ``caches``: the fit's ``TrialCaches`` (its sources are already open: no second scan of the folder)."""
     from jaxgluon.data.sources import source_labels
     from jaxgluon.task.pixel_model import _subsample
 
-    train, val = spec.sources()
+    train, val = spec.sources(caches)
     plan = plan_budget(len(train), len(val), len(train.class_names), spec.image_size, epochs, search_seconds)
     if not plan.shrunk:
         return spec, epochs, plan
@@ -175,5 +176,25 @@ def warm_restore_templates(net_names: list[str], num_classes: int) -> threading.
                 log.debug("fit: warming the restore template of %s failed: %s", name, err)
 
     thread = threading.Thread(target=work, name="jaxgluon-restore-template", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_search_start(space: Any, seed: int = 0) -> threading.Thread:
+    """Draws one config from ``space`` (a compiled space) with a throwaway random searcher, in a daemon thread of
+    the driver while ``fit`` scans data and fits the pixel model: the draw compiles the few jax random-bit programs
+    every searcher's first suggestion needs (1.5 s on a 2-core CPU, 4 s at load 10), which otherwise happened
+    inside the search, after its deadline was fixed (flowers5 and cifar10_test_1k at ``time_limits=15`` returned
+    2.6-4.3 s late: their search had ~1 s left and launched its first trial after the deadline). A failure here
+    only means the search compiles them itself."""
+    def work() -> None:
+        try:
+            from jaxgluon.searcher import RandomSearcher
+
+            RandomSearcher(space, seed=seed).suggest()
+        except Exception as err:  # noqa: BLE001 -- a warm-up; the search reports real errors
+            log.debug("fit: warming the searcher's first draw failed: %s", err)
+
+    thread = threading.Thread(target=work, name="jaxgluon-search-start", daemon=True)
     thread.start()
     return thread

@@ -11,6 +11,9 @@ The rule (``metadata['final_model']``), applied in this order:
    member: a refit is only attempted when no ensemble was chosen (``ensemble=False`` to always refit).
 3. ``'single'``: the best trial's best fine-tuned epoch, or ``'linear_probe'`` when that is a probe (epoch 0).
 
+With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single model) is the one k-fold
+cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
+
 ``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, True sets aside a share of the budget before
 the search (:data:`REFIT_SHARE` for a refit; :data:`ENSEMBLE_RESERVE_FRACTION` for the ensemble's validation
 predictions); 'auto' sets aside the ensemble's share too but the refit's none, refitting only when the search left
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
@@ -50,9 +54,11 @@ def check_choice(name: str, value: Any) -> Any:
     return value
 
 
-def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None) -> float:
+def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None,
+                  num_folds: int | None = None) -> float:
     """Seconds of ``time_limits`` the search leaves for this stage (module docstring): none for an ensemble of a
-    single trial (``num_trials=1``), and no minimum for ``ensemble='auto'``."""
+    single trial (``num_trials=1``), and no minimum for ``ensemble='auto'``; with ``num_folds``, also
+    ``jaxgluon.task.cross_validation.CV_SHARE`` for cross-validating the final candidates."""
     if time_limits is None:
         return 0.0
     reserve = 0.0
@@ -61,6 +67,8 @@ def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_tria
         reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
     if refit is True:
         reserve += REFIT_SHARE * time_limits
+    if num_folds is not None and num_trials != 1:
+        reserve += CV_SHARE * time_limits
     return min(reserve, 0.5 * time_limits)
 
 

@@ -27,7 +27,8 @@ from jaxgluon.optim_facts import DEFAULT_LR_SCHEDULER, check_lr_scheduler
 from jaxgluon.space import Categorical, Nets, Optimizers, Space, SpacedObject, compile_space
 from jaxgluon.space.domains import format_space
 from jaxgluon.space.optimizer import default_space
-from jaxgluon.task.budget import apply_budget, warm_restore_templates
+from jaxgluon.task.budget import apply_budget, warm_restore_templates, warm_search_start
+from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
@@ -59,7 +60,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
         trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
         ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None,
-        pixel_model: bool | str = "auto", refit: bool | str = False, ensemble: bool | str = "auto") -> Results:
+        pixel_model: bool | str = "auto", refit: bool | str = False, ensemble: bool | str = "auto",
+        num_folds: int | None = None) -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -128,6 +130,15 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
         rule in ``jaxgluon.task.final_model`` (an ensemble that wins on validation, else a finished refit, else the
         best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
+      num_folds: k-fold cross-validation of the final candidates (None: off; an int >= 2): after the search, the
+        best few distinct configs (up to ``jaxgluon.task.cross_validation.MAX_CANDIDATES``) are each trained on k-1
+        folds of the training + validation images for their trial's best epoch count and scored on the held-out
+        fold by ``metric``; the best mean score picks the config that is refitted and served (a less noisy choice
+        than one small validation split; an ensemble that wins on validation is still served first,
+        ``ensemble=False`` to serve the cross-validated choice). With ``time_limits``, ``CV_SHARE`` (30%) of it is
+        kept from the search for this; it is skipped, keeping the search's choice, when its estimate does not fit
+        the time left.
+        ``metadata['cv']`` records each candidate's fold scores and the outcome.
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -158,6 +169,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     check_choice("refit", refit)
     check_choice("ensemble", ensemble)
+    num_folds = check_num_folds(num_folds)
     _start_driver_backend(executor, autotune_level_for(time_limits))
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
                             check_weights=net is None and pretrained is not False)
@@ -170,6 +182,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"batch_size must be a positive int or a search space, got {batch_size!r}")
     log.info("fit: defaults chosen at %.2f s", time.perf_counter() - started)
     compiled = compile_space(space)  # validates the whole space before any trial starts; the searcher reuses it
+    warm_search_start(compiled, seed)   # the first draw's jax programs compile during the setup below
     space_size = compiled.size
     default_config = net is None and image_size is None and epochs is None   # what the budget shrink may change
     epochs = defaults.epochs if epochs is None else epochs
@@ -182,27 +195,32 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                      freeze_batchnorm=freeze_batchnorm, cache=cache,
                      gpu_autotune_level=autotune_level_for(time_limits))   # off for short budgets (compile_cache)
     caches = TrialCaches()   # this call's sources, decoded images and probe features (jaxgluon.train.caches)
+    if spec.val_data is None:   # the split of the folder Dataset() scanned before the call: not scanned again
+        caches.sources.get((spec.train_data, None, spec.val_fraction, spec.split_seed), dataset.split)
     num_validation = len(spec.sources(caches)[1])
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
     # the refit / ensemble stage's time (jaxgluon.task.final_model): none for an ensemble of a one-config space
-    reserve += stage_reserve(time_limits, refit, ensemble, 1 if space_size == 1 else num_trials)
+    num_models = 1 if space_size == 1 else num_trials
+    # cross-validation must leave the final restore and the ensemble their time (it runs before both)
+    cv_keeps = reserve + stage_reserve(time_limits, False, ensemble, num_models)
+    reserve += stage_reserve(time_limits, refit, ensemble, num_models, num_folds)
     plan = None
     if (time_limits is not None and default_config and not defaults.pixel_model
             and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
         folder = (pathlib.Path(output_directory) / "budget_subsample" if output_directory is not None
                   else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
         spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
-                                          folder, seed=seed)
+                                          folder, seed=seed, caches=caches)
     pixel = None
     # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
     # seconds, whatever the load does to the networks' setup)
     if pixel_model is True or (pixel_model == "auto" and net is None
                                and (defaults.pixel_model or time_limits is not None)):
         contender = pixel_model is True or defaults.pixel_model
-        pixel = pixel_candidate(*spec.sources(), ranked_by, started=started, time_limits=time_limits, seed=seed,
+        pixel = pixel_candidate(*spec.sources(caches), ranked_by, started=started, time_limits=time_limits, seed=seed,
                                 max_train_images=MAX_TRAIN_IMAGES if contender else FALLBACK_MAX_IMAGES)
     log.info("fit: data scanned%s at %.2f s", "" if pixel is None else ", pixel model fitted",
              time.perf_counter() - started)
@@ -222,23 +240,34 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           max_failures=max_failures)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     log.info("fit: search ended at %.2f s", time.perf_counter() - started)
-    restore_start = time.perf_counter()
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
-    stage = None
+    stage, cv = None, None
+    if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
+        trial_id, cv = cross_validate(experiment, spec, trial_id, num_folds=num_folds, seed=seed,
+                                      caches=caches,
+                                      deadline=_wall_deadline(time_limits, started, keep=cv_keeps))
+        epoch = _cv_epoch(cv, trial_id, epoch)
+    elif num_folds is not None:
+        cv = {"num_folds": num_folds, "status": "skipped", "reason": "the kernel model on pixels validated best; "
+              "cross-validation compares the networks' configs"}
+        log.info("fit: cross-validation skipped: %s", cv["reason"])
+    restore_start = time.perf_counter()
     if trial_id == PIXEL_CHOICE:
-        model, final, config = pixel.refit(*spec.sources(), seed=seed), "pixel_kernel", pixel.config
+        model, final, config = pixel.refit(*spec.sources(caches), seed=seed), "pixel_kernel", pixel.config
         single_epoch, single_reward = None, model.meta.get("val_top1", model.meta.get("reward"))
         restored = time.perf_counter()
     else:
-        model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+        try:
+            model = load_trained(trials_dir / str(trial_id), epoch=epoch)
+        except (ValueError, FileNotFoundError):   # CV's epoch not kept (the best and latest are): the best one
+            model = load_trained(trials_dir / str(trial_id))
         single_epoch, single_reward = model.meta.get("epoch"), model.meta.get("val_top1", model.meta.get("reward"))
         final = "linear_probe" if model.meta.get("epoch") == 0 else "single"
         config = next(t["config"] for t in experiment.trials if t["trial_id"] == trial_id)
         restored = time.perf_counter()
         # ---- refit / ensemble stage (issue 18 item 2; all of it in jaxgluon.task.final_model) ----
         stage = final_stage(experiment, trials_dir, spec, (trial_id, model), final, refit=refit, ensemble=ensemble,
-                            metric=ranked_by, seed=seed, deadline=None if time_limits is None else
-                            time.time() + time_limits - (time.perf_counter() - started))
+                            metric=ranked_by, seed=seed, deadline=_wall_deadline(time_limits, started))
         model, final = stage.model, stage.kind
         # ---- end of the refit / ensemble stage ----
     elapsed = time.perf_counter() - started
@@ -247,6 +276,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     # 'linear_probe' (its probe model, epoch 0) or 'pixel_kernel' (the kernel model on pixels); best_trial_id /
     # best_epoch: the best single model's
     metadata["pixel_model"] = None if pixel is None else pixel.summary()
+    metadata["cv"] = cv   # None without num_folds
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
                     best_epoch=single_epoch, final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
@@ -326,6 +356,19 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
                       f"returning trial {tid}'s linear-probe model (a classifier fitted on the pretrained features, "
                       "scored on validation); give a larger time_limits to fine-tune", RuntimeWarning, stacklevel=3)
     return tid, epoch
+
+
+def _wall_deadline(time_limits: float | None, started: float, keep: float = 0.0) -> float | None:
+    """The call's deadline on the wall clock (``time.time()``), as the final stages take it, less ``keep`` s."""
+    return None if time_limits is None else time.time() + time_limits - keep - (time.perf_counter() - started)
+
+
+def _cv_epoch(cv: dict, trial_id: int, epoch: int | None) -> int | None:
+    """The epoch to serve after cross-validation: the one CV scored (the trial's best fine-tuned epoch) when CV
+    compared candidates, else the search's choice."""
+    if cv["status"] not in ("changed", "confirmed"):
+        return epoch
+    return next(c["epochs"] for c in cv["candidates"] if c["trial_id"] == trial_id)
 
 
 def _probe_estimate(records: list[dict]) -> str:

@@ -79,3 +79,32 @@ def test_a_named_net_is_never_shrunk(large_image_folder, tmp_path):
                        verbose=False, executor="in_process")
     assert results.metadata["budget"] is None and results.metadata["pixel_model"] is None
     assert not (tmp_path / "exp" / "budget_subsample").exists()
+
+
+WARM_CHECK = """
+import jaxgluon as ag
+from jaxgluon.searcher import RandomSearcher
+from jaxgluon.space import compile_space
+from jaxgluon.task.budget import warm_search_start
+from jaxgluon.train.compile_count import CompileCounter
+space = compile_space({'net': ag.Categorical('a', 'b'), 'lr': ag.Real(1e-4, 1e-1, log=True)})
+{warm}
+with CompileCounter() as counter:
+    RandomSearcher(space, seed=3).suggest()
+print(counter.compilations)
+"""
+
+
+def test_the_searcher_warm_up_compiles_what_the_first_suggestion_needs():
+    # a fresh process each: nothing compiled before; without the warm-up the first draw compiles its programs
+    import os
+    import subprocess
+    import sys
+
+    def compilations(warm: str) -> int:
+        out = subprocess.run([sys.executable, "-c", WARM_CHECK.replace("{warm}", warm)], capture_output=True,
+                             text=True, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        return int(out.stdout.split()[-1])
+
+    assert compilations("pass") > 0
+    assert compilations("warm_search_start(space, seed=0).join()") == 0
