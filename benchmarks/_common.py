@@ -178,6 +178,22 @@ def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
     return step, compile_s, first_step_s, flops
 
 
+def median_step_seconds(train_step, state, data, n: int):
+    """``(median seconds of one blocked ``train_step(state, data)``, the state after)``: one untimed call first (a
+    compile or a cache load), then ``n`` timed ones, each threading the (donated) state on."""
+    import jax
+
+    state, metrics = train_step(state, data)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        state, metrics = train_step(state, data)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), state
+
+
 # ------------------------------------------------------------------------------------------- PBT toy
 def load_pbt_toy() -> types.ModuleType:
     """``tests/scheduler/pbt_toy.py`` (the PBT paper's toy problem, which the scheduler tests own), loaded from its

@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import median_step_seconds  # first: puts this checkout's jaxgluon first on sys.path
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -56,14 +55,7 @@ def child(args: argparse.Namespace) -> dict:
     first = None
     for _ in range(loader.steps_per_epoch):   # epoch 1: decodes into the cache
         first = next(batches)
-    data = steps.shard(first)
-    times = []
-    for _ in range(21):
-        t = time.perf_counter()
-        state, m = steps.train_step(state, data)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    step_s = statistics.median(times[1:])
+    step_s, state = median_step_seconds(steps.train_step, state, steps.shard(first), 20)
     t, n = time.perf_counter(), 0
     for _ in range(3 * loader.steps_per_epoch):   # epochs 2-4: loader + step, as a trial's loop runs them
         batch = next(batches)

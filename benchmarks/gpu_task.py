@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import median_step_seconds  # first: puts this checkout's jaxgluon first on sys.path
 
 
 def _first_report_wall(out: str) -> float | None:
@@ -149,16 +149,8 @@ def _loader_and_step(args: argparse.Namespace, results) -> dict:
     dtype = jax.numpy.bfloat16 if spec.use_mixed_precision() else jax.numpy.float32
     model = models.get_model(trial.net, len(train_src.class_names), pretrained=False, dtype=dtype)
     state = steps.replicate(create_train_state(model, optimizer_from_trial(trial, 100, 10)))
-    data = steps.shard(first)
-    state, m = steps.train_step(state, data)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        state, m = steps.train_step(state, data)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    return {"loader_img_s": round(loader_img_s, 1), "step_img_s": round(batch / statistics.median(times), 1)}
+    step_s, _ = median_step_seconds(steps.train_step, state, steps.shard(first), 5)
+    return {"loader_img_s": round(loader_img_s, 1), "step_img_s": round(batch / step_s, 1)}
 
 
 def child(args: argparse.Namespace) -> dict:
