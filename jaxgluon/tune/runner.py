@@ -329,8 +329,7 @@ class Runner:
 
     def _on_outcome(self, outcome: TrialOutcome) -> None:
         trial_id = outcome.trial_id
-        self._last_seen.pop(trial_id, None)
-        self._unstarted.discard(trial_id)
+        self._unwatch(trial_id)
         cancel_reason = self._cancelled.pop(trial_id, "")
         if outcome.error is not None:
             event: L.Event = L.Return(outcome.error)
@@ -372,6 +371,11 @@ class Runner:
             return self.trial_timeout  # type: ignore[return-value]
         return auto_timeout(self.stop.time_limits, self._max_interval)
 
+    def _unwatch(self, trial_id: int) -> None:
+        """The trial is no longer running: its liveness is not watched any more."""
+        self._last_seen.pop(trial_id, None)
+        self._unstarted.discard(trial_id)
+
     def _kill_time(self, seen: float, trial_id: int | None = None) -> float:
         timeout = self.trial_timeout_now()
         if timeout is not None and trial_id in self._unstarted:   # its worker is still starting (spawn, imports)
@@ -387,8 +391,7 @@ class Runner:
                 continue
             hung = self._deadline is None or now < self._deadline
             if self.executor.cancel(trial_id):
-                self._last_seen.pop(trial_id)
-                self._unstarted.discard(trial_id)
+                self._unwatch(trial_id)
                 self._cancelled[trial_id] = (
                     f"hung: no report for {now - seen:.1f} s, more than trial_timeout={self.trial_timeout_now():.1f} "
                     f"s; {'abandoned (in-process executor)' if self.executor.name == 'in_process' else 'killed'}"
@@ -423,8 +426,7 @@ class Runner:
                 if isinstance(epoch, int) and record.last_epoch < epoch <= self.max_epochs and \
                         record.decision in (None, Decision.CONTINUE) and record.status == R.RUNNING:
                     self._on_report(trial_id, result)
-            self._last_seen.pop(trial_id, None)
-            self._unstarted.discard(trial_id)
+            self._unwatch(trial_id)
 
     def _restore(self, previous_heartbeat: float | None = None) -> None:
         saved = read_json(self.dir / SETTINGS) if (self.dir / SETTINGS).exists() else {}
