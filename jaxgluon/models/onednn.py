@@ -2,7 +2,7 @@
 
 XLA:CPU's convolution kernels run the large-map 3x3 convolutions of a ResNet 1.2-1.6x slower (fwd+bwd) than
 oneDNN's, the kernels torch uses on CPU. This module calls oneDNN directly through XLA's FFI: ``conv`` is an
-NHWC x HWIO float32 convolution whose forward, input gradient and kernel gradient are three oneDNN primitives
+NHWC x HWIO float32 convolution (grouped or not: EfficientNet's depthwise ones too) whose forward, input gradient and kernel gradient are three oneDNN primitives
 (``csrc/onednn_conv.cc``), with a custom VJP so ``jax.grad`` and ``jax.jit`` work as with ``lax.conv``.
 
 The shim is compiled on first use with the system C++ compiler against the ``onednn-cpu-gomp`` wheel (headers from
@@ -124,12 +124,14 @@ def available() -> bool:
 
 
 def supports(x_shape: Sequence[int], dtype, groups: int = 1) -> bool:
-    """Whether ``conv`` handles this call: float32, a non-empty rank-4 input, no grouping, and oneDNN available.
+    """Whether ``conv`` handles this call: float32, a non-empty rank-4 input whose channels split into ``groups``,
+    and oneDNN available.
 
     Under a multi-device CPU mesh the call would be gathered onto every device (XLA cannot partition a custom
     call), so the oneDNN lowering is used only with one local device.
     """
-    return (len(x_shape) == 4 and min(x_shape) > 0 and np.dtype(dtype) == np.float32 and groups == 1
+    return (len(x_shape) == 4 and min(x_shape) > 0 and np.dtype(dtype) == np.float32 and groups >= 1
+            and x_shape[3] % groups == 0
             and jax.local_device_count() == 1 and available())
 
 
@@ -175,12 +177,18 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int] = (1, 1),
          padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))) -> jax.Array:
     """NHWC x HWIO float32 convolution by oneDNN, differentiable; ``padding`` is explicit (low, high) pairs.
 
+    A kernel with fewer input channels than ``x`` makes a grouped convolution of ``x.shape[3] // kernel.shape[2]``
+    groups, as ``lax.conv_general_dilated``'s ``feature_group_count`` (a depthwise kernel is ``[kh, kw, 1, C]``).
+
     Raises:
         ValueError: a shape, dtype or padding this lowering does not handle (use ``layers.conv2d``, which falls back).
         OneDNNUnavailable: the shim could not be built or loaded (see ``available``).
     """
-    if x.ndim != 4 or kernel.ndim != 4 or x.shape[3] != kernel.shape[2]:
-        raise ValueError(f"onednn.conv needs NHWC x HWIO with matching channels, got {x.shape} and {kernel.shape}")
+    if (x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] < 1 or x.shape[3] % kernel.shape[2]
+            or kernel.shape[3] % (x.shape[3] // kernel.shape[2])):
+        raise ValueError(f"onednn.conv needs NHWC x HWIO whose channels match (or split into groups: input "
+                         f"channels a multiple of the kernel's, output channels a multiple of the group count), "
+                         f"got {x.shape} and {kernel.shape}")
     if x.dtype != np.float32 or kernel.dtype != np.float32:
         raise ValueError(f"onednn.conv computes in float32, got {x.dtype} and {kernel.dtype}")
     strides = tuple(int(s) for s in strides)

@@ -78,8 +78,8 @@ SMALL_IMAGE_SIDE = 64
 CPU_IMAGE_SIZES = (224, 192, 160, 128, 96, 64)
 #: CPU-seconds per megapixel of training input for an efficientnet_lite0 train step (forward + backward + update)
 #: on CPU; an evaluation (forward only) costs ``EVAL_COST_FRACTION`` of it. Estimates for the budget, not promises.
-CPU_TRAIN_SECONDS_PER_MEGAPIXEL = 5.0  # 16 img/s at 160 px on 2 cores (2026-11-28, after the depthwise-conv lowering)
-EVAL_COST_FRACTION = 0.35
+CPU_TRAIN_SECONDS_PER_MEGAPIXEL = 3.0  # 28-29 img/s at 160 px, 14 at 224 on 2 cores (2026-12-04, oneDNN depthwise)
+EVAL_COST_FRACTION = 0.2               # eval step / train step: 0.11-0.17 measured, plus the loader's share
 #: Seconds per trial outside its epochs on two idle cores: building the net, loading the weights, compiling the
 #: steps (the persistent compilation cache shortens later trials). Mostly one thread: with fewer than two cores
 #: free it stretches by 2 / cpus.

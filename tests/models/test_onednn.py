@@ -20,12 +20,16 @@ GEOMETRIES = [
     ((3, 8, 8, 4), (1, 1, 4, 6), (1, 1), ((0, 0), (0, 0))),
     ((2, 15, 15, 3), (7, 7, 3, 8), (2, 2), ((3, 2), (3, 3))),
     ((2, 7, 10, 16), (3, 3, 16, 16), (1, 2), ((0, 1), (2, 0))),
+    ((2, 9, 9, 6), (3, 3, 1, 6), (2, 2), ((0, 1), (0, 1))),       # depthwise, EfficientNet's stride-2 padding
+    ((2, 10, 10, 8), (5, 5, 1, 8), (1, 1), ((2, 2), (2, 2))),     # depthwise 5x5
+    ((2, 7, 7, 4), (3, 3, 1, 8), (1, 1), ((1, 1), (1, 1))),       # depthwise, channel multiplier 2
+    ((2, 8, 8, 8), (3, 3, 2, 12), (1, 1), ((1, 1), (1, 1))),      # 4 groups of 2 -> 3 channels
 ]
 
 
 def reference(x, kernel, strides, padding):
     return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        precision="highest")
+                                        feature_group_count=x.shape[3] // kernel.shape[2], precision="highest")
 
 
 @needs_onednn
@@ -81,19 +85,29 @@ def test_choose_lowering_gives_onednn_all_but_the_tiniest_cpu_convolutions():
     assert layers.choose_lowering("cpu", (32, 4, 4, 256), (3, 3, 256, 256), onednn_ok=True) == "onednn"
     assert layers.choose_lowering("cpu", (32, 4, 4, 256), (1, 1, 256, 1024), onednn_ok=True) == "im2col"
     assert layers.choose_lowering("cpu", (32, 8, 8, 512), (1, 1, 512, 128), onednn_ok=True) == "onednn"
-    assert layers.choose_lowering("cpu", (32, 8, 8, 8), (3, 3, 1, 8), groups=8, onednn_ok=True) == "depthwise"
+    assert layers.choose_lowering("cpu", (32, 8, 8, 8), (3, 3, 1, 8), groups=8, onednn_ok=True) == "onednn"
+    assert layers.choose_lowering("cpu", (32, 8, 8, 8), (3, 3, 1, 8), groups=8, onednn_ok=False) == "depthwise"
     assert layers.choose_lowering("gpu", big, kernel, onednn_ok=True) == "xla"
 
 
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="float32"):
         onednn.conv(jnp.ones((1, 4, 4, 2), jnp.bfloat16), jnp.ones((3, 3, 2, 2), jnp.bfloat16))
-    with pytest.raises(ValueError, match="matching channels"):
+    with pytest.raises(ValueError, match="channels match"):
         onednn.conv(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 3, 2)))
+    with pytest.raises(ValueError, match="multiple of the group count"):  # 2 groups cannot make 3 outputs
+        onednn.conv(jnp.ones((1, 4, 4, 4)), jnp.ones((3, 3, 2, 3)))
     with pytest.raises(ValueError, match="larger than the input"):
         onednn.conv(jnp.ones((1, 2, 2, 2)), jnp.ones((5, 5, 2, 2)))
-    with pytest.raises(ValueError, match="no grouped"):
-        layers.conv2d(jnp.ones((1, 8, 8, 4)), jnp.ones((3, 3, 2, 4)), groups=2, lowering="onednn")
+
+
+@needs_onednn
+def test_efficientnet_depthwise_convolutions_run_on_onednn():
+    x, kernel = jnp.ones((2, 16, 16, 32)), jnp.ones((3, 3, 1, 32)) * 0.1
+    text = str(jax.make_jaxpr(jax.grad(lambda k: jnp.sum(layers.conv2d(x, k, (1, 1), "SAME", groups=32))))(kernel))
+    assert "jaxgluon_onednn_backward_weights" in text
+    np.testing.assert_allclose(layers.conv2d(x, kernel, (2, 2), "SAME", groups=32),
+                               layers.conv_depthwise(x, kernel, (2, 2), "SAME"), rtol=1e-5, atol=1e-5)
 
 
 def test_missing_wheel_names_the_package():

@@ -1,7 +1,8 @@
-// oneDNN convolutions (NHWC x HWIO, float32) as XLA FFI handlers, for JAX on CPU.
+// oneDNN convolutions (NHWC x HWIO, float32, grouped or not) as XLA FFI handlers, for JAX on CPU.
 //
 // Three handlers -- forward, backward data, backward weights -- each taking the strides and explicit
-// (low, high) paddings as attributes. Activations stay NHWC (oneDNN's brgconv kernels read them in place); the
+// (low, high) paddings as attributes. The group count is the input's channels over the kernel's input channels
+// (JAX's feature_group_count): a grouped HWIO kernel [kh, kw, C/G, O] is oneDNN's 5-D ``hwigo`` layout. Activations stay NHWC (oneDNN's brgconv kernels read them in place); the
 // HWIO kernel is reordered per call into the blocked layout the primitive asks for (small next to the convolution).
 // Primitives are built once per geometry and cached; scratchpads are per thread, so concurrent calls are safe.
 // jaxgluon/models/onednn.py compiles this file on first use against the onednn-cpu-gomp wheel.
@@ -31,11 +32,14 @@ dnnl::engine& Engine() {
 }
 
 struct Geometry {
-  int64_t n, h, w, c, kh, kw, o, oh, ow, sh, sw, pt, pb, pl, pr;
-  auto key() const { return std::make_tuple(n, h, w, c, kh, kw, o, sh, sw, pt, pb, pl, pr); }
+  int64_t n, h, w, c, kh, kw, o, oh, ow, sh, sw, pt, pb, pl, pr, g;
+  auto key() const { return std::make_tuple(n, h, w, c, kh, kw, o, sh, sw, pt, pb, pl, pr, g); }
   memory::desc src(tag t = tag::nhwc) const { return {{n, c, h, w}, dt::f32, t}; }
   memory::desc dst(tag t = tag::nhwc) const { return {{n, o, oh, ow}, dt::f32, t}; }
-  memory::desc wei(tag t = tag::hwio) const { return {{o, c, kh, kw}, dt::f32, t}; }
+  memory::desc wei(tag t = tag::undef) const {
+    if (g == 1) return {{o, c, kh, kw}, dt::f32, t == tag::undef ? tag::hwio : t};
+    return {{g, o / g, c / g, kh, kw}, dt::f32, t == tag::undef ? tag::hwigo : t};
+  }
   memory::dims strides() const { return {sh, sw}; }
   memory::dims pad_l() const { return {pt, pl}; }
   memory::dims pad_r() const { return {pb, pr}; }
@@ -122,7 +126,8 @@ uint8_t* ThreadBuffer(int which, size_t bytes) {
 
 Geometry MakeGeometry(ffi::Span<const int64_t> xd, ffi::Span<const int64_t> wd, ffi::Span<const int64_t> yd,
                       int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
-  return Geometry{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], yd[1], yd[2], sh, sw, pt, pb, pl, pr};
+  return Geometry{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], yd[1], yd[2], sh, sw, pt, pb, pl, pr,
+                  xd[3] / wd[2]};
 }
 
 ffi::Error Run(int kind, const Geometry& g, float* x, float* w, float* y) {
