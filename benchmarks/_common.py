@@ -8,7 +8,8 @@ Every benchmark starts with ``import _common`` (its own folder is first on ``sys
   :func:`random_config_curves`, :func:`median_full_trial_time`; the held-out task rule, its options and budget
   (:data:`BENCHMARK_TASKS`, :data:`FRACTIONS`, :func:`add_held_out_arguments`, :func:`chosen_tasks`,
   :func:`budget_and_median_random`).
-- Train-step peers (``train_step.py``, ``gpu_train_step.py``): :func:`torch_resnet`, :func:`jax_step_fn`.
+- Train-step peers (``train_step.py``, ``gpu_train_step.py``): :func:`torch_resnet`,
+  :func:`torch_efficientnet_lite0`, :func:`jax_step_fn`.
 - :func:`load_pbt_toy`: the PBT paper's toy problem, which ``tests/scheduler`` owns (``pbt.py``).
 """
 from __future__ import annotations
@@ -145,6 +146,40 @@ def torch_resnet(arch: str, num_classes: int = 1000):
                          nn.Linear(cin, num_classes))
 
 
+def torch_efficientnet_lite0(num_classes: int = 1000):
+    """EfficientNet-Lite0 in torch (ReLU6, no squeeze-excitation; jaxgluon.models.efficientnet_lite's stages), for
+    the CPU train-step peer. Symmetric padding k//2 (torch's), where the jax net pads TF-style: same FLOPs."""
+    from torch import nn
+
+    from jaxgluon.models.efficientnet_lite import LITE0_STAGES
+
+    def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True):
+        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=1e-3)]
+        return layers + [nn.ReLU6()] if act else layers
+
+    class MBConv(nn.Module):
+        def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
+            super().__init__()
+            hidden = cin * expand
+            self.body = nn.Sequential(*(conv_bn(cin, hidden, 1) if expand != 1 else []),
+                                      *conv_bn(hidden, hidden, k, stride, groups=hidden),
+                                      *conv_bn(hidden, cout, 1, act=False))
+            self.skip = stride == 1 and cin == cout
+
+        def forward(self, x):
+            return self.body(x) + x if self.skip else self.body(x)
+
+    blocks = [MBConv(cin if i == 0 else cout, cout, k, stride if i == 0 else 1, expand)
+              for k, repeats, cin, cout, expand, stride in LITE0_STAGES for i in range(repeats)]
+    return nn.Sequential(*conv_bn(3, 32, 3, 2), *blocks, *conv_bn(320, 1280, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(1280, num_classes))
+
+
+def jax_model_name(arch: str) -> str:
+    """The registry name of a train-step benchmark's ``--arch`` (resnet18 -> resnet18_v1b)."""
+    return arch if arch.startswith("efficientnet") else f"{arch}_v1b"
+
+
 def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
     """(step closure, compile seconds, first-step seconds, FLOPs per step from XLA's cost analysis) for
     jaxgluon.train's jitted data-parallel train_step; ``dtype`` is the compute dtype (float32 master weights)."""
@@ -155,7 +190,7 @@ def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
     from jaxgluon.train import compile_steps, create_train_state, make_mesh
 
     t0 = time.perf_counter()
-    model = get_model(f"{arch}_v1b", num_classes=1000, pretrained=False, dtype=dtype)
+    model = get_model(jax_model_name(arch), num_classes=1000, pretrained=False, dtype=dtype)
     steps = compile_steps(make_mesh())
     state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
     rng = np.random.default_rng(0)

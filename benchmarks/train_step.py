@@ -1,12 +1,14 @@
-"""Train-step throughput: jaxgluon ResNet-18/50 (jitted SGD step) vs the same network in torch eager on the CPU.
+"""Train-step throughput: jaxgluon ResNet-18/50 and EfficientNet-Lite0 (jitted SGD step) vs the same network in
+torch eager on the CPU.
 
 Per case (arch x image size, batch 32) it reports the jaxgluon step's compile time and first-step latency, then
 images/s of jaxgluon, torch eager (NCHW) and torch eager channels-last measured in interleaved windows (each round
 times one window of each, in rotating order, so that load from other processes hits all three alike); the
 figure is the median window. torch is an optional benchmark dependency (``pip install torch``; no torchvision:
-the torch ResNets are defined here, torchvision's v1 layout = GluonCV's v1b).
+the torch nets are defined in ``_common``, torchvision's ResNet v1 layout = GluonCV's v1b).
 
     python benchmarks/train_step.py --arch resnet18 --size 64          # one case
+    python benchmarks/train_step.py --arch efficientnet_lite0 --size 160   # the default CPU fine-tuning net
     python benchmarks/train_step.py --arch all --size all --rounds 3    # the RESULTS.md table
     JAXGLUON_ONEDNN=0 python benchmarks/train_step.py ...              # XLA's convolutions instead of oneDNN's
 
@@ -24,11 +26,11 @@ import jax
 import numpy as np
 
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
-from _common import jax_step_fn, torch_resnet
+from _common import jax_step_fn, torch_efficientnet_lite0, torch_resnet
 from jaxgluon.models import onednn
 from jaxgluon.train import enable_compilation_cache
 
-ARCHS = ("resnet18", "resnet50")
+ARCHS = ("resnet18", "resnet50", "efficientnet_lite0")
 SIZES = (32, 64, 128, 224)
 
 
@@ -36,7 +38,7 @@ def torch_step_fn(arch: str, size: int, batch: int, channels_last: bool):
     """A closure running one torch eager SGD step (train-mode BatchNorm) on a fixed random batch."""
     import torch
     torch.manual_seed(0)
-    model = torch_resnet(arch).train()
+    model = (torch_efficientnet_lite0() if arch == "efficientnet_lite0" else torch_resnet(arch)).train()
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 1000, (batch,))
     if channels_last:

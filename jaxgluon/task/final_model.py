@@ -3,8 +3,10 @@
 The rule (``metadata['final_model']``), applied in this order:
 
 1. ``'ensemble'`` when ``ensemble`` is on and greedy selection (``jaxgluon.task.ensemble``) over the validation
-   predictions of the best-ranked trials' best checkpoints picked at least two different trials and scores
-   strictly better on validation than its best member, by the fit's metric (log-loss or top-1).
+   predictions of the best-ranked models picked at least two different ones and scores strictly better on
+   validation than its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
+   checkpoint and, beside it, the trial's linear-probe model (epoch 0) when fine-tuning reported too: a frozen-
+   feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to try.
 2. ``'refit'`` otherwise, when ``refit`` is on and the best config's retraining on training + validation images
    (``jaxgluon.task.refit``) fit the budget and finished. A refit model has no held-out validation score, so it
    cannot be compared with an ensemble on validation, and an ensemble of refit members would need one refit per
@@ -44,7 +46,7 @@ CHOICES = (True, False, "auto")
 REFIT_SHARE = 0.25
 #: Share of ``time_limits`` kept from the search for the ensemble's validation predictions (bounded below/above).
 ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.05, 0.5, 20.0
-#: Candidates for the ensemble: the best-ranked trials (each trial's best checkpoint), at most this many.
+#: Candidates for the ensemble: the best-ranked models (trials' best checkpoints and probes), at most this many.
 ENSEMBLE_MAX_CANDIDATES = 10
 
 
@@ -80,18 +82,22 @@ class FinalModel:
     metadata: dict
 
 
-def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int]]:
-    """``(ranking score, trial_id)`` of every trial with a scored model, best first (probe scores included)."""
+def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int, int | None]]:
+    """``(ranking score, trial_id, epoch)`` of every scored model, best first: each trial's best checkpoint
+    (``epoch=None``) and, beside it, its linear-probe model (``epoch=0``) when the probe was scored and fine-tuning
+    reported too (the two are different models of the trial: the probe's frozen features, the fine-tuned net)."""
     found = []
     for trial in experiment.trials:
         if trial["status"] == "ERROR":
             continue
         probe = read_probe_record(trials_dir / str(trial["trial_id"])) or {}
-        best = [s for s in (trial.get("best_reward"), probe.get("reward") if probe.get("status") == "scored" else None)
-                if s is not None]
-        if best:
-            found.append((max(best), trial["trial_id"]))
-    return sorted(found, key=lambda c: (-c[0], c[1]))
+        probe_score = probe.get("reward") if probe.get("status") == "scored" else None
+        tuned = trial.get("best_reward")
+        if tuned is not None:
+            found.append((max(tuned, probe_score if probe_score is not None else tuned), trial["trial_id"], None))
+        if probe_score is not None:
+            found.append((probe_score, trial["trial_id"], 0 if tuned is not None else None))
+    return sorted(found, key=lambda c: (-c[0], c[1], c[2] is not None))
 
 
 def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:
@@ -116,26 +122,30 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     record: dict[str, Any] = {"status": "skipped", "metric": metric}
     ranked = _candidates(experiment, trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
     if len(ranked) < 2:
-        record["reason"] = f"{len(ranked)} trial(s) with a scored model: an ensemble needs two"
+        record["reason"] = f"{len(ranked)} scored model(s): an ensemble needs two"
         return _skip(record)
-    first = first_prediction_estimate(experiment, [tid for _, tid in ranked])
+    first = first_prediction_estimate(experiment, [tid for _, tid, _ in ranked])
     record["first_prediction_estimate_s"] = first
     if deadline is not None and first is not None and deadline - time.time() < first:
         record["reason"] = (f"predicting the validation images needs about {first:.1f} s (a validation pass and "
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
-    members, probs, labels, times = [], [], None, []
-    for _, tid in ranked:
+    members, probs, labels, times, seen = [], [], None, [], set()
+    for _, tid, epoch in ranked:
         t0 = time.perf_counter()
         if deadline is not None and times and deadline - time.time() < 1.5 * max(times):
             record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
             break
         try:
-            model = single[1] if tid == single[0] else load_trained(trials_dir / str(tid))
+            model = (single[1] if tid == single[0] and epoch is None
+                     else load_trained(trials_dir / str(tid), epoch=epoch))
         except (ValueError, FileNotFoundError) as err:   # no checkpoint kept (a trial cut before its first epoch)
             log.info("fit: ensemble: trial %s has no checkpoint to use (%s)", tid, err)
             continue
+        if (tid, model.meta.get("epoch")) in seen:   # the trial's best checkpoint was its probe: one model
+            continue
+        seen.add((tid, model.meta.get("epoch")))
         out = model.predict_proba_source(val_source, deadline=deadline)
         if out is None:
             record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"
@@ -145,7 +155,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         probs.append(out[0])
         labels = out[1]
         times.append(time.perf_counter() - t0)
-    record.update(candidates=[m.meta["trial_id"] for m in members], prediction_seconds=float(sum(times)))
+    record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times)))
     if len(members) < 2:
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
@@ -159,12 +169,12 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     singles = [scores(p, labels) for p in probs]
     key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
     best = min(range(len(singles)), key=lambda i: key(singles[i]))
-    record.update(members=[{"trial_id": members[i].meta["trial_id"], "weight": int(counts[i])} for i in chosen],
+    record.update(members=[{**_member_id(members[i]), "weight": int(counts[i])} for i in chosen],
                   val_top1=top1, val_loss=loss, best_member={"trial_id": members[best].meta["trial_id"],
                                                              "val_top1": singles[best][0], "val_loss": singles[best][1]},
                   seconds=time.perf_counter() - start)
     if len(chosen) < 2:
-        record["reason"] = "greedy selection kept a single trial"
+        record["reason"] = "greedy selection kept a single model"
         return _skip(record, start)
     if not key((top1, loss)) < key(singles[best]):
         record.update(status="not better", reason="the ensemble did not score better on validation than its best "
@@ -175,6 +185,10 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     log.info("fit: ensemble of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member %.4f, %.4f)",
              ensemble.trial_ids, counts[chosen].tolist(), top1, loss, *singles[best])
     return ensemble, record
+
+
+def _member_id(model: TrainedModel) -> dict:
+    return {"trial_id": model.meta["trial_id"], "epoch": model.meta.get("epoch")}
 
 
 def _skip(record: dict, start: float | None = None) -> tuple[None, dict]:

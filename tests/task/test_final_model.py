@@ -13,7 +13,7 @@ from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensemble, scores
-from jaxgluon.task.final_model import stage_reserve
+from jaxgluon.task.final_model import _candidates, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
 from jaxgluon.train import TrialSpec, load_trained
 from jaxgluon.train.integrity import SavedModelError
@@ -80,6 +80,19 @@ def test_stage_reserve_and_refit_estimate():
     assert estimate_seconds({"results": []}, 2, 1.0) is None
 
 
+def test_ensemble_candidates_include_each_fine_tuned_trials_probe(tmp_path):
+    """A trial that fine-tuned offers two models, its best checkpoint and its probe (epoch 0); a probe-only trial
+    one (its best checkpoint is the probe); an errored trial none. Best score first."""
+    class Experiment:
+        trials = [{"trial_id": 0, "status": "COMPLETED", "best_reward": 0.90},
+                  {"trial_id": 1, "status": "STOPPED", "best_reward": None},
+                  {"trial_id": 2, "status": "ERROR", "best_reward": 0.99}]
+    for tid, reward in ((0, 0.93), (1, 0.80), (2, 0.99)):
+        (tmp_path / str(tid)).mkdir()
+        (tmp_path / str(tid) / "probe.json").write_text(json.dumps({"status": "scored", "reward": reward}))
+    assert _candidates(Experiment(), tmp_path) == [(0.93, 0, None), (0.93, 0, 0), (0.80, 1, None)]
+
+
 def test_refit_sources_hold_every_split_image(image_folders):
     train, val = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25).sources()
     everything, check = combined_sources(train, val, 8)
@@ -111,7 +124,7 @@ def two_trials(image_folders, tmp_path_factory):
 def test_fit_records_the_ensemble_and_lists_it(two_trials):
     _, results, _ = two_trials
     record = results.metadata["ensemble"]
-    assert record["candidates"] and sorted(record["candidates"]) == [0, 1]
+    assert sorted(c["trial_id"] for c in record["candidates"]) == [0, 1]
     # built on these validation predictions: never worse than its best member there
     assert record["val_loss"] <= record["best_member"]["val_loss"] + 1e-9
     built = record["status"] in ("chosen", "not better")    # else selection kept one trial: no ensemble row
