@@ -124,7 +124,9 @@ def test_readme_has_snippets_and_every_substitution_applies():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("line,code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
+@pytest.mark.parametrize("line,code", [   # a fit within time_limits runs alone under xdist (tests/conftest.py)
+    pytest.param(line, code, marks=[pytest.mark.alone] if "time_limits=" in code else [], id=f"README.md:{line}")
+    for line, code in BLOCKS])
 def test_readme_snippet_runs(line, code, reader_home, tmp_path):
     if any(marker in code for marker in NEEDS_SHARED) and not SHARED.is_dir():
         pytest.skip(f"the snippet at README.md:{line} reads ../shared, which is absent")

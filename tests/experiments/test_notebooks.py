@@ -30,6 +30,7 @@ def test_committed_notebooks_have_no_outputs(path):
 
 
 @pytest.mark.slow
+@pytest.mark.alone   # its fits have time_limits: under xdist no other test runs beside it (tests/conftest.py)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
 def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     nbformat = pytest.importorskip("nbformat", reason="the dev extra (pip install -e '.[dev]') runs notebooks")

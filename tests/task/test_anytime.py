@@ -64,6 +64,7 @@ def test_probe_is_scored_on_validation_and_checkpointed_as_epoch_0(image_folders
     assert probe.evaluate(val) == pytest.approx(first["probe_top1"])   # the same validation score, recomputed
 
 
+@pytest.mark.alone   # a fit within time_limits: under xdist no other test runs beside it
 def test_fit_returns_the_probe_model_when_no_fine_tuning_epoch_reports(image_folders, tmp_path, weights,
                                                                        in_process, monkeypatch):
     _warm_up(image_folders[0], tmp_path)   # compiled once here, the probe in the fit takes a second or two
@@ -89,6 +90,7 @@ def test_fit_returns_the_probe_model_when_no_fine_tuning_epoch_reports(image_fol
     np.testing.assert_allclose(again.predict_proba(images), results.predict_proba(images), atol=1e-6)
 
 
+@pytest.mark.alone   # a fit within time_limits: under xdist no other test runs beside it
 def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_path, weights, in_process,
                                                          monkeypatch):
     def deadline_during_features(key, compute, cache=None):   # a feature pass that outlasts the 2 s budget

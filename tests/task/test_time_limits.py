@@ -11,6 +11,7 @@ from jaxgluon import ImageClassification as task
 from task_files import FAST
 
 
+@pytest.mark.alone   # a fit within time_limits: under xdist no other test runs beside it
 def test_fit_returns_within_time_limits_counted_from_the_call(image_folders, tmp_path):
     limit = 20.0
     start = time.perf_counter()
