@@ -4,6 +4,9 @@ XLA:CPU's convolution kernels run the large-map 3x3 convolutions of a ResNet 1.2
 oneDNN's, the kernels torch uses on CPU. This module calls oneDNN directly through XLA's FFI: ``conv`` is an
 NHWC x HWIO float32 convolution (grouped or not: EfficientNet's depthwise ones too) whose forward, input gradient and kernel gradient are three oneDNN primitives
 (``csrc/onednn_conv.cc``), with a custom VJP so ``jax.grad`` and ``jax.jit`` work as with ``lax.conv``.
+Under ``jax.vmap`` (a population's members) each call either runs once per member or, with ``VMAP_LOWERING``
+'grouped' (the default 'auto' does it for already-grouped, i.e. depthwise, convolutions), as ONE grouped oneDNN
+call with the members on the channel axis; values and gradients match ``lax.conv`` under the same vmap.
 
 The shim is compiled on first use with the system C++ compiler against the ``onednn-cpu-gomp`` wheel (headers from
 ``onednn-devel-cpu-gomp``), cached in ``$JAXGLUON_HOME/onednn`` (default ``~/.jaxgluon/onednn``) by a hash of its
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 SOURCE = Path(__file__).with_name("csrc") / "onednn_conv.cc"
@@ -153,10 +157,76 @@ def _output_shape(x_shape, kernel_shape, strides, padding):
     return (n, (h + pt + pb - kh) // strides[0] + 1, (w + pl + pr - kw) // strides[1] + 1, o)
 
 
+# Under ``jax.vmap`` (a population's members) each of the three oneDNN calls can become ONE grouped oneDNN call
+# instead of K calls in a row: the members go on the channel axis, member-major (x [K, N, H, W, C] -> [N, H, W, K*C],
+# kernel [K, kh, kw, C/G, O] -> [kh, kw, C/G, K*O]), so member m's channels are groups m*G .. m*G+G-1 of a K*G-group
+# convolution (the group count is the input's channels over the kernel's, as everywhere in this module). A member
+# axis on the activations only (a shared kernel) folds into the batch instead; an unbatched operand beside a
+# batched one is reused as is where the layout allows (an ungrouped conv of a shared input with the members'
+# kernels is one conv with K*O outputs) and tiled otherwise. Nested vmaps apply the rule once per level.
+#: How vmapped oneDNN convolutions run: 'grouped' (one K*G-group call, above), 'members' (one call per member, in a
+#: loop) or 'auto': grouped when the members' convolutions are grouped already (depthwise), else per member --
+#: oneDNN's grouped brgconv on NHWC with 16-64 channels per group ran ResNet-20's 3x3 convs 1.1-2.7x slower (fwd+bwd,
+#: 8 members) than 8 ungrouped calls (benchmarks/history/2026-12-04-population.md).
+VMAP_LOWERING = "auto"
+
+
+def _to_channels(a, batched: bool, k: int, tile: bool = True):
+    """[K, N, H, W, C] -> [N, H, W, K*C] (member-major channels); an unbatched [N, H, W, C] is tiled K times."""
+    if not batched:
+        return jnp.tile(a, (1, 1, 1, k)) if tile else a
+    return jnp.moveaxis(a, 0, 3).reshape(*a.shape[1:4], k * a.shape[4])
+
+
+def _from_channels(a, k: int):
+    """[A, B, C, K*O] -> [K, A, B, C, O]: the inverse of ``_to_channels`` (and of the kernels' layout)."""
+    return jnp.moveaxis(a.reshape(*a.shape[:3], k, a.shape[3] // k), 3, 0)
+
+
+def _batched(name, out_shape, strides, padding, k, in_batched, a, b):
+    """The vmap rule of ``_op``: the ``k`` members' calls as one oneDNN call, or in a loop (``VMAP_LOWERING``)."""
+    a_batched, b_batched = in_batched
+    if not (a_batched or b_batched):
+        return _op(name, out_shape, strides, padding)(a, b), False
+    if name != "backward_weights" and not b_batched:  # a shared kernel: the members are more images
+        n = a.shape[1]
+        y = _op(name, (k * n, *out_shape[1:]), strides, padding)(a.reshape(k * n, *a.shape[2:]), b)
+        return y.reshape(k, n, *y.shape[1:]), True
+    groups = (a.shape[-1] if name != "backward_data" else out_shape[3]) // (
+        b.shape[-2] if name != "backward_weights" else out_shape[2])
+    if VMAP_LOWERING not in ("auto", "grouped", "members"):
+        raise ValueError(f"onednn.VMAP_LOWERING must be 'auto', 'grouped' or 'members', got {VMAP_LOWERING!r}")
+    if VMAP_LOWERING == "members" or (VMAP_LOWERING == "auto" and groups == 1):  # one oneDNN call per member
+        op = _op(name, out_shape, strides, padding)
+        if a_batched and b_batched:
+            return jax.lax.map(lambda ab: op(*ab), (a, b)), True
+        return (jax.lax.map(lambda a1: op(a1, b), a) if a_batched else jax.lax.map(lambda b1: op(a, b1), b)), True
+    if name == "backward_weights":  # (x, g) -> kernel [kh, kw, C/G, O]
+        ungrouped = out_shape[2] == a.shape[-1]  # G == 1: a shared x needs no tiling
+        x = _to_channels(a, a_batched, k, tile=not ungrouped)
+        g = _to_channels(b, b_batched, k)
+    else:  # forward (x, kernel) -> y, backward_data (g, kernel) -> dx: the kernel is batched
+        ungrouped = name == "forward" and b.shape[3] == a.shape[-1]
+        x = _to_channels(a, a_batched, k, tile=not ungrouped)
+        g = _to_channels(b, True, k)  # the kernels [K, kh, kw, C/G, O] -> [kh, kw, C/G, K*O], same layout
+    shape = (*out_shape[:3], k * out_shape[3])  # y [N, H', W', K*O], dx [N, H, W, K*C], dk [kh, kw, C/G, K*O]
+    return _from_channels(_op(name, shape, strides, padding)(x, g), k), True
+
+
+@functools.cache
+def _op(name: str, out_shape: tuple, strides: tuple, padding: tuple):
+    """The oneDNN call ``name`` (result shape ``out_shape``) as a function of its two arrays, batched by ``_batched``."""
+    @jax.custom_batching.custom_vmap
+    def op(a, b):
+        return _call(name, out_shape, a.dtype, a, b, strides=strides, padding=padding)
+
+    op.def_vmap(functools.partial(_batched, name, out_shape, strides, padding))
+    return op
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, kernel, strides, padding):
-    shape = _output_shape(x.shape, kernel.shape, strides, padding)
-    return _call("forward", shape, x.dtype, x, kernel, strides=strides, padding=padding)
+    return _op("forward", _output_shape(x.shape, kernel.shape, strides, padding), strides, padding)(x, kernel)
 
 
 def _conv_fwd(x, kernel, strides, padding):
@@ -165,8 +235,8 @@ def _conv_fwd(x, kernel, strides, padding):
 
 def _conv_bwd(strides, padding, residuals, g):
     x, kernel = residuals
-    dx = _call("backward_data", x.shape, x.dtype, g, kernel, strides=strides, padding=padding)
-    dk = _call("backward_weights", kernel.shape, kernel.dtype, x, g, strides=strides, padding=padding)
+    dx = _op("backward_data", x.shape, strides, padding)(g, kernel)
+    dk = _op("backward_weights", kernel.shape, strides, padding)(x, g)
     return dx, dk
 
 
