@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
-from _common import jax_step_fn, torch_resnet
+from _common import jax_model_name, jax_step_fn, torch_resnet
 
 from jaxgluon.models.flops import model_flops
 from jaxgluon.models.registry import abstract_model
@@ -64,7 +64,7 @@ def jaxgluon_case(arch: str, size: int, batch: int, steps: int, bf16: bool) -> d
     seconds = time_steps(step, steps)
     devices = jax.local_device_count()
     peak = peak_flops(jax.devices()[0])
-    flops = model_flops(abstract_model(f"{arch}_v1b", 1000), (batch, size, size, 3)).train_step
+    flops = model_flops(abstract_model(jax_model_name(arch), 1000), (batch, size, size, 3)).train_step
     achieved = flops / seconds
     return {"img_s": batch / seconds, "compile_s": compile_s, "flops_per_step": flops,
             "xla_cost_analysis_flops": xla_flops, "gflop_per_image": flops / batch / 1e9,

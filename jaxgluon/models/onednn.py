@@ -2,8 +2,9 @@
 
 XLA:CPU's convolution kernels run the large-map 3x3 convolutions of a ResNet 1.2-1.6x slower (fwd+bwd) than
 oneDNN's, the kernels torch uses on CPU. This module calls oneDNN directly through XLA's FFI: ``conv`` is an
-NHWC x HWIO float32 convolution (grouped or not: EfficientNet's depthwise ones too) whose forward, input gradient and kernel gradient are three oneDNN primitives
-(``csrc/onednn_conv.cc``), with a custom VJP so ``jax.grad`` and ``jax.jit`` work as with ``lax.conv``.
+NHWC x HWIO float32 convolution (grouped or not: EfficientNet's depthwise ones too) whose forward, input gradient
+and kernel gradient are three oneDNN primitives (``csrc/onednn_conv.cc``), with a custom VJP so ``jax.grad`` and
+``jax.jit`` work as with ``lax.conv``.
 Under ``jax.vmap`` (a population's members) each call either runs once per member or, with ``VMAP_LOWERING``
 'grouped' (the default 'auto' does it for already-grouped, i.e. depthwise, convolutions), as ONE grouped oneDNN
 call with the members on the channel axis; values and gradients match ``lax.conv`` under the same vmap.

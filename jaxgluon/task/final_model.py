@@ -85,7 +85,8 @@ class FinalModel:
 def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int, int | None]]:
     """``(ranking score, trial_id, epoch)`` of every scored model, best first: each trial's best checkpoint
     (``epoch=None``) and, beside it, its linear-probe model (``epoch=0``) when the probe was scored and fine-tuning
-    reported too (the two are different models of the trial: the probe's frozen features, the fine-tuned net)."""
+    reported too (the two are different models of the trial: the probe's frozen features, the fine-tuned net).
+    A trial's best checkpoint ranks before its probe (its score is at least the probe's; ties put it first)."""
     found = []
     for trial in experiment.trials:
         if trial["status"] == "ERROR":
@@ -137,13 +138,13 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         if deadline is not None and times and deadline - time.time() < 1.5 * max(times):
             record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
             break
+        if epoch is not None and (tid, epoch) in seen:   # the trial's best checkpoint (ranked first) was its probe
+            continue
         try:
             model = (single[1] if tid == single[0] and epoch is None
                      else load_trained(trials_dir / str(tid), epoch=epoch))
         except (ValueError, FileNotFoundError) as err:   # no checkpoint kept (a trial cut before its first epoch)
             log.info("fit: ensemble: trial %s has no checkpoint to use (%s)", tid, err)
-            continue
-        if (tid, model.meta.get("epoch")) in seen:   # the trial's best checkpoint was its probe: one model
             continue
         seen.add((tid, model.meta.get("epoch")))
         out = model.predict_proba_source(val_source, deadline=deadline)
@@ -170,7 +171,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
     best = min(range(len(singles)), key=lambda i: key(singles[i]))
     record.update(members=[{**_member_id(members[i]), "weight": int(counts[i])} for i in chosen],
-                  val_top1=top1, val_loss=loss, best_member={"trial_id": members[best].meta["trial_id"],
+                  val_top1=top1, val_loss=loss, best_member={**_member_id(members[best]),
                                                              "val_top1": singles[best][0], "val_loss": singles[best][1]},
                   seconds=time.perf_counter() - start)
     if len(chosen) < 2:

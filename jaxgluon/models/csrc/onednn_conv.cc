@@ -2,8 +2,9 @@
 //
 // Three handlers -- forward, backward data, backward weights -- each taking the strides and explicit
 // (low, high) paddings as attributes. The group count is the input's channels over the kernel's input channels
-// (JAX's feature_group_count): a grouped HWIO kernel [kh, kw, C/G, O] is oneDNN's 5-D ``hwigo`` layout. Activations stay NHWC (oneDNN's brgconv kernels read them in place); the
-// HWIO kernel is reordered per call into the blocked layout the primitive asks for (small next to the convolution).
+// (JAX's feature_group_count): a grouped HWIO kernel [kh, kw, C/G, O] is oneDNN's 5-D ``hwigo`` layout.
+// Activations stay NHWC (oneDNN's brgconv kernels read them in place); the HWIO kernel is reordered per call
+// into the blocked layout the primitive asks for (small next to the convolution).
 // Primitives are built once per geometry and cached; scratchpads are per thread, so concurrent calls are safe.
 // jaxgluon/models/onednn.py compiles this file on first use against the onednn-cpu-gomp wheel.
 #include <cstdint>
