@@ -66,7 +66,9 @@ def test_save_writes_a_manifest_and_loads_back(model_dir):
 
 def test_a_flipped_bit_in_the_weights_is_named_on_load(model_dir):
     target = _largest_variables_file(model_dir)
-    assert target.stat().st_size > 500_000        # the weights themselves, not a small metadata file
+    # The weights themselves, not metadata: OCDBT splits the ~1 MB of arrays over data files (d/) in a
+    # write-order-dependent way, so only "a data file far larger than any metadata file (<= 32 kB)" is stable.
+    assert target.parent.name == "d" and target.stat().st_size > 100_000
     _flip_bit(target, target.stat().st_size // 2, bit=3)
     with pytest.raises(SavedModelError, match=f"corrupt: {target.relative_to(model_dir).as_posix()} has sha256"):
         load_trained(model_dir)
