@@ -53,95 +53,22 @@ import numpy as np
 
 from jaxgluon import data as jdata
 from jaxgluon import models
-from jaxgluon.models.layers import forced_lowering
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled_features, set_head
-from jaxgluon.train.optim import TrialConfig, optimizer_from_trial, trial_hyperparams
+from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.population_batches import PhaseTimes, StackedBatches
-from jaxgluon.train.state import TrainState, create_train_state, step_hparams
-from jaxgluon.train.steps import eval_step, train_step
+from jaxgluon.train.population_config import CLONE_KEY, population_key, strip_clone, with_hyperparams
+from jaxgluon.train.population_memory import MEMORY_FRACTION, auto_capacity, compiled_bytes, free_device_memory
+from jaxgluon.train.population_program import abstract_args, member_programs
+from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.trial import (CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain,
                                   validation_scores)
 
 log = logging.getLogger("jaxgluon.train")
 
-#: The config key that asks a trial to start as a copy of another trial (PBT's exploit); see ``population_fn``.
-CLONE_KEY = "pbt_clone"
-#: ``population_size='auto'`` on CPU: at most this many members (2 cores are busy long before memory runs out).
-CPU_AUTO_MAX_MEMBERS = 8
-#: Fraction of the free device memory a population may plan to use.
-MEMORY_FRACTION = 0.8
 #: Validation batches are kept on the device between epochs when they take at most this many bytes.
 EVAL_ON_DEVICE_MAX_BYTES = 256 * 2**20
-
-
-def population_key(config: Mapping[str, Any], spec: TrialSpec) -> tuple:
-    """What configs must share to train in one population: everything that shapes the program (the net, the
-    image size, the batch size). Optimizer, schedule and their numbers are state, so they may differ.
-
-    >>> spec = TrialSpec(train_data='digits', image_size=8)
-    >>> a = population_key({'net': 'cifar_resnet20_v1', 'optimizer': {'name': 'sgd', 'learning_rate': 0.1}}, spec)
-    >>> a == population_key({'net': 'cifar_resnet20_v1', 'lr_scheduler': 'poly', 'label_smoothing': 0.1,
-    ...                      'optimizer': {'name': 'adamw', 'learning_rate': 0.01}}, spec)
-    True
-    >>> a == population_key({'net': 'cifar_resnet56_v1'}, spec)
-    False
-    """
-    trial = TrialConfig.from_dict(strip_clone(config))
-    return (trial.net, spec.image_size, trial.batch_size or spec.batch_size)
-
-
-def strip_clone(config: Mapping[str, Any]) -> dict:
-    """``config`` without the PBT clone instruction."""
-    return {k: v for k, v in config.items() if k != CLONE_KEY}
-
-
-# ---- per-member hyperparameters ------------------------------------------------------------------------------
-def with_hyperparams(state: TrainState, trial: TrialConfig, steps_per_epoch: int, epochs: int,
-                     freeze_batchnorm: bool) -> TrainState:
-    """``state`` (one member) with ``trial``'s optimizer hyperparameters (``optim.trial_hyperparams``: kind,
-    numbers, schedule) and step hyperparameters (label smoothing, the frozen-BatchNorm flag)."""
-    opt = state.opt_state
-    hyper = trial_hyperparams(trial, steps_per_epoch, epochs)
-    new = {k: np.asarray(hyper[k], dtype=np.asarray(v).dtype) for k, v in opt.hyperparams.items()}
-    return state.replace(opt_state=opt._replace(hyperparams=new),
-                         hparams=step_hparams(trial.label_smoothing, freeze_batchnorm))
-
-
-# ---- memory ---------------------------------------------------------------------------------------------------
-def free_device_memory(device: jax.Device) -> int:
-    """Bytes free on ``device``: the allocator's limit minus what is in use (GPU/TPU), or, on CPU (no allocator
-    statistics), the host's available physical memory."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
-def _compiled_bytes(compiled: Any) -> int | None:
-    try:
-        mem = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 -- some backends have no memory analysis
-        return None
-    if mem is None:
-        return None
-    return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-               - mem.alias_size_in_bytes)
-
-
-def auto_capacity(per_member_bytes: int, free_bytes: int, platform: str) -> int:
-    """``population_size='auto'``: as many members as ``MEMORY_FRACTION`` of the free memory holds, at least one;
-    on CPU at most ``CPU_AUTO_MAX_MEMBERS`` (the cores, not memory, are the limit there), elsewhere at most 1024.
-
-    >>> auto_capacity(2**20, 2**30, 'gpu'), auto_capacity(2**20, 2**30, 'cpu'), auto_capacity(2**31, 2**30, 'gpu')
-    (819, 8, 1)
-    """
-    fit = int(MEMORY_FRACTION * free_bytes // max(int(per_member_bytes), 1))
-    return max(1, min(fit, CPU_AUTO_MAX_MEMBERS if platform == "cpu" else 1024))
 
 
 @dataclasses.dataclass
@@ -239,51 +166,15 @@ class Population:
 
     # ---- program --------------------------------------------------------------------------------------------
     def _build_steps(self) -> None:
-        shared = self.shared_batches
         chunk = self._vmap_members
         if chunk == "auto":
             chunk = 1 if self.device.platform == "cpu" else None
         self.vmap_members = chunk  # None: every member in one vmap
-
-        lowering = self.conv_lowering
-
-        def traced(fn):   # the program's convolutions as ``conv_lowering`` says (read when the program is traced)
-            if lowering == "auto":
-                return fn
-
-            def with_lowering(*args):
-                with forced_lowering(lowering):
-                    return fn(*args)
-            return with_lowering
-
-        @traced
-        def step(state, batch):  # the ordinary train_step: it reads each member's hparams from its state
-            if chunk is None:
-                return jax.vmap(train_step, in_axes=(0, None if shared else 0))(state, batch)
-            if shared:
-                return jax.lax.map(lambda s: train_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
-            return jax.lax.map(lambda a: train_step(*a), (state, batch), batch_size=chunk if chunk > 1 else None)
-
-        @traced
-        def evaluate(state, batch):
-            if chunk is None:
-                return jax.vmap(eval_step, in_axes=(0, None))(state, batch)
-            return jax.lax.map(lambda s: eval_step(s, batch), state, batch_size=chunk if chunk > 1 else None)
-
-        self._train_fn = jax.jit(step, donate_argnums=0)
-        self._eval = jax.jit(evaluate)
-        self._put = jax.jit(lambda stacked, k, member: jax.tree.map(lambda s, m: s.at[k].set(m), stacked, member),
-                            donate_argnums=0)
-        self._take = jax.jit(lambda stacked, k: jax.tree.map(lambda s: s[k], stacked))
+        self._train_fn, self._eval, self._put, self._take = member_programs(chunk, self.shared_batches,
+                                                                            self.conv_lowering)
 
     def _abstract_args(self, k: int, template: TrainState) -> tuple:
-        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct((k,) + x.shape, x.dtype), template)
-        lead = () if self.shared_batches else (k,)
-        b, s = self.batch_size, self.image_size
-        batch = {"image": jax.ShapeDtypeStruct(lead + (b, s, s, 3), jnp.float32),
-                 "label": jax.ShapeDtypeStruct(lead + (b,), jnp.int32),
-                 "mask": jax.ShapeDtypeStruct(lead + (b,), jnp.bool_)}
-        return state, batch
+        return abstract_args(k, template, self.batch_size, self.image_size, self.shared_batches)
 
     def _compile_train(self, k: int, template: TrainState) -> Any:
         return self._train_fn.lower(*self._abstract_args(k, template)).compile()
@@ -292,9 +183,7 @@ class Population:
         """Compiles the evaluation program of ``k`` members in a thread, beside the train program's compilation
         (XLA compiles without the GIL), so neither the first epoch nor the build waits for it alone."""
         state, _ = self._abstract_args(k, template)
-        e, s = self.eval_batch_size, self.image_size
-        batch = {"image": jax.ShapeDtypeStruct((e, s, s, 3), jnp.float32),
-                 "label": jax.ShapeDtypeStruct((e,), jnp.int32), "mask": jax.ShapeDtypeStruct((e,), jnp.bool_)}
+        _, batch = abstract_args(k, template, self.eval_batch_size, self.image_size, shared_batches=True)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="population-compile")
         self._eval_compiling = pool.submit(lambda: self._eval.lower(state, batch).compile())
         pool.shutdown(wait=False)   # the thread ends with its one task
@@ -312,7 +201,7 @@ class Population:
             raise ValueError(f"population_size must be a positive int or 'auto', got {capacity!r}")
         self._start_eval_compile(capacity, template)
         compiled = self._compile_train(capacity, template)
-        needed = _compiled_bytes(compiled)
+        needed = compiled_bytes(compiled)
         if needed is not None and needed > MEMORY_FRACTION * free:
             per = needed / capacity
             raise MemoryError(
@@ -329,7 +218,7 @@ class Population:
         if template is None:
             template = self._take(self.state, 0)
         free = free_device_memory(self.device)
-        one = _compiled_bytes(self._compile_train(1, template))
+        one = compiled_bytes(self._compile_train(1, template))
         per_member = one or 4 * sum(x.nbytes for x in jax.tree.leaves(template))
         chosen = auto_capacity(per_member, free, self.device.platform)
         log.info("population_size='auto': %d members (%.1f MiB each, %.1f GiB free on %s)", chosen,

@@ -32,7 +32,8 @@ from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
-from jaxgluon.train.population import CLONE_KEY, Population, population_key, strip_clone, with_hyperparams
+from jaxgluon.train.population import Population
+from jaxgluon.train.population_config import CLONE_KEY, population_key, strip_clone, with_hyperparams
 from jaxgluon.train.state import create_train_state
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _json_plain, train_trial
 from jaxgluon.train.steps import make_mesh

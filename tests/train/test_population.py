@@ -12,6 +12,7 @@ from jaxgluon import models
 from jaxgluon.train import (Population, PopulationTrial, TrialSpec, disable_compilation_cache,
                             enable_compilation_cache, load_trained, train_trial)
 from jaxgluon.train import population as population_module
+from jaxgluon.train import population_config, population_memory
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR
 
@@ -193,8 +194,9 @@ def test_pbt_clone_goes_through_checkpoints_for_ordinary_trials(spec, ordinary):
 def test_docstring_examples():
     import doctest
 
-    result = doctest.testmod(population_module)
-    assert result.attempted > 0 and result.failed == 0
+    for module in (population_config, population_memory):   # population_key, auto_capacity
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_members_are_ranked_by_the_specs_metric(spec, tmp_path):
@@ -217,7 +219,7 @@ def test_members_are_ranked_by_the_specs_metric(spec, tmp_path):
 def test_auto_capacity_follows_the_free_memory(pop, monkeypatch):
     """What population_size='auto' picks for this program: at most CPU_AUTO_MAX_MEMBERS on CPU, 1 when little is
     free (the one-member program's memory analysis against the free memory)."""
-    assert 1 <= pop.auto_capacity() <= population_module.CPU_AUTO_MAX_MEMBERS
+    assert 1 <= pop.auto_capacity() <= population_memory.CPU_AUTO_MAX_MEMBERS
     monkeypatch.setattr(population_module, "free_device_memory", lambda device: 1024)
     assert pop.auto_capacity() == 1
 
