@@ -57,14 +57,16 @@ def check_choice(name: str, value: Any) -> Any:
 
 
 def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None,
-                  num_folds: int | None = None) -> float:
+                  num_folds: int | None = None, probes: bool = False) -> float:
     """Seconds of ``time_limits`` the search leaves for this stage (module docstring): none for an ensemble of a
-    single trial (``num_trials=1``), and no minimum for ``ensemble='auto'``; with ``num_folds``, also
-    ``jaxgluon.task.cross_validation.CV_SHARE`` for cross-validating the final candidates."""
+    single trial (``num_trials=1``) unless its linear-probe model is a candidate beside its checkpoint
+    (``probes``: pretrained nets with ``head_init='linear_probe'``), and no minimum for ``ensemble='auto'``;
+    with ``num_folds``, also ``jaxgluon.task.cross_validation.CV_SHARE`` for cross-validating the final
+    candidates (of two or more configs)."""
     if time_limits is None:
         return 0.0
     reserve = 0.0
-    if ensemble is not False and num_trials != 1:
+    if ensemble is not False and (num_trials != 1 or probes):
         low = ENSEMBLE_RESERVE_MIN_S if ensemble is True else 0.0
         reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
     if refit is True:

@@ -203,10 +203,12 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
                                                   FINAL_RESERVE_MAX_S, 0.2 * time_limits)
     # the refit / ensemble stage's time (jaxgluon.task.final_model): none for an ensemble of a one-config space
+    # without probes (with them, a trial's checkpoint and its probe are two candidates)
     num_models = 1 if space_size == 1 else num_trials
+    probes = head_init == "linear_probe" and pretrained is not False   # a trial's probe: a second candidate
     # cross-validation must leave the final restore and the ensemble their time (it runs before both)
-    cv_keeps = reserve + stage_reserve(time_limits, False, ensemble, num_models)
-    reserve += stage_reserve(time_limits, refit, ensemble, num_models, num_folds)
+    cv_keeps = reserve + stage_reserve(time_limits, False, ensemble, num_models, probes=probes)
+    reserve += stage_reserve(time_limits, refit, ensemble, num_models, num_folds, probes=probes)
     plan = None
     if (time_limits is not None and default_config and not defaults.pixel_model
             and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):

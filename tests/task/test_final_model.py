@@ -74,6 +74,9 @@ def test_stage_reserve_and_refit_estimate():
     assert stage_reserve(100, False, "auto") == 5.0 and stage_reserve(100, True, False) == 25.0
     assert stage_reserve(4, False, "auto") == pytest.approx(0.2) and stage_reserve(4, False, True) == 0.5
     assert stage_reserve(100, False, True, num_trials=1) == 0.0     # no ensemble of one trial
+    # ... unless the trial's linear-probe model is a candidate beside its fine-tuned checkpoint
+    assert stage_reserve(100, False, True, num_trials=1, probes=True) == 5.0
+    assert stage_reserve(100, False, True, num_trials=1, num_folds=3, probes=True) == 5.0   # no CV of one
     trial = {"results": [{"epoch_seconds": 3.0, "train_seconds": 2.0, "setup_seconds": 4.0, "first_step_seconds": 1.0},
                          {"epoch_seconds": 3.0, "train_seconds": 2.0}]}
     assert estimate_seconds(trial, 2, 1.5) == pytest.approx(4.0 + 1.0 + 2 * (2.0 * 1.5 + 1.0))
