@@ -16,10 +16,13 @@ The rule (``metadata['final_model']``), applied in this order:
 With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single model) is the one k-fold
 cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
 
-``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, True sets aside a share of the budget before
-the search (:data:`REFIT_SHARE` for a refit; :data:`ENSEMBLE_RESERVE_FRACTION` for the ensemble's validation
-predictions); 'auto' sets aside the ensemble's share too but the refit's none, refitting only when the search left
-enough time (no ``time_limits``: always). Everything here counts in ``time_limits``: each step checks the deadline
+``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, ``ensemble=True`` sets aside a share of the
+budget before the search (:data:`ENSEMBLE_RESERVE_FRACTION`, for the ensemble's validation predictions), and
+``refit=True`` ends the search early enough for the refit of the best trial so far: the search's
+``tune(keep_seconds=jaxgluon.task.refit.RefitKeep(...))`` re-estimates that refit after every report (a fixed
+share, 25% before, was too little for a refit of a long trial and wasted when the refit was short). 'auto' sets
+aside the ensemble's share too but nothing for the refit, refitting only when the search left enough time (no
+``time_limits``: always). Everything here counts in ``time_limits``: each step checks the deadline
 (the refit before each train step, the ensemble before each eval batch) and what does not fit is skipped with a
 log line and the reason in ``metadata['refit']`` / ``metadata['ensemble']``.
 """
@@ -42,8 +45,6 @@ from jaxgluon.train.trial import read_probe_record
 log = logging.getLogger("jaxgluon.task")
 
 CHOICES = (True, False, "auto")
-#: Share of ``time_limits`` kept from the search for a requested (``refit=True``) refit.
-REFIT_SHARE = 0.25
 #: Share of ``time_limits`` kept from the search for the ensemble's validation predictions (bounded below/above).
 ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.05, 0.5, 20.0
 #: Candidates for the ensemble: the best-ranked models (trials' best checkpoints and probes), at most this many.
@@ -56,9 +57,10 @@ def check_choice(name: str, value: Any) -> Any:
     return value
 
 
-def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_trials: int | None = None,
+def stage_reserve(time_limits: float | None, ensemble: Any, num_trials: int | None = None,
                   num_folds: int | None = None, probes: bool = False) -> float:
-    """Seconds of ``time_limits`` the search leaves for this stage (module docstring): none for an ensemble of a
+    """Seconds of ``time_limits`` the search leaves for this stage (module docstring; a requested refit's time
+    is kept by the search itself, ``jaxgluon.task.refit.RefitKeep``): none for an ensemble of a
     single trial (``num_trials=1``) unless its linear-probe model is a candidate beside its checkpoint
     (``probes``: pretrained nets with ``head_init='linear_probe'``), and no minimum for ``ensemble='auto'``;
     with ``num_folds``, also ``jaxgluon.task.cross_validation.CV_SHARE`` for cross-validating the final
@@ -69,8 +71,6 @@ def stage_reserve(time_limits: float | None, refit: Any, ensemble: Any, num_tria
     if ensemble is not False and (num_trials != 1 or probes):
         low = ENSEMBLE_RESERVE_MIN_S if ensemble is True else 0.0
         reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
-    if refit is True:
-        reserve += REFIT_SHARE * time_limits
     if num_folds is not None and num_trials != 1:
         reserve += CV_SHARE * time_limits
     return min(reserve, 0.5 * time_limits)

@@ -32,6 +32,7 @@ from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
+from jaxgluon.task.refit import RefitKeep
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
@@ -122,7 +123,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         probe in 60 s); True, False.
         ``metadata['pixel_model']`` records its scores and seconds.
       refit: after the search, retrain the best config on training + validation images for its best epoch count:
-        True (keeps ``REFIT_SHARE`` of ``time_limits`` for it), 'auto' (when the time the search left suffices),
+        True (the search winds down when the time left falls to the estimated refit of the best trial so far,
+        ``jaxgluon.task.refit.RefitKeep``), 'auto' (when the time the search left suffices),
         False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit.
       ensemble: greedy ensemble selection with replacement (Caruana et al. 2004) over the validation
         probabilities of the best trials' best checkpoints, weighted by selection counts, ranked by ``metric``:
@@ -207,8 +209,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     num_models = 1 if space_size == 1 else num_trials
     probes = head_init == "linear_probe" and pretrained is not False   # a trial's probe: a second candidate
     # cross-validation must leave the final restore and the ensemble their time (it runs before both)
-    cv_keeps = reserve + stage_reserve(time_limits, False, ensemble, num_models, probes=probes)
-    reserve += stage_reserve(time_limits, refit, ensemble, num_models, num_folds, probes=probes)
+    cv_keeps = reserve + stage_reserve(time_limits, ensemble, num_models, probes=probes)
+    reserve += stage_reserve(time_limits, ensemble, num_models, num_folds, probes=probes)
     plan = None
     if (time_limits is not None and default_config and not defaults.pixel_model
             and not resume and jax.default_backend() == "cpu" and defaults.image_size in CPU_IMAGE_SIZES):
@@ -227,6 +229,10 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     log.info("fit: data scanned%s at %.2f s", "" if pixel is None else ", pixel model fitted",
              time.perf_counter() - started)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
+    keep = None   # refit=True: the search ends early enough for the refit of its best trial so far
+    if refit is True and time_limits is not None:
+        train_source, val_source = spec.sources(caches)
+        keep = RefitKeep((len(train_source) + len(val_source)) / max(len(train_source), 1))
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path
@@ -239,7 +245,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           output_directory=output_directory, resume=resume, seed=seed,
                           scheduler_options=scheduler_options, callbacks=[progress.on_event], executor=executor,
                           trial_timeout=trial_timeout, ray_address=ray_address, storage_path=storage_path,
-                          max_failures=max_failures)
+                          max_failures=max_failures, keep_seconds=keep)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     log.info("fit: search ended at %.2f s", time.perf_counter() - started)
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)

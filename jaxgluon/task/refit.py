@@ -108,6 +108,40 @@ def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> flo
     return setup + epochs * (train * scale + rest)
 
 
+class RefitKeep:
+    """``tune(keep_seconds=RefitKeep(scale))`` under ``fit(refit=True)``: the seconds to keep at the end of the
+    search for a refit of the best trial so far (by its reported ``reward``): :func:`estimate_seconds` for its
+    best epoch count (a linear-probe refit when its probe scored best) times the margin, plus the longest epoch
+    reported (the epoch in flight when the search winds down). None before any report.
+
+    >>> from jaxgluon.tune.records import TrialRecord
+    >>> r = TrialRecord(0, {}, results=[{'epoch': 1, 'reward': 0.5, 'epoch_seconds': 10.0},
+    ...                                 {'epoch': 2, 'reward': 0.7, 'epoch_seconds': 12.0}])
+    >>> RefitKeep(scale=1.0, margin=1.0)({0: r})      # 2 epochs of 11 s, plus the longest epoch
+    34.0
+    """
+
+    def __init__(self, scale: float, margin: float = REFIT_ESTIMATE_MARGIN):
+        self.scale, self.margin = float(scale), float(margin)
+
+    def __call__(self, records: Mapping[int, Any]) -> float | None:
+        best, best_reward = None, -np.inf
+        for record in records.values():
+            for result in record.results:
+                if result.get("reward") is not None and result["reward"] > best_reward:
+                    best, best_reward = (record, int(result["epoch"])), result["reward"]
+        if best is None:
+            return None
+        record, epoch = best
+        first = record.results[0]
+        longest = max(r.get("epoch_seconds") or 0.0 for rec in records.values() for r in rec.results)
+        if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
+            probe = first.get("linear_probe_seconds")
+            return None if probe is None else probe * self.scale * self.margin + longest
+        estimate = estimate_seconds({"results": record.results}, epoch, self.scale)
+        return None if estimate is None else estimate * self.margin + longest
+
+
 class _Reporter:
     """The trial-function protocol for one in-process refit run (never stops it early)."""
 

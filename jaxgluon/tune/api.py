@@ -21,7 +21,7 @@ import secrets
 import sys
 import time
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from jaxgluon.tune.executor import Executor, InProcessExecutor
 from jaxgluon.tune.journal import check_sync_mode
@@ -57,6 +57,7 @@ def tune(
     ray_address: str | None = None,
     storage_path: str | os.PathLike | None = None,
     max_failures: int | None = None,
+    keep_seconds: Callable[[Mapping[int, Any]], float | None] | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -73,6 +74,9 @@ def tune(
             the scheduler, the executor and the experiment folder included; ``metadata['time_used_s']`` is on the
             same clock): at the deadline running trials are told STOP at their next report (killed after a grace
             of 1 s) and the run returns; the overrun is in ``metadata['overrun_s']``.
+        keep_seconds: with ``time_limits``, seconds to keep free at its end as a function of the trial records
+            (``{trial_id: TrialRecord}``), asked after every report: the search winds down when the time left
+            falls to it (``StopCriterion.keep``; ``task.fit(refit=True)`` keeps its refit's estimate this way).
         epochs: epochs of a full trial (``reporter.max_epochs``; the schedulers' ``max_t``).
         num_workers: concurrent trials; more than 1 runs trials in a pool of worker processes.
         resources_per_trial: ``{'num_cpus': int, 'num_devices': int}`` per worker process (``num_gpus`` is
@@ -130,7 +134,7 @@ def tune(
         raise ValueError(f"epochs must be a positive int (epochs of a full trial), got {epochs!r}")
     if not callable(train_fn):
         raise TypeError(f"train_fn must be callable as train_fn(config, reporter), got {train_fn!r}")
-    stop = StopCriterion.from_args(num_trials, time_limits, max_reward)
+    stop = StopCriterion.from_args(num_trials, time_limits, max_reward, keep=keep_seconds)
     check_sync_mode(journal_sync)
     check_trial_timeout(trial_timeout)
     if resume and output_directory is None:

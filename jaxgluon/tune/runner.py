@@ -50,7 +50,7 @@ from jaxgluon.tune.liveness import (DEADLINE_GRACE_S, START_ALLOWANCE_S, auto_ti
 from jaxgluon.tune.lock import ExperimentLock, fence_stale_writers
 from jaxgluon.tune.reporter import read_reports
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
-from jaxgluon.tune.stop import StopCriterion
+from jaxgluon.tune.stop import StopCriterion, keep_deadline
 
 JOURNAL = "journal.jsonl"
 SCHEDULER_STATE = "scheduler_state.json"
@@ -136,6 +136,7 @@ class Runner:
             raise
         self._deadline = (None if stop.time_limits is None
                           else self._session_start + stop.time_limits - self._time_offset)
+        self._keep_deadline: float | None = None   # the deadline less StopCriterion.keep's seconds, when in force
 
     def _log(self, event: str, **fields: Any) -> None:
         """Append one event to the journal, then show it to the callbacks (a failing callback is dropped)."""
@@ -156,7 +157,15 @@ class Runner:
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
-    # ---- main loop ---------------------------------------------------------------------------------------
+    def _past_keep(self) -> bool:
+        return self._keep_deadline is not None and self._clock() >= self._keep_deadline
+
+    def _update_keep(self) -> None:
+        """Re-asks ``StopCriterion.keep`` after a report (the rule: ``jaxgluon.tune.stop.keep_deadline``)."""
+        if self.stop.keep is not None and self._deadline is not None and self._stop_reason is None:
+            self._keep_deadline = keep_deadline(self.stop.keep, self.records, self._keep_deadline, self._deadline,
+                                                self._clock())
+
     def run(self) -> ExperimentResult:
         try:
             return self._run()
@@ -205,6 +214,8 @@ class Runner:
         while self.executor.num_running < self.executor.capacity:
             if self._stop_reason is None and self._past_deadline():
                 self._stop_reason = "time_limits"
+            elif self._stop_reason is None and self._past_keep():
+                self._stop_reason = "keep"
             if self._stop_reason is not None:
                 return
             self._maybe_snapshot()
@@ -268,6 +279,8 @@ class Runner:
         now, wake = self._clock(), [1.0]
         if self._deadline is not None and self._deadline > now:
             wake.append(self._deadline - now)
+        if self._keep_deadline is not None and self._keep_deadline > now and self._stop_reason is None:
+            wake.append(self._keep_deadline - now)
         for trial_id, seen in self._last_seen.items():
             wake.append(self._kill_time(seen, trial_id) - now)
         return min(max(0.02, w) for w in wake)
@@ -305,6 +318,8 @@ class Runner:
                 decision = Decision(decision)  # a scheduler may answer with the plain string
             if decision is Decision.CONTINUE and self._stop_reason is None and self.stop.reward_reached(reward):
                 self._stop_reason = "max_reward"
+            if self._stop_reason is None and self._past_keep():
+                self._stop_reason = "keep"
             if decision is Decision.CONTINUE and (self._stop_reason is not None or self._past_deadline()):
                 decision = Decision.STOP
         change = L.transition(record, L.report(decision, error), max_epochs=self.max_epochs)
@@ -313,6 +328,7 @@ class Runner:
             self._mark_error(record, error, error, t)
         record.add_result(result, t)
         record.status, record.decision = change.status, change.decision
+        self._update_keep()
         self._log("result", trial_id=trial_id, result=result, decision=change.decision._value_, notify=change.notify,
                   error=error, t=t)
         now = self._clock()

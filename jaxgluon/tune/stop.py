@@ -6,12 +6,22 @@
     {'num_trials': None, 'time_limits': 60.0, 'max_reward': 0.99}
 
 The experiment also ends when the scheduler has nothing left to run (a finite grid is exhausted).
+
+``keep`` reserves the end of ``time_limits`` for work after the search whose cost the search itself reveals
+(``task.fit(refit=True)``: retraining the best config so far). It is a function of the trial records
+(``{trial_id: TrialRecord}``) returning seconds (or None: nothing to keep), evaluated after every report. While
+the time left is at least that much, the search winds down -- no trial starts, running trials are told STOP at
+their next report, stop reason 'keep' -- once the time left falls to it. A keep larger than the time left when
+first asked is ignored (it could never be met: the search keeps the time), and a keep that grows past the time
+left winds the search down at once.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+import warnings
+from typing import Any, Callable, Mapping
 
 TUNE_DEFAULT_NUM_TRIALS = 10  # tune()'s trials when neither num_trials nor time_limits is given (fit's: task/fit.py)
 
@@ -26,9 +36,11 @@ class StopCriterion:
     num_trials: int | None = TUNE_DEFAULT_NUM_TRIALS
     time_limits: float | None = None
     max_reward: float | None = None
+    keep: Callable[[Mapping[int, Any]], float | None] | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
-    def from_args(cls, num_trials: int | None, time_limits: float | None, max_reward: float | None) -> "StopCriterion":
+    def from_args(cls, num_trials: int | None, time_limits: float | None, max_reward: float | None,
+                  keep: Callable[[Mapping[int, Any]], float | None] | None = None) -> "StopCriterion":
         if num_trials is not None:
             if isinstance(num_trials, bool) or not isinstance(num_trials, numbers.Integral) or num_trials < 1:
                 raise ValueError(f"num_trials must be a positive int or None, got {num_trials!r}")
@@ -44,15 +56,42 @@ class StopCriterion:
                     or not math.isfinite(max_reward):
                 raise ValueError(f"max_reward must be a finite number or None, got {max_reward!r}")
             max_reward = float(max_reward)
+        if keep is not None and not callable(keep):
+            raise TypeError(f"keep must be a function of the trial records returning seconds, got {keep!r}")
         if num_trials is None and time_limits is None:
             num_trials = TUNE_DEFAULT_NUM_TRIALS
-        return cls(num_trials=num_trials, time_limits=time_limits, max_reward=max_reward)
+        return cls(num_trials=num_trials, time_limits=time_limits, max_reward=max_reward, keep=keep)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        found = {"num_trials": self.num_trials, "time_limits": self.time_limits, "max_reward": self.max_reward}
+        return found if self.keep is None else {**found, "keep": getattr(self.keep, "__qualname__", type(self.keep).__qualname__)}
 
     def trials_exhausted(self, num_started: int) -> bool:
         return self.num_trials is not None and num_started >= self.num_trials
 
     def reward_reached(self, reward: float) -> bool:
         return self.max_reward is not None and reward >= self.max_reward
+
+
+def keep_deadline(keep: Callable[[Mapping[int, Any]], float | None], records: Mapping[int, Any],
+                  previous: float | None, deadline: float, now: float) -> float | None:
+    """When the search winds down for ``keep`` (module docstring), on the clock of ``deadline`` and ``now``; None:
+    not in force. ``previous``: the answer after the last report.
+
+    >>> keep_deadline(lambda r: 30.0, {}, None, deadline=100.0, now=50.0)     # 50 s left: wind down at 70
+    70.0
+    >>> keep_deadline(lambda r: 60.0, {}, None, deadline=100.0, now=50.0)     # never met: ignored
+    >>> keep_deadline(lambda r: 60.0, {}, 70.0, deadline=100.0, now=50.0)     # grew past the time left: now
+    50.0
+    """
+    try:
+        seconds = keep(records)
+    except Exception as err:  # noqa: BLE001 -- a failing keep function is dropped, the search goes on
+        warnings.warn(f"the stop criterion's keep function raised {type(err).__name__}: {err}; the search keeps "
+                      "its whole time_limits", RuntimeWarning, stacklevel=3)
+        return None
+    if seconds is None or not seconds > 0:
+        return None
+    if deadline - now >= seconds:
+        return deadline - seconds
+    return now if previous is not None else None

@@ -13,6 +13,7 @@ from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensemble, scores
+from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
 from jaxgluon.train import TrialSpec, load_trained
@@ -69,14 +70,15 @@ def test_greedy_selection_rejects_bad_input():
 
 
 def test_stage_reserve_and_refit_estimate():
-    assert stage_reserve(None, True, True) == 0.0
-    assert stage_reserve(100, False, False) == 0.0
-    assert stage_reserve(100, False, "auto") == 5.0 and stage_reserve(100, True, False) == 25.0
-    assert stage_reserve(4, False, "auto") == pytest.approx(0.2) and stage_reserve(4, False, True) == 0.5
-    assert stage_reserve(100, False, True, num_trials=1) == 0.0     # no ensemble of one trial
+    assert stage_reserve(None, True) == 0.0
+    assert stage_reserve(100, False) == 0.0
+    assert stage_reserve(100, "auto") == 5.0 and stage_reserve(100, True) == 5.0
+    assert stage_reserve(4, "auto") == pytest.approx(0.2) and stage_reserve(4, True) == 0.5
+    assert stage_reserve(100, True, num_trials=1) == 0.0     # no ensemble of one trial
     # ... unless the trial's linear-probe model is a candidate beside its fine-tuned checkpoint
-    assert stage_reserve(100, False, True, num_trials=1, probes=True) == 5.0
-    assert stage_reserve(100, False, True, num_trials=1, num_folds=3, probes=True) == 5.0   # no CV of one
+    assert stage_reserve(100, True, num_trials=1, probes=True) == 5.0
+    assert stage_reserve(100, True, num_trials=1, num_folds=3, probes=True) == 5.0   # no CV of one
+    assert stage_reserve(100, "auto", num_folds=3) == 5.0 + 100 * CV_SHARE
     trial = {"results": [{"epoch_seconds": 3.0, "train_seconds": 2.0, "setup_seconds": 4.0, "first_step_seconds": 1.0},
                          {"epoch_seconds": 3.0, "train_seconds": 2.0}]}
     assert estimate_seconds(trial, 2, 1.5) == pytest.approx(4.0 + 1.0 + 2 * (2.0 * 1.5 + 1.0))
@@ -226,6 +228,20 @@ def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tm
     again = Results.load(results.save(tmp_path / "saved"))
     np.testing.assert_array_equal(again.predict_proba(IMAGES), results.predict_proba(IMAGES))
     assert again.metadata["final_model"] == "refit" and again.model.meta["final_model"] == "refit"
+
+
+@pytest.mark.alone   # a hard time_limits: nothing beside it under xdist (tests/conftest.py)
+def test_refit_true_ends_the_search_in_time_for_its_refit(image_folders, tmp_path):
+    """With refit=True the search winds down when the time left falls to the refit of its best trial so far
+    (stop reason 'keep', RefitKeep re-estimated after every report), and the refit then fits and is served."""
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    searched = dict(FAST, optimizer=Adam(learning_rate=Real(1e-3, 1e-2, log=True)))   # an endless space
+    results = task.fit(dataset, time_limits=30, epochs=2, executor="in_process", refit=True, ensemble=False,
+                       output_directory=tmp_path / "exp", **searched)
+    meta = results.metadata
+    assert meta["stop_reason"] == "keep", meta["stop_reason"]
+    assert meta["stop_criterion"]["keep"] == "RefitKeep"
+    assert meta["refit"]["status"] == "completed" and meta["final_model"] == "refit", meta["refit"]
 
 
 def test_refit_and_ensemble_arguments_are_validated(image_folders):

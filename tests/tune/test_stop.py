@@ -25,3 +25,56 @@ def test_bad_values_name_the_argument(kwargs, match):
     args = {"num_trials": None, "time_limits": None, "max_reward": None, **kwargs}
     with pytest.raises(ValueError, match=match):
         StopCriterion.from_args(**args)
+
+
+def _run_with_keep(tmp_path, keep, time_limits=100.0):
+    """FIFO random search of SyntheticCurves (epochs of 1-2 simulated seconds, 10 per trial) on one simulated
+    worker, through the Runner, with ``StopCriterion.keep``."""
+    from jaxgluon.scheduler import FIFOScheduler
+    from jaxgluon.searcher import RandomSearcher
+    from jaxgluon.tune.runner import Runner
+    from jaxgluon.tune.sim import SyntheticCurves
+    from jaxgluon.tune.sim.executor import SimulatedExecutor
+
+    curves = SyntheticCurves(max_epochs=10)
+    executor = SimulatedExecutor(1, horizon=time_limits)
+    stop = StopCriterion.from_args(None, time_limits, None, keep=keep)
+    runner = Runner(curves, FIFOScheduler(RandomSearcher(curves.search_space, seed=0), max_t=10), executor,
+                    tmp_path / "exp", stop, max_epochs=10, journal_sync="flush", trial_timeout=None)
+    return runner.run(), executor
+
+
+def test_keep_winds_the_search_down_when_the_time_left_falls_to_it(tmp_path):
+    asked = []
+
+    def keep(records):   # what task.fit(refit=True) does: a function of what the trials reported so far
+        asked.append(sum(len(r.results) for r in records.values()))
+        return 30.0 if any(r.results for r in records.values()) else None
+
+    result, executor = _run_with_keep(tmp_path, keep)
+    assert result.metadata["stop_reason"] == "keep" and asked[0] == 1 and asked == sorted(asked)
+    starts = [e["time"] - 1e-9 for e in executor.events if e["epoch"] == 1]
+    last = max(e["time"] for e in executor.events)
+    # nothing reports after the 70 s mark but the epoch in flight then (epochs last at most 2 s), and the search
+    # did use its time up to that mark
+    assert 68.0 <= last <= 72.0, last
+    assert all(t < 70.0 for t in starts)
+    assert result.metadata["stop_criterion"]["keep"] == "test_keep_winds_the_search_down_when_the_time_left_" \
+                                                         "falls_to_it.<locals>.keep"
+
+
+def test_a_keep_that_never_fits_is_ignored_and_a_failing_one_dropped(tmp_path):
+    result, executor = _run_with_keep(tmp_path / "a", lambda records: 1000.0)
+    assert result.metadata["stop_reason"] == "time_limits" and max(e["time"] for e in executor.events) > 98.0
+
+    def broken(records):
+        raise KeyError("reward")
+
+    with pytest.warns(RuntimeWarning, match="keep function raised KeyError"):
+        result, executor = _run_with_keep(tmp_path / "b", broken)
+    assert result.metadata["stop_reason"] == "time_limits"
+
+
+def test_keep_must_be_callable():
+    with pytest.raises(TypeError, match="keep must be a function"):
+        StopCriterion.from_args(None, 10, None, keep=30.0)
