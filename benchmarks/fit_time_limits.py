@@ -88,6 +88,7 @@ def one_fit(name: str, limit: float, restore_peer: bool) -> dict:
     run = {"data": name, "time_limits": limit, "wall_s": round(wall, 2), "overrun_s": round(wall - limit, 2),
            "metadata_overrun_s": round(meta["overrun_s"], 2), "dataset_s": round(scan, 2),
            "final_restore_s": round(meta["final_restore_seconds"], 2), "final_model": meta["final_model"],
+           "search_ended_s": round(meta["search_ended_s"], 2), "final_stage_s": round(meta["final_stage_seconds"], 2),
            "net": meta["net"], "val_top1": results.reward, "trials": len(results.trials)}
     if restore_peer and meta["best_trial_id"] is not None:
         trial_dir = out / "exp" / "trials" / str(meta["best_trial_id"])
@@ -145,7 +146,8 @@ def main() -> None:
                     f"{run['restore_former_s']:.2f} s ({run['former_over_now']:.1f}x)")
             print(f"{name} T={limit:.0f}s (load {load:.1f}): returned {run['final_model']} after {run['wall_s']:.1f} s "
                   f"(overrun {run['overrun_s']:+.1f} s, metadata {run['metadata_overrun_s']:.1f} s; Dataset() "
-                  f"before the call {run['dataset_s']:.1f} s); final restore {run['final_restore_s']:.2f} s{peer}")
+                  f"before the call {run['dataset_s']:.1f} s); search ended at {run['search_ended_s']:.2f} s, final restore "
+                  f"{run['final_restore_s']:.2f} s, final stage {run['final_stage_s']:.2f} s{peer}")
     worst = max((r["overrun_s"] for r in runs if "overrun_s" in r), default=None)
     print(json.dumps({"benchmark": "fit_time_limits", "load": os.getloadavg()[0], "worst_overrun_s": worst,
                       "runs": runs}))

@@ -247,7 +247,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                           trial_timeout=trial_timeout, ray_address=ray_address, storage_path=storage_path,
                           max_failures=max_failures, keep_seconds=keep)
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
-    log.info("fit: search ended at %.2f s", time.perf_counter() - started)
+    search_ended = time.perf_counter() - started
+    log.info("fit: search ended at %.2f s", search_ended)
     trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
     stage, cv = None, None
     if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
@@ -288,6 +289,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
                     best_epoch=single_epoch, final_restore_seconds=restored - restore_start, final_reserve_s=reserve,
+                    search_ended_s=search_ended,   # seconds from the call: where the rest of time_limits went
                     final_stage_seconds=time.perf_counter() - restored,
                     **({} if stage is None else stage.metadata))
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
