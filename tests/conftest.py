@@ -52,6 +52,46 @@ def _jaxgluon_home(tmp_path_factory):
         yield
 
 
+#: The files that took longest (2026-12-04, two xdist workers on 2 cores), longest first: ``--dist loadfile`` hands
+#: them out first, so the files left for the end of a run are short and neither worker waits long for the other.
+#: Only an order: a file missing here runs anyway, in collection order after these.
+SLOWEST_FILES = (
+    "tests/test_readme.py",
+    "tests/models/test_onednn_vmap.py",
+    "tests/train/test_population.py",
+    "tests/models/test_onednn.py",
+    "tests/models/test_registry.py",
+    "tests/tune/test_ray_executor.py",
+    "tests/tune/test_reliability.py",
+    "tests/models/test_layers.py",
+    "tests/train/test_steps.py",
+    "tests/train/test_saved_model.py",
+)
+
+
+def pytest_configure(config):
+    # pytest-xdist hands out files by descending test count (--loadscope-reorder, its default), which puts files of
+    # a few long tests last: keep the order pytest_collection_modifyitems gives instead.
+    if getattr(config.option, "loadscopereorder", None):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Orders files for xdist: SLOWEST_FILES first, then the others as collected, and last the files with
+    ``alone`` tests, run once both workers' caches are warm (the other worker, left without files at the end of
+    the run, then idles only while those tests need it idle anyway). In a file the ``alone`` tests come after its
+    other tests; the rest keep their order."""
+    alone = {item.path for item in items if item.get_closest_marker("alone") is not None}
+    first = {(REPO / name).resolve(): rank for rank, name in enumerate(SLOWEST_FILES)}
+    collected = {path: i for i, path in enumerate(dict.fromkeys(item.path for item in items))}
+
+    def key(item):
+        group = 0 if item.path in first else 2 if item.path in alone else 1
+        return group, first.get(item.path, 0), collected[item.path], item.get_closest_marker("alone") is not None
+
+    items.sort(key=key)
+
+
 @pytest.fixture(autouse=True)
 def _no_idle_workers(monkeypatch):
     """Each search stops its worker processes (``process_pool.WORKER_IDLE_S``): a test's worker counts and pids
