@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from jaxgluon import models
-from jaxgluon.train import (Population, PopulationTrial, TrialSpec, disable_compilation_cache,
-                            enable_compilation_cache, load_trained, train_trial)
+from jaxgluon.train import Population, PopulationTrial, TrialSpec, load_trained, train_trial
 from jaxgluon.train import population as population_module
 from jaxgluon.train import population_config, population_memory
 from jaxgluon.train.checkpoint import TrialCheckpointer
@@ -25,10 +24,8 @@ SEED = 7
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory):
-    enable_compilation_cache(tmp_path_factory.mktemp("jax_cache"))
-    yield TrialSpec(train_data="digits", image_size=8, batch_size=32, pretrained=False)
-    disable_compilation_cache()
+def spec():   # the run's persistent compilation cache is on from the session's start (tests/conftest.py)
+    return TrialSpec(train_data="digits", image_size=8, batch_size=32, pretrained=False)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgluon.train import (TrialSpec, disable_compilation_cache, enable_compilation_cache, load_source, load_trained,
-                            save_array_dataset, train_trial)
+from jaxgluon.train import TrialSpec, load_source, load_trained, save_array_dataset, train_trial
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR
 
@@ -55,10 +54,8 @@ def write_folder(root: pathlib.Path, per_class: int = 40) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     folder = write_folder(tmp_path_factory.mktemp("images"))
-    # module fixtures run before conftest's per-test JAXGLUON_HOME: pin the cache (train_trial keeps a set dir)
-    enable_compilation_cache(tmp_path_factory.mktemp("jax_cache"))
-    yield TrialSpec(train_data=str(folder), val_fraction=0.2, image_size=16, pretrained=False)
-    disable_compilation_cache()        # leave the test process as found
+    # the run's persistent compilation cache is on from the session's start (tests/conftest.py)
+    return TrialSpec(train_data=str(folder), val_fraction=0.2, image_size=16, pretrained=False)
 
 
 @pytest.fixture(scope="module")
