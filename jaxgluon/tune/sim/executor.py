@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any, Callable
+from typing import Any
 
 from jaxgluon.scheduler import Decision
 from jaxgluon.tune.executor import Executor, ReportCallback, TrialLaunch, TrialOutcome
