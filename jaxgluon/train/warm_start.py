@@ -75,8 +75,11 @@ class WarmStart:
         state = abstract_state(make_state(), NamedSharding(steps.mesh, PartitionSpec()))
         warm = cls()
         warm._eval_done.clear()
+        # not a daemon: interpreter exit waits for the compilation to end (a daemon thread inside XLA's compiler at
+        # exit aborted the process: "terminate called ... FATAL: exception not rethrown", e.g. a script whose
+        # trial returned at its deadline before the warm-up finished)
         warm._thread = threading.Thread(target=warm._run, args=(steps, state, train_batch, eval_batch, image_size),
-                                        name="jaxgluon-warm-start", daemon=True)
+                                        name="jaxgluon-warm-start", daemon=False)
         warm._thread.start()
         return warm
 

@@ -93,11 +93,13 @@ def test_fit_returns_the_probe_model_when_no_fine_tuning_epoch_reports(image_fol
 @pytest.mark.alone   # a fit within time_limits: under xdist no other test runs beside it
 def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_path, weights, in_process,
                                                          monkeypatch):
-    def deadline_during_features(key, compute, cache=None):   # a feature pass that outlasts the 2 s budget
-        time.sleep(2.5)
+    def deadline_during_features(features, loader, deadline):   # a feature pass that outlasts the budget
+        # it gives up at the trial's deadline, as the real pass does between batches (a fixed sleep raced the
+        # executor's 1 s grace: the trial was abandoned before it wrote its probe record)
+        time.sleep(max(0.0, deadline - time.time()) + 0.05)
         raise DeadlinePassed(images_done=24, seconds=2.5, first_batch=(8, 2.1))   # 16 more images in 0.4 s
 
-    monkeypatch.setattr(trial_module, "cached_features", deadline_during_features)
+    monkeypatch.setattr(trial_module, "pooled_features", deadline_during_features)
     dataset = task.Dataset(train_path=str(image_folders[0]))
     with pytest.raises(RuntimeError, match=r"no linear-probe model was ready.*a probe needs about \d+ s"):
-        task.fit(dataset, num_trials=1, epochs=2, time_limits=2, output_directory=tmp_path / "exp", **PRETRAINED)
+        task.fit(dataset, num_trials=1, epochs=2, time_limits=6, output_directory=tmp_path / "exp", **PRETRAINED)
