@@ -146,8 +146,8 @@ def main() -> None:
                     f"{run['restore_former_s']:.2f} s ({run['former_over_now']:.1f}x)")
             print(f"{name} T={limit:.0f}s (load {load:.1f}): returned {run['final_model']} after {run['wall_s']:.1f} s "
                   f"(overrun {run['overrun_s']:+.1f} s, metadata {run['metadata_overrun_s']:.1f} s; Dataset() "
-                  f"before the call {run['dataset_s']:.1f} s); search ended at {run['search_ended_s']:.2f} s, final restore "
-                  f"{run['final_restore_s']:.2f} s, final stage {run['final_stage_s']:.2f} s{peer}")
+                  f"before the call {run['dataset_s']:.1f} s); search ended at {run['search_ended_s']:.2f} s, "
+                  f"final restore {run['final_restore_s']:.2f} s, final stage {run['final_stage_s']:.2f} s{peer}")
     worst = max((r["overrun_s"] for r in runs if "overrun_s" in r), default=None)
     print(json.dumps({"benchmark": "fit_time_limits", "load": os.getloadavg()[0], "worst_overrun_s": worst,
                       "runs": runs}))

@@ -40,7 +40,8 @@ from jaxgluon.scheduler.base import Decision, Trial, TrialScheduler, TrialStatus
 from jaxgluon.space.domains import Categorical, Int, Real, SpacedObject, Space
 from jaxgluon.space import compile_space
 
-#: The config key of the clone instruction (the trial-function protocol; ``jaxgluon.train.population_config.CLONE_KEY``).
+#: The config key of the clone instruction (the trial-function protocol;
+#: ``jaxgluon.train.population_config.CLONE_KEY``).
 CLONE_KEY = "pbt_clone"
 
 

@@ -64,7 +64,9 @@ class StopCriterion:
 
     def as_dict(self) -> dict:
         found = {"num_trials": self.num_trials, "time_limits": self.time_limits, "max_reward": self.max_reward}
-        return found if self.keep is None else {**found, "keep": getattr(self.keep, "__qualname__", type(self.keep).__qualname__)}
+        if self.keep is None:
+            return found
+        return {**found, "keep": getattr(self.keep, "__qualname__", type(self.keep).__qualname__)}
 
     def trials_exhausted(self, num_started: int) -> bool:
         return self.num_trials is not None and num_started >= self.num_trials
