@@ -6,7 +6,8 @@ Each checkpoint (orbax step = epoch number) holds three items:
 - ``train``: ``{'step', 'opt_state'}`` (with ``model``, enough to continue training exactly);
 - ``meta``: a JSON dict describing the model (net name, classes, image size, mean/std, ...).
 
-Retention keeps the ``max_to_keep`` latest epochs (to resume) plus the single best by ``metrics['reward']``.
+Retention keeps the ``max_to_keep`` latest epochs (to resume) plus the single best by ``metrics['reward']``,
+and epoch 0 (a trial's linear-probe model) when there is one.
 
 With ``background=True`` (a trial's own checkpointer) ``save`` only copies the arrays to host memory; Orbax's own
 work -- its synchronous part cost 0.4-1.1 s per save of efficientnet_lite0 on CPU and ~0.7 s on an H200, as long as
@@ -30,6 +31,9 @@ from orbax.checkpoint import checkpoint_managers as ocm
 
 from jaxgluon.train.state import TrainState
 
+#: The epoch number of a trial's linear-probe model (``jaxgluon.train.trial``): always kept (module docstring).
+PROBE_EPOCH = 0
+
 
 def _reward(metrics: dict[str, Any]) -> float:
     return float(metrics["reward"])
@@ -46,6 +50,9 @@ class TrialCheckpointer:
         policy = ocm.AnyPreservationPolicy([
             ocm.LatestN(n=max_to_keep),
             ocm.BestN(get_metric_fn=_reward, reverse=False, n=1, keep_checkpoints_without_metrics=False),
+            # epoch 0 is the trial's linear-probe model: an ensemble candidate beside its best fine-tuned epoch
+            # (jaxgluon.task.final_model), which retention by recency and reward alone deleted by epoch 3
+            ocm.CustomSteps(steps=[PROBE_EPOCH]),
         ])
         options = ocp.CheckpointManagerOptions(
             best_fn=_reward, best_mode="max", preservation_policy=policy, enable_async_checkpointing=async_save,

@@ -67,6 +67,20 @@ def test_restore_variables_of_best(steps, tmp_path):
         TrialCheckpointer(tmp_path / "d", max_to_keep=0)
 
 
+def test_retention_keeps_the_latest_the_best_and_the_probe_epoch(steps, tmp_path):
+    """max_to_keep latest epochs (to resume), the best by reward, and epoch 0 -- the linear-probe model, an
+    ensemble candidate beside the best fine-tuned epoch -- however poorly it scored."""
+    state = fresh_state(steps)
+    with TrialCheckpointer(tmp_path / "c", max_to_keep=2, async_save=False) as ckpt:
+        for epoch, reward in enumerate([0.1, 0.9, 0.5, 0.6, 0.7, 0.8]):
+            ckpt.save(epoch, state, reward=reward, meta={})
+        assert ckpt.all_epochs() == [0, 1, 4, 5]
+    with TrialCheckpointer(tmp_path / "d", max_to_keep=2, async_save=False) as ckpt:   # no probe: nothing extra
+        for epoch, reward in enumerate([0.9, 0.5, 0.6, 0.7], start=1):
+            ckpt.save(epoch, state, reward=reward, meta={})
+        assert ckpt.all_epochs() == [1, 3, 4]
+
+
 def test_persistent_compilation_cache_is_hit_by_a_new_jit(tmp_path):
     """A second, separately jitted copy of the same computation loads from the cache instead of compiling."""
     hits = []
