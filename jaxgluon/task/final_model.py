@@ -40,6 +40,7 @@ from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
+from jaxgluon.train.checkpoint import PROBE_EPOCH
 from jaxgluon.train.trial import read_probe_record
 
 log = logging.getLogger("jaxgluon.task")
@@ -99,7 +100,7 @@ def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, 
         if tuned is not None:
             found.append((max(tuned, probe_score if probe_score is not None else tuned), trial["trial_id"], None))
         if probe_score is not None:
-            found.append((probe_score, trial["trial_id"], 0 if tuned is not None else None))
+            found.append((probe_score, trial["trial_id"], PROBE_EPOCH if tuned is not None else None))
     return sorted(found, key=lambda c: (-c[0], c[1], c[2] is not None))
 
 

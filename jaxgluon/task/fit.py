@@ -32,7 +32,7 @@ from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
 from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
-from jaxgluon.task.refit import RefitKeep
+from jaxgluon.task.refit import RefitKeep, refit_scale
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
@@ -231,8 +231,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     keep = None   # refit=True: the search ends early enough for the refit of its best trial so far
     if refit is True and time_limits is not None:
-        train_source, val_source = spec.sources(caches)
-        keep = RefitKeep((len(train_source) + len(val_source)) / max(len(train_source), 1))
+        keep = RefitKeep(refit_scale(*spec.sources(caches)))
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path

@@ -94,6 +94,11 @@ def refit_spec(spec: TrialSpec) -> RefitSpec:
     return RefitSpec(**fields, base_val_data=spec.val_data)
 
 
+def refit_scale(train: Any, val: Any) -> float:
+    """Images a refit trains on over the images its trial trained on: (training + validation) / training."""
+    return (len(train) + len(val)) / max(len(train), 1)
+
+
 def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> float | None:
     """Seconds a refit of ``trial`` for ``epochs`` epochs should take, from the trial's reports: its setup (data,
     weights, the probe) and first step (compilation or a cache load), plus ``epochs`` x its mean seconds per epoch
@@ -175,7 +180,7 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
     """
     record: dict[str, Any] = {"trial_id": trial.get("trial_id"), "epochs": epochs, "status": "skipped"}
     train, val = spec.sources()
-    scale = (len(train) + len(val)) / max(len(train), 1)
+    scale = refit_scale(train, val)
     if not epochs:
         if probe is None:
             record["reason"] = "the best model is a linear probe (epoch 0) and no probe model was given to refit"

@@ -40,7 +40,7 @@ import numpy as np
 from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
-from jaxgluon.train.checkpoint import TrialCheckpointer
+from jaxgluon.train.checkpoint import PROBE_EPOCH, TrialCheckpointer
 from jaxgluon.train.compile_cache import GPU_AUTOTUNE_LEVEL, enable_compilation_cache, set_compile_flags
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
@@ -414,7 +414,8 @@ def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt:
     # the record promises a complete checkpoint: the writer thread writes it once epoch 0 is on disk
     written = lambda: _write_probe_record(reporter.checkpoint_dir, record)  # noqa: E731
     if 0 not in ckpt.all_epochs():
-        ckpt.save(0, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss}, on_written=written)
+        ckpt.save(PROBE_EPOCH, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss},
+                  on_written=written)
     else:
         written()
     seconds = time.perf_counter() - start
