@@ -22,6 +22,7 @@ every save made before them; ``save(..., on_written=f)`` calls ``f()`` in the wr
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import pathlib
 from typing import Any, Callable
 
@@ -30,6 +31,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from jaxgluon.train.state import TrainState
+
+log = logging.getLogger(__name__)
 
 #: The epoch number of a trial's linear-probe model (``jaxgluon.train.trial``): always kept (module docstring).
 PROBE_EPOCH = 0
@@ -72,6 +75,22 @@ class TrialCheckpointer:
         """The last saved epoch, or None for a fresh trial."""
         self._flush()
         return self._manager.latest_step()
+
+    def resume_epoch(self, reported: int | None = None) -> int | None:
+        """The epoch a restarted trial continues from (None: start fresh): its latest checkpoint, but none newer
+        than ``reported``, the last epoch the trial reported (``Reporter.reported_epoch``). A process killed after
+        an epoch's checkpoint but before its report leaves one such epoch; it is deleted, so the trial trains and
+        reports it again instead of skipping its report (the scheduler would never judge that epoch)."""
+        latest = self.latest_epoch()
+        if latest is None or reported is None or latest <= reported:
+            return latest
+        kept = [e for e in self.all_epochs() if e <= reported]
+        if reported > 0 and not kept:
+            log.warning("%s: no checkpoint at or before the last reported epoch %d survives (retention); resuming "
+                        "from epoch %d, whose report is lost", self.directory, reported, latest)
+            return latest
+        self.delete_from(reported + 1)
+        return max(kept, default=None)
 
     def best_epoch(self) -> int | None:
         """The saved epoch with the highest reward."""

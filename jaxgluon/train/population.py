@@ -270,9 +270,9 @@ class Population:
         return self.slots[self.members[trial_id]].epoch
 
     def add(self, trial_id: int, config: Mapping[str, Any], checkpoint_dir: str | os.PathLike, seed: int,
-            max_epochs: int | None = None, deadline: float | None = None) -> int:
+            max_epochs: int | None = None, deadline: float | None = None, reported_epoch: int | None = None) -> int:
         """Puts a trial in a free slot and returns the slot. It starts from its own latest checkpoint when it has
-        one (resume, promotion, restart), else as a copy of another trial (``config[CLONE_KEY]``: PBT exploit; an
+        one (resume, promotion, restart; none newer than ``reported_epoch``: ``TrialCheckpointer.resume_epoch``), else as a copy of another trial (``config[CLONE_KEY]``: PBT exploit; an
         in-memory gather when the source is in this population at that epoch), else fresh."""
         if self.num_free == 0:
             raise RuntimeError(f"the population is full ({self.capacity} members); remove one first")
@@ -289,15 +289,15 @@ class Population:
             raise ValueError(f"members of one population share max_epochs={self.max_epochs}, got {max_epochs}")
         slot = self.slots.index(None)
         with self.timings.phase("add"):
-            return self._add(slot, trial_id, clean, clone, trial, checkpoint_dir, seed, deadline)
+            return self._add(slot, trial_id, clean, clone, trial, checkpoint_dir, seed, deadline, reported_epoch)
 
     def _add(self, slot: int, trial_id: int, clean: dict, clone: Mapping | None, trial: TrialConfig,
-             checkpoint_dir: Any, seed: int, deadline: float | None) -> int:
+             checkpoint_dir: Any, seed: int, deadline: float | None, reported_epoch: int | None) -> int:
         ckpt = TrialCheckpointer(pathlib.Path(checkpoint_dir) / CHECKPOINT_SUBDIR,
                                  max_to_keep=max(2, self.spec.keep_checkpoints))
         try:
             member_state, meta, start = self._initial_member(trial, clean, clone, ckpt, checkpoint_dir, seed,
-                                                             deadline)
+                                                             deadline, reported_epoch)
         except BaseException:
             ckpt.close()
             raise
@@ -311,9 +311,10 @@ class Population:
         return slot
 
     def _initial_member(self, trial: TrialConfig, clean: dict, clone: Mapping | None, ckpt: TrialCheckpointer,
-                        checkpoint_dir: Any, seed: int, deadline: float | None) -> tuple[TrainState, dict, int]:
+                        checkpoint_dir: Any, seed: int, deadline: float | None,
+                        reported_epoch: int | None) -> tuple[TrainState, dict, int]:
         template = self._take(self.state, 0)
-        latest = ckpt.latest_epoch()
+        latest = ckpt.resume_epoch(reported_epoch)
         own_meta = ckpt.restore_meta(latest) if latest else None
         if latest and (clone is None or own_meta.get("pbt_exploit") == clone.get("exploit")):
             state = ckpt.restore(latest, template)

@@ -12,7 +12,8 @@ The protocol (duck-typed; ``tune`` imports nothing from ``train``):
   also runs under the in-process and process-pool executors.
 - ``train_fn.population_key(config) -> hashable``: configs with equal keys share one compiled program.
 - ``train_fn.make_population(config, max_epochs, capacity) -> population`` with ``capacity`` (int),
-  ``members`` (``{trial_id: slot}``), ``add(trial_id, config, checkpoint_dir, seed, max_epochs, deadline)``,
+  ``members`` (``{trial_id: slot}``), ``add(trial_id, config, checkpoint_dir, seed, max_epochs, deadline,
+  reported_epoch)`` (a member restarts from no own checkpoint newer than the last epoch it reported),
   ``remove(trial_id)``, ``run_epoch(deadline) -> [(trial_id, result dict | error str)] | None`` and ``close()``.
 
 A config may carry ``config['pbt_clone'] = {'trial_id': Y, 'epoch': e, 'exploit': n}`` (what the PBT scheduler
@@ -55,9 +56,11 @@ class PopulationTrial:
 
     def __call__(self, config: Mapping[str, Any], reporter: Any) -> None:
         clone = config.get(CLONE_KEY)
+        resume_at_most = getattr(reporter, "reported_epoch", None)
         if clone is not None:
             clone_through_checkpoint(strip_clone(config), clone, reporter, self.spec)
-        train_trial(strip_clone(config), reporter, self.spec)
+            resume_at_most = max(resume_at_most or 0, int(clone["epoch"]))  # the copy is a checkpoint to keep
+        train_trial(strip_clone(config), reporter, self.spec, resume_at_most=resume_at_most)
 
     def population_key(self, config: Mapping[str, Any]) -> tuple:
         return population_key(config, self.spec)

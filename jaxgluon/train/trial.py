@@ -78,7 +78,8 @@ class TrialSpec:
         use random init -- recorded as ``pretrained_loaded``), False.
       mixed_precision: bfloat16 compute with float32 parameters/optimizer state; None: on for GPU/TPU, off on CPU.
       augment: the train augmentation for ``data.make_train_loader`` ('auto' picks by image size).
-      keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too).
+      keep_checkpoints: latest checkpoints kept for resuming (the best one by reward is always kept too); 2 or
+        more let a trial killed between an epoch's checkpoint and its report resume from its last reported epoch.
       compilation_cache: turn on the persistent compilation cache (``enable_compilation_cache()``).
       gpu_autotune_level: XLA's GPU convolution autotuning level for a trial process whose backend has not started
         (``train.compile_cache``): 0 (off, the default: a cold start compiles in seconds instead of minutes, and
@@ -251,14 +252,19 @@ def _initial_meta(trial: TrialConfig, config: Mapping[str, Any], model: Any, cla
     }
 
 
-def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches | None = None) -> None:
+def train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches | None = None, *,
+                resume_at_most: int | None = None) -> None:
     """Trains ``config`` for up to ``reporter.max_epochs`` epochs (module docstring); the tune trial protocol.
 
     ``caches``: the sources, decoded images and linear-probe features this trial shares with the other trials
     of its search (``jaxgluon.train.caches``; ``fit`` passes one per call); default the process-level
-    ``PROCESS_CACHES``. Compiled programs are shared per process either way (``steps.PROGRAMS``)."""
+    ``PROCESS_CACHES``. Compiled programs are shared per process either way (``steps.PROGRAMS``).
+    ``resume_at_most``: the newest own checkpoint a restart may continue from (``TrialCheckpointer.resume_epoch``);
+    default ``reporter.reported_epoch``, the last epoch it reported (a PBT copy passes the copied epoch)."""
+    if resume_at_most is None:
+        resume_at_most = getattr(reporter, "reported_epoch", None)
     with CompileCounter() as counter:
-        _train_trial(config, reporter, spec, caches or PROCESS_CACHES, counter, time.perf_counter())
+        _train_trial(config, reporter, spec, caches or PROCESS_CACHES, counter, time.perf_counter(), resume_at_most)
 
 
 def _phase(reporter: Any, called: float, what: str) -> None:
@@ -267,7 +273,7 @@ def _phase(reporter: Any, called: float, what: str) -> None:
 
 
 def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, caches: TrialCaches,
-                 counter: CompileCounter, called: float) -> None:
+                 counter: CompileCounter, called: float, resume_at_most: int | None) -> None:
     trial = TrialConfig.from_dict(config)
     _phase(reporter, called, f"started ({trial.net})")
     set_compile_flags(spec.gpu_autotune_level)   # a fresh worker: before its backend starts (compile_cache)
@@ -289,7 +295,7 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
 
     with TrialCheckpointer(pathlib.Path(reporter.checkpoint_dir) / CHECKPOINT_SUBDIR,
                            max_to_keep=spec.keep_checkpoints, background=True) as ckpt:
-        start = ckpt.latest_epoch() or 0
+        start = ckpt.resume_epoch(resume_at_most) or 0
         if start >= max_epochs:
             return
         model = models.get_model(trial.net, len(class_names), pretrained=spec.pretrained if start == 0 else False,

@@ -86,17 +86,18 @@ class PopulationExecutor(Executor):
                 self._num_built += 1
                 if self._capacity is None:
                     self._capacity = int(population.capacity)
+            reporter = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs, launch.seed,
+                                functools.partial(self._send, launch.trial_id), deadline=launch.deadline)
             population.add(launch.trial_id, launch.config, launch.checkpoint_dir, launch.seed,
-                           max_epochs=launch.max_epochs, deadline=launch.deadline)
+                           max_epochs=launch.max_epochs, deadline=launch.deadline,
+                           reported_epoch=reporter.reported_epoch)
         except Exception as err:  # noqa: BLE001 -- failure isolation: a bad config fails its own trial only
             self._ended.append(TrialOutcome(launch.trial_id, error=f"{type(err).__name__}: {err}",
                                             traceback=traceback_module.format_exc()))
             return
         self._member_of[launch.trial_id] = key
         self._launches[launch.trial_id] = launch
-        self._reporters[launch.trial_id] = Reporter(launch.trial_id, launch.checkpoint_dir, launch.max_epochs,
-                                                    launch.seed, functools.partial(self._send, launch.trial_id),
-                                                    deadline=launch.deadline)
+        self._reporters[launch.trial_id] = reporter
 
     def _send(self, trial_id: int, result: dict) -> str:
         assert self._on_report is not None

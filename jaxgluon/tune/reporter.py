@@ -63,8 +63,11 @@ class Reporter:
     Attributes: ``trial_id``, ``checkpoint_dir`` (``pathlib.Path``; exists; the trial's own state lives here and
     survives pauses, restarts and resumed experiments), ``max_epochs``, ``seed`` (a per-trial seed derived from
     the experiment seed), ``last_decision`` (None until the first report), ``deadline`` (``time.time()`` at which
-    the experiment's time limit runs out, or None). A long epoch can poll :meth:`time_left` and return early rather
-    than overrun the limit (the runner records such a trial as STOPPED).
+    the experiment's time limit runs out, or None), ``reported_epoch`` (the last epoch this trial reported in any
+    earlier launch, from its ``reports.jsonl``; 0 for none). A long epoch can poll :meth:`time_left` and return early rather
+    than overrun the limit (the runner records such a trial as STOPPED). A restarted trial resumes from a
+    checkpoint no newer than ``reported_epoch`` (``TrialCheckpointer.resume_epoch``): a process killed between an
+    epoch's checkpoint and its report trains and reports that epoch again rather than never reporting it.
 
     ``send(result) -> Decision | str`` delivers one result dict to the runner and returns its decision; executors
     supply it (the runner's ``Decision`` in-process, its string after a pipe round trip from a worker process).
@@ -89,6 +92,8 @@ class Reporter:
         self._last_epoch = 0
         self.deadline = deadline
         self._reports: Any = None
+        self.reported_epoch = max((r["epoch"] for r in read_reports(self.checkpoint_dir)
+                                   if isinstance(r.get("epoch"), int)), default=0)
 
     def time_left(self) -> float | None:
         """Seconds until the experiment's time limit (negative once past it), or None without a limit."""

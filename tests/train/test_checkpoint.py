@@ -81,6 +81,25 @@ def test_retention_keeps_the_latest_the_best_and_the_probe_epoch(steps, tmp_path
         assert ckpt.all_epochs() == [1, 3, 4]
 
 
+def test_resume_epoch_never_passes_the_last_report(steps, tmp_path, caplog):
+    """A restart continues from the newest checkpoint the trial reported; one saved but never reported (a kill
+    between the two) is deleted, to be trained and reported again."""
+    state = fresh_state(steps)
+    with TrialCheckpointer(tmp_path / "c", max_to_keep=2, async_save=False) as ckpt:
+        assert ckpt.resume_epoch(0) is None                      # fresh
+        for epoch in (1, 2, 3):
+            ckpt.save(epoch, state, reward=0.1 * epoch, meta={})
+        assert ckpt.resume_epoch(None) == 3 and ckpt.resume_epoch(3) == 3 and ckpt.resume_epoch(7) == 3
+        assert ckpt.resume_epoch(2) == 2 and ckpt.all_epochs() == [2]
+        assert ckpt.resume_epoch(0) is None and ckpt.all_epochs() == []   # nothing reported: start fresh
+    with TrialCheckpointer(tmp_path / "d", max_to_keep=1, async_save=False) as ckpt:
+        for epoch in (1, 2):
+            ckpt.save(epoch, state, reward=0.1 * epoch, meta={})
+        assert ckpt.all_epochs() == [2]
+        assert ckpt.resume_epoch(1) == 2                         # retention kept nothing older: resume anyway
+    assert "whose report is lost" in caplog.text
+
+
 def test_persistent_compilation_cache_is_hit_by_a_new_jit(tmp_path):
     """A second, separately jitted copy of the same computation loads from the cache instead of compiling."""
     hits = []

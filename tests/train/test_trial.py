@@ -99,6 +99,19 @@ def test_pause_then_resume_matches_uninterrupted_run(spec, full_run, tmp_path):
     assert finished.results == []
 
 
+def test_a_checkpoint_newer_than_the_last_report_is_trained_and_reported_again(spec, full_run, tmp_path):
+    """A process killed after epoch 2's checkpoint but before its report: the restart resumes from epoch 1 (its
+    last report, ``reporter.reported_epoch``), so the scheduler still sees epoch 2, with the same result."""
+    killed = FakeReporter(tmp_path, answers={2: "PAUSE"})
+    train_trial(CONFIG, killed, spec)
+    restarted = FakeReporter(tmp_path)
+    restarted.reported_epoch = 1
+    train_trial(CONFIG, restarted, spec)
+    assert [r["epoch"] for r in restarted.results] == [2, 3]
+    for a, b in zip(full_run.results[1:], restarted.results):
+        assert a["reward"] == b["reward"] and a["train_loss"] == b["train_loss"]
+
+
 def test_stop_returns_after_saving(spec, tmp_path):
     reporter = FakeReporter(tmp_path, answers={1: "STOP"})
     train_trial(CONFIG, reporter, spec)

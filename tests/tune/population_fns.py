@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
+import signal
 import time
 
 
@@ -27,8 +29,9 @@ class ToyPopulation:
 
     log: list[tuple] = []
 
-    def __init__(self, capacity: int, max_epochs: int, key: str, sleep: float = 0.0):
+    def __init__(self, capacity: int, max_epochs: int, key: str, sleep: float = 0.0, die_after_saving: int = 0):
         self.capacity, self.max_epochs, self.key, self.sleep = capacity, max_epochs, key, sleep
+        self.die_after_saving = die_after_saving  # SIGKILL this process once that epoch's checkpoints are written
         self.slots: list[dict | None] = [None] * capacity
         ToyPopulation.log.append(("build", key, capacity))
 
@@ -36,9 +39,13 @@ class ToyPopulation:
     def members(self) -> dict[int, int]:
         return {m["trial_id"]: k for k, m in enumerate(self.slots) if m is not None}
 
-    def add(self, trial_id, config, checkpoint_dir, seed, max_epochs=None, deadline=None):
+    def add(self, trial_id, config, checkpoint_dir, seed, max_epochs=None, deadline=None, reported_epoch=None):
         slot = self.slots.index(None)
         directory = pathlib.Path(checkpoint_dir) / "toy"
+        if reported_epoch is not None and directory.exists():  # never resume past the trial's last report
+            for path in directory.glob("*.json"):
+                if int(path.stem) > reported_epoch:
+                    path.unlink()
         own, clone = _latest(directory), config.get("pbt_clone")
         how = "fresh"
         if own is not None and (clone is None or own.get("exploit") == clone["exploit"]):
@@ -82,25 +89,28 @@ class ToyPopulation:
             (member["dir"] / f"{member['epoch']}.json").write_text(
                 json.dumps({"epoch": member["epoch"], "w": member["w"], "exploit": member["exploit"]}))
             out.append((member["trial_id"], {"epoch": member["epoch"], "reward": member["w"] / (1 + member["w"])}))
+        if out and all(m is None or m["epoch"] == self.die_after_saving for m in self.slots):
+            os.kill(os.getpid(), signal.SIGKILL)   # checkpointed, never reported
         return out
 
 
 class ToyPopulationFn:
     """Picklable; ``population_key`` is config['family'] (default 'a'). Also an ordinary trial function."""
 
-    def __init__(self, sleep: float = 0.0):
-        self.sleep = sleep
+    def __init__(self, sleep: float = 0.0, die_after_saving: int = 0):
+        self.sleep, self.die_after_saving = sleep, die_after_saving
 
     def population_key(self, config):
         return config.get("family", "a")
 
     def make_population(self, config, max_epochs, capacity):
         return ToyPopulation(4 if capacity == "auto" else capacity, max_epochs, self.population_key(config),
-                             self.sleep)
+                             self.sleep, self.die_after_saving)
 
     def __call__(self, config, reporter):
         pop = ToyPopulation(1, reporter.max_epochs, self.population_key(config))
-        pop.add(reporter.trial_id, config, reporter.checkpoint_dir, reporter.seed)
+        pop.add(reporter.trial_id, config, reporter.checkpoint_dir, reporter.seed,
+                reported_epoch=reporter.reported_epoch)
         while True:
             ((_, result),) = pop.run_epoch()
             if isinstance(result, str):

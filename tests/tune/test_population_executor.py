@@ -178,3 +178,25 @@ def test_driver_killed_mid_run_resumes_the_population(tmp_path):
     assert all(t["epochs"] == [1, 2, 3, 4, 5, 6] for t in result.trials)
     restarts = [a for a in _events("add") if a[3] == "own checkpoint"]
     assert {a[1] for a in restarts} == {2, 3} and all(a[4] >= 2 for a in restarts)
+
+
+def test_a_driver_killed_between_checkpoint_and_report_reports_that_epoch_on_resume(tmp_path):
+    """The worst moment: every member's epoch-3 checkpoint is written and none of its reports. The resumed
+    members continue from epoch 2, their last report, so epoch 3 is trained and reported, not skipped."""
+    exp = tmp_path / "exp"
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(HERE)!r}, {str(HERE.parents[1])!r}]
+        from population_fns import ToyPopulationFn
+        from jaxgluon.space import Real
+        from jaxgluon.tune import tune
+        tune(ToyPopulationFn(die_after_saving=3), {{'lr': Real(0.1, 1.0)}}, num_trials=2, epochs=5,
+             population_size=2, output_directory={str(exp)!r})
+    """))
+    assert subprocess.run([sys.executable, str(driver)], timeout=120).returncode == -signal.SIGKILL
+    assert (exp / "trials" / "0" / "toy" / "3.json").exists()
+    result = tune(ToyPopulationFn(), SPACE, num_trials=2, epochs=5, population_size=2, output_directory=exp,
+                  resume=True)
+    assert [t["epochs"] for t in result.trials] == [[1, 2, 3, 4, 5]] * 2
+    assert sorted(a[1:] for a in _events("add")) == [(0, 0, "own checkpoint", 2), (1, 1, "own checkpoint", 2)]

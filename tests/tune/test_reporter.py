@@ -27,6 +27,16 @@ def test_reports_reach_the_runner_and_decisions_come_back(tmp_path):
     assert len(sent) == 2
 
 
+def test_a_relaunch_knows_the_last_epoch_its_trial_reported(tmp_path):
+    reporter, _ = make(tmp_path, ["CONTINUE", "PAUSE"])
+    assert reporter.reported_epoch == 0
+    reporter(epoch=1, reward=0.5)
+    reporter(epoch=2, reward=0.6)
+    reporter.close()
+    again, _ = make(tmp_path, [])
+    assert again.reported_epoch == 2
+
+
 def test_pause_also_ends_the_launch(tmp_path):
     reporter, _ = make(tmp_path, ["PAUSE"])
     assert reporter(epoch=1, reward=0.1) == "PAUSE"
