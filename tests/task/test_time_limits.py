@@ -24,4 +24,7 @@ def test_fit_returns_within_time_limits_counted_from_the_call(image_folders, tmp
     assert meta["overrun_s"] == pytest.approx(max(0.0, elapsed - limit), abs=1.0)
     assert meta["time_used_s"] <= elapsed and meta["final_restore_seconds"] <= meta["time_used_s"]
     assert 0 < meta["search_ended_s"] <= meta["time_used_s"] - meta["final_restore_seconds"]
-    assert meta["final_model"] == "single" and results.trials[0]["status"] == "STOPPED"   # cut at the deadline
+    assert results.trials[0]["status"] == "STOPPED"   # cut at the deadline
+    # what it serves depends on the machine's load (a fine-tuned epoch on a quiet machine; at load 4-5 the trial
+    # may reach only its linear probe within 20 s): the clock is what this test checks
+    assert meta["final_model"] in ("single", "linear_probe")
