@@ -17,6 +17,7 @@ from tune_trial_fns import ListSearcher, scripted_trial
 
 import jaxgluon as ag
 from jaxgluon.scheduler import FIFOScheduler, get_scheduler
+from jaxgluon.tune import journal_replay
 from jaxgluon.tune import runner as runner_module
 from jaxgluon.tune import tune
 from jaxgluon.tune.journal import read_journal
@@ -156,7 +157,7 @@ def test_a_second_resume_fails_before_reading_any_state(tmp_path, monkeypatch):
          executor="in_process", output_directory=exp)
     first = _runner(exp, resume=True)  # holds the experiment, as a driver that is finishing does
     reads = []
-    monkeypatch.setattr(runner_module, "read_journal", lambda path: reads.append(path) or read_journal(path))
+    monkeypatch.setattr(journal_replay, "read_journal", lambda path: reads.append(path) or read_journal(path))
     with pytest.raises(RuntimeError, match=r"in use by another running experiment driver \(pid \d+\)"):
         _runner(exp, resume=True)
     assert reads == []  # it never saw the journal that the first driver is still writing
