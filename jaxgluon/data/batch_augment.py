@@ -5,7 +5,8 @@ and flips are drawn for a whole batch at once (:func:`draw_crops`, the distribut
 :func:`jaxgluon.data.transforms.augment_image`), then the ``[B, S, S, 3]`` batch is produced by one of:
 
 - ``'host'``: OpenCV's ``warpAffine`` per image (Pillow's box mapping and bilinear weights, the per-example
-  path's resampling without its low-pass filter when a box shrinks) into one uint8 batch, in a thread pool that works :data:`AHEAD` batches ahead; the flip and normalisation run in one jitted function
+  path's resampling without its low-pass filter when a box shrinks) into one uint8 batch, in a thread pool that
+  works :data:`AHEAD` batches ahead; the flip and normalisation run in one jitted function
   on the uint8 batch (a single fused pass, instead of numpy's passes over float32). Its batches are ``jax.Array``
   (float32, on the default device), like 'device';
 - ``'device'``: every decoded image is packed once into one uint8 array on the default device (edge-padded to

@@ -272,8 +272,9 @@ class Population:
     def add(self, trial_id: int, config: Mapping[str, Any], checkpoint_dir: str | os.PathLike, seed: int,
             max_epochs: int | None = None, deadline: float | None = None, reported_epoch: int | None = None) -> int:
         """Puts a trial in a free slot and returns the slot. It starts from its own latest checkpoint when it has
-        one (resume, promotion, restart; none newer than ``reported_epoch``: ``TrialCheckpointer.resume_epoch``), else as a copy of another trial (``config[CLONE_KEY]``: PBT exploit; an
-        in-memory gather when the source is in this population at that epoch), else fresh."""
+        one (resume, promotion, restart; none newer than ``reported_epoch``, the last epoch it reported:
+        ``TrialCheckpointer.resume_epoch``), else as a copy of another trial (``config[CLONE_KEY]``: PBT exploit;
+        an in-memory gather when the source is in this population at that epoch), else fresh."""
         if self.num_free == 0:
             raise RuntimeError(f"the population is full ({self.capacity} members); remove one first")
         if trial_id in self.members:

@@ -64,8 +64,8 @@ class Reporter:
     survives pauses, restarts and resumed experiments), ``max_epochs``, ``seed`` (a per-trial seed derived from
     the experiment seed), ``last_decision`` (None until the first report), ``deadline`` (``time.time()`` at which
     the experiment's time limit runs out, or None), ``reported_epoch`` (the last epoch this trial reported in any
-    earlier launch, from its ``reports.jsonl``; 0 for none). A long epoch can poll :meth:`time_left` and return early rather
-    than overrun the limit (the runner records such a trial as STOPPED). A restarted trial resumes from a
+    earlier launch, from its ``reports.jsonl``; 0 for none). A long epoch can poll :meth:`time_left` and return
+    early rather than overrun the limit (the runner records such a trial as STOPPED). A restarted trial resumes from a
     checkpoint no newer than ``reported_epoch`` (``TrialCheckpointer.resume_epoch``): a process killed between an
     epoch's checkpoint and its report trains and reports that epoch again rather than never reporting it.
 
