@@ -117,11 +117,14 @@ def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | 
 
 
 def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
-                   metric: str, deadline: float | None) -> tuple[EnsembleModel | None, dict]:
+                   metric: str, deadline: float | None,
+                   load_seconds: float | None = None) -> tuple[EnsembleModel | None, dict]:
     """Greedy selection over the validation predictions of the best-ranked trials (recomputed here with each
     checkpoint's compiled forward pass). Returns the ensemble whenever selection kept two or more trials
     (``record['status']``: 'chosen' when it beats its best member on validation, the module's rule; else 'not
-    better'), else None ('skipped', with the reason)."""
+    better'), else None ('skipped', with the reason). A candidate is loaded and predicted only while the time
+    left covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
+    (what restoring the single model took)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "skipped", "metric": metric}
     ranked = _candidates(experiment, trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
@@ -135,20 +138,24 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
-    members, probs, labels, times, seen = [], [], None, [], set()
+    members, probs, labels, times, loads, seen = [], [], None, [], [], set()
     for _, tid, epoch in ranked:
-        t0 = time.perf_counter()
-        if deadline is not None and times and deadline - time.time() < 1.5 * max(times):
+        reuse = tid == single[0] and epoch is None
+        load = 0.0 if reuse else max(loads, default=load_seconds or 0.0)
+        if deadline is not None and times and deadline - time.time() < 1.5 * max(times) + load:
             record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
             break
         if epoch is not None and (tid, epoch) in seen:   # the trial's best checkpoint (ranked first) was its probe
             continue
+        t0 = time.perf_counter()
         try:
-            model = (single[1] if tid == single[0] and epoch is None
-                     else load_trained(trials_dir / str(tid), epoch=epoch))
+            model = single[1] if reuse else load_trained(trials_dir / str(tid), epoch=epoch)
         except (ValueError, FileNotFoundError) as err:   # no checkpoint kept (a trial cut before its first epoch)
             log.info("fit: ensemble: trial %s has no checkpoint to use (%s)", tid, err)
             continue
+        t1 = time.perf_counter()
+        if not reuse:
+            loads.append(t1 - t0)
         seen.add((tid, model.meta.get("epoch")))
         out = model.predict_proba_source(val_source, deadline=deadline)
         if out is None:
@@ -158,8 +165,8 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         members.append(model)
         probs.append(out[0])
         labels = out[1]
-        times.append(time.perf_counter() - t0)
-    record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times)))
+        times.append(time.perf_counter() - t1)
+    record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times) + sum(loads)))
     if len(members) < 2:
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
@@ -204,14 +211,15 @@ def _skip(record: dict, start: float | None = None) -> tuple[None, dict]:
 
 def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, single: tuple[int, TrainedModel],
                 kind: str, *, refit: Any, ensemble: Any, metric: str, deadline: float | None,
-                seed: int = 0) -> FinalModel:
-    """Runs the ensemble and refit steps as the module's rule says; ``deadline`` is wall clock (``time.time()``)."""
+                seed: int = 0, restore_seconds: float | None = None) -> FinalModel:
+    """Runs the ensemble and refit steps as the module's rule says; ``deadline`` is wall clock (``time.time()``);
+    ``restore_seconds``: what restoring ``single`` took (the first estimate of loading another candidate)."""
     metadata: dict[str, Any] = {}
     if spec.compilation_cache:   # the forward passes compiled here persist for later fits, as the trials' do
         enable_compilation_cache()
     if ensemble is not False:
         model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources()[1], single, metric,
-                                                     deadline)
+                                                     deadline, load_seconds=restore_seconds)
         if metadata["ensemble"]["status"] == "chosen":
             if refit is not False:
                 metadata["refit"] = {"status": "skipped", "reason": "the ensemble was chosen (module docstring of "

@@ -14,9 +14,9 @@ from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
 from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensemble, scores
 from jaxgluon.task.cross_validation import CV_SHARE
-from jaxgluon.task.final_model import _candidates, stage_reserve
+from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
-from jaxgluon.train import TrialSpec, load_trained
+from jaxgluon.train import TrialSpec, load_source, load_trained
 from jaxgluon.train.integrity import SavedModelError
 
 from task_files import FAST
@@ -182,6 +182,21 @@ def test_a_probe_is_refitted_on_every_image_with_the_same_backbone(two_trials, i
     np.testing.assert_array_equal(np.asarray(old["conv1"]["kernel"]), np.asarray(new["conv1"]["kernel"]))
     assert not np.array_equal(np.asarray(old["fc"]["kernel"]), np.asarray(new["fc"]["kernel"]))
     np.testing.assert_allclose(refit.predict_proba(IMAGES).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_the_ensemble_loads_another_candidate_only_when_its_load_fits_the_deadline(two_trials, image_folders):
+    """Before each further candidate: 1.5x the longest prediction so far plus its load (the longest so far, else
+    the single model's restore time) must fit in the time left."""
+    _, results, out = two_trials
+    trials_dir = out / "exp" / "trials"
+    tid = _candidates(results, trials_dir)[0][1]
+    single = (tid, load_trained(trials_dir / str(tid)))
+    val = load_source(str(image_folders[1]))
+    roomy = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 120, load_seconds=1.0)[1]
+    assert len(roomy["candidates"]) >= 2 and "stopped" not in roomy
+    tight = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 60, load_seconds=90.0)[1]
+    assert tight["candidates"] == [{"trial_id": tid, "epoch": single[1].meta.get("epoch")}]
+    assert tight["stopped"].startswith("the deadline left no time") and tight["status"] == "skipped"
 
 
 def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
