@@ -56,10 +56,11 @@ class PopulationTrial:
 
     def __call__(self, config: Mapping[str, Any], reporter: Any) -> None:
         clone = config.get(CLONE_KEY)
-        resume_at_most = getattr(reporter, "reported_epoch", None)
+        resume_at_most = None   # train_trial's default: the trial's last report
         if clone is not None:
             clone_through_checkpoint(strip_clone(config), clone, reporter, self.spec)
-            resume_at_most = max(resume_at_most or 0, int(clone["epoch"]))  # the copy is a checkpoint to keep
+            # the copy is a checkpoint to keep, though this trial never reported its epoch
+            resume_at_most = max(getattr(reporter, "reported_epoch", 0) or 0, int(clone["epoch"]))
         train_trial(strip_clone(config), reporter, self.spec, resume_at_most=resume_at_most)
 
     def population_key(self, config: Mapping[str, Any]) -> tuple:

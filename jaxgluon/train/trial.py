@@ -419,7 +419,7 @@ def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt:
               "seconds": time.perf_counter() - called}
     # the record promises a complete checkpoint: the writer thread writes it once epoch 0 is on disk
     written = lambda: _write_probe_record(reporter.checkpoint_dir, record)  # noqa: E731
-    if 0 not in ckpt.all_epochs():
+    if PROBE_EPOCH not in ckpt.all_epochs():
         ckpt.save(PROBE_EPOCH, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss},
                   on_written=written)
     else:
