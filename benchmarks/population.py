@@ -28,6 +28,12 @@ on the device, and all members in one ``vmap``.
     python benchmarks/population.py                      # K=8 cifar_resnet20_v1 at 32 px on ../shared cifar10_test_1k
     python benchmarks/population.py --k 32 --epochs 1 --sequential-trials 8 --check-auto     # on a GPU, ~1 min
 
+Then the ceiling (``--no-ceiling`` skips it): one model's ordinary train step at batch B and at batch K*B. K members
+at batch B do the same arithmetic on the same layer shapes as one model at K*B, which has one set of weights and so
+one large convolution per layer, the best case for any population program; the ratio of the two steps' images/s
+bounds the population's training-step ratio on this device. It is printed with each step's model FLOP rate as a
+fraction of the device's float32 matmul rate.
+
 Both runs print where their wall time went: build + compile, adding members (a refill), host batch assembly,
 host->device transfer, the steps, evaluation, checkpoints, and the rest ('other'). The population waits for the
 device after each transfer and step (``Population(blocking_timings=True)``) so each phase holds its own time;
@@ -205,6 +211,74 @@ def time_step_variants(args, spec: TrialSpec, cfg: dict, k: int) -> list[dict]:
 
 
 STEP_REPEATS = 10
+CEILING_ROUNDS = 5
+
+
+def time_ceiling(args, spec: TrialSpec, num_classes: int) -> dict:
+    """The most any population program could gain in training steps on this device: the ordinary trial's compiled
+    train step on ONE model at batch B and at batch K*B (synthetic batches, timed windows interleaved, median of
+    ``CEILING_ROUNDS``). K members of batch B do the same arithmetic on the same layer shapes as the K*B batch, but
+    with K sets of weights; one set makes every layer one large convolution, the best case for any way of batching
+    the members. So ``img/s(K*B) / img/s(B)`` bounds the population's training-step ratio. Also measured: the
+    device's float32 matmul rate (the best a dense kernel reaches here) and the train step's model FLOPs
+    (``models.flops``), giving each step's achieved FLOP rate as a fraction of it."""
+    import jax.numpy as jnp
+    import optax
+
+    from jaxgluon.models.flops import model_flops
+    from jaxgluon.train import compile_steps, create_train_state, make_mesh
+
+    dtype = jnp.bfloat16 if spec.use_mixed_precision() else None
+    steps = compile_steps(make_mesh())
+    rng = np.random.default_rng(0)
+
+    def make_step(batch: int):
+        model = models.get_model(args.net, num_classes, pretrained=False, dtype=dtype, seed=0)
+        flops = model_flops(model, (batch, args.image_size, args.image_size, 3)).train_step
+        state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
+        data = steps.shard({"image": rng.standard_normal((batch, args.image_size, args.image_size, 3), np.float32),
+                            "label": rng.integers(0, num_classes, batch).astype(np.int32)})
+        compiled = steps.train_step.lower(state, data).compile()
+        holder = [state]
+
+        def step() -> None:
+            holder[0], metrics = compiled(holder[0], data)
+            jax.block_until_ready(metrics)
+        step()
+        return step, flops
+
+    small, big = args.batch_size, args.batch_size * args.members
+    cases = {b: make_step(b) for b in (small, big)}
+    rates: dict[int, list[float]] = {b: [] for b in cases}
+    for _ in range(CEILING_ROUNDS):
+        for b, (step, _) in cases.items():
+            n = max(2, 4 * big // b)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step()
+            rates[b].append(n * b / (time.perf_counter() - t0))
+    n_mm = 2048
+    a = jnp.ones((n_mm, n_mm), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    mm_times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        matmul(a).block_until_ready()
+        mm_times.append(time.perf_counter() - t0)
+    peak = 2 * n_mm ** 3 / min(mm_times)
+    ips = {b: float(np.median(r)) for b, r in rates.items()}
+    out = {"batch": small, "batch_k": big, "img_s_batch": round(ips[small], 1), "img_s_batch_k": round(ips[big], 1),
+           "ratio": round(ips[big] / ips[small], 3), "matmul_gflop_s": round(peak / 1e9, 1),
+           "train_gflop_per_image": round(cases[small][1] / small / 1e9, 4)}
+    for b, key in ((small, "fraction_of_matmul_batch"), (big, "fraction_of_matmul_batch_k")):
+        out[key] = round(ips[b] * cases[b][1] / b / peak, 3)
+    print(f"ceiling: one {args.net} step at batch {big} runs {out['ratio']:.2f}x the images/s of batch {small} "
+          f"({ips[big]:.1f} vs {ips[small]:.1f} img/s; {out['fraction_of_matmul_batch_k']:.0%} vs "
+          f"{out['fraction_of_matmul_batch']:.0%} of this device's {out['matmul_gflop_s']:.0f} GFLOP/s float32 "
+          f"matmul rate): no population of {args.members} members at batch {small} can exceed that ratio in "
+          f"training steps here", flush=True)
+    return out
 
 
 def warm_up(spec: TrialSpec, net: str) -> None:
@@ -244,6 +318,8 @@ def main() -> None:
     parser.add_argument("--order", choices=("population-first", "sequential-first"), default="population-first")
     parser.add_argument("--check-auto", action="store_true",
                         help="also print what population_size='auto' chooses from the free device memory")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the ceiling: one model's step at batch B vs K*B (the most a population can gain)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -271,6 +347,7 @@ def main() -> None:
         pop = run_population(args, spec, cfgs, seeds, work)
 
     variants = time_step_variants(args, spec, cfgs[0], args.members) if args.step_variants else []
+    ceiling = None if args.no_ceiling else time_ceiling(args, spec, len(spec.sources()[0].class_names))
     pairs = [(a, b) for i in range(m) for a, b in zip(pop["results"][i], seq["results"][i])]
     loss_diff = max(abs(a["train_loss"] - b["train_loss"]) / max(abs(b["train_loss"]), 1e-9) for a, b in pairs)
     acc_diff = max(abs(a["val_top1"] - b["val_top1"]) for a, b in pairs)
@@ -300,7 +377,8 @@ def main() -> None:
                       "bit_identical": identical, "blocking_timings": not args.overlap,
                       "conv_lowering": args.conv_lowering, "population_vmap_members": pop["vmap_members"],
                       "population_breakdown_s": pop["breakdown"], "sequential_breakdown_s": seq["breakdown"],
-                      "step_variants": variants}))
+                      "step_variants": variants, "ceiling": ceiling,
+                      "ratio_training_of_ceiling": None if ceiling is None else round(ratio_train / ceiling["ratio"], 3)}))
 
 
 if __name__ == "__main__":
