@@ -34,6 +34,21 @@ from jaxgluon.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
+
+
+class _ReadOnlyNotices(logging.Filter):
+    """Drops the warnings Orbax logs (through absl) for every read-only ``CheckpointManager``: that its options
+    were adjusted to read-only and that the directory is read-only. ``TrialCheckpointer(read_only=True)`` asks for
+    exactly that, and every ``load_trained`` / ensemble candidate printed two to eight such lines."""
+
+    PREFIXES = ("CheckpointManagerOptions.read_only=True", "Given directory is read only")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIXES))
+
+
+logging.getLogger("absl").addFilter(_ReadOnlyNotices())
+
 #: The epoch number of a trial's linear-probe model (``jaxgluon.train.trial``): always kept (module docstring).
 PROBE_EPOCH = 0
 

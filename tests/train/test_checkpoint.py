@@ -1,8 +1,11 @@
 """Orbax trial checkpoints: retention (latest + best), exact continuation after restore, and the compile cache."""
 from __future__ import annotations
 
+import logging
+
 import jax
 import numpy as np
+from absl import logging as absl_log
 import pytest
 
 from jaxgluon.train.checkpoint import TrialCheckpointer
@@ -65,6 +68,18 @@ def test_restore_variables_of_best(steps, tmp_path):
     np.testing.assert_array_equal(variables["params"]["head"]["kernel"], state.params["head"]["kernel"][...])
     with pytest.raises(ValueError, match="max_to_keep"):
         TrialCheckpointer(tmp_path / "d", max_to_keep=0)
+
+
+def test_read_only_access_logs_no_orbax_notices(steps, tmp_path, caplog):
+    state = run_epoch(steps, fresh_state(steps), 1)
+    with TrialCheckpointer(tmp_path / "c", async_save=False) as ckpt:
+        ckpt.save(1, state, reward=0.5, meta={})
+    caplog.set_level(logging.INFO)
+    with TrialCheckpointer(tmp_path / "c", read_only=True) as ckpt:
+        assert ckpt.best_epoch() == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    absl_log.warning("another absl warning")             # only Orbax's read-only notices are dropped
+    assert "another absl warning" in caplog.text
 
 
 def test_retention_keeps_the_latest_the_best_and_the_probe_epoch(steps, tmp_path):
