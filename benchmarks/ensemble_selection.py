@@ -1,0 +1,128 @@
+"""Ensemble selection rules compared on finished fits: is greedy selection (the default) the right rule?
+
+Given experiment folders that ``benchmarks/task_quality.py --out DIR`` left (``DIR/seed<s>/<dataset>/default``), it
+loads every candidate ``fit``'s ensemble stage considers (each trial's best checkpoint and its scored
+linear-probe model, as ``jaxgluon.task.final_model``), predicts the fit's validation split and the dataset's
+test split, and scores on test the ensemble each rule picks from the validation predictions:
+
+- **single**: the best candidate by validation log-loss (the model a fit without an ensemble serves);
+- **greedy**: Caruana et al.'s selection with replacement, by log-loss (``jaxgluon.task.ensemble``, the default);
+- **bootstrap greedy**: the mean of greedy selections' weights over ``--bootstraps`` resamples of the
+  validation images (a hedge against a small validation set rewarding one model by chance);
+- **average all** / **average top 3**: the uniform mean of all candidates / the 3 best by validation log-loss.
+
+Every rule sees the same candidates, the same validation split (rebuilt from the dataset and seed) and the same
+test images, so the comparison is within one search. No fit runs here.
+
+    python benchmarks/task_quality.py --datasets imagenette_small,flowers5 --time-limits 600 --out /tmp/q600
+    python benchmarks/ensemble_selection.py /tmp/q600 [/tmp/another_run ...]
+
+The output ends with one JSON line: per fit each rule's test top-1, and per rule the mean test top-1 and its wins
+and losses against single.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from task_quality import SHARED_DATA, datasets_for  # noqa: E402
+
+from jaxgluon.task.ensemble import greedy_selection, scores  # noqa: E402
+from jaxgluon.train import load_trained  # noqa: E402
+from jaxgluon.train.checkpoint import PROBE_EPOCH  # noqa: E402
+from jaxgluon.train.trial import read_probe_record  # noqa: E402
+
+RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3")
+
+
+def fits_under(roots: list[str]) -> list[tuple[str, int, pathlib.Path]]:
+    """``(dataset, seed, experiment dir)`` of every default fit under the given ``--out`` folders."""
+    found = []
+    for root in map(pathlib.Path, roots):
+        for exp in sorted(root.glob("seed*/*/default")):
+            if (exp / "trials").is_dir():
+                found.append((exp.parent.name, int(exp.parent.parent.name[4:]), exp))
+    return found
+
+
+def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path):
+    """Validation and test probabilities ``[M, N, C]`` of every candidate, their labels and names."""
+    train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
+    val_source = train.split()[1]
+    names, val, tst, y_val, y_test = [], [], [], None, None
+    for trial_dir in sorted((exp / "trials").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1):
+        if not (trial_dir / "checkpoints").is_dir():
+            continue
+        probe = read_probe_record(trial_dir) or {}
+        for epoch in (None, PROBE_EPOCH) if probe.get("status") == "scored" else (None,):
+            try:
+                model = load_trained(trial_dir, epoch=epoch)
+            except (ValueError, FileNotFoundError):       # a probe retention dropped, a trial with no checkpoint
+                continue
+            name = f"{trial_dir.name}:{model.meta.get('epoch')}"
+            if name in names:
+                continue
+            pv, y_val = model.predict_proba_source(val_source)
+            pt, y_test = model.predict_proba_source(test.test_source)
+            names.append(name)
+            val.append(pv)
+            tst.append(pt)
+    return names, np.stack(val), np.stack(tst), y_val, y_test
+
+
+def rule_weights(val: np.ndarray, labels: np.ndarray, bootstraps: int, seed: int = 0) -> dict[str, np.ndarray]:
+    order = np.argsort([scores(p, labels)[1] for p in val])
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(len(val))
+    for _ in range(bootstraps):
+        idx = rng.integers(0, len(labels), len(labels))
+        counts = greedy_selection(val[:, idx], labels[idx])
+        boot += counts / counts.sum()
+    return {"single": np.eye(len(val))[order[0]], "greedy": greedy_selection(val, labels).astype(float),
+            "bootstrap greedy": boot, "average all": np.ones(len(val)),
+            "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float)}
+
+
+def mixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    return np.tensordot(weights / weights.sum(), probs, axes=1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("roots", nargs="+", help="--out folders of benchmarks/task_quality.py runs")
+    p.add_argument("--bootstraps", type=int, default=20)
+    args = p.parse_args()
+    fits = fits_under(args.roots)
+    if not fits:
+        sys.exit(f"no default fits (seed*/<dataset>/default/trials) under {args.roots}; run benchmarks/"
+                 "task_quality.py --out DIR first")
+    rows = []
+    for dataset, seed, exp in fits:
+        names, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp, exp.parent.parent / "_data")
+        weights = rule_weights(val, y_val, args.bootstraps)
+        row = {"dataset": dataset, "seed": seed, "experiment": str(exp), "candidates": names,
+               "val_images": len(y_val), "test_images": len(y_test),
+               "greedy_weights": weights["greedy"].astype(int).tolist(),
+               "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
+               "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()}}
+        rows.append(row)
+        print(f"{dataset} (seed {seed}, {exp}): {len(names)} candidates, {len(y_val)} val / {len(y_test)} test "
+              "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items()), flush=True)
+    summary = {}
+    for rule in RULES:
+        tops = [r["test_top1"][rule] for r in rows]
+        summary[rule] = {"mean_test_top1": round(float(np.mean(tops)), 4),
+                         "wins_vs_single": sum(r["test_top1"][rule] > r["test_top1"]["single"] for r in rows),
+                         "losses_vs_single": sum(r["test_top1"][rule] < r["test_top1"]["single"] for r in rows)}
+        print(f"{rule}: mean test top-1 {summary[rule]['mean_test_top1']:.4f}, beats single on "
+              f"{summary[rule]['wins_vs_single']} of {len(rows)} fits, loses on {summary[rule]['losses_vs_single']}")
+    print(json.dumps({"fits": rows, "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
