@@ -45,6 +45,11 @@ steps=" ${GPU_STEPS:-train_step task population input} "
   --test-data "$data/folder5/val" --time-limits 60
 [[ $steps == *" population "* ]] && step 03_population 100 python3 benchmarks/population.py --k 32 --epochs 1 \
   --sequential-trials 8 --data "$data/cifar10_test_1k"
+# the population's train step alone in other program shapes (one vmap with XLA's grouped convolutions, the same
+# with im2col batched matmuls, vmaps of 8), then the ceiling (one model at batch 32 vs 32 x 32): which shape can
+# reach the 8x at K=32
+[[ $steps == *" popvariants "* ]] && step 03b_population_variants 150 python3 benchmarks/population.py --k 32 \
+  --epochs 1 --sequential-trials 2 --step-variants all,all:im2col,8,8:im2col --data "$data/cifar10_test_1k"
 # the host path (the CPU default) needs OpenCV, whose 63 MB wheel does not fit the device tool's 64 MiB carry
 [[ $steps == *" input "* ]] && step 04_input_pipeline 60 python3 benchmarks/input_pipeline.py --data "$data/folder5/train" \
   --repeat 8 --batch 128 --epochs 3 --rounds 2 --modes device --workers 8
