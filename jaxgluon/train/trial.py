@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -180,7 +181,10 @@ def _open_sources(train_data: str, val_data: str | None, val_fraction: float, sp
     return train, val
 
 
+@functools.lru_cache(maxsize=64)
 def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
+    """The batch size a trial uses: ``requested`` rounded up to the devices, at most the training set. Cached so
+    that the warning about a smaller batch is logged once per process, not once per trial."""
     size = -(-requested // num_devices) * num_devices
     if size > num_train:
         size = max(num_devices, num_train // num_devices * num_devices)

@@ -183,3 +183,14 @@ def test_array_dataset_roundtrip(tmp_path):
     assert source[4]["label"] == 1
     with pytest.raises(ValueError, match=".npz"):
         save_array_dataset(tmp_path / "d.bin", images, [0] * 6, ["a"])
+
+
+def test_a_smaller_batch_is_announced_once_per_process(caplog):
+    from jaxgluon.train.trial import _batch_size
+
+    _batch_size.cache_clear()
+    caplog.set_level("WARNING", logger="jaxgluon.train")
+    sizes = [_batch_size(32, 2, 17) for _ in range(3)]      # three trials of a 17-image training set, 2 devices
+    assert sizes == [16, 16, 16]
+    assert sum("exceeds the 17 training images" in r.getMessage() for r in caplog.records) == 1
+    assert _batch_size(8, 2, 17) == 8
