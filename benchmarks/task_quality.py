@@ -22,11 +22,15 @@ Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the cal
 
 Datasets (``../shared/data``; test split in brackets): ``hymenoptera`` (val), ``flowers5`` (test),
 ``imagenette_small`` (val), ``cifar10_test_1k`` (a stratified 20% of the folder, seed 0; the rest trains), and the
-built-in ``digits`` (its fixed 80/20 split).
+built-in ``digits`` (its fixed 80/20 split). Any other name is a folder under ``--data-root`` with ``train/`` and
+``test/`` (or ``val/``) class subfolders, e.g. the small-image variants ``benchmarks/small_folders.py`` writes
+(datasets the defaults were not chosen on).
 
     python benchmarks/task_quality.py --time-limits 60                       # every dataset, 60 s per fit
     python benchmarks/task_quality.py --datasets hymenoptera,flowers5 --time-limits 600
     python benchmarks/task_quality.py --datasets digits --time-limits 120 --skip fixed,probe --seeds 0,1,2
+    python benchmarks/small_folders.py /tmp/small && python benchmarks/task_quality.py --data-root /tmp/small \
+        --datasets cifar_gray28,hymenoptera_24,imagenette_small_32,flowers5_32 --time-limits 120 --skip fixed,probe
 
 The output ends with one JSON line: per dataset each column's test top-1 and wall seconds, the ratio of the
 default fit to the fixed config and to the best scikit-learn peer, and the worst overrun past ``time_limits``
@@ -67,8 +71,9 @@ def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path,
     """(training dataset, test dataset) for one benchmark dataset; ``seed`` seeds the validation split."""
     if name == "digits":
         return task.Dataset(name="digits", seed=seed), task.Dataset(name="digits", train=False)
-    if DATASETS[name] is not None:
-        train, test = (data_root / name / split for split in DATASETS[name])
+    if DATASETS.get(name, ()) is not None:
+        splits = DATASETS.get(name) or folder_splits(data_root / name)
+        train, test = (data_root / name / split for split in splits)
         return (task.Dataset(name=name, train_path=str(train), seed=seed),
                 task.Dataset(name=name, test_path=str(test)))
     source = jdata.open_source(str(data_root / name))      # one folder: a stratified 80/20 split, written once
@@ -83,6 +88,16 @@ def datasets_for(name: str, data_root: pathlib.Path, out: pathlib.Path,
             np.savez(path, images=images, labels=labels, class_names=np.asarray(source.class_names))
         paths.append(str(path))
     return ImageDataset(name, paths[0], None, split_seed=seed), ImageDataset(name, None, paths[1])
+
+
+def folder_splits(folder: pathlib.Path) -> tuple[str, str]:
+    """(train, test) subfolder names of a dataset folder that is not one of :data:`DATASETS`: ``train`` and
+    ``test`` (or ``val``), each with one subfolder per class."""
+    for test in ("test", "val"):
+        if (folder / "train").is_dir() and (folder / test).is_dir():
+            return "train", test
+    raise FileNotFoundError(f"{folder} has no train/ and test/ (or val/) subfolders; a dataset outside "
+                            f"{sorted(DATASETS)} needs both, each with one subfolder per class")
 
 
 def fixed_optimizer(small: bool) -> object:
@@ -224,7 +239,9 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: " + ",".join(DATASETS))
+    p.add_argument("--datasets", default=",".join(DATASETS),
+                   help="comma-separated: " + ",".join(DATASETS) + ", or folders under --data-root with train/ and "
+                        "test/ (or val/) class subfolders")
     p.add_argument("--time-limits", type=float, default=60.0, help="seconds for each fit, counted from the call")
     p.add_argument("--skip", default="", help="comma-separated columns to leave out: " + ",".join(COLUMNS))
     p.add_argument("--refit", action="store_true", help="also fit(refit=True) (skipped if fit lacks it)")
@@ -236,9 +253,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     skip = {c.strip() for c in args.skip.split(",") if c.strip()}
-    unknown = sorted(set(names) - set(DATASETS)) + sorted(skip - set(COLUMNS))
+    unknown = sorted(skip - set(COLUMNS))
     if unknown or not names:
-        raise ValueError(f"unknown --datasets/--skip {unknown or names}; datasets {sorted(DATASETS)}, columns {COLUMNS}")
+        raise ValueError(f"unknown --skip {unknown} or no --datasets {names}; columns {COLUMNS}")
     if args.time_limits <= 0:
         raise ValueError(f"--time-limits must be positive, got {args.time_limits}")
     data_root = pathlib.Path(args.data_root)
