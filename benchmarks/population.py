@@ -378,7 +378,8 @@ def main() -> None:
                       "conv_lowering": args.conv_lowering, "population_vmap_members": pop["vmap_members"],
                       "population_breakdown_s": pop["breakdown"], "sequential_breakdown_s": seq["breakdown"],
                       "step_variants": variants, "ceiling": ceiling,
-                      "ratio_training_of_ceiling": None if ceiling is None else round(ratio_train / ceiling["ratio"], 3)}))
+                      "ratio_training_of_ceiling":
+                          None if ceiling is None else round(ratio_train / ceiling["ratio"], 3)}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import pathlib
 from PIL import Image
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VARIANTS = {"flowers5_32": ("flowers5", "train", "test", 32), "imagenette_small_32": ("imagenette_small", "train", "val", 32),
+VARIANTS = {"flowers5_32": ("flowers5", "train", "test", 32),
+            "imagenette_small_32": ("imagenette_small", "train", "val", 32),
             "hymenoptera_24": ("hymenoptera", "train", "val", 24)}
 
 
@@ -48,7 +49,8 @@ def main() -> None:
     if not data.is_dir():
         raise SystemExit(f"{data} not found: pass --data=<the shared data folder>")
     for name, (source, train, test, side) in VARIANTS.items():
-        n = sum(convert(data / source / part, out / name / target, side) for part, target in ((train, "train"), (test, "test")))
+        n = sum(convert(data / source / part, out / name / target, side)
+                for part, target in ((train, "train"), (test, "test")))
         print(f"{name}: {n} images", flush=True)
     n = 0
     for klass in sorted(p for p in (data / "cifar10_test_1k").iterdir() if p.is_dir()):
