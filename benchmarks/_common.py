@@ -181,8 +181,14 @@ def jax_model_name(arch: str) -> str:
 
 
 def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
+    """:func:`registry_step_fn` for a train-step benchmark's ``--arch`` with 1000 classes."""
+    return registry_step_fn(jax_model_name(arch), 1000, size, batch, dtype)
+
+
+def registry_step_fn(name: str, num_classes: int, size: int, batch: int, dtype=None):
     """(step closure, compile seconds, first-step seconds, FLOPs per step from XLA's cost analysis) for
-    jaxgluon.train's jitted data-parallel train_step; ``dtype`` is the compute dtype (float32 master weights)."""
+    jaxgluon.train's jitted data-parallel train_step of the registry's ``name`` (random init, SGD with momentum) on
+    one fixed random batch; ``dtype`` is the compute dtype (float32 master weights). The first step has run."""
     import jax
     import optax
 
@@ -190,12 +196,12 @@ def jax_step_fn(arch: str, size: int, batch: int, dtype=None):
     from jaxgluon.train import compile_steps, create_train_state, make_mesh
 
     t0 = time.perf_counter()
-    model = get_model(jax_model_name(arch), num_classes=1000, pretrained=False, dtype=dtype)
+    model = get_model(name, num_classes=num_classes, pretrained=False, dtype=dtype)
     steps = compile_steps(make_mesh())
     state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
     rng = np.random.default_rng(0)
     data = steps.shard({"image": rng.standard_normal((batch, size, size, 3), np.float32),
-                        "label": rng.integers(0, 1000, batch).astype(np.int32)})
+                        "label": rng.integers(0, num_classes, batch).astype(np.int32)})
     t1 = time.perf_counter()
     compiled = steps.train_step.lower(state, data).compile()
     compile_s = time.perf_counter() - t1

@@ -54,6 +54,7 @@ import time
 import numpy as np
 
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
+from _common import registry_step_fn  # noqa: E402
 
 import jax  # noqa: E402
 
@@ -223,29 +224,16 @@ def time_ceiling(args, spec: TrialSpec, num_classes: int) -> dict:
     device's float32 matmul rate (the best a dense kernel reaches here) and the train step's model FLOPs
     (``models.flops``), giving each step's achieved FLOP rate as a fraction of it."""
     import jax.numpy as jnp
-    import optax
 
     from jaxgluon.models.flops import model_flops
-    from jaxgluon.train import compile_steps, create_train_state, make_mesh
+    from jaxgluon.models.registry import abstract_model
 
     dtype = jnp.bfloat16 if spec.use_mixed_precision() else None
-    steps = compile_steps(make_mesh())
-    rng = np.random.default_rng(0)
+    shapes = abstract_model(args.net, num_classes)
 
     def make_step(batch: int):
-        model = models.get_model(args.net, num_classes, pretrained=False, dtype=dtype, seed=0)
-        flops = model_flops(model, (batch, args.image_size, args.image_size, 3)).train_step
-        state = steps.replicate(create_train_state(model, optax.sgd(0.01, momentum=0.9)))
-        data = steps.shard({"image": rng.standard_normal((batch, args.image_size, args.image_size, 3), np.float32),
-                            "label": rng.integers(0, num_classes, batch).astype(np.int32)})
-        compiled = steps.train_step.lower(state, data).compile()
-        holder = [state]
-
-        def step() -> None:
-            holder[0], metrics = compiled(holder[0], data)
-            jax.block_until_ready(metrics)
-        step()
-        return step, flops
+        step = registry_step_fn(args.net, num_classes, args.image_size, batch, dtype)[0]
+        return step, model_flops(shapes, (batch, args.image_size, args.image_size, 3)).train_step
 
     small, big = args.batch_size, args.batch_size * args.members
     cases = {b: make_step(b) for b in (small, big)}
