@@ -6,7 +6,8 @@ The rule (``metadata['final_model']``), applied in this order:
    predictions of the best-ranked models picked at least two different ones and scores strictly better on
    validation than its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
    checkpoint and, beside it, the trial's linear-probe model (epoch 0) when fine-tuning reported too: a frozen-
-   feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to try.
+   feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to try. Trials
+   of one pretrained net and image size share one probe model; it is a candidate once.
 2. ``'refit'`` otherwise, when ``refit`` is on and the best config's retraining on training + validation images
    (``jaxgluon.task.refit``) fit the budget and finished. A refit model has no held-out validation score, so it
    cannot be compared with an ensemble on validation, and an ensemble of refit members would need one refit per
@@ -122,7 +123,9 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     """Greedy selection over the validation predictions of the best-ranked trials (recomputed here with each
     checkpoint's compiled forward pass). Returns the ensemble whenever selection kept two or more trials
     (``record['status']``: 'chosen' when it beats its best member on validation, the module's rule; else 'not
-    better'), else None ('skipped', with the reason). A candidate is loaded and predicted only while the time
+    better'), else None ('skipped', with the reason). Trials of one net and image size share one linear-probe
+    model (``jaxgluon.train.trial.probe_identity``): it is predicted once (``record['duplicate_probes']``: the
+    others). A candidate is loaded and predicted only while the time
     left covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
     (what restoring the single model took)."""
     start = time.perf_counter()
@@ -138,15 +141,19 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
-    members, probs, labels, times, loads, seen = [], [], None, [], [], set()
+    members, probs, labels, times, loads, seen, probes, duplicates = [], [], None, [], [], set(), set(), []
     for _, tid, epoch in ranked:
+        if epoch is not None and (tid, epoch) in seen:   # the trial's best checkpoint (ranked first) was its probe
+            continue
+        identity = (read_probe_record(trials_dir / str(tid)) or {}).get("identity")
+        if epoch == PROBE_EPOCH and identity is not None and identity in probes:
+            duplicates.append(f"{tid}:{epoch}")          # another trial's probe model: the same features and head
+            continue
         reuse = tid == single[0] and epoch is None
         load = 0.0 if reuse else max(loads, default=load_seconds or 0.0)
         if deadline is not None and times and deadline - time.time() < 1.5 * max(times) + load:
             record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
             break
-        if epoch is not None and (tid, epoch) in seen:   # the trial's best checkpoint (ranked first) was its probe
-            continue
         t0 = time.perf_counter()
         try:
             model = single[1] if reuse else load_trained(trials_dir / str(tid), epoch=epoch)
@@ -157,6 +164,11 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         if not reuse:
             loads.append(t1 - t0)
         seen.add((tid, model.meta.get("epoch")))
+        if model.meta.get("epoch") == PROBE_EPOCH and identity is not None:
+            if identity in probes:                       # its best checkpoint was a probe already predicted
+                duplicates.append(f"{tid}:{PROBE_EPOCH}")
+                continue
+            probes.add(identity)
         out = model.predict_proba_source(val_source, deadline=deadline)
         if out is None:
             record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"
@@ -166,7 +178,8 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         probs.append(out[0])
         labels = out[1]
         times.append(time.perf_counter() - t1)
-    record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times) + sum(loads)))
+    record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times) + sum(loads)),
+                  duplicate_probes=duplicates)
     if len(members) < 2:
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
@@ -211,14 +224,15 @@ def _skip(record: dict, start: float | None = None) -> tuple[None, dict]:
 
 def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, single: tuple[int, TrainedModel],
                 kind: str, *, refit: Any, ensemble: Any, metric: str, deadline: float | None,
-                seed: int = 0, restore_seconds: float | None = None) -> FinalModel:
+                seed: int = 0, restore_seconds: float | None = None, caches: Any = None) -> FinalModel:
     """Runs the ensemble and refit steps as the module's rule says; ``deadline`` is wall clock (``time.time()``);
-    ``restore_seconds``: what restoring ``single`` took (the first estimate of loading another candidate)."""
+    ``restore_seconds``: what restoring ``single`` took (the first estimate of loading another candidate);
+    ``caches``: the fit's ``TrialCaches`` (its opened sources are reused, not scanned again)."""
     metadata: dict[str, Any] = {}
     if spec.compilation_cache:   # the forward passes compiled here persist for later fits, as the trials' do
         enable_compilation_cache()
     if ensemble is not False:
-        model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources()[1], single, metric,
+        model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources(caches)[1], single, metric,
                                                      deadline, load_seconds=restore_seconds)
         if metadata["ensemble"]["status"] == "chosen":
             if refit is not False:
@@ -232,7 +246,7 @@ def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, sing
         probe = read_probe_record(trials_dir / str(tid)) or {}
         outcome = refit_best(trial["config"], epochs, trial, spec, pathlib.Path(experiment.experiment_dir) / REFIT_DIR,
                              deadline=deadline, seed=seed, probe=model if epochs == 0 else None,
-                             probe_seconds=probe.get("seconds"))
+                             probe_seconds=probe.get("seconds"), caches=caches)
         metadata["refit"] = outcome.record
         if outcome.model is not None:
             return FinalModel(outcome.model, "refit", None, metadata)

@@ -278,7 +278,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         # ---- refit / ensemble stage (issue 18 item 2; all of it in jaxgluon.task.final_model) ----
         stage = final_stage(experiment, trials_dir, spec, (trial_id, model), final, refit=refit, ensemble=ensemble,
                             metric=ranked_by, seed=seed, deadline=_wall_deadline(time_limits, started),
-                            restore_seconds=restored - restore_start)
+                            restore_seconds=restored - restore_start, caches=caches)
         model, final = stage.model, stage.kind
         # ---- end of the refit / ensemble stage ----
     elapsed = time.perf_counter() - started

@@ -169,7 +169,7 @@ class RefitOutcome:
 def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str, Any], spec: TrialSpec,
                directory: pathlib.Path, *, deadline: float | None, seed: int = 0,
                estimate_margin: float = REFIT_ESTIMATE_MARGIN, probe: TrainedModel | None = None,
-               probe_seconds: float | None = None) -> RefitOutcome:
+               probe_seconds: float | None = None, caches: Any = None) -> RefitOutcome:
     """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring). When the
     best model is a linear probe (``epochs == 0``), the refit is that probe's head fitted again on the features of
     every image (``probe``: the probe model; its backbone is the pretrained one), estimated from ``probe_seconds``
@@ -177,9 +177,10 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
 
     ``deadline``: wall clock (``time.time()``) by which the refit must end; it is skipped when its estimate does
     not fit and abandoned (None model, reason recorded) if the deadline passes mid-epoch (at most one step late).
+    ``caches``: the fit's ``TrialCaches`` (its opened sources are reused, not scanned again).
     """
     record: dict[str, Any] = {"trial_id": trial.get("trial_id"), "epochs": epochs, "status": "skipped"}
-    train, val = spec.sources()
+    train, val = spec.sources(caches)
     scale = refit_scale(train, val)
     if not epochs:
         if probe is None:
@@ -210,7 +211,7 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
     reporter = _Reporter(directory, epochs, seed, deadline)
     start = time.perf_counter()
     try:
-        train_trial(dict(config), reporter, refit_spec(spec))
+        train_trial(dict(config), reporter, refit_spec(spec), caches=caches)
     except Exception as err:  # noqa: BLE001 -- a failed refit keeps the search's model; the error is recorded
         log.warning("fit: the refit failed (%s: %s); keeping the search's model", type(err).__name__, err)
         record.update(status="failed", reason=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)

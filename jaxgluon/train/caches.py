@@ -10,9 +10,11 @@ Data caches (results computed from the data; an owner frees them):
 Owner and lifetime. ``fit`` makes one ``TrialCaches()`` per call and passes it down:
 ``functools.partial(train_trial, spec=spec, caches=caches)`` and ``spec.sources(caches)``. In the calling
 process (the in-process executor) the caches live as long as that call holds them, and are freed when it
-returns. A ``TrialCaches`` pickles as an empty one. So each process-pool worker, which unpickles the trial
-function once when it starts, holds a fresh owner that its trials share for the worker's life (the pool belongs
-to one tune call). :data:`PROCESS_CACHES` is the process-level owner for callers that pass none: a direct
+returns. A ``TrialCaches`` pickles as a new owner that holds only the opened sources: each source's scan (file
+paths, labels, image sizes, skipped and ignored files), not decoded images or features. So each process-pool or
+Ray worker, which unpickles the trial function once when it starts, holds a fresh owner that its trials share for
+the worker's life (the pool belongs to one tune call), and it does not scan the driver's folders again (checking
+every file, and logging the driver's warnings about ignored or unreadable files once more per worker). :data:`PROCESS_CACHES` is the process-level owner for callers that pass none: a direct
 ``train_trial(config, reporter, spec)``, ``PopulationTrial``, ``TrialSpec.sources()``. It lives as long as the
 process, and ``PROCESS_CACHES.clear()`` frees it.
 
@@ -62,8 +64,10 @@ class TrialCaches:
     """The data caches one search's trials share (module doc): ``sources``, ``decoded``, ``features``.
 
     >>> caches = TrialCaches()
-    >>> import pickle; len(pickle.loads(pickle.dumps(caches)).sources)   # travels empty to a worker process
-    0
+    >>> _ = caches.sources.get(("spec",), lambda: ("train", "val"))
+    >>> import pickle; copy = pickle.loads(pickle.dumps(caches))   # what a worker process unpickles
+    >>> copy.sources.get(("spec",), lambda: "opened again"), len(copy.features)   # the sources travel, not the rest
+    (('train', 'val'), 0)
     """
 
     def __init__(self, sources: SourceCache | None = None, decoded: DecodedImages | None = None,
@@ -79,7 +83,7 @@ class TrialCaches:
         self.features.clear()
 
     def __reduce__(self) -> tuple:
-        return TrialCaches, ()   # a new, empty owner in the process that unpickles it (module doc)
+        return TrialCaches, (self.sources,)   # a new owner with these opened sources only (module doc)
 
     def __repr__(self) -> str:
         return f"TrialCaches(sources={len(self.sources)}, features={len(self.features)})"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -358,7 +359,8 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
             _phase(reporter, called, "probe head fitted")
             warm.wait_eval()
             _phase(reporter, called, "eval step compiled")
-            probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called)
+            probe = _score_probe(steps, state, val_loader, ckpt, meta, spec.metric, reporter, called,
+                                 probe_identity(key))
             if probe is None:
                 return
             first_result.update(probe)
@@ -392,8 +394,8 @@ def _write_probe_record(directory: Any, record: dict) -> None:
 
 
 def read_probe_record(directory: Any) -> dict | None:
-    """The linear-probe record of a trial directory (``reward``, ``val_top1``, ``val_loss``, ``status``: 'scored'
-    when epoch 0 holds the probe model; 'incomplete' with ``setup_seconds``/``feature_seconds``/``images_done``/
+    """The linear-probe record of a trial directory (``reward``, ``val_top1``, ``val_loss``, ``identity``
+    (:func:`probe_identity`), ``status``: 'scored' when epoch 0 holds the probe model; 'incomplete' with ``setup_seconds``/``feature_seconds``/``images_done``/
     ``images_total`` when the deadline came first), or None."""
     try:
         return json.loads((pathlib.Path(directory) / PROBE_FILE).read_text())
@@ -401,10 +403,18 @@ def read_probe_record(directory: Any) -> dict | None:
         return None
 
 
+def probe_identity(features_key: tuple) -> str:
+    """Which linear-probe model a trial has: a digest of its features' cache key (net, pretrained weights, dtype,
+    image size, data). The head is a deterministic fit of those features, so trials with the same identity hold
+    the same probe model whatever their optimizer (the ensemble stage predicts it once)."""
+    return hashlib.sha256(repr(features_key).encode()).hexdigest()[:16]
+
+
 def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt: TrialCheckpointer, meta: dict,
-                 metric: str, reporter: Any, called: float) -> dict | None:
+                 metric: str, reporter: Any, called: float, identity: str | None = None) -> dict | None:
     """Scores the linear-probe model on validation like an epoch and checkpoints it as epoch 0 (so a fit whose
-    budget ends before any fine-tuning epoch still has a model); None when the deadline passed first."""
+    budget ends before any fine-tuning epoch still has a model); None when the deadline passed first.
+    ``identity``: :func:`probe_identity`, kept in the probe record."""
     deadline = getattr(reporter, "deadline", None)
     start = time.perf_counter()
     outputs = []
@@ -420,7 +430,7 @@ def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt:
         outputs.append(steps.eval_step(state, steps.shard(batch)))
     reward, top1, val_loss = validation_scores(sum_metrics(outputs), metric)
     record = {"status": "scored", "reward": reward, "val_top1": top1, "val_loss": val_loss,
-              "seconds": time.perf_counter() - called}
+              "seconds": time.perf_counter() - called, "identity": identity}
     # the record promises a complete checkpoint: the writer thread writes it once epoch 0 is on disk
     written = lambda: _write_probe_record(reporter.checkpoint_dir, record)  # noqa: E731
     if PROBE_EPOCH not in ckpt.all_epochs():

@@ -103,3 +103,22 @@ def test_fit_without_a_probe_says_how_long_one_would_take(image_folders, tmp_pat
     dataset = task.Dataset(train_path=str(image_folders[0]))
     with pytest.raises(RuntimeError, match=r"no linear-probe model was ready.*a probe needs about \d+ s"):
         task.fit(dataset, num_trials=1, epochs=2, time_limits=6, output_directory=tmp_path / "exp", **PRETRAINED)
+
+
+def test_trials_sharing_a_probe_model_offer_it_to_the_ensemble_once(image_folders, tmp_path, weights):
+    """Two configs of one pretrained net and image size fit the same probe head on the same features: the probe
+    record says so (``identity``), the two epoch-0 models predict alike, and the ensemble stage predicts it once."""
+    from jaxgluon.space import Real
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    searched = {**PRETRAINED, "optimizer": Adam(learning_rate=Real(1e-4, 1e-2, log=True))}
+    results = task.fit(dataset, num_trials=2, epochs=1, executor="in_process", ensemble=True,
+                       output_directory=tmp_path / "exp", **searched)
+    trials = tmp_path / "exp" / "trials"
+    records = [trial_module.read_probe_record(trials / str(t)) for t in (0, 1)]
+    assert records[0]["identity"] and records[0]["identity"] == records[1]["identity"]
+    images = np.random.default_rng(0).integers(0, 255, (4, 20, 20, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(load_trained(trials / "0", epoch=0).predict_proba(images),
+                                  load_trained(trials / "1", epoch=0).predict_proba(images))
+    stage = results.metadata["ensemble"]
+    assert [c["epoch"] for c in stage["candidates"]].count(0) == 1, stage["candidates"]
+    assert len(stage["duplicate_probes"]) >= 1 and all(d.endswith(":0") for d in stage["duplicate_probes"])

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+import jaxgluon.data.specs
 from jaxgluon import ImageClassification as task
 from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
@@ -16,7 +17,7 @@ from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensembl
 from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
-from jaxgluon.train import TrialSpec, load_source, load_trained
+from jaxgluon.train import PROCESS_CACHES, TrialSpec, load_source, load_trained
 from jaxgluon.train.integrity import SavedModelError
 
 from task_files import FAST
@@ -229,10 +230,14 @@ def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
         load_ensemble(out / "bare")
 
 
-def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tmp_path):
+def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tmp_path, monkeypatch):
     dataset = task.Dataset(train_path=str(image_folders[0]), test_path=str(image_folders[1]))
+    PROCESS_CACHES.sources.clear()     # a folder another test opened there would hide a scan
+    scans, scan = [], jaxgluon.data.specs.ImageFolderSource
+    monkeypatch.setattr(jaxgluon.data.specs, "ImageFolderSource", lambda *a, **k: scans.append(a) or scan(*a, **k))
     results = task.fit(dataset, num_trials=1, epochs=1, lr_scheduler="constant", executor="in_process",
                        output_directory=tmp_path / "exp", refit=True, ensemble=False, **FAST)
+    assert scans == []                 # the trial, the refit and the ensemble stage reuse the dataset's folder scan
     meta = results.metadata
     assert meta["final_model"] == "refit" and meta["refit"]["status"] == "completed", meta.get("refit")
     assert meta["refit"]["num_images"] == 80 and results.model.meta["num_train_images"] == 80

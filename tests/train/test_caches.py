@@ -25,7 +25,7 @@ def test_source_cache_opens_each_spec_once_and_keeps_the_most_recent():
     assert opened == ["a", "b", "c", "b"]
 
 
-def test_a_search_owns_its_caches_and_a_worker_gets_an_empty_owner():
+def test_a_search_owns_its_caches_and_a_worker_gets_a_new_owner_with_its_sources():
     caches = TrialCaches()
     spec = TrialSpec(train_data="digits:train", image_size=8, batch_size=8)
     train, val = spec.sources(caches)
@@ -41,6 +41,29 @@ def test_a_search_owns_its_caches_and_a_worker_gets_an_empty_owner():
     assert cached_features("k", lambda: calls.append(1), caches.features) is feats and calls == [1]
     assert len(PROCESS_CACHES.features) == 0 or "k" not in PROCESS_CACHES.features._entries
     copy = pickle.loads(pickle.dumps(caches))      # what a process-pool worker unpickles with the train function
-    assert isinstance(copy, TrialCaches) and len(copy.sources) == 0 and len(copy.features) == 0
+    assert isinstance(copy, TrialCaches) and len(copy.sources) == 1 and len(copy.features) == 0
+    assert not copy.decoded.for_source(src)
     caches.clear()
     assert len(caches.sources) == 0 and len(caches.features) == 0 and not caches.decoded.for_source(src)
+
+
+def test_a_worker_uses_the_drivers_folder_scan_instead_of_scanning_again(tmp_path, caplog):
+    from PIL import Image
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    spec = TrialSpec(train_data=str(tmp_path), image_size=8, batch_size=2, val_fraction=0.34)
+    caches = TrialCaches()
+    with caplog.at_level("WARNING", logger="jaxgluon"):
+        train, val = spec.sources(caches)
+    assert sum("ignored 1 file" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="jaxgluon"):
+        worker_train, worker_val = spec.sources(pickle.loads(pickle.dumps(caches)))
+        assert not caplog.records                 # no second scan, so no second warning
+        spec.sources(TrialCaches())               # a new owner does scan (the check above could fail)
+        assert any("ignored 1 file" in r.getMessage() for r in caplog.records)
+    assert worker_train is not train and list(worker_train.indices) == list(train.indices)
+    assert worker_train.source.paths == train.source.paths and len(worker_val) == len(val)
