@@ -1,8 +1,8 @@
 """Ensemble selection rules compared on finished fits: is greedy selection (the default) the right rule?
 
 Given experiment folders that ``benchmarks/task_quality.py --out DIR`` left (``DIR/seed<s>/<dataset>/default``), it
-loads every candidate ``fit``'s ensemble stage considers (each trial's best checkpoint and its scored
-linear-probe model, as ``jaxgluon.task.final_model``), predicts the fit's validation split and the dataset's
+loads every candidate ``fit``'s ensemble stage considers (``jaxgluon.task.final_model._candidates``: each trial's
+best fine-tuned epoch and its scored linear-probe model), predicts the fit's validation split and the dataset's
 test split, and scores on test the ensemble each rule picks from the validation predictions:
 
 - **single**: the best candidate by validation log-loss (the model a fit without an ensemble serves);
@@ -14,11 +14,15 @@ test split, and scores on test the ensemble each rule picks from the validation 
 Every rule sees the same candidates, the same validation split (rebuilt from the dataset and seed) and the same
 test images, so the comparison is within one search. No fit runs here.
 
+Two figures per fit bound what any rule could reach from these candidates (they look at the test labels, so
+they are ceilings, not rules): the test images every candidate gets wrong, and the best test top-1 of any
+equal-weight pair of candidates (``oracle pair``).
+
     python benchmarks/task_quality.py --datasets imagenette_small,flowers5 --time-limits 600 --out /tmp/q600
     python benchmarks/ensemble_selection.py /tmp/q600 [/tmp/another_run ...]
 
-The output ends with one JSON line: per fit each rule's test top-1, and per rule the mean test top-1 and its wins
-and losses against single.
+The output ends with one JSON line: per fit each rule's test top-1 and the two ceilings, and per rule the mean
+test top-1 and its wins and losses against single.
 """
 from __future__ import annotations
 
@@ -33,9 +37,9 @@ import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sy
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
 from jaxgluon.task.ensemble import greedy_selection, scores  # noqa: E402
+from jaxgluon.task.final_model import _candidates  # noqa: E402
 from jaxgluon.train import load_trained  # noqa: E402
-from jaxgluon.train.checkpoint import PROBE_EPOCH  # noqa: E402
-from jaxgluon.train.trial import read_probe_record  # noqa: E402
+from jaxgluon.tune.journal import read_journal  # noqa: E402
 
 RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3")
 
@@ -50,28 +54,40 @@ def fits_under(roots: list[str]) -> list[tuple[str, int, pathlib.Path]]:
     return found
 
 
+class _Experiment:
+    """The trials of an experiment folder as ``final_model._candidates`` reads them (``trial_id``, ``status``,
+    ``results``), rebuilt from its journal."""
+
+    def __init__(self, exp: pathlib.Path):
+        trials: dict[int, dict] = {}
+        for event in read_journal(exp / "journal.jsonl"):
+            tid = event.get("trial_id")
+            if event["event"] == "start":
+                trials.setdefault(tid, {"trial_id": tid, "status": "RUNNING", "results": []})
+            elif event["event"] == "result" and tid in trials:
+                trials[tid]["results"].append(event["result"])
+            elif event["event"] == "end" and tid in trials:
+                trials[tid]["status"] = event["status"]
+        self.trials = list(trials.values())
+
+
 def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path):
-    """Validation and test probabilities ``[M, N, C]`` of every candidate, their labels and names."""
+    """Validation and test probabilities ``[M, N, C]`` of the candidates a fit's ensemble stage considers
+    (``jaxgluon.task.final_model._candidates``: each trial's best fine-tuned epoch and its probe; one probe model
+    that several trials share once), their labels and names."""
     train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
     val_source = train.split()[1]
     names, val, tst, y_val, y_test = [], [], [], None, None
-    for trial_dir in sorted((exp / "trials").iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else -1):
-        if not (trial_dir / "checkpoints").is_dir():
+    for _, tid, epoch in _candidates(_Experiment(exp), exp / "trials"):
+        try:
+            model = load_trained(exp / "trials" / str(tid), epoch=epoch)
+        except (ValueError, FileNotFoundError):       # not kept (a trial cut early; an older retention)
             continue
-        probe = read_probe_record(trial_dir) or {}
-        for epoch in (None, PROBE_EPOCH) if probe.get("status") == "scored" else (None,):
-            try:
-                model = load_trained(trial_dir, epoch=epoch)
-            except (ValueError, FileNotFoundError):       # a probe retention dropped, a trial with no checkpoint
-                continue
-            name = f"{trial_dir.name}:{model.meta.get('epoch')}"
-            if name in names:
-                continue
-            pv, y_val = model.predict_proba_source(val_source)
-            pt, y_test = model.predict_proba_source(test.test_source)
-            names.append(name)
-            val.append(pv)
-            tst.append(pt)
+        pv, y_val = model.predict_proba_source(val_source)
+        pt, y_test = model.predict_proba_source(test.test_source)
+        names.append(f"{tid}:{epoch}")
+        val.append(pv)
+        tst.append(pt)
     return names, np.stack(val), np.stack(tst), y_val, y_test
 
 
@@ -92,6 +108,13 @@ def mixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.tensordot(weights / weights.sum(), probs, axes=1)
 
 
+def ceilings(tst: np.ndarray, labels: np.ndarray) -> dict:
+    """Test images every candidate gets wrong, and the best test top-1 of any equal-weight pair (module doc)."""
+    wrong = np.all(np.argmax(tst, -1) != labels, axis=0)
+    pairs = [scores((tst[i] + tst[j]) / 2, labels)[0] for i in range(len(tst)) for j in range(i, len(tst))]
+    return {"wrong_for_every_candidate": int(wrong.sum()), "oracle_pair_test_top1": round(max(pairs), 4)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("roots", nargs="+", help="--out folders of benchmarks/task_quality.py runs")
@@ -109,10 +132,13 @@ def main() -> None:
                "val_images": len(y_val), "test_images": len(y_test),
                "greedy_weights": weights["greedy"].astype(int).tolist(),
                "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
-               "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()}}
+               "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()},
+               **ceilings(tst, y_test)}
         rows.append(row)
         print(f"{dataset} (seed {seed}, {exp}): {len(names)} candidates, {len(y_val)} val / {len(y_test)} test "
-              "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items()), flush=True)
+              "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items())
+              + f"; ceilings: {row['wrong_for_every_candidate']} test images wrong for every candidate, best "
+              f"pair {row['oracle_pair_test_top1']:.4f}", flush=True)
     summary = {}
     for rule in RULES:
         tops = [r["test_top1"][rule] for r in rows]

@@ -5,9 +5,9 @@ The rule (``metadata['final_model']``), applied in this order:
 1. ``'ensemble'`` when ``ensemble`` is on and greedy selection (``jaxgluon.task.ensemble``) over the validation
    predictions of the best-ranked models picked at least two different ones and scores strictly better on
    validation than its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
-   checkpoint and, beside it, the trial's linear-probe model (epoch 0) when fine-tuning reported too: a frozen-
-   feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to try. Trials
-   of one pretrained net and image size share one probe model; it is a candidate once.
+   fine-tuned epoch and, beside it, the trial's linear-probe model (epoch 0), whichever of the two scored better:
+   a frozen-feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to
+   try. Trials of one pretrained net and image size share one probe model; it is a candidate once.
 2. ``'refit'`` otherwise, when ``refit`` is on and the best config's retraining on training + validation images
    (``jaxgluon.task.refit``) fit the budget and finished. A refit model has no held-out validation score, so it
    cannot be compared with an ensemble on validation, and an ensemble of refit members would need one refit per
@@ -86,23 +86,37 @@ class FinalModel:
     metadata: dict
 
 
-def _candidates(experiment: Any, trials_dir: pathlib.Path) -> list[tuple[float, int, int | None]]:
-    """``(ranking score, trial_id, epoch)`` of every scored model, best first: each trial's best checkpoint
-    (``epoch=None``) and, beside it, its linear-probe model (``epoch=0``) when the probe was scored and fine-tuning
-    reported too (the two are different models of the trial: the probe's frozen features, the fine-tuned net).
-    A trial's best checkpoint ranks before its probe (its score is at least the probe's; ties put it first)."""
-    found = []
+def _candidates(experiment: Any, trials_dir: pathlib.Path,
+                duplicates: list[str] | None = None) -> list[tuple[float, int, int]]:
+    """``(ranking score, trial_id, epoch)`` of every scored model, best first: each trial's best fine-tuned epoch
+    (by reported reward, the latest on ties: the one its checkpoints keep) and its linear-probe model
+    (:data:`PROBE_EPOCH`) when the probe was scored. Both are offered even when one scored better: a frozen-feature
+    head and the fine-tuned net err differently. Ties rank the fine-tuned model first. A probe model that several
+    trials share (the same ``identity`` in their probe records: ``jaxgluon.train.trial.probe_identity``) is listed
+    once, for the first of them; the others go to ``duplicates`` as ``'<trial_id>:0'``."""
+    found, identities = [], {}
     for trial in experiment.trials:
         if trial["status"] == "ERROR":
             continue
+        tuned = [(r["reward"], int(r["epoch"])) for r in trial.get("results", [])
+                 if r.get("reward") is not None and isinstance(r.get("epoch"), int) and r["epoch"] != PROBE_EPOCH]
+        if tuned:
+            reward, epoch = max(tuned)
+            found.append((reward, trial["trial_id"], epoch))
         probe = read_probe_record(trials_dir / str(trial["trial_id"])) or {}
-        probe_score = probe.get("reward") if probe.get("status") == "scored" else None
-        tuned = trial.get("best_reward")
-        if tuned is not None:
-            found.append((max(tuned, probe_score if probe_score is not None else tuned), trial["trial_id"], None))
-        if probe_score is not None:
-            found.append((probe_score, trial["trial_id"], PROBE_EPOCH if tuned is not None else None))
-    return sorted(found, key=lambda c: (-c[0], c[1], c[2] is not None))
+        if probe.get("status") == "scored" and probe.get("reward") is not None:
+            found.append((probe["reward"], trial["trial_id"], PROBE_EPOCH))
+            identities[trial["trial_id"]] = probe.get("identity")
+    distinct, shared = [], set()
+    for score, tid, epoch in sorted(found, key=lambda c: (-c[0], c[1], c[2] == PROBE_EPOCH)):
+        identity = identities.get(tid) if epoch == PROBE_EPOCH else None
+        if identity is not None and identity in shared:
+            if duplicates is not None:
+                duplicates.append(f"{tid}:{epoch}")
+            continue
+        shared.add(identity)
+        distinct.append((score, tid, epoch))
+    return distinct
 
 
 def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:
@@ -130,7 +144,8 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     (what restoring the single model took)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "skipped", "metric": metric}
-    ranked = _candidates(experiment, trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
+    duplicates: list[str] = []
+    ranked = _candidates(experiment, trials_dir, duplicates)[:ENSEMBLE_MAX_CANDIDATES]
     if len(ranked) < 2:
         record["reason"] = f"{len(ranked)} scored model(s): an ensemble needs two"
         return _skip(record)
@@ -141,15 +156,9 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
-    members, probs, labels, times, loads, seen, probes, duplicates = [], [], None, [], [], set(), set(), []
+    members, probs, labels, times, loads = [], [], None, [], []
     for _, tid, epoch in ranked:
-        if epoch is not None and (tid, epoch) in seen:   # the trial's best checkpoint (ranked first) was its probe
-            continue
-        identity = (read_probe_record(trials_dir / str(tid)) or {}).get("identity")
-        if epoch == PROBE_EPOCH and identity is not None and identity in probes:
-            duplicates.append(f"{tid}:{epoch}")          # another trial's probe model: the same features and head
-            continue
-        reuse = tid == single[0] and epoch is None
+        reuse = tid == single[0] and epoch == single[1].meta.get("epoch")
         load = 0.0 if reuse else max(loads, default=load_seconds or 0.0)
         if deadline is not None and times and deadline - time.time() < 1.5 * max(times) + load:
             record["stopped"] = f"the deadline left no time for trial {tid}'s predictions"
@@ -157,18 +166,12 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         t0 = time.perf_counter()
         try:
             model = single[1] if reuse else load_trained(trials_dir / str(tid), epoch=epoch)
-        except (ValueError, FileNotFoundError) as err:   # no checkpoint kept (a trial cut before its first epoch)
+        except (ValueError, FileNotFoundError) as err:   # not kept (a trial cut before it saved; an older retention)
             log.info("fit: ensemble: trial %s has no checkpoint to use (%s)", tid, err)
             continue
         t1 = time.perf_counter()
         if not reuse:
             loads.append(t1 - t0)
-        seen.add((tid, model.meta.get("epoch")))
-        if model.meta.get("epoch") == PROBE_EPOCH and identity is not None:
-            if identity in probes:                       # its best checkpoint was a probe already predicted
-                duplicates.append(f"{tid}:{PROBE_EPOCH}")
-                continue
-            probes.add(identity)
         out = model.predict_proba_source(val_source, deadline=deadline)
         if out is None:
             record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"

@@ -6,8 +6,9 @@ Each checkpoint (orbax step = epoch number) holds three items:
 - ``train``: ``{'step', 'opt_state'}`` (with ``model``, enough to continue training exactly);
 - ``meta``: a JSON dict describing the model (net name, classes, image size, mean/std, ...).
 
-Retention keeps the ``max_to_keep`` latest epochs (to resume) plus the single best by ``metrics['reward']``,
-and epoch 0 (a trial's linear-probe model) when there is one.
+Retention keeps the ``max_to_keep`` latest epochs (to resume), the best fine-tuned epoch by ``metrics['reward']``
+(the latest on ties, as ``best_epoch``), and epoch 0 (a trial's linear-probe model) when there is one. So a
+trial whose probe scored best still keeps its best fine-tuned net: both are ensemble candidates.
 
 With ``background=True`` (a trial's own checkpointer) ``save`` only copies the arrays to host memory; Orbax's own
 work -- its synchronous part cost 0.4-1.1 s per save of efficientnet_lite0 on CPU and ~0.7 s on an H200, as long as
@@ -57,6 +58,11 @@ def _reward(metrics: dict[str, Any]) -> float:
     return float(metrics["reward"])
 
 
+def _fine_tuned_reward(metrics: dict[str, Any]) -> float:
+    """The reward of a fine-tuned epoch; the probe (epoch 0, kept anyway) ranks below every one."""
+    return _reward(metrics) if metrics.get("fine_tuned", True) else float("-inf")
+
+
 class TrialCheckpointer:
     """An Orbax ``CheckpointManager`` for one trial's directory (created if missing)."""
 
@@ -67,9 +73,10 @@ class TrialCheckpointer:
         self.directory = pathlib.Path(directory).absolute()
         policy = ocm.AnyPreservationPolicy([
             ocm.LatestN(n=max_to_keep),
-            ocm.BestN(get_metric_fn=_reward, reverse=False, n=1, keep_checkpoints_without_metrics=False),
+            ocm.BestN(get_metric_fn=_fine_tuned_reward, reverse=False, n=1, keep_checkpoints_without_metrics=False),
             # epoch 0 is the trial's linear-probe model: an ensemble candidate beside its best fine-tuned epoch
-            # (jaxgluon.task.final_model), which retention by recency and reward alone deleted by epoch 3
+            # (jaxgluon.task.final_model), which retention by recency and reward alone deleted by epoch 3; and when
+            # the probe scored best, ranking it with the others deleted the best fine-tuned epoch
             ocm.CustomSteps(steps=[PROBE_EPOCH]),
         ])
         options = ocp.CheckpointManagerOptions(
@@ -132,7 +139,8 @@ class TrialCheckpointer:
               on_written: Callable[[], None] | None) -> None:
         args = ocp.args.Composite(model=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
                                   meta=ocp.args.JsonSave(meta))
-        if not self._manager.save(epoch, args=args, metrics={"reward": reward}, force=True):
+        metrics = {"reward": reward, "fine_tuned": epoch != PROBE_EPOCH}
+        if not self._manager.save(epoch, args=args, metrics=metrics, force=True):
             raise RuntimeError(f"orbax declined to save epoch {epoch} in {self.directory}")
         if on_written is not None:
             self._manager.wait_until_finished()

@@ -87,16 +87,33 @@ def test_stage_reserve_and_refit_estimate():
 
 
 def test_ensemble_candidates_include_each_fine_tuned_trials_probe(tmp_path):
-    """A trial that fine-tuned offers two models, its best checkpoint and its probe (epoch 0); a probe-only trial
-    one (its best checkpoint is the probe); an errored trial none. Best score first."""
+    """A trial that fine-tuned offers two models, its best fine-tuned epoch (the latest on ties) and its probe
+    (epoch 0), also when the probe scored better; a probe-only trial one; an errored trial none. Best first."""
     class Experiment:
-        trials = [{"trial_id": 0, "status": "COMPLETED", "best_reward": 0.90},
-                  {"trial_id": 1, "status": "STOPPED", "best_reward": None},
-                  {"trial_id": 2, "status": "ERROR", "best_reward": 0.99}]
+        trials = [{"trial_id": 0, "status": "COMPLETED", "best_reward": 0.90,
+                   "results": [{"epoch": 1, "reward": 0.90}, {"epoch": 2, "reward": 0.85}, {"epoch": 3, "reward": 0.90}]},
+                  {"trial_id": 1, "status": "STOPPED", "best_reward": None, "results": []},
+                  {"trial_id": 2, "status": "ERROR", "best_reward": 0.99, "results": [{"epoch": 1, "reward": 0.99}]}]
     for tid, reward in ((0, 0.93), (1, 0.80), (2, 0.99)):
         (tmp_path / str(tid)).mkdir()
         (tmp_path / str(tid) / "probe.json").write_text(json.dumps({"status": "scored", "reward": reward}))
-    assert _candidates(Experiment(), tmp_path) == [(0.93, 0, None), (0.93, 0, 0), (0.80, 1, None)]
+    assert _candidates(Experiment(), tmp_path) == [(0.93, 0, 0), (0.90, 0, 3), (0.80, 1, 0)]
+
+
+def test_retention_keeps_the_best_fine_tuned_epoch_when_the_probe_scored_best(tmp_path):
+    """Epoch 0 (the probe) scores best; epochs 1-5 fine-tune, epoch 2 best of them. With the 2 latest kept, epoch 2
+    survives only because the best fine-tuned epoch is kept apart from the probe (before, retention ranked the
+    probe with them and deleted epoch 2)."""
+    from jaxgluon.models import get_model
+    from jaxgluon.train.checkpoint import TrialCheckpointer
+    from jaxgluon.train.state import create_train_state
+    import optax
+    state = create_train_state(get_model("cifar_resnet20_v1", 2, pretrained=False), optax.identity())
+    rewards = {0: 0.95, 1: 0.60, 2: 0.80, 3: 0.70, 4: 0.65, 5: 0.62}
+    with TrialCheckpointer(tmp_path, max_to_keep=2, async_save=False) as ckpt:
+        for epoch, reward in rewards.items():
+            ckpt.save(epoch, state, reward=reward, meta={})
+        assert ckpt.all_epochs() == [0, 2, 4, 5] and ckpt.best_epoch() == 0
 
 
 def test_refit_sources_hold_every_split_image(image_folders):
