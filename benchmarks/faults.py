@@ -9,8 +9,9 @@
    Figure: seconds past ``time_limits`` when ``tune`` returned (target: <= 2).
 2. **Killed drivers**: a random search in a 2-worker process pool, its driver SIGKILLed ``--kills`` times at random
    moments, each time resumed; then run to the end. Peer: the same search uninterrupted. Figures: epochs run twice
-   (an epoch a trial logged twice), worker processes alive 1 s after a kill and at the end, whether the best
-   config equals the uninterrupted run's.
+   (an epoch a trial logged twice: only a kill between an epoch's save and its report should cause one), epochs
+   the journal recorded twice or never (a COMPLETED trial missing an epoch's result), worker processes alive 1 s
+   after a kill and at the end, whether the best config equals the uninterrupted run's.
 3. **Resume race**: a second ``resume=True`` driver started while the first is finishing (the issue's 2-in-5
    failure). Figures: tries that re-ran or failed a finished trial, or saw the journal's clock go backwards.
 4. **Searcher restore**: resuming a bayesopt experiment of ``--observations`` GP-suggested trials whose scheduler
@@ -32,7 +33,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import warnings
 
@@ -48,12 +48,16 @@ HANG_TRIAL = 2
 
 def trial(config: dict, reporter) -> None:
     """A fake training run: ``config['sleep']`` s per epoch, its state (the epoch) saved atomically in the trial's
-    checkpoint_dir before each report, every finished epoch logged with the process that ran it."""
+    checkpoint_dir before each report, every finished epoch logged with the process that ran it. It resumes as
+    the Reporter protocol says (``train_trial`` does the same through ``TrialCheckpointer.resume_epoch``): from
+    its saved epoch, but no later than ``reporter.reported_epoch``, so an epoch saved by a process killed before
+    it reported is trained and reported again rather than never reported."""
     folder = reporter.checkpoint_dir
     with open(folder / "pids.log", "a") as f:
         f.write(f"{os.getpid()}\n")
     state = folder / "state.json"
-    epoch = json.loads(state.read_text())["epoch"] if state.exists() else 0
+    saved = json.loads(state.read_text())["epoch"] if state.exists() else 0
+    epoch = min(saved, reporter.reported_epoch)
     if config.get("hang") and reporter.trial_id == HANG_TRIAL:
         time.sleep(1e6)
     while epoch < reporter.max_epochs:
@@ -85,11 +89,27 @@ def worker_pids(exp: pathlib.Path) -> set[int]:
 
 
 def epochs_run_twice(exp: pathlib.Path) -> int:
+    """Epochs a trial trained more than once (a kill between an epoch's save and its report re-runs it, by design)."""
     twice = 0
     for log in exp.glob("trials/*/epochs.log"):
         epochs = [int(line.split()[0]) for line in log.read_text().splitlines()]
         twice += len(epochs) - len(set(epochs))
     return twice
+
+
+def report_faults(exp: pathlib.Path, epochs: int) -> tuple[int, int]:
+    """``(epochs the journal recorded twice for one trial, epochs missing from a COMPLETED trial's results)``."""
+    seen, twice, ended = set(), 0, {}
+    for event in read_journal(exp / "journal.jsonl"):
+        if event["event"] == "result":
+            key = (event["trial_id"], event["result"].get("epoch"))
+            twice += key in seen
+            seen.add(key)
+        elif event["event"] == "end":
+            ended[event["trial_id"]] = event["status"]
+    missing = sum(len(set(range(1, epochs + 1)) - {e for t, e in seen if t == tid})
+                  for tid, status in ended.items() if status == "COMPLETED")
+    return twice, missing
 
 
 # ---- 1. hangs --------------------------------------------------------------------------------------------
@@ -179,12 +199,15 @@ def kill_attack(root: pathlib.Path, kills: int, seed: int) -> dict:
         errors = result.metadata["num_trials_by_status"]["ERROR"]
         print(f"kill  {name:14s} best {result.best_config} ({result.best_reward:.4f}), {sessions} driver sessions, "
               f"{errors} ERROR trials", flush=True)
+    reported_twice, missing = report_faults(exp, search["epochs"])
     out = {"kills": kills, "kills_mid_search": mid_search, "epochs_run_twice": epochs_run_twice(exp),
+           "epochs_reported_twice": reported_twice, "reports_missing": missing,
            "orphans_1s_after_kills": orphans_after_kill,
            "orphans_at_end": sum(alive(pid) for pid in worker_pids(exp) | worker_pids(reference)),
            "same_best_config": best["killed"] == best["uninterrupted"],
            "uninterrupted_s": round(reference_s, 1), "killed_and_resumed_s": round(killed_s, 1)}
     print(f"kill  {kills} SIGKILLs ({mid_search} mid-search): {out['epochs_run_twice']} epochs run twice, "
+          f"{reported_twice} recorded twice, {missing} never recorded, "
           f"{orphans_after_kill} workers alive 1 s after a kill, {out['orphans_at_end']} at the end; same best config: "
           f"{out['same_best_config']}", flush=True)
     return out

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import sys
 import time
 from typing import Any, Callable

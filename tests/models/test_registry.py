@@ -155,6 +155,25 @@ def test_random_init_depends_on_seed_and_runs():
     assert logits.shape == (1, 10) and bool(jnp.isfinite(logits).all())
 
 
+def test_random_init_compiles_unoptimised_on_cpu_with_the_optimised_programs_weights(monkeypatch):
+    from flax import nnx
+    from jaxgluon.models import registry
+
+    monkeypatch.setattr(registry, "INITIALIZERS", registry.ModelInitializers())   # a fresh, uncompiled one
+    seen = []
+    compile_ = jax.stages.Lowered.compile
+    monkeypatch.setattr(jax.stages.Lowered, "compile",
+                        lambda self, options=None: seen.append(options) or compile_(self, options))
+    model = get_model("cifar_resnet20_v1", 4, pretrained=False, seed=3)
+    assert seen == [registry.CPU_INIT_COMPILER_OPTIONS]
+    spec = registry._spec("cifar_resnet20_v1")
+    optimised = nnx.state(spec.build(4, dtype=None, rngs=nnx.Rngs(jax.random.key(np.uint32(3)))))
+    got, want = jax.tree.leaves(nnx.state(model)), jax.tree.leaves(optimised)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):   # the same random bits; at most an ulp of rounding apart
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
 def test_pretrained_true_offline_raises_naming_the_file(fresh_home, monkeypatch, closed_port_url):
     _with_source(monkeypatch, "resnet18_v1b", WeightSource("resnet18-f37072fd.pth",
                                                            url=closed_port_url + "/resnet18-f37072fd.pth"))

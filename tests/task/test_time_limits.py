@@ -13,7 +13,9 @@ from task_files import FAST
 
 @pytest.mark.alone   # a fit within time_limits: under xdist no other test runs beside it
 def test_fit_returns_within_time_limits_counted_from_the_call(image_folders, tmp_path):
-    limit = 20.0
+    # 30 s: with a cold compilation cache cifar_resnet20_v1's setup takes 11 s on this 2-core machine, and took
+    # 18.5 s of a 20 s limit once in CI (no model then: the fit raised)
+    limit = 30.0
     start = time.perf_counter()
     dataset = task.Dataset(train_path=str(image_folders[0]))
     results = task.fit(dataset, time_limits=limit, epochs=1000, output_directory=tmp_path / "exp", **FAST)
@@ -25,6 +27,4 @@ def test_fit_returns_within_time_limits_counted_from_the_call(image_folders, tmp
     assert meta["time_used_s"] <= elapsed and meta["final_restore_seconds"] <= meta["time_used_s"]
     assert 0 < meta["search_ended_s"] <= meta["time_used_s"] - meta["final_restore_seconds"]
     assert results.trials[0]["status"] == "STOPPED"   # cut at the deadline
-    # what it serves depends on the machine's load (a fine-tuned epoch on a quiet machine; at load 4-5 the trial
-    # may reach only its linear probe within 20 s): the clock is what this test checks
-    assert meta["final_model"] in ("single", "linear_probe")
+    assert meta["final_model"] == "single"   # a fine-tuned epoch, restored within the limit
