@@ -36,7 +36,7 @@ import difflib
 import logging
 import os
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -172,24 +172,23 @@ def lecun_normal_linear(in_features: int, out_features: int, seed: int) -> tuple
 
 
 #: XLA options of the random-init programs on CPU: a program run once per trial, where compile time is all that
-#: counts. Compiled without LLVM's optimisations, cifar_resnet20_v1's took 1.3 s instead of 4.6 s, resnet18_v1's
-#: 1.6 s instead of 5.1 s, efficientnet_lite0's 4.2 s instead of 9.3 s, and ran in 27 ms instead of 5 ms (2-core
-#: CPU, cold compilation cache). The random bits are the same; a weight may differ by one float32 ulp from the
+#: counts. Compiled without LLVM's optimisations, compile + run took 1.3 s instead of 4.6 s (cifar_resnet20_v1),
+#: 2.0 s instead of 5.3 s (resnet18_v1), 3.6 s instead of 8.7 s (efficientnet_lite0) and 4.7 s instead of 8.6 s
+#: (resnet50_v1b: the slower run, 1.4 s instead of 0.25 s, grows with the parameter count; 2-core CPU, cold
+#: compilation cache). The random bits are the same; a weight may differ by one float32 ulp from the
 #: optimised program's (a different rounding in the normal transform), and every path builds through this one.
 CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
-def _compile_once(jitted: Callable) -> Callable[[np.uint32], Any]:
-    """``jitted`` compiled on its first call (its argument a uint32 seed), with :data:`CPU_INIT_COMPILER_OPTIONS`
-    on CPU; on other backends as ``jax.jit`` compiles it (not measured there)."""
-    compiled = []
+class _InitProgram(NamedTuple):
+    """A random initialiser: ``top_level`` compiled with its own options; ``nested`` for a call under an outer
+    trace (``nnx.eval_shape(lambda: get_model(...))``), where JAX refuses per-program options and nothing compiles."""
+    top_level: Callable
+    nested: Callable
 
-    def call(seed: np.uint32) -> Any:
-        if not compiled:
-            options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-            compiled.append(jitted.lower(seed).compile(options))
-        return compiled[0](seed)
-    return call
+    def __call__(self, seed: np.uint32) -> Any:
+        traced = isinstance(jnp.zeros(()) + 0, jax.core.Tracer)   # under a trace even constants are staged
+        return (self.nested if traced else self.top_level)(seed)
 
 
 class ModelInitializers:
@@ -218,7 +217,9 @@ class ModelInitializers:
         if key not in self._fns:
             make = lambda s: spec.build(num_classes, dtype=compute_dtype, rngs=nnx.Rngs(jax.random.key(s)))  # noqa
             graphdef, shapes = nnx.split(nnx.eval_shape(lambda: make(0)))
-            self._fns[key] = (graphdef, shapes, _compile_once(jax.jit(lambda s: nnx.state(make(s)))))
+            init = lambda s: nnx.state(make(s))  # noqa: E731
+            options = CPU_INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None   # not measured on others
+            self._fns[key] = (graphdef, shapes, _InitProgram(jax.jit(init, compiler_options=options), jax.jit(init)))
         return self._fns[key]
 
     def clear(self) -> None:

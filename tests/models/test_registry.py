@@ -155,23 +155,27 @@ def test_random_init_depends_on_seed_and_runs():
     assert logits.shape == (1, 10) and bool(jnp.isfinite(logits).all())
 
 
-def test_random_init_compiles_unoptimised_on_cpu_with_the_optimised_programs_weights(monkeypatch):
+def test_random_init_compiles_with_the_cpu_options_and_the_optimised_programs_weights(monkeypatch):
     from flax import nnx
     from jaxgluon.models import registry
+    from jaxgluon.train.compile_count import CompileCounter
 
     monkeypatch.setattr(registry, "INITIALIZERS", registry.ModelInitializers())   # a fresh, uncompiled one
-    seen = []
-    compile_ = jax.stages.Lowered.compile
-    monkeypatch.setattr(jax.stages.Lowered, "compile",
-                        lambda self, options=None: seen.append(options) or compile_(self, options))
+    with CompileCounter() as counter:   # abstract evaluation (as in the test above) compiles nothing
+        nnx.eval_shape(lambda: get_model("cifar_resnet20_v1", 4, pretrained=False, seed=3))
+    assert counter.compilations == 0
     model = get_model("cifar_resnet20_v1", 4, pretrained=False, seed=3)
-    assert seen == [registry.CPU_INIT_COMPILER_OPTIONS]
     spec = registry._spec("cifar_resnet20_v1")
     optimised = nnx.state(spec.build(4, dtype=None, rngs=nnx.Rngs(jax.random.key(np.uint32(3)))))
     got, want = jax.tree.leaves(nnx.state(model)), jax.tree.leaves(optimised)
     assert len(got) == len(want)
     for a, b in zip(got, want):   # the same random bits; at most an ulp of rounding apart
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # the options reach XLA: one it does not know fails the build
+    monkeypatch.setattr(registry, "INITIALIZERS", registry.ModelInitializers())
+    monkeypatch.setattr(registry, "CPU_INIT_COMPILER_OPTIONS", {"xla_no_such_option": 0})
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        get_model("cifar_resnet20_v1", 4, pretrained=False, seed=3)
 
 
 def test_pretrained_true_offline_raises_naming_the_file(fresh_home, monkeypatch, closed_port_url):
