@@ -187,8 +187,12 @@ class _InitProgram(NamedTuple):
     nested: Callable
 
     def __call__(self, seed: np.uint32) -> Any:
-        traced = isinstance(jnp.zeros(()) + 0, jax.core.Tracer)   # under a trace even constants are staged
-        return (self.nested if traced else self.top_level)(seed)
+        try:
+            return self.top_level(seed)
+        except ValueError as err:   # raised while staging, before anything compiles or runs
+            if "compiler_options" not in str(err):
+                raise
+            return self.nested(seed)
 
 
 class ModelInitializers:
