@@ -99,15 +99,15 @@ def epochs_run_twice(exp: pathlib.Path) -> int:
 
 def report_faults(exp: pathlib.Path, epochs: int) -> tuple[int, int]:
     """``(epochs the journal recorded twice for one trial, epochs missing from a COMPLETED trial's results)``."""
-    seen, twice, ended = set(), 0, {}
+    recorded: dict[int, list] = {}   # trial id -> the epochs of its result records, in journal order
+    ended = {}
     for event in read_journal(exp / "journal.jsonl"):
         if event["event"] == "result":
-            key = (event["trial_id"], event["result"].get("epoch"))
-            twice += key in seen
-            seen.add(key)
+            recorded.setdefault(event["trial_id"], []).append(event["result"].get("epoch"))
         elif event["event"] == "end":
             ended[event["trial_id"]] = event["status"]
-    missing = sum(len(set(range(1, epochs + 1)) - {e for t, e in seen if t == tid})
+    twice = sum(len(e) - len(set(e)) for e in recorded.values())
+    missing = sum(len(set(range(1, epochs + 1)) - set(recorded.get(tid, ())))
                   for tid, status in ended.items() if status == "COMPLETED")
     return twice, missing
 
