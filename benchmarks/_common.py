@@ -151,7 +151,7 @@ def torch_efficientnet_lite0(num_classes: int = 1000):
     the CPU train-step peer. Symmetric padding k//2 (torch's), where the jax net pads TF-style: same FLOPs."""
     from torch import nn
 
-    from jaxgluon.models.efficientnet_lite import LITE0_STAGES
+    from jaxgluon.models.efficientnet_lite import lite_stages
 
     def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True):
         layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=1e-3)]
@@ -170,7 +170,7 @@ def torch_efficientnet_lite0(num_classes: int = 1000):
             return self.body(x) + x if self.skip else self.body(x)
 
     blocks = [MBConv(cin if i == 0 else cout, cout, k, stride if i == 0 else 1, expand)
-              for k, repeats, cin, cout, expand, stride in LITE0_STAGES for i in range(repeats)]
+              for k, repeats, cin, cout, expand, stride in lite_stages(0) for i in range(repeats)]
     return nn.Sequential(*conv_bn(3, 32, 3, 2), *blocks, *conv_bn(320, 1280, 1), nn.AdaptiveAvgPool2d(1),
                          nn.Flatten(), nn.Linear(1280, num_classes))
 

@@ -1,4 +1,4 @@
-"""Model zoo: Flax NNX ResNets (GluonCV v1, torchvision v1b, CIFAR) and EfficientNet-Lite0 with real weights.
+"""Model zoo: Flax NNX ResNets (GluonCV v1, torchvision v1b, CIFAR) and EfficientNet-Lite0/1/2 with real weights.
 
 Example::
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant for mobile accelerators).
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019; the "lite" variants for mobile accelerators).
 
 Lite differs from EfficientNet-B0 in: ReLU6 instead of swish, no squeeze-and-excitation, and a stem/head not scaled
 with width. BatchNorm uses eps 1e-3 and convolutions use TensorFlow's "same" padding (``padding='SAME'``, which pads
@@ -8,9 +8,14 @@ to [-1, 1] (mean = std = 0.5 on the 0-1 scale). Module names follow the Efficien
 ``fc``; the checkpoint's leading underscores dropped). The classifier dropout (0.2) of the original training is
 omitted; evaluation is unaffected.
 
+Lite1 and Lite2 scale Lite0's stages as EfficientNet does (``LITE_SCALING``: channels by the width multiplier,
+rounded to multiples of 8; repeats by the depth multiplier, rounded up), except that Lite keeps the first and last
+stage at one block, and the stem (32) and head (1280) unscaled: the layout of Google's ``efficientnet_lite_builder``
+and of the published checkpoints (Lite2: stages 16/24/48/88/120/208/352 wide, 1/3/3/4/4/5/1 blocks).
+
 Example::
 
-    net = EfficientNetLite0(num_classes=5, rngs=nnx.Rngs(0))
+    net = EfficientNetLite(num_classes=5, variant=0, rngs=nnx.Rngs(0))
     logits = net(jnp.zeros((2, 224, 224, 3)))      # (2, 5)
 """
 from __future__ import annotations
@@ -20,6 +25,9 @@ from flax import nnx
 
 from jaxgluon.models.common import batch_norm, global_avg_pool
 from jaxgluon.models.layers import Conv
+
+import math
+from typing import NamedTuple
 
 # (kernel, repeats, in, out, expand ratio, first stride) per stage, EfficientNet-Lite0 (width = depth = 1.0).
 LITE0_STAGES = (
@@ -31,6 +39,43 @@ LITE0_STAGES = (
     (5, 4, 112, 192, 6, 2),
     (3, 1, 192, 320, 6, 1),
 )
+
+
+class LiteScaling(NamedTuple):
+    width: float
+    depth: float
+    resolution: int     # the side the published weights were trained at
+
+
+#: Google's efficientnet_lite_builder coefficients per variant.
+LITE_SCALING = {0: LiteScaling(1.0, 1.0, 224), 1: LiteScaling(1.0, 1.1, 240), 2: LiteScaling(1.1, 1.2, 260)}
+
+
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: nearest multiple of ``divisor``, never 10% below the scaled width."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def lite_stages(variant: int) -> tuple[tuple[int, int, int, int, int, int], ...]:
+    """Lite0's stages scaled to ``variant`` (same tuple layout as ``LITE0_STAGES``).
+
+    >>> [s[1] for s in lite_stages(2)], lite_stages(2)[-1][3]
+    ([1, 3, 3, 4, 4, 5, 1], 352)
+    """
+    if variant not in LITE_SCALING:
+        raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(LITE_SCALING)}, got {variant!r}")
+    width, depth, _ = LITE_SCALING[variant]
+    last = len(LITE0_STAGES) - 1
+    stages = []
+    for i, (kernel, repeats, in_features, out_features, expand, stride) in enumerate(LITE0_STAGES):
+        stages.append((kernel, repeats if i in (0, last) else int(math.ceil(depth * repeats)),
+                       in_features if i == 0 else _round_filters(in_features, width),   # the stem stays 32 wide
+                       _round_filters(out_features, width), expand, stride))
+    return tuple(stages)
+
+
 # eps 1e-3 as the TF original; running-statistics decay 0.9 (torch's momentum 0.1) rather than TF's 0.99, so a short
 # fine-tune on a new dataset moves the ImageNet statistics to its own within tens of steps (eval mode uses them).
 _BN = dict(epsilon=1e-3, momentum=0.9)
@@ -63,17 +108,18 @@ class MBConv(nnx.Module):
         return out + x if self.use_skip else out
 
 
-class EfficientNetLite0(nnx.Module):
-    def __init__(self, num_classes: int = 1000, *, dtype=None, rngs: nnx.Rngs):
+class EfficientNetLite(nnx.Module):
+    def __init__(self, num_classes: int = 1000, *, variant: int = 0, dtype=None, rngs: nnx.Rngs):
+        stages = lite_stages(variant)
         self.conv_stem = Conv(3, 32, 3, strides=2, padding="SAME", dtype=dtype, rngs=rngs)
         self.bn0 = batch_norm(32, dtype=dtype, rngs=rngs, **_BN)
         blocks = []
-        for kernel, repeats, in_features, out_features, expand, stride in LITE0_STAGES:
+        for kernel, repeats, in_features, out_features, expand, stride in stages:
             for i in range(repeats):
                 blocks.append(MBConv(in_features if i == 0 else out_features, out_features, kernel,
                                      stride if i == 0 else 1, expand, dtype=dtype, rngs=rngs))
         self.blocks = nnx.List(blocks)
-        self.conv_head = Conv(320, 1280, 1, padding="SAME", dtype=dtype, rngs=rngs)
+        self.conv_head = Conv(stages[-1][3], 1280, 1, padding="SAME", dtype=dtype, rngs=rngs)
         self.bn1 = batch_norm(1280, dtype=dtype, rngs=rngs, **_BN)
         self.fc = nnx.Linear(1280, num_classes, dtype=dtype, rngs=rngs)
 

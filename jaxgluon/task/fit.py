@@ -30,7 +30,7 @@ from jaxgluon.space.optimizer import default_space
 from jaxgluon.task.budget import apply_budget, warm_restore_templates, warm_search_start
 from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
-from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, ranking_metric
+from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
 from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
 from jaxgluon.task.refit import RefitKeep, refit_scale
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
@@ -219,7 +219,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         folder = (pathlib.Path(output_directory) / "budget_subsample" if output_directory is not None
                   else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
         spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
-                                          folder, seed=seed, caches=caches)
+                                          folder, seed=seed, caches=caches, cost=net_cost(defaults.net))
     pixel = None
     # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
     # seconds, whatever the load does to the networks' setup)

