@@ -20,14 +20,14 @@ Example::
 """
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 from flax import nnx
 
 from jaxgluon.models.common import batch_norm, global_avg_pool
 from jaxgluon.models.layers import Conv
-
-import math
-from typing import NamedTuple
 
 # (kernel, repeats, in, out, expand ratio, first stride) per stage, EfficientNet-Lite0 (width = depth = 1.0).
 LITE0_STAGES = (

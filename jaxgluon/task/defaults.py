@@ -241,18 +241,19 @@ def net_cost(net: Any, combine: Any = max) -> float:
     return float(combine([CPU_NETS.get(name, 1.0) for name in names]))
 
 
-def cpu_search(num_images: int, time_limits: float | None, cpus: float | None = None) -> tuple[Any, int, int]:
+def cpu_search(num_images: int, time_limits: float | None, cpus: float | None = None,
+               nets: tuple[str, ...] = tuple(CPU_NETS)) -> tuple[Any, int, int]:
     """(net, image side, epochs per trial) of the default CPU search on larger images: the side and epochs of
-    :func:`cpu_size_and_epochs` for efficientnet_lite0 alone, or all of ``CPU_NETS`` at that side when the budget
+    :func:`cpu_size_and_epochs` for the first of ``nets`` alone, or all of ``nets`` at that side when the budget
     holds ``TARGET_TRIALS`` trials of at least ``MIN_MIXED_EPOCHS`` epochs of their mean cost (module docstring).
 
     >>> cpu_search(600, 600, cpus=2)[0].choices[-1], cpu_search(600, 60, cpus=2)[0]
     ('efficientnet_lite2', 'efficientnet_lite0')
     """
     size, epochs = cpu_size_and_epochs(num_images, time_limits, cpus)
-    if time_limits is None:
-        return "efficientnet_lite0", size, epochs
-    mix = Nets(list(CPU_NETS))
+    if time_limits is None or len(nets) < 2:
+        return nets[0], size, epochs
+    mix = Nets(list(nets))
     total = budget_epochs(num_images, size, time_limits, TARGET_TRIALS, cpus or available_cpus(),
                           cost=net_cost(mix, statistics.mean))
     if total < TARGET_TRIALS * MIN_MIXED_EPOCHS:
@@ -295,6 +296,11 @@ def fit_defaults(train_source: Any, backend: str | None = None, time_limits: flo
     if not check_weights:
         return chosen
     net, left_out = loadable_nets(chosen.net)
+    if left_out and isinstance(chosen.net, Categorical) and set(chosen.net.choices) == set(CPU_NETS):
+        # the epochs were set for the whole mix's mean cost: plan again with the nets that load
+        kept = tuple(net.choices) if isinstance(net, Categorical) else (net,)
+        net, _, epochs = cpu_search(len(train_source), time_limits, nets=kept)
+        chosen = chosen._replace(epochs=epochs)
     return chosen._replace(net=net, left_out=left_out)
 
 

@@ -105,6 +105,10 @@ def test_fit_defaults_on_a_cpu_take_the_mix_and_leave_out_nets_whose_wheel_is_mi
     monkeypatch.setattr(d.models, "pretrained_unavailable", lambda name: missing.get(name))
     got = d.fit_defaults(Sizes(245, 300), backend="cpu", time_limits=600, check_weights=True)
     assert set(got.net.choices) == {"efficientnet_lite0", "efficientnet_lite1"} and got.left_out == missing
+    assert got.epochs == d.cpu_search(245, 600, nets=("efficientnet_lite0", "efficientnet_lite1"))[2]
+    missing["efficientnet_lite1"] = "no wheel"   # Lite0 alone: its own epochs, not the mix's fewer
+    got = d.fit_defaults(Sizes(245, 300), backend="cpu", time_limits=600, check_weights=True)
+    assert got.net == "efficientnet_lite0" and got.epochs == d.cpu_size_and_epochs(245, 600)[1]
 
 
 def test_epoch_estimates_scale_with_the_nets_cost():
