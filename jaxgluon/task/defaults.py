@@ -254,10 +254,9 @@ def cpu_search(num_images: int, time_limits: float | None, cpus: float | None = 
     if time_limits is None or len(nets) < 2:
         return nets[0], size, epochs
     mix = Nets(list(nets))
-    total = budget_epochs(num_images, size, time_limits, TARGET_TRIALS, cpus or available_cpus(),
-                          cost=net_cost(mix, statistics.mean))
+    total = budget_epochs(num_images, size, time_limits, TARGET_TRIALS, cpus, cost=net_cost(mix, statistics.mean))
     if total < TARGET_TRIALS * MIN_MIXED_EPOCHS:
-        return "efficientnet_lite0", size, epochs
+        return nets[0], size, epochs
     return mix, size, int(min(MAX_EPOCHS, total // TARGET_TRIALS))
 
 

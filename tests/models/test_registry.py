@@ -72,6 +72,7 @@ def test_list_and_info():
     info = model_info("resnet50_v1b")
     assert info["pretrained_source"].endswith("resnet50-0676ba61.pth") and info["std"] == (0.229, 0.224, 0.225)
     assert model_info("cifar_resnet20_v1")["input_size"] == 32
+    assert model_info("resnet50_v1")["pretrained_source"].endswith("resnet50_v1-cc729d95.zip")   # GluonCV's
     for variant, side in ((1, 240), (2, 260)):   # EfficientNet-Lite1/2: their own wheels and training sides
         info = model_info(f"efficientnet_lite{variant}")
         assert info["input_size"] == side and info["pretrained_source"].startswith(
@@ -89,7 +90,6 @@ def test_efficientnet_lite_variants_have_the_published_layout():
     assert len(model.blocks) == 21 and model.conv_head.kernel.shape == (1, 1, 352, 1280) and model.fc.in_features == 1280
     with pytest.raises(ValueError, match="variant"):
         lite_stages(3)
-    assert model_info("resnet50_v1")["pretrained_source"].endswith("resnet50_v1-cc729d95.zip")   # GluonCV's
 
 
 def test_unknown_name_lists_closest():

@@ -1,6 +1,8 @@
 """fit_defaults: the default search by image size, hardware and time budget (no training here)."""
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from jaxgluon.space import Categorical
@@ -91,7 +93,7 @@ def test_cpu_search_mixes_the_lite_nets_only_when_the_budget_holds_them_at_lite0
         net, size, epochs = d.cpu_search(n, t, cpus=2)
         assert size == d.cpu_size_and_epochs(n, t, cpus=2)[0]            # the side is efficientnet_lite0's
         assert set(net.choices) == set(d.CPU_NETS) and d.MIN_MIXED_EPOCHS <= epochs <= d.MAX_EPOCHS
-        mean = d.net_cost(net, __import__("statistics").mean)
+        mean = d.net_cost(net, statistics.mean)
         assert d.budget_epochs(n, size, t, d.TARGET_TRIALS, cpus=2, cost=mean) >= d.TARGET_TRIALS * epochs
     for n, t in [(245, 15), (245, 60), (3702, 120)]:   # too short for the mix: efficientnet_lite0 as before
         assert d.cpu_search(n, t, cpus=2) == ("efficientnet_lite0", *d.cpu_size_and_epochs(n, t, cpus=2))
