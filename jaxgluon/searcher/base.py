@@ -20,7 +20,9 @@ import math
 from typing import Any, Iterator
 
 import jax
+import numpy as np
 
+from jaxgluon.searcher._balance import ChoiceBalance
 from jaxgluon.space import CompiledSpace, compile_space
 
 logger = logging.getLogger("jaxgluon.searcher")
@@ -54,6 +56,7 @@ class Searcher:
         self.pending: dict[int, Any] = {}  # trial_id -> config, suggested but not finished
         self._suggested: list[Any] = []  # every config returned by suggest(), in order
         self._seen: set[str] = set()  # config_key of everything suggested, completed or failed (kept incrementally)
+        self._balance = ChoiceBalance(self.space)  # categorical choice counts over the suggestions (prior draws)
 
     @contextlib.contextmanager
     def replaying(self, config: Any) -> Iterator[None]:
@@ -130,6 +133,19 @@ class Searcher:
             self.pending[trial_id] = config
         self._suggested.append(config)
         self._seen.add(config_key(config))
+        if self._balance.groups:
+            self._balance.add(self.space.encode(config))
+
+    def _prior_draws(self, key: jax.Array, n: int) -> Iterator[Any]:
+        """``n`` configs drawn from the prior with ``key``, the least-drawn categorical choices first
+        (``jaxgluon.searcher._balance``: stratified choices, untouched real and integer dims)."""
+        if not self._balance.groups:
+            yield from self.space.sample_batch(key, n)
+            return
+        cube = np.asarray(self.space.sample_encoded(key, n), np.float64)
+        configs = self.space.decode_batch(cube)
+        for i in self._balance.order(cube):
+            yield configs[i]
 
     def _seen_keys(self) -> set[str]:
         """Keys of every config already suggested, completed or failed (do not modify the returned set)."""
@@ -160,6 +176,9 @@ class Searcher:
         self.errors = [(t, c) for t, c in state["errors"]]
         self.pending = {int(t): c for t, c in state["pending"]}
         self._suggested = list(state["suggested"])
+        self._balance = ChoiceBalance(self.space)
+        for config in self._suggested if self._balance.groups else ():
+            self._balance.add(self.space.encode(config))
         self._seen = {config_key(c) for c in self._suggested}
         self._seen.update(config_key(c) for _, c, _ in self.results)
         self._seen.update(config_key(c) for _, c in self.errors)

@@ -42,7 +42,8 @@ class GPSearcher(Searcher):
     numbers.
 
     Suggestions: the first ``num_initial_random`` configs (default :func:`default_num_initial_random`:
-    ``max(5, min(20, 2 * (dim + 1)))``) are random draws from the prior. After that, log EI is scored on
+    ``max(5, min(20, 2 * (dim + 1)))``) are random draws from the prior, categorical choices in balance as
+    :class:`RandomSearcher` draws them. After that, log EI is scored on
     ``num_candidates`` prior draws, and local searches start from the best of them, from 15 more drawn with
     probability proportional to EI (so that regions far from the incumbent get refined too, not only the crowd
     of candidates next to it), and from 3 points next to the best observed ones (what makes the final answer
@@ -165,7 +166,7 @@ class GPSearcher(Searcher):
     # ------------------------------------------------------------------------------------------ suggestions
     def _random(self, key: jax.Array, seen: set[str]) -> Any | None:
         for i in range(4):
-            for config in self.space.sample_batch(jax.random.fold_in(key, i), 64):
+            for config in self._prior_draws(jax.random.fold_in(key, i), 64):
                 if config_key(config) not in seen:
                     self.last_info["kind"] = "random"
                     return config

@@ -1,4 +1,4 @@
-"""Random search: independent draws from the space's prior, never repeating a config."""
+"""Random search: draws from the space's prior with balanced categorical choices, never repeating a config."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,9 +11,13 @@ _DRAWS_PER_TRY = 64
 class RandomSearcher(Searcher):
     """Draws configs from the prior of ``search_space``.
 
-    It never returns a config that was already suggested (completed, pending or failed); on a finite space it
-    returns None once every config has been suggested. The draw of the ``i``-th suggestion depends only on
-    ``seed`` and ``i``, so a restored searcher continues with the same sequence.
+    Each categorical's choices are drawn in balance (``jaxgluon.searcher._balance``): a suggestion takes the
+    least-drawn choice so far, picked at random among the least drawn, so ``k`` suggestions over ``k`` choices try
+    each once (4 independent draws over 3 nets miss one 5 times in 9); every choice keeps probability ``1/k`` and
+    real and integer values are plain prior draws. It never returns a config that was already suggested
+    (completed, pending or failed); on a finite space it returns None once every config has been suggested. The
+    ``i``-th suggestion depends only on ``seed``, ``i`` and the suggestions before it, so a restored searcher
+    continues with the same sequence.
 
     >>> import jaxgluon as ag
     >>> s = RandomSearcher({'opt': ag.Categorical('sgd', 'adam')}, seed=0)
@@ -39,7 +43,7 @@ class RandomSearcher(Searcher):
         if self.space.size is not None:  # few unseen configs left: one large batch finds them with near certainty
             draws.append(min(max(16 * self.space.size, 1024), 1 << 18))
         for n in draws:
-            for config in self.space.sample_batch(self._next_key(), n):
+            for config in self._prior_draws(self._next_key(), n):
                 if config_key(config) not in seen:
                     return config
         return None
