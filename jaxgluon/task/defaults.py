@@ -35,9 +35,13 @@ Why these choices (2-core CPUs to one GPU, budgets of minutes):
   Small images keep BatchNorm training (``freeze_batchnorm='auto'`` freezes it only under random-resized-crop
   augmentation): CIFAR-10 weights fine-tuned on digits reach 0.986 test top-1 with it, 0.975 frozen.
 - Optimizers: SGD with momentum 0.9 and Adam. With frozen BatchNorm (larger images) the learning rates are
-  SGD 3e-4..3e-3, Adam 1e-5..1e-4 (log-uniform): without BatchNorm's re-normalisation the net tolerates much
+  SGD 3e-5..3e-4, Adam 1e-5..1e-4 (log-uniform): without BatchNorm's re-normalisation the net tolerates much
   less -- on hymenoptera SGD 1e-2 diverged to chance and Adam 3e-4 started at 0.78 (0.92 by epoch 4), while
-  SGD 1e-3 held 0.92-0.93. With BatchNorm training (small images) SGD 3e-3..3e-2, Adam 1e-4..1e-3 (digits:
+  SGD 1e-3 held 0.92-0.93; on flowers5 (efficientnet_lite0 after its probe, 0.69 validation top-1 at 96 px, 3
+  epochs) SGD fell to 0.51 at 5e-4, 0.39 at 1e-3 and chance at 3e-3 (chance at 1e-3 at 160 px too), while
+  SGD 1e-4 / 3e-4 ended at 0.70 / 0.68 and Adam 3e-5 / 1e-4 at 0.68 / 0.75 (0.77 at 160 px): SGD's step is not
+  normalised per parameter, so its safe range depends on the data, and the former 3e-4..3e-3 wasted most SGD
+  trials there (issue 18, session 11). With BatchNorm training (small images) SGD 3e-3..3e-2, Adam 1e-4..1e-3 (digits:
   SGD 1e-2 0.986 training; frozen, SGD 3e-3 0.975 and 1e-3 0.958). The cosine schedule (no tuning, decays to
   zero by the last epoch, which a short fine-tune needs).
 - Small images also get a simple candidate beside the nets (``use_pixel_model``), as AutoGluon's tabular
@@ -154,7 +158,7 @@ def median_image_side(source: Any, max_images: int = 32) -> float:
 def default_optimizers(frozen_batchnorm: bool = True) -> Optimizers:
     """SGD and Adam over the learning rates that fine-tune a pretrained net with BatchNorm frozen (the default for
     larger images) or training (small images); see the module docstring."""
-    sgd_lr, adam_lr = ((3e-4, 3e-3), (1e-5, 1e-4)) if frozen_batchnorm else ((3e-3, 3e-2), (1e-4, 1e-3))
+    sgd_lr, adam_lr = ((3e-5, 3e-4), (1e-5, 1e-4)) if frozen_batchnorm else ((3e-3, 3e-2), (1e-4, 1e-3))
     sgd = SGD(learning_rate=LogLinear(*sgd_lr), momentum=0.9, wd=LogLinear(1e-5, 1e-3))
     adam = Adam(learning_rate=LogLinear(*adam_lr), wd=LogLinear(1e-6, 1e-4))
     return Optimizers([sgd, adam])
