@@ -19,19 +19,7 @@ import time
 
 from jaxgluon.data import open_source
 from jaxgluon.task.defaults import default_val_fraction
-from jaxgluon.train import TrialSpec, train_trial
-
-
-class _Reporter:
-    """The trial-function protocol for one in-process run (it never stops the trial)."""
-
-    def __init__(self, directory: pathlib.Path, epochs: int):
-        self.trial_id, self.checkpoint_dir, self.max_epochs, self.seed, self.deadline = 0, directory, epochs, 0, None
-        self.results: list[dict] = []
-
-    def __call__(self, **result) -> str:
-        self.results.append(result)
-        return "CONTINUE"
+from jaxgluon.train import LocalReporter, TrialSpec, train_trial
 
 
 def sweep(folder: str, net: str, image_size: int, epochs: int, configs: list[dict], seed: int = 0,
@@ -44,7 +32,7 @@ def sweep(folder: str, net: str, image_size: int, epochs: int, configs: list[dic
     for optimizer in configs:
         optimizer = dict(optimizer)
         warmup = float(optimizer.pop("warmup_epochs", 0.0))
-        reporter = _Reporter(pathlib.Path(tempfile.mkdtemp(prefix="lr_sweep_")), epochs)
+        reporter = LocalReporter(pathlib.Path(tempfile.mkdtemp(prefix="lr_sweep_")), epochs)
         start = time.perf_counter()
         train_trial({"net": net, "optimizer": optimizer, "lr_scheduler": "cosine", "warmup_epochs": warmup},
                     reporter, spec)

@@ -34,7 +34,7 @@ import numpy as np
 from jaxgluon.data import SubsetSource
 from jaxgluon.data.sources import source_labels
 from jaxgluon.task.refit import REFIT_ESTIMATE_MARGIN, combined_sources, estimate_seconds
-from jaxgluon.train import TrialCaches, TrialSpec, train_trial
+from jaxgluon.train import LocalReporter, TrialCaches, TrialSpec, train_trial
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -131,19 +131,6 @@ def candidates(experiment: Any, limit: int = MAX_CANDIDATES) -> tuple[list[dict]
     return chosen[:limit], left_out
 
 
-class _FoldReporter:
-    """The trial-function protocol for one fold run, in this process (never stops it early)."""
-
-    def __init__(self, directory: pathlib.Path, max_epochs: int, seed: int, deadline: float | None, name: str):
-        self.trial_id, self.checkpoint_dir, self.max_epochs, self.seed = name, directory, max_epochs, seed
-        self.deadline = deadline
-        self.results: list[dict] = []
-
-    def __call__(self, **result: Any) -> str:
-        self.results.append(result)
-        return "CONTINUE"
-
-
 def _run_candidate(candidate: dict, spec: TrialSpec, num_folds: int, directory: pathlib.Path,
                    deadline: float | None, seed: int, caches: TrialCaches) -> None:
     """Trains and scores ``candidate`` on every fold; fills its ``fold_scores`` / ``fold_top1`` / ``status``."""
@@ -154,8 +141,8 @@ def _run_candidate(candidate: dict, spec: TrialSpec, num_folds: int, directory: 
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        reporter = _FoldReporter(folder, candidate["epochs"], seed, deadline,
-                                 f"cv trial {candidate['trial_id']} fold {fold}")
+        reporter = LocalReporter(folder, candidate["epochs"], seed=seed, deadline=deadline,
+                                 trial_id=f"cv trial {candidate['trial_id']} fold {fold}")
         try:
             train_trial(dict(candidate["config"]), reporter, fold_spec(spec, num_folds, fold, seed), caches)
         except Exception as err:  # noqa: BLE001 -- a failed fold leaves this candidate out; the error is recorded

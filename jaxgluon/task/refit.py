@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jaxgluon.data import SubsetSource
-from jaxgluon.train import TrainedModel, TrialSpec, load_trained, train_trial
+from jaxgluon.train import LocalReporter, TrainedModel, TrialSpec, load_trained, train_trial
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -147,19 +147,6 @@ class RefitKeep:
         return None if estimate is None else estimate * self.margin + longest
 
 
-class _Reporter:
-    """The trial-function protocol for one in-process refit run (never stops it early)."""
-
-    def __init__(self, directory: pathlib.Path, max_epochs: int, seed: int, deadline: float | None):
-        self.trial_id, self.checkpoint_dir, self.max_epochs, self.seed = "refit", directory, max_epochs, seed
-        self.deadline = deadline
-        self.results: list[dict] = []
-
-    def __call__(self, **result: Any) -> str:
-        self.results.append(result)
-        return "CONTINUE"
-
-
 @dataclasses.dataclass
 class RefitOutcome:
     model: TrainedModel | None
@@ -208,7 +195,7 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
     if directory.exists():   # a former call's refit (a resumed fit; maybe another config): start afresh
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    reporter = _Reporter(directory, epochs, seed, deadline)
+    reporter = LocalReporter(directory, epochs, seed=seed, deadline=deadline, trial_id="refit")
     start = time.perf_counter()
     try:
         train_trial(dict(config), reporter, refit_spec(spec), caches=caches)
