@@ -9,7 +9,9 @@ test split, and scores on test the ensemble each rule picks from the validation 
 - **greedy**: Caruana et al.'s selection with replacement, by log-loss (``jaxgluon.task.ensemble``, the default);
 - **bootstrap greedy**: the mean of greedy selections' weights over ``--bootstraps`` resamples of the
   validation images (a hedge against a small validation set rewarding one model by chance);
-- **average all** / **average top 3**: the uniform mean of all candidates / the 3 best by validation log-loss.
+- **average all** / **average top 3**: the uniform mean of all candidates / the 3 best by validation log-loss;
+- **average if mixed nets**: the uniform mean of all candidates when they come from two or more networks, else
+  greedy.
 
 Every rule sees the same candidates, the same validation split (rebuilt from the dataset and seed) and the same
 test images, so the comparison is within one search. No fit runs here.
@@ -41,7 +43,7 @@ from jaxgluon.task.final_model import _candidates  # noqa: E402
 from jaxgluon.train import load_trained  # noqa: E402
 from jaxgluon.tune.journal import read_journal  # noqa: E402
 
-RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3")
+RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3", "average if mixed nets")
 
 
 def fits_under(roots: list[str]) -> list[tuple[str, int, pathlib.Path]]:
@@ -77,7 +79,7 @@ def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: 
     that several trials share once), their labels and names."""
     train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
     val_source = train.split()[1]
-    names, val, tst, y_val, y_test = [], [], [], None, None
+    names, nets, val, tst, y_val, y_test = [], [], [], [], None, None
     for _, tid, epoch in _candidates(_Experiment(exp), exp / "trials"):
         try:
             model = load_trained(exp / "trials" / str(tid), epoch=epoch)
@@ -86,12 +88,14 @@ def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: 
         pv, y_val = model.predict_proba_source(val_source)
         pt, y_test = model.predict_proba_source(test.test_source)
         names.append(f"{tid}:{epoch}")
+        nets.append(model.net)
         val.append(pv)
         tst.append(pt)
-    return names, np.stack(val), np.stack(tst), y_val, y_test
+    return names, nets, np.stack(val), np.stack(tst), y_val, y_test
 
 
-def rule_weights(val: np.ndarray, labels: np.ndarray, bootstraps: int, seed: int = 0) -> dict[str, np.ndarray]:
+def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstraps: int,
+                 seed: int = 0) -> dict[str, np.ndarray]:
     order = np.argsort([scores(p, labels)[1] for p in val])
     rng = np.random.default_rng(seed)
     boot = np.zeros(len(val))
@@ -99,9 +103,11 @@ def rule_weights(val: np.ndarray, labels: np.ndarray, bootstraps: int, seed: int
         idx = rng.integers(0, len(labels), len(labels))
         counts = greedy_selection(val[:, idx], labels[idx])
         boot += counts / counts.sum()
-    return {"single": np.eye(len(val))[order[0]], "greedy": greedy_selection(val, labels).astype(float),
+    greedy = greedy_selection(val, labels).astype(float)
+    return {"single": np.eye(len(val))[order[0]], "greedy": greedy,
             "bootstrap greedy": boot, "average all": np.ones(len(val)),
-            "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float)}
+            "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float),
+            "average if mixed nets": np.ones(len(val)) if len(set(nets)) > 1 else greedy}
 
 
 def mixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -126,16 +132,20 @@ def main() -> None:
                  "task_quality.py --out DIR first")
     rows = []
     for dataset, seed, exp in fits:
-        names, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp, exp.parent.parent / "_data")
-        weights = rule_weights(val, y_val, args.bootstraps)
-        row = {"dataset": dataset, "seed": seed, "experiment": str(exp), "candidates": names,
+        names, nets, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp,
+                                                                     exp.parent.parent / "_data")
+        weights = rule_weights(val, y_val, nets, args.bootstraps)
+        row = {"dataset": dataset, "seed": seed, "experiment": str(exp), "candidates": names, "nets": nets,
                "val_images": len(y_val), "test_images": len(y_test),
                "greedy_weights": weights["greedy"].astype(int).tolist(),
                "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
                "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()},
+               "val_top1": {r: round(scores(mixed(w, val), y_val)[0], 4) for r, w in weights.items()},
+               "candidate_val_top1": [round(scores(p, y_val)[0], 4) for p in val],
                **ceilings(tst, y_test)}
         rows.append(row)
-        print(f"{dataset} (seed {seed}, {exp}): {len(names)} candidates, {len(y_val)} val / {len(y_test)} test "
+        print(f"{dataset} (seed {seed}, {exp}): {len(names)} candidates of {len(set(nets))} net(s), {len(y_val)} "
+              f"val / {len(y_test)} test "
               "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items())
               + f"; ceilings: {row['wrong_for_every_candidate']} test images wrong for every candidate, best "
               f"pair {row['oracle_pair_test_top1']:.4f}", flush=True)

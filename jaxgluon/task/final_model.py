@@ -2,9 +2,12 @@
 
 The rule (``metadata['final_model']``), applied in this order:
 
-1. ``'ensemble'`` when ``ensemble`` is on and greedy selection (``jaxgluon.task.ensemble``) over the validation
-   predictions of the best-ranked models picked at least two different ones and scores strictly better on
-   validation than its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
+1. ``'ensemble'`` when ``ensemble`` is on and the selection rule (``jaxgluon.task.ensemble.select_weights``) over
+   the validation predictions of the best-ranked models kept at least two of them: when they come from two or
+   more networks, their uniform average (less any that learned under half as much as the best), served as it is,
+   because a validation set this small ranks the mix no better than chance (measured in that module's
+   docstring); else greedy selection, served when it scores strictly better on validation than its best member,
+   by the fit's metric (log-loss or top-1). The models are each trial's best
    fine-tuned epoch and, beside it, the trial's linear-probe model (epoch 0), whichever of the two scored better:
    a frozen-feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to
    try. Trials of one pretrained net and image size share one probe model; it is a candidate once.
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from jaxgluon.task.cross_validation import CV_SHARE
-from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, is_saved_ensemble, load_ensemble, scores
+from jaxgluon.task.ensemble import EnsembleModel, is_saved_ensemble, load_ensemble, scores, select_weights
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 from jaxgluon.train.checkpoint import PROBE_EPOCH
@@ -134,10 +137,10 @@ def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | 
 def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
                    metric: str, deadline: float | None,
                    load_seconds: float | None = None) -> tuple[EnsembleModel | None, dict]:
-    """Greedy selection over the validation predictions of the best-ranked trials (recomputed here with each
-    checkpoint's compiled forward pass). Returns the ensemble whenever selection kept two or more trials
-    (``record['status']``: 'chosen' when it beats its best member on validation, the module's rule; else 'not
-    better'), else None ('skipped', with the reason). Trials of one net and image size share one linear-probe
+    """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights``) over the
+    validation predictions of the best-ranked trials (recomputed here with each checkpoint's compiled forward
+    pass). Returns the ensemble whenever selection kept two or more models (``record['status']``: 'chosen' as the
+    module's rule says; else 'not better'), else None ('skipped', with the reason). Trials of one net and image size share one linear-probe
     model (``jaxgluon.train.trial.probe_identity``): it is predicted once (``record['duplicate_probes']``: the
     others). A candidate is loaded and predicted only while the time
     left covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
@@ -187,7 +190,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
     stacked = np.stack(probs)
-    counts = greedy_selection(stacked, labels, metric)
+    counts, record["selection"] = select_weights(stacked, labels, [m.net for m in members], metric)
     chosen = np.flatnonzero(counts)
     ensemble = EnsembleModel([members[i] for i in chosen], counts[chosen].astype(float),
                              trial_ids=[members[i].meta["trial_id"] for i in chosen], metric=metric)
@@ -196,21 +199,23 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     singles = [scores(p, labels) for p in probs]
     key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
     best = min(range(len(singles)), key=lambda i: key(singles[i]))
-    record.update(members=[{**_member_id(members[i]), "weight": int(counts[i])} for i in chosen],
+    record.update(members=[{**_member_id(members[i]), "net": members[i].net, "weight": int(counts[i])}
+                           for i in chosen],
                   val_top1=top1, val_loss=loss, best_member={**_member_id(members[best]),
                                                              "val_top1": singles[best][0], "val_loss": singles[best][1]},
                   seconds=time.perf_counter() - start)
     if len(chosen) < 2:
-        record["reason"] = "greedy selection kept a single model"
+        record["reason"] = f"{record['selection']} selection kept a single model"
         return _skip(record, start)
-    if not key((top1, loss)) < key(singles[best]):
+    if record["selection"] == "greedy" and not key((top1, loss)) < key(singles[best]):
         record.update(status="not better", reason="the ensemble did not score better on validation than its best "
                                                   "member")
         log.info("fit: ensemble not used: %s", record["reason"])
         return ensemble, record
     record["status"] = "chosen"
-    log.info("fit: ensemble of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member %.4f, %.4f)",
-             ensemble.trial_ids, counts[chosen].tolist(), top1, loss, *singles[best])
+    log.info("fit: ensemble (%s) of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member "
+             "%.4f, %.4f)", record["selection"], ensemble.trial_ids, counts[chosen].tolist(), top1, loss,
+             *singles[best])
     return ensemble, record
 
 

@@ -128,17 +128,18 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         True (the search winds down when the time left falls to the estimated refit of the best trial so far,
         ``jaxgluon.task.refit.RefitKeep``), 'auto' (when the time the search left suffices),
         False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit.
-      ensemble: greedy ensemble selection with replacement (Caruana et al. 2004) over the validation
-        probabilities of the best trials' best checkpoints, weighted by selection counts, ranked by ``metric``:
-        'auto' (default) and True use it when it beats its best member on validation; False never builds one.
+      ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
+        (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
+        greedy selection with replacement (Caruana et al. 2004) ranked by ``metric`` and used when it beats its
+        best member on validation. 'auto' (default) and True build it; False never does.
         ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
-        rule in ``jaxgluon.task.final_model`` (an ensemble that wins on validation, else a finished refit, else the
+        rule in ``jaxgluon.task.final_model`` (an ensemble the selection rule chose, else a finished refit, else the
         best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
       num_folds: k-fold cross-validation of the final candidates (None: off; an int >= 2): after the search, the
         best few distinct configs (up to ``jaxgluon.task.cross_validation.MAX_CANDIDATES``) are each trained on k-1
         folds of the training + validation images for their trial's best epoch count and scored on the held-out
         fold by ``metric``; the best mean score picks the config that is refitted and served (a less noisy choice
-        than one small validation split; an ensemble that wins on validation is still served first,
+        than one small validation split; a chosen ensemble is still served first,
         ``ensemble=False`` to serve the cross-validated choice). With ``time_limits``, ``CV_SHARE`` (30%) of it is
         kept from the search for this; it is skipped, keeping the search's choice, when its estimate does not fit
         the time left.

@@ -13,7 +13,7 @@ from jaxgluon import ImageClassification as task
 from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
-from jaxgluon.task.ensemble import EnsembleModel, greedy_selection, load_ensemble, scores
+from jaxgluon.task.ensemble import EnsembleModel, average_weights, greedy_selection, load_ensemble, scores, select_weights
 from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
@@ -61,6 +61,28 @@ def test_greedy_selection_is_never_worse_than_its_best_candidate(metric):
             assert loss <= min(s[1] for s in singles) + 1e-12
         else:
             assert top1 >= max(s[0] for s in singles)
+
+
+def test_candidates_of_two_nets_are_averaged_and_of_one_net_selected_greedily():
+    labels = np.array([0, 0, 1, 1])
+    sure = np.array([[0.99, 0.01], [0.99, 0.01], [0.01, 0.99], [0.01, 0.99]])     # right on all 4
+    near = np.array([[0.6, 0.4], [0.4, 0.6], [0.3, 0.7], [0.4, 0.6]])             # right on 3 of 4
+    lost = np.array([[0.4, 0.6], [0.4, 0.6], [0.6, 0.4], [0.4, 0.6]])             # right on 1: under halfway
+    probs = np.stack([sure, near, lost])
+    # greedy keeps the sure candidate alone (any mix raises its log-loss); the average keeps the two that learned
+    assert np.flatnonzero(greedy_selection(probs, labels)).tolist() == [0]
+    weights, rule = select_weights(probs, labels, ["net_a", "net_b", "net_a"])
+    assert rule == "average" and weights.tolist() == [1.0, 1.0, 0.0]
+    weights, rule = select_weights(probs, labels, ["net_a"] * 3)
+    assert rule == "greedy" and np.flatnonzero(weights).tolist() == [0]
+    assert select_weights(probs, labels, ["net_a"] * 3, rule="average")[1] == "average"
+    assert select_weights(probs, labels, ["a", "b", "c"], rule="greedy")[1] == "greedy"
+    # halfway from chance (0.5) to the best (1.0) is 0.75: 3 of 4 stays in, 2 of 4 would not
+    assert average_weights(probs[:2], labels).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="one net name per candidate"):
+        select_weights(probs, labels, ["net_a"])
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_weights(probs, labels, ["net_a"] * 3, rule="best")
 
 
 def test_greedy_selection_rejects_bad_input():
@@ -163,6 +185,41 @@ def test_fit_records_the_ensemble_and_lists_it(two_trials):
     assert {"model", "final"} <= set(frame.columns) and list(frame.columns)[-1] == "error"
     assert len(frame) == 2 + built and str(frame["trial_id"].dtype) == "Int64"
     assert list(frame["model"]) == [r["model"] for r in rows]
+
+
+def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_validation_contest(two_trials,
+                                                                                              image_folders,
+                                                                                              monkeypatch):
+    """Trial 1 is relabelled as another net: the ensemble stage then averages every candidate that learned and
+    serves that; without the relabel the same candidates go through greedy selection."""
+    import jaxgluon.task.final_model as final_model
+    _, results, out = two_trials
+    trials_dir = out / "exp" / "trials"
+    loaded = final_model.load_trained
+
+    def relabelled(path, **kw):
+        model = loaded(path, **kw)
+        if path.name == "1":
+            model.meta["net"] = "another_net"
+        return model
+
+    monkeypatch.setattr(final_model, "load_trained", relabelled)
+    tid = _candidates(results, trials_dir)[0][1]
+    single = (tid, relabelled(trials_dir / str(tid)))
+    val = load_source(str(image_folders[1]))
+    ensemble, record = build_ensemble(results, trials_dir, val, single, "log_loss", None)
+    # both trials learned (validation top-1 1.0), so both are in, weight 1 each; the mean is served although its
+    # validation log-loss is worse than its best member's, the contest greedy selection must win
+    assert record["selection"] == "average" and record["status"] == "chosen", record
+    assert sorted((m["trial_id"], m["net"], m["weight"]) for m in record["members"]) == [
+        (0, "cifar_resnet20_v1", 1), (1, "another_net", 1)]
+    assert record["val_loss"] > record["best_member"]["val_loss"]
+    assert ensemble.weights.tolist() == [1.0, 1.0]
+    mean = np.mean([m.predict_proba(IMAGES) for m in ensemble.members], axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(IMAGES), mean, rtol=1e-6)
+    monkeypatch.undo()
+    assert build_ensemble(results, trials_dir, val, (tid, loaded(trials_dir / str(tid))), "log_loss",
+                          None)[1]["selection"] == "greedy"
 
 
 def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trials):
