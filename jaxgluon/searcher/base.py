@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -28,6 +28,8 @@ from jaxgluon.space import CompiledSpace, compile_space
 logger = logging.getLogger("jaxgluon.searcher")
 
 _MODES = ("max", "min")
+#: Configs per prior batch when a searcher looks for one it has not suggested (``_unseen_prior_draw``).
+PRIOR_BATCH = 64
 
 
 def config_key(config: Any) -> str:
@@ -146,6 +148,20 @@ class Searcher:
         configs = self.space.decode_batch(cube)
         for i in self._balance.order(cube):
             yield configs[i]
+
+    def _unseen_prior_draw(self, batch_key: Callable[[int], jax.Array], seen: set[str]) -> Any | None:
+        """The first config whose key is not in ``seen`` among :meth:`_prior_draws` batches: 4 of
+        :data:`PRIOR_BATCH`, then, on a finite space, one large enough to find the few unseen configs left with
+        near certainty. ``batch_key(i)`` is the ``i``-th batch's key (called in order, once each). None when every
+        draw was seen."""
+        sizes = [PRIOR_BATCH] * 4
+        if self.space.size is not None:
+            sizes.append(min(max(16 * self.space.size, 1024), 1 << 18))
+        for i, n in enumerate(sizes):
+            for config in self._prior_draws(batch_key(i), n):
+                if config_key(config) not in seen:
+                    return config
+        return None
 
     def _seen_keys(self) -> set[str]:
         """Keys of every config already suggested, completed or failed (do not modify the returned set)."""

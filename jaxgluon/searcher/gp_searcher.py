@@ -165,18 +165,12 @@ class GPSearcher(Searcher):
 
     # ------------------------------------------------------------------------------------------ suggestions
     def _random(self, key: jax.Array, seen: set[str]) -> Any | None:
-        for i in range(4):
-            for config in self._prior_draws(jax.random.fold_in(key, i), 64):
-                if config_key(config) not in seen:
-                    self.last_info["kind"] = "random"
-                    return config
-        if self.space.size is not None:
-            for config in self.space.sample_batch(jax.random.fold_in(key, 99), min(16 * self.space.size, 1 << 18)):
-                if config_key(config) not in seen:
-                    self.last_info["kind"] = "random"
-                    return config
-        logger.warning("GPSearcher: no new config found in many random draws; treating the space as exhausted")
-        return None
+        config = self._unseen_prior_draw(lambda i: jax.random.fold_in(key, i if i < 4 else 99), seen)
+        if config is None:
+            logger.warning("GPSearcher: no new config found in many random draws; treating the space as exhausted")
+            return None
+        self.last_info["kind"] = "random"
+        return config
 
     def _bayesopt(self, key: jax.Array, configs: list, scores: np.ndarray, pending: list, seen: set[str]) -> Any | None:
         finite = np.isfinite(scores)

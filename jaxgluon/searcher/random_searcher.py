@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxgluon.searcher.base import Searcher, config_key, logger
-
-_DRAWS_PER_TRY = 64
+from jaxgluon.searcher.base import Searcher, logger
 
 
 class RandomSearcher(Searcher):
@@ -31,19 +29,9 @@ class RandomSearcher(Searcher):
         size = self.space.size
         if size is not None and len(seen) >= size:
             return None
-        config = self._draw_new(seen)
+        config = self._unseen_prior_draw(lambda _: self._next_key(), seen)
         if config is None:
             logger.warning("RandomSearcher: found no new config in %d draws; treating the space as exhausted", 1 << 18)
             return None
         self._mark_pending(trial_id, config)
         return config
-
-    def _draw_new(self, seen: set[str]) -> Any | None:
-        draws = [_DRAWS_PER_TRY] * 4
-        if self.space.size is not None:  # few unseen configs left: one large batch finds them with near certainty
-            draws.append(min(max(16 * self.space.size, 1024), 1 << 18))
-        for n in draws:
-            for config in self._prior_draws(self._next_key(), n):
-                if config_key(config) not in seen:
-                    return config
-        return None

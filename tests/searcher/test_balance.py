@@ -64,6 +64,18 @@ def test_the_gp_initial_design_covers_every_net():
     assert sorted(searcher.suggest(i)["net"] for i in range(3)) == sorted(NETS)
 
 
+@pytest.mark.parametrize("make", [lambda space: RandomSearcher(space, seed=2),
+                                  lambda space: GPSearcher(space, seed=2, num_initial_random=1000)])
+def test_both_searchers_draw_a_finite_space_to_its_last_config_then_stop(make):
+    """Past 4 batches of 64 prior draws, the last unseen configs come from one large balanced batch
+    (``Searcher._unseen_prior_draw``, which the random searcher and the GP's random suggestions share)."""
+    space = {"a": ag.Categorical(*range(30)), "b": ag.Categorical("x", "y", "z")}
+    searcher = make(space)
+    drawn = [searcher.suggest(i) for i in range(90)]
+    assert len({(c["a"], c["b"]) for c in drawn}) == 90
+    assert searcher.suggest(90) is None
+
+
 def test_order_puts_the_least_drawn_choices_first_and_keeps_the_prior_order_on_ties():
     space = compile_space(SPACE)
     balance = ChoiceBalance(space)
