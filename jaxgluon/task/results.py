@@ -22,6 +22,7 @@ from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.final_model import load_final_model
 from jaxgluon.task.pixel_model import is_pixel_model, load_pixel_model
 from jaxgluon.train import TrainedModel
+from jaxgluon.train.checkpoint import PROBE_EPOCH
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.tune.result import (HTML_TOP_TRIALS, dataframe, format_value, html_summary, plot_trials, rank_trials,
@@ -143,7 +144,7 @@ class Results:
             rows.append({"trial_id": None, "model": "ensemble", "best_reward": ensemble.get("val_top1"),
                          "val_loss": ensemble.get("val_loss"), "status": ensemble.get("status"),
                          "seconds": ensemble.get("seconds"),
-                         "members": ", ".join(f"{m['trial_id']}x{m['weight']}" for m in members) or None,
+                         "members": ", ".join(_member_label(m) for m in members) or None,
                          "final": served == "ensemble", "error": ensemble.get("reason")})
         return rows
 
@@ -155,7 +156,8 @@ class Results:
         (``batch_size``), ``error``; then ``model``: 'trial' for the trials, after them one 'refit' row when a refit ran
         (``trial_id``: the trial whose config it retrained; no validation score: it trained on the validation
         images; ``error``: why it did not finish) and one 'ensemble' row when selection kept two or more trials
-        (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``); the kernel model on pixels, when
+        (its validation top-1 and log-loss, ``members`` as ``trial_id x weight``, ``trial_id(probe)`` for a trial's
+        linear-probe model); the kernel model on pixels, when
         ``fit`` ranked one, is a row with ``model == net == 'pixel_kernel'`` and no ``trial_id`` (first when it is
         the final model); ``final`` marks the model ``fit`` serves (``metadata['final_model']``). In a terminal:
         ``print(results.leaderboard().to_string())``; without pandas,
@@ -262,3 +264,9 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, pathlib.Path):
         return str(obj)
     return repr(obj)
+
+
+def _member_label(member: dict) -> str:
+    """``'3x2'`` for trial 3's fine-tuned model at weight 2, ``'3(probe)x1'`` for its linear-probe model."""
+    probe = "(probe)" if member.get("epoch") == PROBE_EPOCH else ""
+    return f"{member['trial_id']}{probe}x{member['weight']}"

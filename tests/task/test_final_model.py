@@ -228,12 +228,13 @@ def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trial
             "refit": {"status": "incomplete", "trial_id": 1, "epochs": 2, "seconds": 3.5,
                       "reason": "the deadline came during refit epoch 2 of 2"},
             "ensemble": {"status": "chosen", "val_top1": 0.95, "val_loss": 0.2, "seconds": 0.4,
-                         "members": [{"trial_id": 1, "weight": 3}, {"trial_id": 0, "weight": 1}]}}
+                         "members": [{"trial_id": 1, "epoch": 2, "weight": 3}, {"trial_id": 0, "weight": 1},
+                                     {"trial_id": 1, "epoch": 0, "weight": 1}]}}
     shown = Results(0.95, results.config, meta, results.trials, results.model)
     rows = shown.leaderboard_rows()
     assert [(r["model"], r["trial_id"], r["final"]) for r in rows[2:]] == [("refit", 1, False), ("ensemble", None, True)]
     assert rows[2]["best_reward"] is None and "deadline" in rows[2]["error"]      # a refit has no validation score
-    assert rows[3]["best_reward"] == 0.95 and rows[3]["members"] == "1x3, 0x1"
+    assert rows[3]["best_reward"] == 0.95 and rows[3]["members"] == "1x3, 0x1, 1(probe)x1"
     assert not any(r["final"] for r in rows[:2])
     skipped = {**meta, "final_model": "single", "refit": {"status": "skipped", "reason": "no time"},
                "ensemble": {"status": "skipped", "reason": "1 trial(s)"}}
