@@ -4,10 +4,10 @@ The rule (``metadata['final_model']``), applied in this order:
 
 1. ``'ensemble'`` when ``ensemble`` is on and the selection rule (``jaxgluon.task.ensemble.select_weights``) over
    the validation predictions of the best-ranked models kept at least two of them: when they come from two or
-   more networks, their uniform average (less any that learned under half as much as the best), served as it is,
-   because a validation set this small ranks the mix no better than chance (measured in that module's
-   docstring); else greedy selection, served when it scores strictly better on validation than its best member,
-   by the fit's metric (log-loss or top-1). The models are each trial's best
+   more networks, their uniform average (less any that learned under half as much as the best), served without
+   a validation contest, because on the few validation images a fit has greedy selection overfits them (measured
+   in that module's docstring); else greedy selection, served when it scores strictly better on validation than
+   its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
    fine-tuned epoch and, beside it, the trial's linear-probe model (epoch 0), whichever of the two scored better:
    a frozen-feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to
    try. Trials of one pretrained net and image size share one probe model; it is a candidate once.
@@ -140,10 +140,10 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights``) over the
     validation predictions of the best-ranked trials (recomputed here with each checkpoint's compiled forward
     pass). Returns the ensemble whenever selection kept two or more models (``record['status']``: 'chosen' as the
-    module's rule says; else 'not better'), else None ('skipped', with the reason). Trials of one net and image size share one linear-probe
-    model (``jaxgluon.train.trial.probe_identity``): it is predicted once (``record['duplicate_probes']``: the
-    others). A candidate is loaded and predicted only while the time
-    left covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
+    module's rule says; else 'not better'), else None ('skipped', with the reason). Trials of one net and image
+    size share one linear-probe model (``jaxgluon.train.trial.probe_identity``): it is predicted once
+    (``record['duplicate_probes']``: the others). A candidate is loaded and predicted only while the time left
+    covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
     (what restoring the single model took)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "skipped", "metric": metric}

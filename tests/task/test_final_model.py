@@ -13,7 +13,8 @@ from jaxgluon import ImageClassification as task
 from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
-from jaxgluon.task.ensemble import EnsembleModel, average_weights, greedy_selection, load_ensemble, scores, select_weights
+from jaxgluon.task.ensemble import (EnsembleModel, average_weights, greedy_selection, load_ensemble, scores,
+                                   select_weights)
 from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
