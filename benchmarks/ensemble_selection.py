@@ -10,7 +10,8 @@ test split, and scores on test the ensemble each rule picks from the validation 
 - **bootstrap greedy**: the mean of greedy selections' weights over ``--bootstraps`` resamples of the
   validation images (a hedge against a small validation set rewarding one model by chance);
 - **average all** / **average top 3**: the uniform mean of all candidates / the 3 best by validation log-loss;
-- **average if mixed nets**: the uniform mean of all candidates when they come from two or more networks, else
+- **fit's rule**: what ``fit`` serves, ``jaxgluon.task.ensemble.select_weights``: the uniform mean of the
+  candidates when they come from two or more networks (less those under halfway from chance to the best), else
   greedy.
 
 Every rule sees the same candidates, the same validation split (rebuilt from the dataset and seed) and the same
@@ -38,12 +39,12 @@ import numpy as np
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
-from jaxgluon.task.ensemble import greedy_selection, scores  # noqa: E402
+from jaxgluon.task.ensemble import greedy_selection, scores, select_weights  # noqa: E402
 from jaxgluon.task.final_model import _candidates  # noqa: E402
 from jaxgluon.train import load_trained  # noqa: E402
 from jaxgluon.tune.journal import read_journal  # noqa: E402
 
-RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3", "average if mixed nets")
+RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3", "fit's rule")
 
 
 def fits_under(roots: list[str]) -> list[tuple[str, int, pathlib.Path]]:
@@ -103,11 +104,10 @@ def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstrap
         idx = rng.integers(0, len(labels), len(labels))
         counts = greedy_selection(val[:, idx], labels[idx])
         boot += counts / counts.sum()
-    greedy = greedy_selection(val, labels).astype(float)
-    return {"single": np.eye(len(val))[order[0]], "greedy": greedy,
+    return {"single": np.eye(len(val))[order[0]], "greedy": greedy_selection(val, labels).astype(float),
             "bootstrap greedy": boot, "average all": np.ones(len(val)),
             "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float),
-            "average if mixed nets": np.ones(len(val)) if len(set(nets)) > 1 else greedy}
+            "fit's rule": select_weights(val, labels, nets)[0]}
 
 
 def mixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
