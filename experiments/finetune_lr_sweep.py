@@ -32,10 +32,11 @@ def sweep(folder: str, net: str, image_size: int, epochs: int, configs: list[dic
     for optimizer in configs:
         optimizer = dict(optimizer)
         warmup = float(optimizer.pop("warmup_epochs", 0.0))
-        reporter = LocalReporter(pathlib.Path(tempfile.mkdtemp(prefix="lr_sweep_")), epochs)
         start = time.perf_counter()
-        train_trial({"net": net, "optimizer": optimizer, "lr_scheduler": "cosine", "warmup_epochs": warmup},
-                    reporter, spec)
+        with tempfile.TemporaryDirectory(prefix="lr_sweep_") as checkpoints:   # the figures are all this keeps
+            reporter = LocalReporter(pathlib.Path(checkpoints), epochs)
+            train_trial({"net": net, "optimizer": optimizer, "lr_scheduler": "cosine", "warmup_epochs": warmup},
+                        reporter, spec)
         rows.append({"optimizer": optimizer, "warmup_epochs": warmup,
                      "probe_val_top1": reporter.results[0].get("probe_reward"),
                      "epochs": [{"epoch": r["epoch"], "val_top1": round(r.get("val_top1", r["reward"]), 4),
