@@ -14,10 +14,10 @@ nets (``benchmarks/ensemble_selection.py``, 2026-12-05), greedy selection kept a
 fits. The uniform average scored 0.8995 mean test top-1 there, against greedy's 0.8938 and the single model's
 0.8776, although its validation log-loss was worse every time. On six more fits with seeds never used in choosing
 the rule, it scored 0.8963 against 0.8881 and 0.8590. Over all twelve, it beat the single model 7 times and lost
-once, by one test image; greedy beat it 5 times and never lost. Candidates of one network err alike, and among them the weaker ones
-only dilute the best: over 10 earlier fits whose candidates were all one network (efficientnet_lite0, or
-cifar_resnet20_v1 on cifar10_test_1k) the average lost to the single model 6 times, so greedy selection stays
-the rule there.
+once, by one test image; greedy beat it 5 times and never lost. Candidates of one network err alike, and among
+them the weaker ones only dilute the best: over 10 earlier fits whose candidates were all one network
+(efficientnet_lite0, or cifar_resnet20_v1 on cifar10_test_1k) the average lost to the single model 6 times, so
+greedy selection stays the rule there.
 
 Selection starts from an empty ensemble and, each round, adds (again, if it is already in) the member whose addition
 gives the best validation score of the averaged probabilities; the result is the ensemble of the best round, so it

@@ -11,8 +11,8 @@ Example::
 """
 from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
 from jaxgluon.train.checkpoint import TrialCheckpointer
-from jaxgluon.train.local_reporter import LocalReporter
 from jaxgluon.train.compile_cache import default_cache_dir, disable_compilation_cache, enable_compilation_cache
+from jaxgluon.train.local_reporter import LocalReporter
 from jaxgluon.train.optim import (SCHEDULES, TRIAL_DEFAULTS, TrialConfig, make_optimizer, make_schedule,
                                   optimizer_config)
 from jaxgluon.train.state import TrainState, create_train_state
@@ -24,7 +24,8 @@ from jaxgluon.train.trained import TrainedModel, load_trained
 from jaxgluon.train.trial import TrialSpec, load_source, save_array_dataset, train_trial
 
 __all__ = [
-    "SCHEDULES", "TRIAL_DEFAULTS", "CompiledSteps", "LocalReporter", "TrainState", "TrainedModel", "TrialCheckpointer", "TrialConfig",
+    "SCHEDULES", "TRIAL_DEFAULTS", "CompiledSteps", "LocalReporter", "TrainState", "TrainedModel", "TrialCheckpointer",
+    "TrialConfig",
     "TrialSpec", "TrialCaches", "PROCESS_CACHES", "compile_steps", "create_train_state", "cross_entropy", "default_cache_dir",
     "disable_compilation_cache", "enable_compilation_cache", "eval_step", "load_source", "load_trained",
     "make_mesh", "make_optimizer", "make_schedule", "optimizer_config", "pad_batch", "save_array_dataset",
