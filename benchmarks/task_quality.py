@@ -169,7 +169,8 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
         if isinstance(meta.get(stage), dict):
             row[stage] = {k: v for k, v in meta[stage].items() if k in ("status", "reason", "val_top1", "val_loss",
                                                                         "best_member", "members", "epochs", "seconds",
-                                                                        "selection", "stopped", "candidates")}
+                                                                        "selection", "stopped", "candidates",
+                                                                        "stored_predictions")}
     row["single_top1"] = single_top1(results, test) if row["final_model"] in ("ensemble", "refit") else row["top1"]
     return row
 

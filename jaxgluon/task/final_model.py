@@ -21,7 +21,7 @@ With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single mode
 cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
 
 ``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, ``ensemble=True`` sets aside a share of the
-budget before the search (:data:`ENSEMBLE_RESERVE_FRACTION`, for the ensemble's validation predictions), and
+budget before the search (:data:`ENSEMBLE_RESERVE_FRACTION`, for loading the candidates), and
 ``refit=True`` ends the search early enough for the refit of the best trial so far: the search's
 ``tune(keep_seconds=jaxgluon.task.refit.RefitKeep(...))`` re-estimates that refit after every report (a fixed
 share, 25% before, was too little for a refit of a long trial and wasted when the refit was short). 'auto' sets
@@ -46,12 +46,16 @@ from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 from jaxgluon.train.checkpoint import PROBE_EPOCH
 from jaxgluon.train.trial import read_probe_record
+from jaxgluon.train.val_predictions import stored_predictions
 
 log = logging.getLogger("jaxgluon.task")
 
 CHOICES = (True, False, "auto")
-#: Share of ``time_limits`` kept from the search for the ensemble's validation predictions (bounded below/above).
-ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.05, 0.5, 20.0
+#: Share of ``time_limits`` kept from the search for the ensemble stage (bounded below/above). The stage reads the
+#: validation predictions the trials kept (``jaxgluon.train.val_predictions``) and loads each candidate: 4.2 s
+#: for 10 candidates of 3 nets at 224 px in a 600 s CPU fit (imagenette_small, 2026-12-05), where predicting
+#: them again took 23-25 s, more than the 20 s then kept, and the deadline stopped it after 7.
+ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.02, 0.5, 8.0
 #: Candidates for the ensemble: the best-ranked models (trials' best checkpoints and probes), at most this many.
 ENSEMBLE_MAX_CANDIDATES = 10
 
@@ -135,16 +139,20 @@ def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | 
 
 
 def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
-                   metric: str, deadline: float | None,
-                   load_seconds: float | None = None) -> tuple[EnsembleModel | None, dict]:
+                   metric: str, deadline: float | None, load_seconds: float | None = None,
+                   kept_predictions: bool = True) -> tuple[EnsembleModel | None, dict]:
     """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights``) over the
-    validation predictions of the best-ranked trials (recomputed here with each checkpoint's compiled forward
-    pass). Returns the ensemble whenever selection kept two or more models (``record['status']``: 'chosen' as the
-    module's rule says; else 'not better'), else None ('skipped', with the reason). Trials of one net and image
-    size share one linear-probe model (``jaxgluon.train.trial.probe_identity``): it is predicted once
-    (``record['duplicate_probes']``: the others). A candidate is loaded and predicted only while the time left
-    covers 1.5x the longest prediction so far plus its load: the longest load so far, else ``load_seconds``
-    (what restoring the single model took)."""
+    validation predictions of the best-ranked trials. With ``kept_predictions`` (``val_source`` is the split the
+    trials scored, as in ``fit``) those are the predictions each trial kept with its checkpoint
+    (``jaxgluon.train.val_predictions``), used when they match ``val_source``'s length and labels
+    (``record['stored_predictions']`` counts them); a candidate without them is predicted here with its
+    checkpoint's compiled forward pass. Returns the ensemble whenever selection kept two or more models
+    (``record['status']``: 'chosen' as the module's rule says; else 'not better'), else None ('skipped', with the
+    reason). Trials of one net and image size share one linear-probe model
+    (``jaxgluon.train.trial.probe_identity``): it is a candidate once (``record['duplicate_probes']``: the
+    others). A candidate is loaded (and predicted) only while the time left covers 1.5x the longest prediction
+    so far plus its load: the longest load so far, else ``load_seconds`` (what restoring the single model
+    took)."""
     start = time.perf_counter()
     record: dict[str, Any] = {"status": "skipped", "metric": metric}
     duplicates: list[str] = []
@@ -154,12 +162,13 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         return _skip(record)
     first = first_prediction_estimate(experiment, [tid for _, tid, _ in ranked])
     record["first_prediction_estimate_s"] = first
-    if deadline is not None and first is not None and deadline - time.time() < first:
+    if (deadline is not None and first is not None and deadline - time.time() < first
+            and not (kept_predictions and stored_predictions(trials_dir / str(ranked[0][1]), ranked[0][2]))):
         record["reason"] = (f"predicting the validation images needs about {first:.1f} s (a validation pass and "
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
-    members, probs, labels, times, loads = [], [], None, [], []
+    members, probs, labels, times, loads, stored = [], [], None, [], [], 0
     for _, tid, epoch in ranked:
         reuse = tid == single[0] and epoch == single[1].meta.get("epoch")
         load = 0.0 if reuse else max(loads, default=load_seconds or 0.0)
@@ -175,17 +184,21 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         t1 = time.perf_counter()
         if not reuse:
             loads.append(t1 - t0)
-        out = model.predict_proba_source(val_source, deadline=deadline)
-        if out is None:
-            record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"
-            break
+        out = _kept_predictions(trials_dir / str(tid), epoch, val_source) if kept_predictions else None
+        if out is not None:
+            stored += 1
+        else:
+            out = model.predict_proba_source(val_source, deadline=deadline)
+            if out is None:
+                record["stopped"] = f"the deadline came during trial {tid}'s validation predictions"
+                break
         model.meta["trial_id"] = tid
         members.append(model)
         probs.append(out[0])
         labels = out[1]
         times.append(time.perf_counter() - t1)
     record.update(candidates=[_member_id(m) for m in members], prediction_seconds=float(sum(times) + sum(loads)),
-                  duplicate_probes=duplicates)
+                  stored_predictions=stored, duplicate_probes=duplicates)
     if len(members) < 2:
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
@@ -217,6 +230,19 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
              "%.4f, %.4f)", record["selection"], ensemble.trial_ids, counts[chosen].tolist(), top1, loss,
              *singles[best])
     return ensemble, record
+
+
+def _kept_predictions(trial_dir: pathlib.Path, epoch: int,
+                      val_source: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation predictions the trial kept with this checkpoint (``jaxgluon.train.val_predictions``) when
+    they can be of ``val_source``: as many, and the same labels in the same order when the source lists its labels
+    (a source without ``labels`` would be decoded to read them); else None: predict them."""
+    kept = stored_predictions(trial_dir, epoch)
+    labels = getattr(val_source, "labels", None)
+    if kept is None or len(kept[1]) != len(val_source) or (labels is not None and
+                                                           not np.array_equal(kept[1], np.asarray(labels))):
+        return None
+    return kept
 
 
 def _member_id(model: TrainedModel) -> dict:

@@ -4,7 +4,10 @@ Each checkpoint (orbax step = epoch number) holds three items:
 
 - ``model``: ``{'params', 'batch_stats'}`` as plain nested dicts (enough to predict);
 - ``train``: ``{'step', 'opt_state'}`` (with ``model``, enough to continue training exactly);
-- ``meta``: a JSON dict describing the model (net name, classes, image size, mean/std, ...).
+- ``meta``: a JSON dict describing the model (net name, classes, image size, mean/std, ...);
+- ``predictions`` (optional): ``{'probs': float32 [N, C], 'labels': int32 [N]}``, the model's predictions on its
+  trial's validation split (``jaxgluon.train.val_predictions``), so the ensemble stage reads them instead of
+  predicting again. Retention deletes them with their checkpoint.
 
 Retention keeps the ``max_to_keep`` latest epochs (to resume), the best fine-tuned epoch by ``metrics['reward']``
 (the latest on ties, as ``best_epoch``), and epoch 0 (a trial's linear-probe model) when there is one. So a
@@ -28,6 +31,7 @@ import pathlib
 from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -50,6 +54,10 @@ class _ReadOnlyNotices(logging.Filter):
 
 logging.getLogger("absl").addFilter(_ReadOnlyNotices())
 
+#: The folder of a trial's checkpoints inside its directory.
+CHECKPOINT_SUBDIR = "checkpoints"
+#: The checkpoint item holding an epoch's validation predictions (module docstring).
+PREDICTIONS_ITEM = "predictions"
 #: The epoch number of a trial's linear-probe model (``jaxgluon.train.trial``): always kept (module docstring).
 PROBE_EPOCH = 0
 
@@ -124,21 +132,26 @@ class TrialCheckpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, epoch: int, state: TrainState, *, reward: float, meta: dict[str, Any],
-             on_written: Callable[[], None] | None = None) -> None:
+             on_written: Callable[[], None] | None = None, predictions: dict[str, Any] | None = None) -> None:
         """Starts saving ``state`` as ``epoch`` (returns once the arrays are copied off the devices; with
-        ``background``, before Orbax starts). ``on_written()`` runs once the checkpoint is complete on disk."""
+        ``background``, before Orbax starts). ``on_written()`` runs once the checkpoint is complete on disk.
+        ``predictions``: host arrays kept as the :data:`PREDICTIONS_ITEM` item (module docstring)."""
         variables, train = state.variables(), {"step": state.step, "opt_state": state.opt_state}
         if self._writer is None:
-            self._save(int(epoch), variables, train, float(reward), meta, on_written)
+            self._save(int(epoch), variables, train, float(reward), meta, on_written, predictions)
             return
         self._flush()   # one save in flight at most (and its error surfaces here)
         variables, train = jax.device_get((variables, train))   # the host copy: later steps may reuse the buffers
-        self._pending = self._writer.submit(self._save, int(epoch), variables, train, float(reward), meta, on_written)
+        self._pending = self._writer.submit(self._save, int(epoch), variables, train, float(reward), meta, on_written,
+                                            predictions)
 
     def _save(self, epoch: int, variables: Any, train: Any, reward: float, meta: dict[str, Any],
-              on_written: Callable[[], None] | None) -> None:
-        args = ocp.args.Composite(model=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
-                                  meta=ocp.args.JsonSave(meta))
+              on_written: Callable[[], None] | None, predictions: dict[str, Any] | None = None) -> None:
+        items = dict(model=ocp.args.StandardSave(variables), train=ocp.args.StandardSave(train),
+                     meta=ocp.args.JsonSave(meta))
+        if predictions is not None:
+            items[PREDICTIONS_ITEM] = ocp.args.StandardSave(predictions)
+        args = ocp.args.Composite(**items)
         metrics = {"reward": reward, "fine_tuned": epoch != PROBE_EPOCH}
         if not self._manager.save(epoch, args=args, metrics=metrics, force=True):
             raise RuntimeError(f"orbax declined to save epoch {epoch} in {self.directory}")
@@ -165,6 +178,16 @@ class TrialCheckpointer:
     def restore_meta(self, epoch: int) -> dict[str, Any]:
         self._flush()
         return self._manager.restore(int(epoch), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore_predictions(self, epoch: int) -> dict[str, np.ndarray] | None:
+        """The validation predictions saved with ``epoch`` (``{'probs', 'labels'}`` as numpy arrays), or None when
+        it has none (saved without them, or by a jaxgluon before they were kept)."""
+        self._flush()
+        if not (self.directory / str(int(epoch)) / PREDICTIONS_ITEM).is_dir():
+            return None
+        restored = self._manager.restore(int(epoch), args=ocp.args.Composite(
+            **{PREDICTIONS_ITEM: ocp.args.StandardRestore()}))[PREDICTIONS_ITEM]
+        return {key: np.asarray(value) for key, value in restored.items()}
 
     def reward(self, epoch: int) -> float | None:
         """The validation reward recorded with ``epoch`` (None if it had none)."""

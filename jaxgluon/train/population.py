@@ -45,7 +45,7 @@ import math
 import os
 import pathlib
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,9 @@ from jaxgluon.train.population_batches import PhaseTimes, StackedBatches
 from jaxgluon.train.population_config import CLONE_KEY, population_key, strip_clone, with_hyperparams
 from jaxgluon.train.population_memory import MEMORY_FRACTION, auto_capacity, compiled_bytes, free_device_memory
 from jaxgluon.train.population_program import abstract_args, member_programs
+from jaxgluon.train import val_predictions
 from jaxgluon.train.state import TrainState, create_train_state
+from jaxgluon.train.steps import PROBS
 from jaxgluon.train.trial import (CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain,
                                   validation_scores)
 
@@ -427,10 +429,10 @@ class Population:
         self.timings.add("step", time.perf_counter() - t0)   # the steps still in flight
         train_seconds = time.perf_counter() - start
         with self.timings.phase("eval"):
-            val = self._evaluate()
+            val, predictions = self._evaluate()
         epoch_seconds = time.perf_counter() - start
         out: list[tuple[int, dict | str]] = []
-        saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]] = []
+        saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict, dict | None]] = []
         checkpoint_start = time.perf_counter()
         # every member's slice comes from one copy of the stacked state to the host (one transfer per leaf, not
         # one per leaf and member), taken now, before the next step donates the stacked state
@@ -449,7 +451,7 @@ class Population:
                                                        self.spec.metric)
             # the slice is taken now (before the next step donates the stacked state), written in the background
             saves.append((member.ckpt, member.epoch, jax.tree.map(lambda x, k=k: x[k], host), reward,
-                          {**member.meta, "val_top1": top1, "val_loss": val_loss}))
+                          {**member.meta, "val_top1": top1, "val_loss": val_loss}, predictions(k)))
             result = {
                 "reward": reward, "val_top1": top1, "train_loss": float(loss),
                 "train_accuracy": float(train["correct"][k] / max(train["count"][k], 1.0)),
@@ -475,7 +477,8 @@ class Population:
         self._saving = self._saver.submit(_save_all, saves, self.timings)
         return out
 
-    def _evaluate(self) -> dict[str, np.ndarray]:
+    def _evaluate(self) -> tuple[dict[str, np.ndarray], Callable[[int], dict | None]]:
+        """The members' summed metrics (a member axis) and member slot -> its validation predictions (or None)."""
         if self._eval_batches is None:
             loader = jdata.make_loader(self.val_src, batch_size=self.eval_batch_size, image_size=self.image_size,
                                        mean=self.mean, std=self.std, train=False,
@@ -487,12 +490,21 @@ class Population:
                 batches = self._eval_batches = [jax.device_put(b, self.device) for b in loader]
         else:
             batches = self._eval_batches
-        metrics = [self._eval_compiled(self.state, batch) for batch in batches]
-        host = jax.device_get(metrics)
-        return {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0) for k in host[0]}
+        metrics, rows = [], []
+        for batch in batches:   # a loader is read once
+            metrics.append(self._eval_compiled(self.state, batch))
+            rows.append((batch["mask"], batch["label"]))
+        masks, labels = zip(*jax.device_get(rows))
+        keep = val_predictions.fits(masks, metrics[0][PROBS].shape[-1])   # each member's, kept with its checkpoint
+        host = jax.device_get([{k: v for k, v in m.items() if keep or k != PROBS} for m in metrics])
+        sums = {k: np.sum(np.stack([np.asarray(m[k], np.float64) for m in host]), axis=0)
+                for k in host[0] if k != PROBS}
+        return sums, ((lambda k: val_predictions.gather([m[PROBS][k] for m in host], masks, labels)) if keep
+                      else lambda k: None)
 
 
-def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict]], timings: PhaseTimes) -> None:
+def _save_all(saves: list[tuple[TrialCheckpointer, int, TrainState, float, dict, dict | None]],
+              timings: PhaseTimes) -> None:
     with timings.phase("checkpoint"):   # in the background thread: overlaps the next epoch's steps
-        for ckpt, epoch, state, reward, meta in saves:
-            ckpt.save(epoch, state, reward=reward, meta=meta)
+        for ckpt, epoch, state, reward, meta, predictions in saves:
+            ckpt.save(epoch, state, reward=reward, meta=meta, predictions=predictions)

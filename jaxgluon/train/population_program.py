@@ -1,5 +1,5 @@
 """The compiled programs of a population (``jaxgluon.train.population``): the ordinary ``train_step`` and
-``eval_step`` (``jaxgluon.train.steps``) over a leading member axis, and the slot read/write programs.
+``eval_predict_step`` (``jaxgluon.train.steps``) over a leading member axis, and the slot read/write programs.
 
 ``chunk``: how many members one ``jax.vmap`` covers; the program loops (``jax.lax.map``) over such groups, and
 None puts every member in one vmap. ``lowering``: 'auto' keeps ``models.layers.conv2d``'s per-backend choice of
@@ -14,14 +14,14 @@ import jax.numpy as jnp
 
 from jaxgluon.models.layers import forced_lowering
 from jaxgluon.train.state import TrainState
-from jaxgluon.train.steps import eval_step, train_step
+from jaxgluon.train.steps import eval_predict_step, train_step
 
 
 def member_programs(chunk: int | None, shared_batches: bool, lowering: str = "auto") -> tuple[Callable, ...]:
     """``(train, evaluate, put, take)``, jitted: ``train(stacked, batch)`` advances every member one step
     (``batch`` has a member axis unless ``shared_batches``; the stacked state is donated), ``evaluate(stacked,
-    batch)`` scores every member on one shared batch, ``put(stacked, k, member)`` writes slot ``k`` (donating
-    ``stacked``), ``take(stacked, k)`` reads it."""
+    batch)`` scores every member on one shared batch (sums and per-row probabilities ``[M, B, C]``),
+    ``put(stacked, k, member)`` writes slot ``k`` (donating ``stacked``), ``take(stacked, k)`` reads it."""
     group = chunk if chunk is not None and chunk > 1 else None
 
     def traced(fn):   # the program's convolutions as ``lowering`` says (read when the program is traced)
@@ -44,8 +44,8 @@ def member_programs(chunk: int | None, shared_batches: bool, lowering: str = "au
     @traced
     def evaluate(state, batch):
         if chunk is None:
-            return jax.vmap(eval_step, in_axes=(0, None))(state, batch)
-        return jax.lax.map(lambda s: eval_step(s, batch), state, batch_size=group)
+            return jax.vmap(eval_predict_step, in_axes=(0, None))(state, batch)
+        return jax.lax.map(lambda s: eval_predict_step(s, batch), state, batch_size=group)
 
     put = jax.jit(lambda stacked, k, member: jax.tree.map(lambda s, m: s.at[k].set(m), stacked, member),
                   donate_argnums=0)

@@ -3,6 +3,9 @@
 ``train_step`` and ``eval_step`` are pure functions of ``(state, batch)``; a batch is
 ``{'image': float32 [B,H,W,3], 'label': int32 [B], 'mask': bool [B]}`` where ``mask=False`` rows are padding that
 counts nowhere. Metrics are masked sums (``loss``, ``correct``, ``count``) so that epoch totals are exact.
+The compiled eval step also returns the batch's class probabilities (:data:`PROBS`, ``[B, C]``, split like the
+batch; :func:`eval_predict_step`): a trial keeps its validation predictions with each checkpoint, so the ensemble
+stage need not predict them again. :func:`sum_metrics` leaves them out.
 
 :func:`compile_steps` jits both once over a 1-D ``Mesh`` with axis ``'data'``: the batch is split across the
 devices, the state replicated, and the train step donates its input state. Under ``jit`` with a sharded batch the
@@ -30,6 +33,8 @@ from jaxgluon.train.state import TrainState
 
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
+#: The key of the compiled eval step's per-row class probabilities (not a sum: :func:`sum_metrics` skips it).
+PROBS = "probs"
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float | jax.Array = 0.0) -> jax.Array:
@@ -102,11 +107,19 @@ def train_step(state: TrainState, batch: Batch, label_smoothing: float | None = 
 
 def eval_step(state: TrainState, batch: Batch) -> Metrics:
     """Masked loss/correct/count sums with BatchNorm in inference mode."""
+    sums = eval_predict_step(state, batch)
+    del sums[PROBS]
+    return sums
+
+
+def eval_predict_step(state: TrainState, batch: Batch) -> Metrics:
+    """:func:`eval_step`'s sums and, under :data:`PROBS`, the softmax of every row ``[B, C]`` float32 (padding
+    rows included: drop them with the batch's ``mask``)."""
     model = nnx.merge(state.graphdef, state.params, state.batch_stats)
     model.eval()
     logits = model(batch["image"]).astype(jnp.float32)
     losses = cross_entropy(logits, batch["label"])
-    return _masked_sums(logits, losses, batch["label"], batch["mask"])
+    return {**_masked_sums(logits, losses, batch["label"], batch["mask"]), PROBS: jax.nn.softmax(logits)}
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -149,7 +162,7 @@ class CompiledSteps(NamedTuple):
 
     mesh: Mesh
     train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
-    eval_step: Callable[[TrainState, Batch], Metrics]
+    eval_step: Callable[[TrainState, Batch], Metrics]          # eval_predict_step: sums and PROBS
     features_step: Callable[[TrainState, jax.Array], jax.Array] | None = None
 
     @property
@@ -173,7 +186,8 @@ class CompiledSteps(NamedTuple):
 
 def compile_steps(mesh: Mesh, *, label_smoothing: float | None = None,
                   freeze_batchnorm: bool | None = None) -> CompiledSteps:
-    """Data-parallel jitted ``train_step`` (state donated), ``eval_step`` and ``features_step`` over ``mesh``.
+    """Data-parallel jitted ``train_step`` (state donated), ``eval_predict_step`` (as ``eval_step``) and
+    ``features_step`` over ``mesh``.
 
     ``label_smoothing`` / ``freeze_batchnorm`` default to the state's ``hparams`` (program inputs); given, they are
     baked into this train step. Each call makes new ``jit`` objects: to share compiled programs between the trials
@@ -189,7 +203,8 @@ def compile_steps(mesh: Mesh, *, label_smoothing: float | None = None,
     if label_smoothing is not None or freeze_batchnorm is not None:
         step = functools.partial(train_step, label_smoothing=label_smoothing, freeze_batchnorm=freeze_batchnorm)
     train = jax.jit(step, in_shardings=(replicated, split), out_shardings=(replicated, replicated), donate_argnums=0)
-    evaluate = jax.jit(eval_step, in_shardings=(replicated, split), out_shardings=replicated)
+    sums = {"loss": replicated, "correct": replicated, "count": replicated}
+    evaluate = jax.jit(eval_predict_step, in_shardings=(replicated, split), out_shardings={**sums, PROBS: split})
     features = jax.jit(features_step, in_shardings=(replicated, split), out_shardings=split)
     return CompiledSteps(mesh=mesh, train_step=train, eval_step=evaluate, features_step=features)
 
@@ -221,8 +236,9 @@ PROGRAMS = StepPrograms()
 
 
 def sum_metrics(metrics: Sequence[Metrics]) -> dict[str, float]:
-    """Adds per-step metric dicts on the host (one device transfer for all of them)."""
+    """Adds per-step metric dicts on the host (one device transfer for all of them); :data:`PROBS` is not a sum
+    and is left out."""
     if not metrics:
         return {"loss": 0.0, "correct": 0.0, "count": 0.0}
-    host = jax.device_get(list(metrics))
+    host = jax.device_get([{k: v for k, v in m.items() if k != PROBS} for m in metrics])
     return {k: float(np.sum([m[k] for m in host], dtype=np.float64)) for k in host[0]}

@@ -42,18 +42,18 @@ import numpy as np
 from jaxgluon import data as jdata
 from jaxgluon import models
 from jaxgluon.train.caches import PROCESS_CACHES, TrialCaches
-from jaxgluon.train.checkpoint import PROBE_EPOCH, TrialCheckpointer
+from jaxgluon.train.checkpoint import CHECKPOINT_SUBDIR, PROBE_EPOCH, TrialCheckpointer
 from jaxgluon.train.compile_cache import GPU_AUTOTUNE_LEVEL, enable_compilation_cache, set_compile_flags
 from jaxgluon.train.linear_probe import DeadlinePassed, cached_features, fit_linear_head, pooled_features, set_head
 from jaxgluon.train.optim import TrialConfig, optimizer_from_trial
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.compile_count import CompileCounter
 from jaxgluon.train.steps import PROGRAMS, CompiledSteps, make_mesh, sum_metrics
+from jaxgluon.train.val_predictions import ValidationPass
 from jaxgluon.train.warm_start import WarmStart
 
 log = logging.getLogger("jaxgluon.train")
 
-CHECKPOINT_SUBDIR = "checkpoints"
 META_FORMAT = "jaxgluon.trained/1"
 HEAD_INITS = ("linear_probe", "model")
 #: What a trial's ``reward`` (the score the scheduler, searcher and checkpoint retention rank by) measures:
@@ -417,25 +417,25 @@ def _score_probe(steps: CompiledSteps, state: TrainState, val_loader: Any, ckpt:
     ``identity``: :func:`probe_identity`, kept in the probe record."""
     deadline = getattr(reporter, "deadline", None)
     start = time.perf_counter()
-    outputs = []
+    val = ValidationPass()
     for batch in val_loader:
         if deadline is not None:
-            if outputs:
-                jax.block_until_ready(outputs[-1])
+            if val.outputs:
+                jax.block_until_ready(val.outputs[-1])
             if time.time() >= deadline:
                 log.info("trial %s: time limit reached while scoring the linear probe", reporter.trial_id)
                 _write_probe_record(reporter.checkpoint_dir, {"status": "incomplete", "setup_seconds":
                                                               start - called, "scoring": True})
                 return None
-        outputs.append(steps.eval_step(state, steps.shard(batch)))
-    reward, top1, val_loss = validation_scores(sum_metrics(outputs), metric)
+        val.add(steps, state, batch)
+    reward, top1, val_loss = validation_scores(val.sums(), metric)
     record = {"status": "scored", "reward": reward, "val_top1": top1, "val_loss": val_loss,
               "seconds": time.perf_counter() - called, "identity": identity}
     # the record promises a complete checkpoint: the writer thread writes it once epoch 0 is on disk
     written = lambda: _write_probe_record(reporter.checkpoint_dir, record)  # noqa: E731
     if PROBE_EPOCH not in ckpt.all_epochs():
         ckpt.save(PROBE_EPOCH, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss},
-                  on_written=written)
+                  on_written=written, predictions=val.predictions())
     else:
         written()
     seconds = time.perf_counter() - start
@@ -456,10 +456,13 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
                      reporter.trial_id, epoch, epoch - 1)
             return
         eval_start = time.perf_counter()
-        val = evaluate_loader(steps, state, val_loader)
-        reward, top1, val_loss = validation_scores(val, metric)
+        val = ValidationPass()
+        for batch in val_loader:
+            val.add(steps, state, batch)
+        reward, top1, val_loss = validation_scores(val.sums(), metric)
         save_start = time.perf_counter()
-        ckpt.save(epoch, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss})
+        ckpt.save(epoch, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss},
+                  predictions=val.predictions())
         save_end = time.perf_counter()
         result = {
             "reward": reward,

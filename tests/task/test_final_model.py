@@ -20,6 +20,7 @@ from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
 from jaxgluon.train import PROCESS_CACHES, TrialSpec, load_source, load_trained
 from jaxgluon.train.integrity import SavedModelError
+from jaxgluon.train.val_predictions import stored_predictions
 
 from task_files import FAST
 
@@ -96,13 +97,14 @@ def test_greedy_selection_rejects_bad_input():
 def test_stage_reserve_and_refit_estimate():
     assert stage_reserve(None, True) == 0.0
     assert stage_reserve(100, False) == 0.0
-    assert stage_reserve(100, "auto") == 5.0 and stage_reserve(100, True) == 5.0
-    assert stage_reserve(4, "auto") == pytest.approx(0.2) and stage_reserve(4, True) == 0.5
+    assert stage_reserve(100, "auto") == 2.0 and stage_reserve(100, True) == 2.0
+    assert stage_reserve(600, True) == 8.0                   # capped
+    assert stage_reserve(4, "auto") == pytest.approx(0.08) and stage_reserve(4, True) == 0.5
     assert stage_reserve(100, True, num_trials=1) == 0.0     # no ensemble of one trial
     # ... unless the trial's linear-probe model is a candidate beside its fine-tuned checkpoint
-    assert stage_reserve(100, True, num_trials=1, probes=True) == 5.0
-    assert stage_reserve(100, True, num_trials=1, num_folds=3, probes=True) == 5.0   # no CV of one
-    assert stage_reserve(100, "auto", num_folds=3) == 5.0 + 100 * CV_SHARE
+    assert stage_reserve(100, True, num_trials=1, probes=True) == 2.0
+    assert stage_reserve(100, True, num_trials=1, num_folds=3, probes=True) == 2.0   # no CV of one
+    assert stage_reserve(100, "auto", num_folds=3) == 2.0 + 100 * CV_SHARE
     trial = {"results": [{"epoch_seconds": 3.0, "train_seconds": 2.0, "setup_seconds": 4.0, "first_step_seconds": 1.0},
                          {"epoch_seconds": 3.0, "train_seconds": 2.0}]}
     assert estimate_seconds(trial, 2, 1.5) == pytest.approx(4.0 + 1.0 + 2 * (2.0 * 1.5 + 1.0))
@@ -188,6 +190,30 @@ def test_fit_records_the_ensemble_and_lists_it(two_trials):
     assert list(frame["model"]) == [r["model"] for r in rows]
 
 
+def test_the_ensemble_reads_the_validation_predictions_the_trials_kept(two_trials):
+    """Each trial keeps its checkpoints' validation predictions; the fit's ensemble stage read them (it predicted
+    no candidate again), they equal what the checkpoint predicts, and so does the ensemble built from them."""
+    dataset, results, out = two_trials
+    trials_dir = out / "exp" / "trials"
+    assert results.metadata["ensemble"]["stored_predictions"] == len(results.metadata["ensemble"]["candidates"])
+    val = dataset.split()[1]
+    tid = _candidates(results, trials_dir)[0][1]
+    single = (tid, load_trained(trials_dir / str(tid)))
+    kept = build_ensemble(results, trials_dir, val, single, "log_loss", None)[1]
+    predicted = build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False)[1]
+    assert kept["stored_predictions"] == len(kept["candidates"]) >= 2 and predicted["stored_predictions"] == 0
+    assert kept["candidates"] == predicted["candidates"] and kept["members"] == predicted["members"]
+    assert kept["val_loss"] == pytest.approx(predicted["val_loss"], rel=1e-4)
+    for cand in kept["candidates"]:
+        probs, labels = stored_predictions(trials_dir / str(cand["trial_id"]), cand["epoch"])
+        again = load_trained(trials_dir / str(cand["trial_id"]), epoch=cand["epoch"]).predict_proba_source(val)
+        np.testing.assert_array_equal(labels, again[1])
+        np.testing.assert_allclose(probs, again[0], rtol=1e-4, atol=1e-6)
+    # predictions of other images (here the test folder's) are not taken for the validation split's
+    other = build_ensemble(results, trials_dir, dataset.test_source, single, "log_loss", None)[1]
+    assert other["stored_predictions"] == 0
+
+
 def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_validation_contest(two_trials,
                                                                                               image_folders,
                                                                                               monkeypatch):
@@ -208,7 +234,7 @@ def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_valida
     tid = _candidates(results, trials_dir)[0][1]
     single = (tid, relabelled(trials_dir / str(tid)))
     val = load_source(str(image_folders[1]))
-    ensemble, record = build_ensemble(results, trials_dir, val, single, "log_loss", None)
+    ensemble, record = build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False)
     # both trials learned (validation top-1 1.0), so both are in, weight 1 each; the mean is served although its
     # validation log-loss is worse than its best member's, the contest greedy selection must win
     assert record["selection"] == "average" and record["status"] == "chosen", record
@@ -220,7 +246,7 @@ def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_valida
     np.testing.assert_allclose(ensemble.predict_proba(IMAGES), mean, rtol=1e-6)
     monkeypatch.undo()
     assert build_ensemble(results, trials_dir, val, (tid, loaded(trials_dir / str(tid))), "log_loss",
-                          None)[1]["selection"] == "greedy"
+                          None, kept_predictions=False)[1]["selection"] == "greedy"
 
 
 def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trials):
@@ -269,9 +295,11 @@ def test_the_ensemble_loads_another_candidate_only_when_its_load_fits_the_deadli
     tid = _candidates(results, trials_dir)[0][1]
     single = (tid, load_trained(trials_dir / str(tid)))
     val = load_source(str(image_folders[1]))
-    roomy = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 120, load_seconds=1.0)[1]
+    roomy = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 120, load_seconds=1.0,
+                           kept_predictions=False)[1]
     assert len(roomy["candidates"]) >= 2 and "stopped" not in roomy
-    tight = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 60, load_seconds=90.0)[1]
+    tight = build_ensemble(results, trials_dir, val, single, "log_loss", time.time() + 60, load_seconds=90.0,
+                           kept_predictions=False)[1]
     assert tight["candidates"] == [{"trial_id": tid, "epoch": single[1].meta.get("epoch")}]
     assert tight["stopped"].startswith("the deadline left no time") and tight["status"] == "skipped"
 

@@ -14,6 +14,7 @@ from jaxgluon.train import population as population_module
 from jaxgluon.train import population_config, population_memory
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.trial import CHECKPOINT_SUBDIR
+from jaxgluon.train.val_predictions import stored_predictions
 
 from tests.recording_reporter import RecordingReporter
 
@@ -89,6 +90,13 @@ def test_one_member_alone_equals_an_ordinary_trial(pop, empty_after, ordinary, t
     assert results[-1]["reward"] > 0.5                                     # it learned (10 classes)
     model = load_trained(tmp_path / "m0")                                  # an ordinary trial checkpoint
     assert model.meta["config"] == CONFIG and model.meta["net"] == "cifar_resnet20_v1"
+    # each epoch keeps the same validation predictions as the ordinary trial's (for the ensemble stage)
+    for epoch in range(1, EPOCHS + 1):
+        mine, theirs = stored_predictions(tmp_path / "m0", epoch), stored_predictions(ordinary.checkpoint_dir, epoch)
+        np.testing.assert_array_equal(mine[1], theirs[1])
+        np.testing.assert_array_equal(mine[0], theirs[0])
+    assert mine[0].shape == (len(mine[1]), 10)
+    assert results[-1]["val_top1"] == pytest.approx(np.mean(mine[0].argmax(-1) == mine[1]))
 
 
 def test_a_member_among_others_equals_an_ordinary_trial(pop, empty_after, ordinary, tmp_path):
