@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from jaxgluon.task.cross_validation import CV_SHARE
-from jaxgluon.task.ensemble import EnsembleModel, is_saved_ensemble, load_ensemble, scores, select_weights
+from jaxgluon.task.ensemble import (SELECTION_RULES, EnsembleModel, is_saved_ensemble, load_ensemble, scores,
+                                   select_weights)
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 from jaxgluon.train.checkpoint import PROBE_EPOCH
@@ -51,6 +52,8 @@ from jaxgluon.train.val_predictions import stored_predictions
 log = logging.getLogger("jaxgluon.task")
 
 CHOICES = (True, False, "auto")
+#: ``ensemble`` also takes a selection rule of ``jaxgluon.task.ensemble.select_weights`` (built as with True).
+ENSEMBLE_CHOICES = CHOICES + tuple(rule for rule in SELECTION_RULES if rule != "auto")
 #: Share of ``time_limits`` kept from the search for the ensemble stage (bounded below/above). The stage reads the
 #: validation predictions the trials kept (``jaxgluon.train.val_predictions``) and loads each candidate: 4.2 s
 #: for 10 candidates of 3 nets at 224 px in a 600 s CPU fit (imagenette_small, 2026-12-05), where predicting
@@ -60,10 +63,15 @@ ENSEMBLE_RESERVE_FRACTION, ENSEMBLE_RESERVE_MIN_S, ENSEMBLE_RESERVE_MAX_S = 0.02
 ENSEMBLE_MAX_CANDIDATES = 10
 
 
-def check_choice(name: str, value: Any) -> Any:
-    if not any(value is c or (isinstance(c, str) and value == c) for c in CHOICES):
-        raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+def check_choice(name: str, value: Any, choices: tuple = CHOICES) -> Any:
+    if not any(value is c or (isinstance(c, str) and value == c) for c in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def selection_rule(ensemble: Any) -> str:
+    """The ``select_weights`` rule an ``ensemble`` argument asks for: 'average' or 'greedy' as named, else 'auto'."""
+    return ensemble if isinstance(ensemble, str) and ensemble in SELECTION_RULES else "auto"
 
 
 def stage_reserve(time_limits: float | None, ensemble: Any, num_trials: int | None = None,
@@ -71,14 +79,15 @@ def stage_reserve(time_limits: float | None, ensemble: Any, num_trials: int | No
     """Seconds of ``time_limits`` the search leaves for this stage (module docstring; a requested refit's time
     is kept by the search itself, ``jaxgluon.task.refit.RefitKeep``): none for an ensemble of a
     single trial (``num_trials=1``) unless its linear-probe model is a candidate beside its checkpoint
-    (``probes``: pretrained nets with ``head_init='linear_probe'``), and no minimum for ``ensemble='auto'``;
+    (``probes``: pretrained nets with ``head_init='linear_probe'``), and no minimum for ``ensemble='auto'``
+    (True, 'average' and 'greedy' keep at least ``ENSEMBLE_RESERVE_MIN_S``);
     with ``num_folds``, also ``jaxgluon.task.cross_validation.CV_SHARE`` for cross-validating the final
     candidates (of two or more configs)."""
     if time_limits is None:
         return 0.0
     reserve = 0.0
     if ensemble is not False and (num_trials != 1 or probes):
-        low = ENSEMBLE_RESERVE_MIN_S if ensemble is True else 0.0
+        low = ENSEMBLE_RESERVE_MIN_S if ensemble is True or selection_rule(ensemble) != "auto" else 0.0
         reserve += min(max(ENSEMBLE_RESERVE_FRACTION * time_limits, low), ENSEMBLE_RESERVE_MAX_S)
     if num_folds is not None and num_trials != 1:
         reserve += CV_SHARE * time_limits
@@ -140,8 +149,9 @@ def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | 
 
 def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, single: tuple[int, TrainedModel],
                    metric: str, deadline: float | None, load_seconds: float | None = None,
-                   kept_predictions: bool = True) -> tuple[EnsembleModel | None, dict]:
-    """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights``) over the
+                   kept_predictions: bool = True, rule: str = "auto") -> tuple[EnsembleModel | None, dict]:
+    """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights`` with
+    ``rule``) over the
     validation predictions of the best-ranked trials. With ``kept_predictions`` (``val_source`` is the split the
     trials scored, as in ``fit``) those are the predictions each trial kept with its checkpoint
     (``jaxgluon.train.val_predictions``), used when they match ``val_source``'s length and labels
@@ -203,7 +213,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         record["reason"] = record.get("stopped", "fewer than two trials had a checkpoint to predict with")
         return _skip(record, start)
     stacked = np.stack(probs)
-    counts, record["selection"] = select_weights(stacked, labels, [m.net for m in members], metric)
+    counts, record["selection"] = select_weights(stacked, labels, [m.net for m in members], metric, rule=rule)
     chosen = np.flatnonzero(counts)
     ensemble = EnsembleModel([members[i] for i in chosen], counts[chosen].astype(float),
                              trial_ids=[members[i].meta["trial_id"] for i in chosen], metric=metric)
@@ -267,7 +277,8 @@ def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, sing
         enable_compilation_cache()
     if ensemble is not False:
         model, metadata["ensemble"] = build_ensemble(experiment, trials_dir, spec.sources(caches)[1], single, metric,
-                                                     deadline, load_seconds=restore_seconds)
+                                                     deadline, load_seconds=restore_seconds,
+                                                     rule=selection_rule(ensemble))
         if metadata["ensemble"]["status"] == "chosen":
             if refit is not False:
                 metadata["refit"] = {"status": "skipped", "reason": "the ensemble was chosen (module docstring of "

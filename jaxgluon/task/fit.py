@@ -31,7 +31,7 @@ from jaxgluon.task.budget import apply_budget, warm_restore_templates, warm_sear
 from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
-from jaxgluon.task.final_model import check_choice, final_stage, stage_reserve
+from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, stage_reserve
 from jaxgluon.task.refit import RefitKeep, refit_scale
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
@@ -131,7 +131,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric`` and used when it beats its
-        best member on validation. 'auto' (default) and True build it; False never does.
+        best member on validation. 'auto' (default) and True build it; False never does; 'average' or 'greedy'
+        build it with that rule whatever the nets (``metadata['ensemble']['selection']`` says which ran).
         ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
         rule in ``jaxgluon.task.final_model`` (an ensemble the selection rule chose, else a finished refit, else the
         best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
@@ -173,7 +174,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     if pixel_model not in (True, False, "auto"):
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     check_choice("refit", refit)
-    check_choice("ensemble", ensemble)
+    check_choice("ensemble", ensemble, ENSEMBLE_CHOICES)
     num_folds = check_num_folds(num_folds)
     _start_driver_backend(executor, autotune_level_for(time_limits))
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,

@@ -244,9 +244,16 @@ def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_valida
     assert ensemble.weights.tolist() == [1.0, 1.0]
     mean = np.mean([m.predict_proba(IMAGES) for m in ensemble.members], axis=0)
     np.testing.assert_allclose(ensemble.predict_proba(IMAGES), mean, rtol=1e-6)
+    # rule='greedy' asks for greedy selection over the same two-net candidates
+    assert build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False,
+                          rule="greedy")[1]["selection"] == "greedy"
     monkeypatch.undo()
-    assert build_ensemble(results, trials_dir, val, (tid, loaded(trials_dir / str(tid))), "log_loss",
-                          None, kept_predictions=False)[1]["selection"] == "greedy"
+    single = (tid, loaded(trials_dir / str(tid)))
+    assert build_ensemble(results, trials_dir, val, single, "log_loss", None,
+                          kept_predictions=False)[1]["selection"] == "greedy"
+    # rule='average' averages candidates of one net too
+    assert build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False,
+                          rule="average")[1]["selection"] == "average"
 
 
 def test_leaderboard_lists_the_refit_and_the_ensemble_after_the_trials(two_trials):
@@ -370,7 +377,35 @@ def test_refit_true_ends_the_search_in_time_for_its_refit(image_folders, tmp_pat
 
 def test_refit_and_ensemble_arguments_are_validated(image_folders):
     dataset = task.Dataset(train_path=str(image_folders[0]))
-    with pytest.raises(ValueError, match="refit must be True, False or 'auto'"):
+    with pytest.raises(ValueError, match="refit must be one of True, False, 'auto', got 'yes'"):
         task.fit(dataset, refit="yes", **FAST)
-    with pytest.raises(ValueError, match="ensemble must be"):
+    with pytest.raises(ValueError, match="refit must be one of True, False, 'auto', got 'greedy'"):
+        task.fit(dataset, refit="greedy", **FAST)     # a selection rule is an ensemble choice only
+    with pytest.raises(ValueError, match="ensemble must be one of True, False, 'auto', 'average', 'greedy'"):
         task.fit(dataset, ensemble=2, **FAST)
+
+
+def test_an_ensemble_argument_naming_a_rule_reaches_the_selection(monkeypatch):
+    """``fit(ensemble='average' | 'greedy')`` builds the ensemble with that rule (and keeps the reserve's minimum,
+    as True does); True and 'auto' leave the rule to the candidates' nets."""
+    import jaxgluon.task.final_model as final_model
+    asked = []
+
+    def fake_build(*args, rule="auto", **kw):
+        asked.append(rule)
+        return None, {"status": "skipped", "reason": "test"}
+
+    monkeypatch.setattr(final_model, "build_ensemble", fake_build)
+
+    class Spec:
+        compilation_cache = False
+
+        def sources(self, caches):
+            return None, None
+
+    for ensemble in (True, "auto", "average", "greedy"):
+        out = final_model.final_stage(None, None, Spec(), (0, "single model"), "single", refit=False,
+                                      ensemble=ensemble, metric="log_loss", deadline=None)
+        assert out.model == "single model" and out.metadata["ensemble"]["reason"] == "test"
+    assert asked == ["auto", "auto", "average", "greedy"]
+    assert stage_reserve(4, "average") == stage_reserve(4, "greedy") == stage_reserve(4, True) == 0.5
