@@ -53,6 +53,7 @@ import numpy as np
 
 from jaxgluon import data as jdata
 from jaxgluon import models
+from jaxgluon.train import val_predictions
 from jaxgluon.train.checkpoint import TrialCheckpointer
 from jaxgluon.train.compile_cache import enable_compilation_cache
 from jaxgluon.train.linear_probe import cached_features, fit_linear_head, pooled_features, set_head
@@ -61,7 +62,6 @@ from jaxgluon.train.population_batches import PhaseTimes, StackedBatches
 from jaxgluon.train.population_config import CLONE_KEY, population_key, strip_clone, with_hyperparams
 from jaxgluon.train.population_memory import MEMORY_FRACTION, auto_capacity, compiled_bytes, free_device_memory
 from jaxgluon.train.population_program import abstract_args, member_programs
-from jaxgluon.train import val_predictions
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.steps import PROBS
 from jaxgluon.train.trial import (CHECKPOINT_SUBDIR, TrialSpec, _batch_size, _initial_meta, _json_plain,

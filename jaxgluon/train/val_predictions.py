@@ -16,7 +16,8 @@ images at 224 px, 10 candidates of 3 nets), and a deadline could stop it before 
     probs, labels = stored_predictions(trial_dir, epoch)   # or None
 
 Predictions over :data:`MAX_STORED_VALUES` values (images x classes) are not kept: the ensemble stage predicts
-those itself, as it does for checkpoints saved without them (population trials, older runs).
+those itself, as it does for checkpoints saved without them (by a jaxgluon before they were kept). Population
+members (``jaxgluon.train.population``) keep theirs the same way.
 """
 from __future__ import annotations
 
