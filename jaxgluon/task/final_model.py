@@ -151,9 +151,9 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
                    metric: str, deadline: float | None, load_seconds: float | None = None,
                    kept_predictions: bool = True, rule: str = "auto") -> tuple[EnsembleModel | None, dict]:
     """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights`` with
-    ``rule``) over the
-    validation predictions of the best-ranked trials. With ``kept_predictions`` (``val_source`` is the split the
-    trials scored, as in ``fit``) those are the predictions each trial kept with its checkpoint
+    ``rule``) over the validation predictions of the best-ranked trials. With ``kept_predictions``
+    (``val_source`` is the split the trials scored, as in ``fit``) those are the predictions each trial kept with
+    its checkpoint
     (``jaxgluon.train.val_predictions``), used when they match ``val_source``'s length and labels
     (``record['stored_predictions']`` counts them); a candidate without them is predicted here with its
     checkpoint's compiled forward pass. Returns the ensemble whenever selection kept two or more models
