@@ -153,8 +153,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     """Ensemble selection (``record['selection']``: 'average' or 'greedy', ``ensemble.select_weights`` with
     ``rule``) over the validation predictions of the best-ranked trials. With ``kept_predictions``
     (``val_source`` is the split the trials scored, as in ``fit``) those are the predictions each trial kept with
-    its checkpoint
-    (``jaxgluon.train.val_predictions``), used when they match ``val_source``'s length and labels
+    its checkpoint (``jaxgluon.train.val_predictions``), used when they match ``val_source``'s length and labels
     (``record['stored_predictions']`` counts them); a candidate without them is predicted here with its
     checkpoint's compiled forward pass. Returns the ensemble whenever selection kept two or more models
     (``record['status']``: 'chosen' as the module's rule says; else 'not better'), else None ('skipped', with the
