@@ -171,14 +171,16 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         return _skip(record)
     first = first_prediction_estimate(experiment, [tid for _, tid, _ in ranked])
     record["first_prediction_estimate_s"] = first
-    if (deadline is not None and first is not None and deadline - time.time() < first
-            and not (kept_predictions and stored_predictions(trials_dir / str(ranked[0][1]), ranked[0][2]))):
+    # the first candidate's kept predictions (None: it must be predicted, which the estimate is for)
+    kept_first = (_kept_predictions(trials_dir / str(ranked[0][1]), ranked[0][2], val_source)
+                  if kept_predictions else None)
+    if deadline is not None and first is not None and deadline - time.time() < first and kept_first is None:
         record["reason"] = (f"predicting the validation images needs about {first:.1f} s (a validation pass and "
                             f"compiling the forward pass, as the trials measured) and "
                             f"{max(deadline - time.time(), 0.0):.1f} s are left")
         return _skip(record, start)
     members, probs, labels, times, loads, stored = [], [], None, [], [], 0
-    for _, tid, epoch in ranked:
+    for i, (_, tid, epoch) in enumerate(ranked):
         reuse = tid == single[0] and epoch == single[1].meta.get("epoch")
         load = 0.0 if reuse else max(loads, default=load_seconds or 0.0)
         if deadline is not None and times and deadline - time.time() < 1.5 * max(times) + load:
@@ -193,7 +195,8 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
         t1 = time.perf_counter()
         if not reuse:
             loads.append(t1 - t0)
-        out = _kept_predictions(trials_dir / str(tid), epoch, val_source) if kept_predictions else None
+        out = kept_first if i == 0 else (_kept_predictions(trials_dir / str(tid), epoch, val_source)
+                                         if kept_predictions else None)
         if out is not None:
             stored += 1
         else:
