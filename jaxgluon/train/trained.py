@@ -32,7 +32,8 @@ from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelE
                                       validate_json, verify_manifest, write_json, write_manifest)
 from jaxgluon.train.state import TrainState, create_train_state
 from jaxgluon.train.steps import PROGRAMS, make_mesh
-from jaxgluon.train.trial import CHECKPOINT_SUBDIR, META_FORMAT, evaluate_loader
+from jaxgluon.train.trial import CHECKPOINT_SUBDIR, META_FORMAT
+from jaxgluon.train.val_predictions import ValidationPass
 
 META_FILE = "meta.json"
 VARIABLES_DIR = "variables"
@@ -135,13 +136,13 @@ class TrainedModel:
                              f"{self.class_names}")
         loader = jdata.make_eval_loader(source, batch_size=self.batch_size, image_size=self.image_size,
                                         mean=self.mean, std=self.std, worker_count=worker_count)
-        sums = evaluate_loader(self._steps, self._state, loader)
+        sums = ValidationPass.over(self._steps, self._state, loader).sums()
         return sums["correct"] / max(sums["count"], 1.0)
 
     def predict_proba_source(self, source: Any, *, deadline: float | None = None, worker_count: int = 0
                              ) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(probabilities [N, C], labels [N])`` over a data source, batch by batch through the eval loader (one
-        compiled forward for every batch); None when the wall-clock ``deadline`` (``time.time()``) passes first
+        """``(probabilities [N, C], labels [N])`` over a data source, batch by batch through the eval loader and
+        the compiled eval step (``eval_predict_step``, the program the trials and :meth:`evaluate` run); None when the wall-clock ``deadline`` (``time.time()``) passes first
         (checked before each batch, so it is overrun by at most one batch)."""
         import time
 
@@ -150,20 +151,18 @@ class TrainedModel:
                              f"{self.class_names}")
         loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
                                    std=self.std, train=False, worker_count=worker_count)
-        probs, masks, labels = [], [], []
+        val = ValidationPass()   # the compiled eval step the trials ran: its probabilities, no second program
         for batch in loader:
             if deadline is not None:
-                if probs:
-                    jax.block_until_ready(probs[-1])
+                if val.outputs:
+                    jax.block_until_ready(val.outputs[-1])
                 if time.time() >= deadline:
                     return None
-            masks.append(np.asarray(batch["mask"]))
-            labels.append(np.asarray(batch["label"])[masks[-1]])
-            probs.append(jax.nn.softmax(self._forward(self._state, self._steps.shard(batch)["image"])))
-        if not probs:
+            val.add(self._steps, self._state, batch)
+        if not val.outputs:
             return np.zeros((0, self.num_classes)), np.zeros(0, np.int64)
-        out = np.concatenate([np.asarray(p)[m] for p, m in zip(probs, masks)]).astype(np.float64)
-        return out, np.concatenate(labels).astype(np.int64)
+        out = val.predictions(cap=False)
+        return out["probs"].astype(np.float64), out["labels"].astype(np.int64)
 
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and

@@ -193,11 +193,6 @@ def _batch_size(requested: int, num_devices: int, num_train: int) -> int:
     return size
 
 
-def evaluate_loader(steps: CompiledSteps, state: TrainState, loader: Any) -> dict[str, float]:
-    """Sums of ``eval_step`` over a loader: ``{'loss', 'correct', 'count'}``."""
-    return sum_metrics([steps.eval_step(state, steps.shard(batch)) for batch in loader])
-
-
 class _EpochTimer:
     """Training throughput that leaves out the first step of the call (compilation or cache load)."""
 
@@ -456,9 +451,7 @@ def _run_epochs(steps: CompiledSteps, state: TrainState, batches: Iterator[dict]
                      reporter.trial_id, epoch, epoch - 1)
             return
         eval_start = time.perf_counter()
-        val = ValidationPass()
-        for batch in val_loader:
-            val.add(steps, state, batch)
+        val = ValidationPass.over(steps, state, val_loader)
         reward, top1, val_loss = validation_scores(val.sums(), metric)
         save_start = time.perf_counter()
         ckpt.save(epoch, state, reward=reward, meta={**meta, "val_top1": top1, "val_loss": val_loss},

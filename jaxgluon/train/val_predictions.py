@@ -44,6 +44,14 @@ class ValidationPass:
         self._masks: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
 
+    @classmethod
+    def over(cls, steps: CompiledSteps, state: TrainState, loader: Any) -> "ValidationPass":
+        """The pass over every batch of ``loader``."""
+        val = cls()
+        for batch in loader:
+            val.add(steps, state, batch)
+        return val
+
     def add(self, steps: CompiledSteps, state: TrainState, batch: dict[str, Any]) -> None:
         """Dispatches the eval step on one host batch (asynchronously, like the step itself)."""
         self._masks.append(np.asarray(batch["mask"], bool))
@@ -54,10 +62,10 @@ class ValidationPass:
         """``{'loss', 'correct', 'count'}`` over the pass (``jaxgluon.train.steps.sum_metrics``)."""
         return sum_metrics(self.outputs)
 
-    def predictions(self) -> dict[str, np.ndarray] | None:
+    def predictions(self, cap: bool = True) -> dict[str, np.ndarray] | None:
         """``{'probs': float32 [N, C], 'labels': int32 [N]}`` of the unpadded rows in loader order, or None when
-        the pass is empty or larger than :data:`MAX_STORED_VALUES`."""
-        if not self.outputs or not fits(self._masks, self.outputs[0][PROBS].shape[-1]):
+        the pass is empty or (``cap``: predictions to keep) larger than :data:`MAX_STORED_VALUES`."""
+        if not self.outputs or (cap and not fits(self._masks, self.outputs[0][PROBS].shape[-1])):
             return None
         return gather(jax.device_get([out[PROBS] for out in self.outputs]), self._masks, self._labels)
 
