@@ -16,7 +16,9 @@ Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the cal
   chosen, would be served instead of the refit);
 - **single**: in every fit whose served model is an ensemble or a refit, the test top-1 of that same fit's best
   single trial model (its best checkpoint, the model ``fit`` would serve with neither), so "ensemble or refit
-  beats the best single trial" is measured within one search;
+  beats the best single trial" is measured within one search, with the served model's test-time augmentation;
+- **tta**: every fit serves its model with ``tta='auto'`` (``jaxgluon.task.final_model.serve_tta``); when that
+  turned it on, ``top1_no_tta`` is the same model's test top-1 without it;
 - **peers**: scikit-learn ``LogisticRegression`` and RBF ``SVC(C=10)`` on the pixels (each image resized whole to
   its median side, at most 32 px, 0-1 scale: what a user tries first), trained on the whole training split.
 
@@ -171,12 +173,20 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
                                                                         "best_member", "members", "epochs", "seconds",
                                                                         "selection", "stopped", "candidates",
                                                                         "stored_predictions")}
-    row["single_top1"] = single_top1(results, test) if row["final_model"] in ("ensemble", "refit") else row["top1"]
+    tta = bool((meta.get("tta") or {}).get("enabled"))
+    row["tta"] = tta
+    if tta:   # the served model without its test-time augmentation: what the augmentation added
+        results.model.tta = False
+        row["top1_no_tta"] = round(float(results.evaluate(test)), 4)
+        results.model.tta = True
+    row["single_top1"] = (single_top1(results, test, tta) if row["final_model"] in ("ensemble", "refit")
+                          else row["top1"])
     return row
 
 
-def single_top1(results, test: ImageDataset) -> float | None:
-    """Test top-1 of the fit's best single trial model (what it serves with neither ensemble nor refit)."""
+def single_top1(results, test: ImageDataset, tta: bool = False) -> float | None:
+    """Test top-1 of the fit's best single trial model (what it serves with neither ensemble nor refit), with the
+    test-time augmentation of the served model (``tta``), so the comparison is of the models alone."""
     from jaxgluon.train import load_trained
 
     meta = results.metadata
@@ -184,6 +194,7 @@ def single_top1(results, test: ImageDataset) -> float | None:
         return None
     model = load_trained(pathlib.Path(results.experiment_dir) / "trials" / str(meta["best_trial_id"]),
                          epoch=meta.get("best_epoch"))
+    model.tta = tta
     return round(float(model.evaluate(test.test_source)), 4)
 
 

@@ -177,6 +177,18 @@ class EnsembleModel:
 
     class_names = property(lambda self: list(self.meta["class_names"]))
     num_classes = property(lambda self: int(self.meta["num_classes"]))
+    #: Whether every member trained on left-right flipped images (``TrainedModel.flip_trained``).
+    flip_trained = property(lambda self: all(m.flip_trained for m in self.members))
+
+    @property
+    def tta(self) -> bool:
+        """Test-time augmentation of every member (``TrainedModel.tta``); setting it sets theirs."""
+        return all(m.tta for m in self.members)
+
+    @tta.setter
+    def tta(self, on: bool) -> None:
+        for m in self.members:
+            m.tta = on
 
     def _mix(self, parts: Sequence[np.ndarray]) -> np.ndarray:
         return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1)

@@ -31,7 +31,7 @@ from jaxgluon.task.budget import apply_budget, warm_restore_templates, warm_sear
 from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
-from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, stage_reserve
+from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, serve_tta, stage_reserve
 from jaxgluon.task.refit import RefitKeep, refit_scale
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
@@ -64,7 +64,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
         ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None,
         pixel_model: bool | str = "auto", refit: bool | str = False, ensemble: bool | str = "auto",
-        num_folds: int | None = None) -> Results:
+        num_folds: int | None = None, tta: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
     Args:
@@ -145,6 +145,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         kept from the search for this; it is skipped, keeping the search's choice, when its estimate does not fit
         the time left.
         ``metadata['cv']`` records each candidate's fold scores and the outcome.
+      tta: test-time augmentation of the served model (its predictions average each image and its mirror image):
+        'auto' (default: on when every network served trained on flipped images), True, False;
+        ``metadata['tta']`` says which and why (``jaxgluon.task.final_model.serve_tta``).
     A pretrained net's trial first fits a linear-probe head; that model is scored on validation like an epoch
     (checkpointed as epoch 0) and competes for the final model. When the budget ends before any fine-tuning epoch
     reports, ``fit`` returns the best probe model with a warning (``metadata['final_model'] == 'linear_probe'``);
@@ -175,6 +178,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         raise ValueError(f"pixel_model must be True, False or 'auto', got {pixel_model!r}")
     check_choice("refit", refit)
     check_choice("ensemble", ensemble, ENSEMBLE_CHOICES)
+    check_choice("tta", tta)
     num_folds = check_num_folds(num_folds)
     _start_driver_backend(executor, autotune_level_for(time_limits))
     defaults = fit_defaults(dataset.train_source, time_limits=time_limits,
@@ -283,6 +287,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                             restore_seconds=restored - restore_start, caches=caches)
         model, final = stage.model, stage.kind
         # ---- end of the refit / ensemble stage ----
+    tta_record = serve_tta(model, tta)
     elapsed = time.perf_counter() - started
     metadata = _metadata(experiment, config, space, spec, time_limits, elapsed, epochs)
     # final_model: 'ensemble', 'refit' (jaxgluon.task.final_model), 'single' (a trial's best fine-tuned epoch),
@@ -290,6 +295,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     # best_epoch: the best single model's
     metadata["pixel_model"] = None if pixel is None else pixel.summary()
     metadata["cv"] = cv   # None without num_folds
+    metadata["tta"] = tta_record
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
     metadata.update(final_model=final, best_trial_id=None if trial_id == PIXEL_CHOICE else trial_id,
                     best_epoch=single_epoch, final_restore_seconds=restored - restore_start, final_reserve_s=reserve,

@@ -247,9 +247,9 @@ class Population:
             set_head(model, *fit_linear_head(*cached_features(key, extract), len(self.class_names)))
             meta["head_init"] = "linear_probe"
         freeze = self.spec.freeze_batchnorm
-        meta["freeze_batchnorm"] = (
-            meta["pretrained_loaded"] and jdata.resolve_augment(self.train_src, self.spec.augment).startswith(
-                "resized_crop") if freeze == "auto" else bool(freeze))
+        meta["augment"] = jdata.resolve_augment(self.train_src, self.spec.augment)   # for test-time augmentation
+        meta["freeze_batchnorm"] = (meta["pretrained_loaded"] and meta["augment"].startswith("resized_crop")
+                                    if freeze == "auto" else bool(freeze))
         state = create_train_state(model, self.tx)
         if hasattr(self, "graphdef"):
             state = state.replace(graphdef=self.graphdef)

@@ -6,6 +6,13 @@
     model.evaluate(test_source)                         # top-1 in [0, 1]
     model.save("out/model")                             # standalone: meta.json + variables/ + manifest.json
     same = load_trained("out/model")                    # verifies every file's sha256 and meta.json's schema first
+    model.tta = True                                    # predictions average the image and its mirror image
+
+Test-time augmentation (``tta``, saved in ``meta``): with it on, every prediction (``predict_proba``,
+``predict_proba_source``, ``evaluate``) is the mean of the class probabilities of each image and of its left-right
+mirror image, at twice the cost. It suits a network trained with flipped images (``meta['augment']`` contains
+'flip': :attr:`TrainedModel.flip_trained`); ``task.fit(tta='auto')`` turns it on for those (why:
+``jaxgluon.task.final_model``).
 
 A saved model is verified on load (``jaxgluon.train.integrity``): a file that changed after the save, a missing
 file, or a ``meta.json`` outside :data:`META_SCHEMA` (a missing key, an ``image_size`` too large to allocate) is a
@@ -59,6 +66,8 @@ META_SCHEMA: dict[str, Any] = {
         "epoch": {"type": ["integer", "null"], "minimum": 0},
         "reward": {"type": ["number", "null"]},
         "config": {"type": "object"},
+        "augment": {"type": "string", "maxLength": 100},
+        "tta": {"type": "boolean"},
         MANIFEST_FIELD: {"const": MANIFEST_FILE},
     },
 }
@@ -79,6 +88,11 @@ def validate_meta(meta: Any, where: str) -> dict[str, Any]:
 
 def _logits(state: TrainState, images: jax.Array) -> jax.Array:
     return state.model(train=False)(images).astype(jnp.float32)
+
+
+def _mirrored(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch with each NHWC image flipped left to right (host or device arrays alike)."""
+    return {**batch, "image": batch["image"][:, :, ::-1]}
 
 
 class TrainedModel:
@@ -105,10 +119,27 @@ class TrainedModel:
     image_size = property(lambda self: int(self.meta["image_size"]))
     mean = property(lambda self: tuple(self.meta["mean"]))
     std = property(lambda self: tuple(self.meta["std"]))
+    #: Whether the network trained on left-right flipped images (its train augmentation, when recorded).
+    flip_trained = property(lambda self: "flip" in str(self.meta.get("augment", "")).split("+"))
+
+    @property
+    def tta(self) -> bool:
+        """Test-time augmentation: predictions average each image and its mirror image (module docstring)."""
+        return bool(self.meta.get("tta", False))
+
+    @tta.setter
+    def tta(self, on: bool) -> None:
+        if not isinstance(on, (bool, np.bool_)):
+            raise ValueError(f"tta must be True or False, got {on!r}")
+        self.meta["tta"] = bool(on)
 
     @property
     def state(self) -> TrainState:
         return self._state
+
+    def _probs(self, images: np.ndarray) -> np.ndarray:
+        batch = self._steps.shard({"image": images, "label": np.zeros(len(images), np.int32)})
+        return np.asarray(jax.nn.softmax(self._forward(self._state, batch["image"])))
 
     def predict_proba(self, images: Any) -> np.ndarray:
         """Class probabilities [N, num_classes] for one image or a sequence/array of images.
@@ -121,8 +152,10 @@ class TrainedModel:
             chunk = x[i:i + self.batch_size]
             padded = np.zeros((self.batch_size,) + x.shape[1:], np.float32)
             padded[:len(chunk)] = chunk
-            batch = self._steps.shard({"image": padded, "label": np.zeros(self.batch_size, np.int32)})
-            out.append(np.asarray(jax.nn.softmax(self._forward(self._state, batch["image"])))[:len(chunk)])
+            probs = self._probs(padded)
+            if self.tta:
+                probs = (probs + self._probs(np.ascontiguousarray(padded[:, :, ::-1]))) / 2
+            out.append(probs[:len(chunk)])
         return np.concatenate(out)
 
     def predict(self, images: Any) -> np.ndarray:
@@ -131,6 +164,9 @@ class TrainedModel:
 
     def evaluate(self, source: Any, *, worker_count: int = 0) -> float:
         """Top-1 accuracy on a data source (its ``class_names`` must match the model's)."""
+        if self.tta:
+            probs, labels = self.predict_proba_source(source, worker_count=worker_count)
+            return float(np.mean(np.argmax(probs, -1) == labels)) if len(labels) else 0.0
         if list(source.class_names) != self.class_names:
             raise ValueError(f"the source's classes {list(source.class_names)} differ from the model's "
                              f"{self.class_names}")
@@ -152,17 +188,23 @@ class TrainedModel:
         loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
                                    std=self.std, train=False, worker_count=worker_count)
         val = ValidationPass()   # the compiled eval step the trials ran: its probabilities, no second program
+        mirror = ValidationPass() if self.tta else None
         for batch in loader:
             if deadline is not None:
                 if val.outputs:
-                    jax.block_until_ready(val.outputs[-1])
+                    jax.block_until_ready((mirror or val).outputs[-1])
                 if time.time() >= deadline:
                     return None
             val.add(self._steps, self._state, batch)
+            if mirror is not None:
+                mirror.add(self._steps, self._state, _mirrored(batch))
         if not val.outputs:
             return np.zeros((0, self.num_classes)), np.zeros(0, np.int64)
         out = val.predictions(cap=False)
-        return out["probs"].astype(np.float64), out["labels"].astype(np.int64)
+        probs = out["probs"].astype(np.float64)
+        if mirror is not None:
+            probs = (probs + mirror.predictions(cap=False)["probs"].astype(np.float64)) / 2
+        return probs, out["labels"].astype(np.int64)
 
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and

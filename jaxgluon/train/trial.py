@@ -337,9 +337,10 @@ def _train_trial(config: Mapping[str, Any], reporter: Any, spec: TrialSpec, cach
             meta["head_init"] = "linear_probe"
             first_result["linear_probe_seconds"] = time.perf_counter() - probe_start
             probed = True
+        meta.setdefault("augment", jdata.resolve_augment(train_src, spec.augment))   # for test-time augmentation
         if "freeze_batchnorm" not in meta:  # a resumed trial keeps its first choice
             meta["freeze_batchnorm"] = (
-                meta["pretrained_loaded"] and jdata.resolve_augment(train_src, spec.augment).startswith("resized_crop")
+                meta["pretrained_loaded"] and meta["augment"].startswith("resized_crop")
                 if spec.freeze_batchnorm == "auto" else bool(spec.freeze_batchnorm))
         freeze = bool(meta["freeze_batchnorm"])
         state = steps.replicate(create_train_state(model, tx, label_smoothing=trial.label_smoothing,

@@ -188,6 +188,9 @@ def test_fit_records_the_ensemble_and_lists_it(two_trials):
     assert {"model", "final"} <= set(frame.columns) and list(frame.columns)[-1] == "error"
     assert len(frame) == 2 + built and str(frame["trial_id"].dtype) == "Int64"
     assert list(frame["model"]) == [r["model"] for r in rows]
+    # tta='auto': the nets trained on flipped images, so the served model averages each image and its mirror
+    assert results.metadata["tta"]["enabled"] is True and results.model.tta is True
+    assert Results.load(results.save(two_trials[2] / "tta_saved")).model.tta is True
 
 
 def test_the_ensemble_reads_the_validation_predictions_the_trials_kept(two_trials):
@@ -347,7 +350,7 @@ def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tm
     scans, scan = [], jaxgluon.data.specs.ImageFolderSource
     monkeypatch.setattr(jaxgluon.data.specs, "ImageFolderSource", lambda *a, **k: scans.append(a) or scan(*a, **k))
     results = task.fit(dataset, num_trials=1, epochs=1, lr_scheduler="constant", executor="in_process",
-                       output_directory=tmp_path / "exp", refit=True, ensemble=False, **FAST)
+                       output_directory=tmp_path / "exp", refit=True, ensemble=False, tta=False, **FAST)
     assert scans == []                 # the trial, the refit and the ensemble stage reuse the dataset's folder scan
     meta = results.metadata
     assert meta["final_model"] == "refit" and meta["refit"]["status"] == "completed", meta.get("refit")
@@ -359,6 +362,7 @@ def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tm
     again = Results.load(results.save(tmp_path / "saved"))
     np.testing.assert_array_equal(again.predict_proba(IMAGES), results.predict_proba(IMAGES))
     assert again.metadata["final_model"] == "refit" and again.model.meta["final_model"] == "refit"
+    assert results.metadata["tta"] == {"enabled": False, "reason": "tta=False"} and again.model.tta is False
 
 
 @pytest.mark.alone   # a hard time_limits: nothing beside it under xdist (tests/conftest.py)
@@ -383,6 +387,8 @@ def test_refit_and_ensemble_arguments_are_validated(image_folders):
         task.fit(dataset, refit="greedy", **FAST)     # a selection rule is an ensemble choice only
     with pytest.raises(ValueError, match="ensemble must be one of True, False, 'auto', 'average', 'greedy'"):
         task.fit(dataset, ensemble=2, **FAST)
+    with pytest.raises(ValueError, match="tta must be one of True, False, 'auto', got 'flip'"):
+        task.fit(dataset, tta="flip", **FAST)
 
 
 def test_an_ensemble_argument_naming_a_rule_reaches_the_selection(monkeypatch):

@@ -96,6 +96,7 @@ def test_fit_returns_the_pixel_model_when_it_validates_best(image_folders, tmp_p
     assert meta["pixel_model"]["val_top1"] == 1.0            # dark vs light: separable on pixels
     assert meta["final_model"] == "pixel_kernel" and results.config["net"] == "pixel_kernel"
     assert results.reward == meta["pixel_model"]["val_top1"] and meta["best_trial_id"] is None
+    assert meta["tta"]["enabled"] is False        # tta='auto': the kernel model has none
     board = results.leaderboard_rows()
     assert board[0]["net"] == "pixel_kernel" and board[0]["trial_id"] is None and len(board) == 2
     assert board[1]["trial_id"] == 0

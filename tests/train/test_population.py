@@ -90,6 +90,7 @@ def test_one_member_alone_equals_an_ordinary_trial(pop, empty_after, ordinary, t
     assert results[-1]["reward"] > 0.5                                     # it learned (10 classes)
     model = load_trained(tmp_path / "m0")                                  # an ordinary trial checkpoint
     assert model.meta["config"] == CONFIG and model.meta["net"] == "cifar_resnet20_v1"
+    assert model.meta["augment"] == load_trained(ordinary.checkpoint_dir).meta["augment"]   # for fit's tta
     # each epoch keeps the same validation predictions as the ordinary trial's (for the ensemble stage)
     for epoch in range(1, EPOCHS + 1):
         mine, theirs = stored_predictions(tmp_path / "m0", epoch), stored_predictions(ordinary.checkpoint_dir, epoch)

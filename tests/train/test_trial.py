@@ -137,6 +137,7 @@ def test_load_trained_predicts_evaluates_and_saves(spec, full_run, tmp_path):
     assert model.meta["reward"] == best["reward"]
     assert (model.net, model.class_names, model.image_size) == ("cifar_resnet20_v1", ["solid", "striped"], 16)
     assert model.meta["freeze_batchnorm"] is False  # random init: BatchNorm trains
+    assert model.meta["augment"] == "pad_crop+flip" and model.flip_trained   # 16 px images ('auto'), recorded
     _, val = spec.sources()
     assert model.evaluate(val) == pytest.approx(best["reward"])
     images = [val[i]["image"] for i in range(3)]
