@@ -24,6 +24,13 @@ equal-weight pair of candidates (``oracle pair``).
     python benchmarks/task_quality.py --datasets imagenette_small,flowers5 --time-limits 600 --out /tmp/q600
     python benchmarks/ensemble_selection.py /tmp/q600 [/tmp/another_run ...]
 
+With ``--tta`` every candidate is also predicted with test-time augmentation (``TrainedModel.tta``: the mean of
+each image's and its mirror image's probabilities, what ``fit(tta='auto')`` serves), validation and test alike,
+the rules choose again from those validation predictions, and the summary adds each rule's test top-1 gain from
+the augmentation (mean, and the fits it raised / lowered).
+
+    python benchmarks/ensemble_selection.py /tmp/q600 --tta
+
 The output ends with one JSON line: per fit each rule's test top-1 and the two ceilings, and per rule the mean
 test top-1 and its wins and losses against single.
 """
@@ -74,10 +81,10 @@ class _Experiment:
         self.trials = list(trials.values())
 
 
-def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path):
+def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path, tta: bool = False):
     """Validation and test probabilities ``[M, N, C]`` of the candidates a fit's ensemble stage considers
     (``jaxgluon.task.final_model._candidates``: each trial's best fine-tuned epoch and its probe; one probe model
-    that several trials share once), their labels and names."""
+    that several trials share once), their labels and names; with ``tta``, with test-time augmentation."""
     train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
     val_source = train.split()[1]
     names, nets, val, tst, y_val, y_test = [], [], [], [], None, None
@@ -86,6 +93,7 @@ def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: 
             model = load_trained(exp / "trials" / str(tid), epoch=epoch)
         except (ValueError, FileNotFoundError):       # not kept (a trial cut early; an older retention)
             continue
+        model.tta = tta
         pv, y_val = model.predict_proba_source(val_source)
         pt, y_test = model.predict_proba_source(test.test_source)
         names.append(f"{tid}:{epoch}")
@@ -125,17 +133,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("roots", nargs="+", help="--out folders of benchmarks/task_quality.py runs")
     p.add_argument("--bootstraps", type=int, default=20)
+    p.add_argument("--tta", action="store_true", help="also score every rule with test-time augmentation")
     args = p.parse_args()
     fits = fits_under(args.roots)
     if not fits:
         sys.exit(f"no default fits (seed*/<dataset>/default/trials) under {args.roots}; run benchmarks/"
                  "task_quality.py --out DIR first")
     rows = []
-    for dataset, seed, exp in fits:
+    for (dataset, seed, exp), tta in ((fit, tta) for fit in fits for tta in ((False, True) if args.tta else (False,))):
         names, nets, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp,
-                                                                     exp.parent.parent / "_data")
+                                                                     exp.parent.parent / "_data", tta)
         weights = rule_weights(val, y_val, nets, args.bootstraps)
-        row = {"dataset": dataset, "seed": seed, "experiment": str(exp), "candidates": names, "nets": nets,
+        row = {"dataset": dataset, "seed": seed, "tta": tta, "experiment": str(exp), "candidates": names, "nets": nets,
                "val_images": len(y_val), "test_images": len(y_test),
                "greedy_weights": weights["greedy"].astype(int).tolist(),
                "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
@@ -144,19 +153,30 @@ def main() -> None:
                "candidate_val_top1": [round(scores(p, y_val)[0], 4) for p in val],
                **ceilings(tst, y_test)}
         rows.append(row)
-        print(f"{dataset} (seed {seed}, {exp}): {len(names)} candidates of {len(set(nets))} net(s), {len(y_val)} "
+        print(f"{dataset} (seed {seed}{', tta' if tta else ''}, {exp}): {len(names)} candidates of {len(set(nets))} net(s), {len(y_val)} "
               f"val / {len(y_test)} test "
               "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items())
               + f"; ceilings: {row['wrong_for_every_candidate']} test images wrong for every candidate, best "
               f"pair {row['oracle_pair_test_top1']:.4f}", flush=True)
     summary = {}
-    for rule in RULES:
-        tops = [r["test_top1"][rule] for r in rows]
-        summary[rule] = {"mean_test_top1": round(float(np.mean(tops)), 4),
-                         "wins_vs_single": sum(r["test_top1"][rule] > r["test_top1"]["single"] for r in rows),
-                         "losses_vs_single": sum(r["test_top1"][rule] < r["test_top1"]["single"] for r in rows)}
-        print(f"{rule}: mean test top-1 {summary[rule]['mean_test_top1']:.4f}, beats single on "
-              f"{summary[rule]['wins_vs_single']} of {len(rows)} fits, loses on {summary[rule]['losses_vs_single']}")
+    for tta in (False, True) if args.tta else (False,):
+        chosen = [r for r in rows if r["tta"] == tta]
+        for rule in RULES:
+            tops = [r["test_top1"][rule] for r in chosen]
+            key = f"{rule} (tta)" if tta else rule
+            summary[key] = {"mean_test_top1": round(float(np.mean(tops)), 4),
+                            "wins_vs_single": sum(r["test_top1"][rule] > r["test_top1"]["single"] for r in chosen),
+                            "losses_vs_single": sum(r["test_top1"][rule] < r["test_top1"]["single"] for r in chosen)}
+            print(f"{key}: mean test top-1 {summary[key]['mean_test_top1']:.4f}, beats single on "
+                  f"{summary[key]['wins_vs_single']} of {len(chosen)} fits, loses on {summary[key]['losses_vs_single']}")
+    if args.tta:
+        pairs = list(zip(rows[0::2], rows[1::2]))   # each fit without, then with the augmentation
+        for rule in RULES:
+            gains = [after["test_top1"][rule] - before["test_top1"][rule] for before, after in pairs]
+            summary[f"tta gain: {rule}"] = {"mean_points": round(100 * float(np.mean(gains)), 2),
+                                            "raised": sum(g > 0 for g in gains), "lowered": sum(g < 0 for g in gains)}
+            print(f"tta gain, {rule}: {100 * np.mean(gains):+.2f} points in the mean, raised {sum(g > 0 for g in gains)}"
+                  f" / lowered {sum(g < 0 for g in gains)} of {len(gains)} fits")
     print(json.dumps({"fits": rows, "summary": summary}))
 
 

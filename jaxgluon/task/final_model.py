@@ -21,11 +21,12 @@ Whatever is served, ``fit(tta=...)`` then sets its test-time augmentation (:func
 its predictions average each image and its mirror image. 'auto' (default) turns it on when every network served
 trained on left-right flipped images (``TrainedModel.flip_trained``: the default augmentation for natural images;
 not digits, say, trained without flips), with no validation contest: a mirrored image is a view the network
-trained on, and on seven 600 s CPU fits' candidates (flowers5, hymenoptera, imagenette_small, seeds 0-2,
-2026-12-05) it raised every fit's mean candidate test top-1 (by 0.2-1.2 points) and its best-by-validation single
-model's (by 0 to 2.4 points), and the served average by 0.26 points in the mean (from -0.3 to +1.0). It doubles
-the cost of ``predict``; ``tta=False`` (or ``model.tta = False`` later) turns it off. The validation scores in
-``metadata`` and the leaderboard are without it.
+trained on. On the candidates of fifteen 600 s CPU fits (flowers5, hymenoptera, imagenette_small, seeds 0-4,
+``benchmarks/history/2026-12-06-tta.md``) it raised the best-by-validation single model's test top-1 by 1.0 points
+in the mean (0 to +2.4, never lower) and the candidates' mean by 0.5 points; the served average gained less, 0.2
+points in the mean over eighteen fits (from -1.0 to +1.0: 6 up, 2 down, 10 equal). It doubles the cost of
+``predict``; ``tta=False`` (or ``model.tta = False`` later) turns it off. The validation scores in ``metadata``
+and the leaderboard are without it.
 
 With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single model) is the one k-fold
 cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
