@@ -26,7 +26,6 @@ import warnings
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -86,13 +85,39 @@ def validate_meta(meta: Any, where: str) -> dict[str, Any]:
     return meta
 
 
-def _logits(state: TrainState, images: jax.Array) -> jax.Array:
-    return state.model(train=False)(images).astype(jnp.float32)
-
-
 def _mirrored(batch: dict[str, Any]) -> dict[str, Any]:
     """The batch with each NHWC image flipped left to right (host or device arrays alike)."""
     return {**batch, "image": batch["image"][:, :, ::-1]}
+
+
+class _Predictions:
+    """A model's probabilities over batches through the compiled eval step (the program the trials ran), averaged
+    with the mirror images' when the model's ``tta`` is on."""
+
+    def __init__(self, model: "TrainedModel"):
+        self.model = model
+        self.plain = ValidationPass()
+        self.mirror = ValidationPass() if model.tta else None
+
+    def add(self, batch: dict[str, Any]) -> None:
+        self.plain.add(self.model._steps, self.model._state, batch)
+        if self.mirror is not None:
+            self.mirror.add(self.model._steps, self.model._state, _mirrored(batch))
+
+    def wait(self) -> None:
+        """Blocks until every batch added so far is computed."""
+        if self.plain.outputs:
+            jax.block_until_ready((self.mirror or self.plain).outputs[-1])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities [N, C] float64, labels [N] int64)`` of the unmasked rows, in order."""
+        if not self.plain.outputs:
+            return np.zeros((0, self.model.num_classes)), np.zeros(0, np.int64)
+        out = self.plain.predictions(cap=False)
+        probs = out["probs"].astype(np.float64)
+        if self.mirror is not None:
+            probs = (probs + self.mirror.predictions(cap=False)["probs"].astype(np.float64)) / 2
+        return probs, out["labels"].astype(np.int64)
 
 
 class TrainedModel:
@@ -111,7 +136,6 @@ class TrainedModel:
         self._steps = PROGRAMS.steps(make_mesh())   # shares the programs the trials of this process compiled
         self._state = self._steps.replicate(state)
         self.batch_size = -(-batch_size // self._steps.num_devices) * self._steps.num_devices
-        self._forward = jax.jit(_logits)
 
     net = property(lambda self: self.meta["net"])
     class_names = property(lambda self: list(self.meta["class_names"]))
@@ -137,26 +161,21 @@ class TrainedModel:
     def state(self) -> TrainState:
         return self._state
 
-    def _probs(self, images: np.ndarray) -> np.ndarray:
-        batch = self._steps.shard({"image": images, "label": np.zeros(len(images), np.int32)})
-        return np.asarray(jax.nn.softmax(self._forward(self._state, batch["image"])))
-
     def predict_proba(self, images: Any) -> np.ndarray:
-        """Class probabilities [N, num_classes] for one image or a sequence/array of images.
+        """Class probabilities [N, num_classes] (float32) for one image or a sequence/array of images.
 
-        Images go through ``data.preprocess_eval`` (uint8 HxWx3 arrays, greyscale, paths, PIL images).
+        Images go through ``data.preprocess_eval`` (uint8 HxWx3 arrays, greyscale, paths, PIL images), then the
+        compiled eval step in batches of one fixed shape (padding rows masked out), as :meth:`evaluate` runs it.
         """
         x = jdata.preprocess_eval(images, self.image_size, self.mean, self.std)
-        out = []
-        for i in range(0, len(x), self.batch_size):   # a fixed batch shape: one compilation
+        out = _Predictions(self)
+        for i in range(0, len(x), self.batch_size):
             chunk = x[i:i + self.batch_size]
             padded = np.zeros((self.batch_size,) + x.shape[1:], np.float32)
             padded[:len(chunk)] = chunk
-            probs = self._probs(padded)
-            if self.tta:
-                probs = (probs + self._probs(np.ascontiguousarray(padded[:, :, ::-1]))) / 2
-            out.append(probs[:len(chunk)])
-        return np.concatenate(out)
+            out.add({"image": padded, "label": np.zeros(self.batch_size, np.int32),
+                     "mask": np.arange(self.batch_size) < len(chunk)})
+        return out.result()[0].astype(np.float32)
 
     def predict(self, images: Any) -> np.ndarray:
         """Predicted class indices (see :meth:`predict_proba`); names via ``class_names``."""
@@ -178,8 +197,9 @@ class TrainedModel:
     def predict_proba_source(self, source: Any, *, deadline: float | None = None, worker_count: int = 0
                              ) -> tuple[np.ndarray, np.ndarray] | None:
         """``(probabilities [N, C], labels [N])`` over a data source, batch by batch through the eval loader and
-        the compiled eval step (``eval_predict_step``, the program the trials and :meth:`evaluate` run); None when the wall-clock ``deadline`` (``time.time()``) passes first
-        (checked before each batch, so it is overrun by at most one batch)."""
+        the compiled eval step (``eval_predict_step``, the program the trials and :meth:`evaluate` run); None when
+        the wall-clock ``deadline`` (``time.time()``) passes first (checked before each batch, so it is overrun by
+        at most one batch)."""
         import time
 
         if list(source.class_names) != self.class_names:
@@ -187,24 +207,14 @@ class TrainedModel:
                              f"{self.class_names}")
         loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
                                    std=self.std, train=False, worker_count=worker_count)
-        val = ValidationPass()   # the compiled eval step the trials ran: its probabilities, no second program
-        mirror = ValidationPass() if self.tta else None
+        out = _Predictions(self)
         for batch in loader:
             if deadline is not None:
-                if val.outputs:
-                    jax.block_until_ready((mirror or val).outputs[-1])
+                out.wait()
                 if time.time() >= deadline:
                     return None
-            val.add(self._steps, self._state, batch)
-            if mirror is not None:
-                mirror.add(self._steps, self._state, _mirrored(batch))
-        if not val.outputs:
-            return np.zeros((0, self.num_classes)), np.zeros(0, np.int64)
-        out = val.predictions(cap=False)
-        probs = out["probs"].astype(np.float64)
-        if mirror is not None:
-            probs = (probs + mirror.predictions(cap=False)["probs"].astype(np.float64)) / 2
-        return probs, out["labels"].astype(np.int64)
+            out.add(batch)
+        return out.result()
 
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and
