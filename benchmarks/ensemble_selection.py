@@ -2,17 +2,27 @@
 
 Given experiment folders that ``benchmarks/task_quality.py --out DIR`` left (``DIR/seed<s>/<dataset>/default``), it
 loads every candidate ``fit``'s ensemble stage considers (``jaxgluon.task.final_model._candidates``: each trial's
-best fine-tuned epoch and its scored linear-probe model), predicts the fit's validation split and the dataset's
-test split, and scores on test the ensemble each rule picks from the validation predictions:
+best fine-tuned epoch and its scored linear-probe model, the best ``ENSEMBLE_MAX_CANDIDATES`` of them), predicts
+the fit's validation split and the dataset's test split, and scores on test the ensemble each rule picks from the
+validation predictions:
 
-- **single**: the best candidate by validation log-loss (the model a fit without an ensemble serves);
+- **single**: the best candidate by the fit's ranking metric (``metric='auto'``: validation log-loss under 300
+  validation images, else top-1; the model a fit without an ensemble serves);
 - **greedy**: Caruana et al.'s selection with replacement, by log-loss (``jaxgluon.task.ensemble``, the default);
 - **bootstrap greedy**: the mean of greedy selections' weights over ``--bootstraps`` resamples of the
   validation images (a hedge against a small validation set rewarding one model by chance);
 - **average all** / **average top 3**: the uniform mean of all candidates / the 3 best by validation log-loss;
-- **fit's rule**: what ``fit`` serves, ``jaxgluon.task.ensemble.select_weights``: the uniform mean of the
-  candidates when they come from two or more networks (less those under halfway from chance to the best), else
-  greedy.
+- **selection, no contest**: ``jaxgluon.task.ensemble.select_weights``'s choice, served whatever its validation
+  score: the uniform mean of the candidates when they come from two or more networks (less those under halfway
+  from chance to the best), else greedy selection (what ``fit`` served for two or more nets before 2026-12-06);
+- **cross-fit contest**: that choice when it scores better on validation than the single model picked out of fold
+  (:func:`out_of_fold_best`: each half of the validation images scored by the candidate best on the other half, so
+  its score carries no reward for having been picked on the images that score it), else the single model;
+- **cross-fit top-k**: the uniform mean of the k best candidates by validation log-loss, k chosen by out-of-fold
+  log-loss (k = 1 is the single model; all of ``average_weights``'s candidates the fit's average);
+- **fit's rule**: what ``fit`` serves (``jaxgluon.task.final_model.build_ensemble``): that choice when it scores
+  better on validation than the single model by the fit's metric (log-loss or top-1, the other breaking ties),
+  else the single model.
 
 Every rule sees the same candidates, the same validation split (rebuilt from the dataset and seed) and the same
 test images, so the comparison is within one search. No fit runs here.
@@ -25,8 +35,9 @@ equal-weight pair of candidates (``oracle pair``).
     python benchmarks/ensemble_selection.py /tmp/q600 [/tmp/another_run ...]
 
 With ``--tta`` every candidate is also predicted with test-time augmentation (``TrainedModel.tta``: the mean of
-each image's and its mirror image's probabilities, what ``fit(tta='auto')`` serves), validation and test alike,
-the rules choose again from those validation predictions, and the summary adds each rule's test top-1 gain from
+each image's and its mirror image's probabilities, what ``fit(tta='auto')`` serves), validation and test alike; the
+rules keep the choice they made from the predictions without it (as ``fit`` does: it chooses from the validation
+predictions its trials kept, made without the augmentation), and the summary adds each rule's test top-1 gain from
 the augmentation (mean, and the fits it raised / lowered).
 
     python benchmarks/ensemble_selection.py /tmp/q600 --tta
@@ -46,12 +57,15 @@ import numpy as np
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
-from jaxgluon.task.ensemble import greedy_selection, scores, select_weights  # noqa: E402
-from jaxgluon.task.final_model import _candidates  # noqa: E402
+from jaxgluon.task.ensemble import average_weights, greedy_selection, scores, select_weights  # noqa: E402
+from jaxgluon.task.cross_validation import fold_indices  # noqa: E402
+from jaxgluon.task.defaults import ranking_metric  # noqa: E402
+from jaxgluon.task.final_model import ENSEMBLE_MAX_CANDIDATES, _candidates  # noqa: E402
 from jaxgluon.train import load_trained  # noqa: E402
 from jaxgluon.tune.journal import read_journal  # noqa: E402
 
-RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3", "fit's rule")
+RULES = ("single", "greedy", "bootstrap greedy", "average all", "average top 3", "selection, no contest",
+         "cross-fit contest", "cross-fit top-k", "fit's rule")
 
 
 def fits_under(roots: list[str]) -> list[tuple[str, int, pathlib.Path]]:
@@ -88,7 +102,7 @@ def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: 
     train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
     val_source = train.split()[1]
     names, nets, val, tst, y_val, y_test = [], [], [], [], None, None
-    for _, tid, epoch in _candidates(_Experiment(exp), exp / "trials"):
+    for _, tid, epoch in _candidates(_Experiment(exp), exp / "trials")[:ENSEMBLE_MAX_CANDIDATES]:   # as fit
         try:
             model = load_trained(exp / "trials" / str(tid), epoch=epoch)
         except (ValueError, FileNotFoundError):       # not kept (a trial cut early; an older retention)
@@ -112,10 +126,54 @@ def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstrap
         idx = rng.integers(0, len(labels), len(labels))
         counts = greedy_selection(val[:, idx], labels[idx])
         boot += counts / counts.sum()
-    return {"single": np.eye(len(val))[order[0]], "greedy": greedy_selection(val, labels).astype(float),
+    metric = ranking_metric("auto", len(labels))      # what fit ranks by on this many validation images
+    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
+    single = np.eye(len(val))[min(range(len(val)), key=lambda i: key(scores(val[i], labels)))]
+    chosen, rule = select_weights(val, labels, nets, metric)
+    rival = out_of_fold_best(val, labels, metric) if rule == "average" else scores(mixed(single, val), labels)
+    several = np.count_nonzero(chosen) >= 2
+    return {"single": single, "greedy": greedy_selection(val, labels).astype(float),
             "bootstrap greedy": boot, "average all": np.ones(len(val)),
             "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float),
-            "fit's rule": select_weights(val, labels, nets)[0]}
+            "selection, no contest": chosen,
+            "cross-fit contest": chosen if several and key(scores(mixed(chosen, val), labels)) < key(rival) else single,
+            "cross-fit top-k": crossfit_top_k(val, labels),
+            "fit's rule": chosen if several and key(scores(mixed(chosen, val), labels)) < key(scores(mixed(single, val),
+                                                                                                labels)) else single}
+
+
+def out_of_fold_best(probs: np.ndarray, labels: np.ndarray, metric: str = "log_loss",
+                     repeats: int = 5) -> tuple[float, float]:
+    """Validation ``(top-1, log-loss)`` of "the best single candidate" among ``probs [M, N, C]`` with the pick made
+    out of fold: for each of ``repeats`` stratified splits of the images into halves, each half is predicted by the
+    candidate that ranks best by ``metric`` on the other half; the mean over the splits."""
+    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
+    totals = np.zeros(2)
+    for r in range(repeats):
+        halves = fold_indices(labels, 2, seed=r)
+        picked = np.empty(probs.shape[1:])
+        for held, rest in (halves, halves[::-1]):
+            best = min(range(len(probs)), key=lambda i: key(scores(probs[i][rest], labels[rest])))
+            picked[held] = probs[best][held]
+        totals += scores(picked, labels)
+    return float(totals[0] / repeats), float(totals[1] / repeats)
+
+
+def crossfit_top_k(val: np.ndarray, labels: np.ndarray, repeats: int = 5) -> np.ndarray:
+    """Uniform weights over the k best candidates by validation log-loss (among ``average_weights``'s), k chosen
+    by its out-of-fold log-loss: for each of ``repeats`` stratified splits into halves, each half is scored by the
+    mean of the k candidates best on the other half."""
+    keep = np.flatnonzero(average_weights(val, labels))
+    oof = np.zeros(len(keep))
+    for r in range(repeats):
+        halves = fold_indices(labels, 2, seed=r)
+        for held, rest in (halves, halves[::-1]):
+            order = keep[np.argsort([scores(val[i][rest], labels[rest])[1] for i in keep], kind="stable")]
+            for k in range(1, len(keep) + 1):
+                oof[k - 1] += scores(val[order[:k]].mean(0)[held], labels[held])[1] * len(held)
+    k = int(np.argmin(oof)) + 1
+    order = keep[np.argsort([scores(val[i], labels)[1] for i in keep], kind="stable")]
+    return np.isin(np.arange(len(val)), order[:k]).astype(float)
 
 
 def mixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -139,11 +197,14 @@ def main() -> None:
     if not fits:
         sys.exit(f"no default fits (seed*/<dataset>/default/trials) under {args.roots}; run benchmarks/"
                  "task_quality.py --out DIR first")
-    rows = []
+    rows, plain_weights = [], {}
     for (dataset, seed, exp), tta in ((fit, tta) for fit in fits for tta in ((False, True) if args.tta else (False,))):
         names, nets, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp,
                                                                      exp.parent.parent / "_data", tta)
-        weights = rule_weights(val, y_val, nets, args.bootstraps)
+        if not tta or len(val) != len(plain_weights.get("single", ())):
+            plain_weights = weights = rule_weights(val, y_val, nets, args.bootstraps)
+        else:   # as in fit: the rules choose from the validation predictions the trials kept (no augmentation)
+            weights = plain_weights
         row = {"dataset": dataset, "seed": seed, "tta": tta, "experiment": str(exp), "candidates": names, "nets": nets,
                "val_images": len(y_val), "test_images": len(y_test),
                "greedy_weights": weights["greedy"].astype(int).tolist(),
@@ -151,6 +212,8 @@ def main() -> None:
                "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()},
                "val_top1": {r: round(scores(mixed(w, val), y_val)[0], 4) for r, w in weights.items()},
                "candidate_val_top1": [round(scores(p, y_val)[0], 4) for p in val],
+               "candidate_val_log_loss": [round(scores(p, y_val)[1], 4) for p in val],
+               "candidate_test_top1": [round(scores(p, y_test)[0], 4) for p in tst],
                **ceilings(tst, y_test)}
         rows.append(row)
         print(f"{dataset} (seed {seed}{', tta' if tta else ''}, {exp}): {len(names)} candidates of {len(set(nets))} net(s), {len(y_val)} "

@@ -19,6 +19,16 @@ them the weaker ones only dilute the best: over 10 earlier fits whose candidates
 (efficientnet_lite0, or cifar_resnet20_v1 on cifar10_test_1k) the average lost to the single model 6 times, so
 greedy selection stays the rule there.
 
+Served or not (``jaxgluon.task.final_model.build_ensemble``): either rule's ensemble is served only when it scores
+better on validation than its best member, by the fit's metric. For greedy selection that holds almost by
+construction; the average had no such contest until test-time augmentation came, which helps one model more than an
+average of ten (``benchmarks/history/2026-12-06-tta.md``). With it on both sides, the uniform average lost to the
+best single trial on six of seven hymenoptera fits at 600 s (seeds 0-6; a tie on the seventh), by 1-3 of 153
+test images, and tied it on every imagenette_small fit, where its validation log-loss was higher than its best
+member's every time; on flowers5, where it wins by 6-7 test points, it also wins on validation every time
+(``benchmarks/history/2026-12-06-contest.md``). A fairer rival, the best candidate picked out of fold (so that
+picking the best of ten on 61 images earns it nothing), let the average through on a hymenoptera fit it lost.
+
 Selection starts from an empty ensemble and, each round, adds (again, if it is already in) the member whose addition
 gives the best validation score of the averaged probabilities; the result is the ensemble of the best round, so it
 is never worse on that validation set than the best single member (round 1 picks it). Weights are the selection

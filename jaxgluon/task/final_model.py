@@ -4,10 +4,11 @@ The rule (``metadata['final_model']``), applied in this order:
 
 1. ``'ensemble'`` when ``ensemble`` is on and the selection rule (``jaxgluon.task.ensemble.select_weights``) over
    the validation predictions of the best-ranked models kept at least two of them: when they come from two or
-   more networks, their uniform average (less any that learned under half as much as the best), served without
-   a validation contest, because on the few validation images a fit has greedy selection overfits them (measured
-   in that module's docstring); else greedy selection, served when it scores strictly better on validation than
-   its best member, by the fit's metric (log-loss or top-1). The models are each trial's best
+   more networks, their uniform average (less any that learned under half as much as the best), because on the
+   few validation images a fit has greedy selection overfits them (measured in that module's docstring); else
+   greedy selection. Either is served when it scores strictly better on validation than its best member, by the
+   fit's metric (log-loss or top-1; the other breaks ties); one that does not has ``status`` 'not better'
+   (why the average has this contest too: that module's docstring). The models are each trial's best
    fine-tuned epoch and, beside it, the trial's linear-probe model (epoch 0), whichever of the two scored better:
    a frozen-feature head and the fine-tuned net err differently, so even a one-trial search has an ensemble to
    try. Trials of one pretrained net and image size share one probe model; it is a candidate once.
@@ -262,9 +263,9 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     if len(chosen) < 2:
         record["reason"] = f"{record['selection']} selection kept a single model"
         return _skip(record, start)
-    if record["selection"] == "greedy" and not key((top1, loss)) < key(singles[best]):
-        record.update(status="not better", reason="the ensemble did not score better on validation than its best "
-                                                  "member")
+    if not key((top1, loss)) < key(singles[best]):
+        record.update(status="not better", reason=f"the {record['selection']} ensemble did not score better on "
+                                                  f"validation than its best member")
         log.info("fit: ensemble not used: %s", record["reason"])
         return ensemble, record
     record["status"] = "chosen"

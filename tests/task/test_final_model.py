@@ -15,6 +15,7 @@ from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
 from jaxgluon.task.ensemble import (EnsembleModel, average_weights, greedy_selection, load_ensemble, scores,
                                    select_weights)
+from jaxgluon.data.sources import source_labels
 from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
@@ -217,11 +218,11 @@ def test_the_ensemble_reads_the_validation_predictions_the_trials_kept(two_trial
     assert other["stored_predictions"] == 0
 
 
-def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_validation_contest(two_trials,
-                                                                                              image_folders,
-                                                                                              monkeypatch):
-    """Trial 1 is relabelled as another net: the ensemble stage then averages every candidate that learned and
-    serves that; without the relabel the same candidates go through greedy selection."""
+def test_candidates_of_two_nets_make_the_uniform_average_served_when_it_beats_its_best_member(
+        two_trials, image_folders, monkeypatch):
+    """Trial 1 is relabelled as another net: the ensemble stage then averages every candidate that learned, and
+    serves the average only when its validation score beats its best member's; without the relabel the same
+    candidates go through greedy selection."""
     import jaxgluon.task.final_model as final_model
     _, results, out = two_trials
     trials_dir = out / "exp" / "trials"
@@ -238,15 +239,34 @@ def test_candidates_of_two_nets_make_the_uniform_average_served_without_a_valida
     single = (tid, relabelled(trials_dir / str(tid)))
     val = load_source(str(image_folders[1]))
     ensemble, record = build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False)
-    # both trials learned (validation top-1 1.0), so both are in, weight 1 each; the mean is served although its
-    # validation log-loss is worse than its best member's, the contest greedy selection must win
-    assert record["selection"] == "average" and record["status"] == "chosen", record
+    # both trials learned (validation top-1 1.0), so both are in, weight 1 each
+    assert record["selection"] == "average", record
     assert sorted((m["trial_id"], m["net"], m["weight"]) for m in record["members"]) == [
         (0, "cifar_resnet20_v1", 1), (1, "another_net", 1)]
-    assert record["val_loss"] > record["best_member"]["val_loss"]
     assert ensemble.weights.tolist() == [1.0, 1.0]
     mean = np.mean([m.predict_proba(IMAGES) for m in ensemble.members], axis=0)
     np.testing.assert_allclose(ensemble.predict_proba(IMAGES), mean, rtol=1e-6)
+    best = record["best_member"]
+    assert record["status"] == ("chosen" if record["val_loss"] < best["val_loss"] else "not better"), record
+    # the contest on kept validation predictions made up for it: two candidates each sure (0.99) on half the
+    # images and unsure (0.6) on the other half average to a lower log-loss than either (chosen); one sure
+    # everywhere beside one unsure everywhere beats their mean (not better: the single model is served)
+    labels = source_labels(val)
+    classes = len(single[1].class_names)
+    even = np.arange(len(labels)) % 2 == 0
+
+    def right(p):   # probability p on each image's class, the rest spread over the others
+        return np.where(np.eye(classes)[labels] == 1, p[:, None], (1 - p)[:, None] / (classes - 1))
+
+    for sure_on, status in (((even, ~even), "chosen"), ((even | True, even & False), "not better")):
+        made_up = {str(t): right(np.where(m, 0.99, 0.6)) for t, m in zip((0, 1), sure_on)}
+        monkeypatch.setattr(final_model, "_kept_predictions",
+                            lambda trial_dir, epoch, source: (made_up[trial_dir.name], labels))
+        again = build_ensemble(results, trials_dir, val, single, "log_loss", None)[1]
+        assert again["selection"] == "average" and again["stored_predictions"] == 2
+        assert again["status"] == status, again
+        assert (again["val_loss"] < again["best_member"]["val_loss"]) == (status == "chosen")
+        assert ("did not score better" in again.get("reason", "")) == (status == "not better")
     # rule='greedy' asks for greedy selection over the same two-net candidates
     assert build_ensemble(results, trials_dir, val, single, "log_loss", None, kept_predictions=False,
                           rule="greedy")[1]["selection"] == "greedy"
