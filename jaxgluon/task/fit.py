@@ -131,9 +131,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric``; either is used when it beats
-        its best member on validation. 'auto' (default) and True build it; False never does;
-        'average' or 'greedy' build it with that rule whatever the nets (``metadata['ensemble']['selection']``
-        says which ran). ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
+        its best member on validation. 'auto' (default) and True build it; False never does; 'average' or
+        'greedy' build it with that rule whatever the nets (``metadata['ensemble']['selection']`` says which ran).
+        ``metadata['final_model']`` says what is served: 'ensemble', 'refit', 'single' or 'linear_probe', by the
         rule in ``jaxgluon.task.final_model`` (an ensemble the selection rule chose, else a finished refit, else the
         best trial); ``metadata['ensemble']`` / ``metadata['refit']`` record what was tried.
       num_folds: k-fold cross-validation of the final candidates (None: off; an int >= 2): after the search, the

@@ -10,12 +10,12 @@ import pytest
 
 import jaxgluon.data.specs
 from jaxgluon import ImageClassification as task
+from jaxgluon.data.sources import source_labels
 from jaxgluon.space import Real
 from jaxgluon.space.optimizer import Adam
 from jaxgluon.task import Results
 from jaxgluon.task.ensemble import (EnsembleModel, average_weights, greedy_selection, load_ensemble, scores,
                                    select_weights)
-from jaxgluon.data.sources import source_labels
 from jaxgluon.task.cross_validation import CV_SHARE
 from jaxgluon.task.final_model import _candidates, build_ensemble, stage_reserve
 from jaxgluon.task.refit import combined_sources, estimate_seconds, refit_best
@@ -258,7 +258,8 @@ def test_candidates_of_two_nets_make_the_uniform_average_served_when_it_beats_it
     def right(p):   # probability p on each image's class, the rest spread over the others
         return np.where(np.eye(classes)[labels] == 1, p[:, None], (1 - p)[:, None] / (classes - 1))
 
-    for sure_on, status in (((even, ~even), "chosen"), ((even | True, even & False), "not better")):
+    everywhere, nowhere = np.ones_like(even), np.zeros_like(even)
+    for sure_on, status in (((even, ~even), "chosen"), ((everywhere, nowhere), "not better")):
         made_up = {str(t): right(np.where(m, 0.99, 0.6)) for t, m in zip((0, 1), sure_on)}
         monkeypatch.setattr(final_model, "_kept_predictions",
                             lambda trial_dir, epoch, source: (made_up[trial_dir.name], labels))
