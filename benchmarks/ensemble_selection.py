@@ -57,7 +57,8 @@ import numpy as np
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
-from jaxgluon.task.ensemble import average_weights, greedy_selection, scores, select_weights  # noqa: E402
+from jaxgluon.task.ensemble import (average_weights, greedy_selection, score_key, scores,  # noqa: E402
+                                   select_weights)
 from jaxgluon.task.cross_validation import fold_indices  # noqa: E402
 from jaxgluon.task.defaults import ranking_metric  # noqa: E402
 from jaxgluon.task.final_model import ENSEMBLE_MAX_CANDIDATES, _candidates  # noqa: E402
@@ -95,26 +96,30 @@ class _Experiment:
         self.trials = list(trials.values())
 
 
-def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path, tta: bool = False):
-    """Validation and test probabilities ``[M, N, C]`` of the candidates a fit's ensemble stage considers
-    (``jaxgluon.task.final_model._candidates``: each trial's best fine-tuned epoch and its probe; one probe model
-    that several trials share once), their labels and names; with ``tta``, with test-time augmentation."""
+def candidate_predictions(dataset: str, seed: int, exp: pathlib.Path, data_out: pathlib.Path,
+                          ttas: tuple[bool, ...] = (False,)):
+    """The candidates a fit's ensemble stage considers (``jaxgluon.task.final_model._candidates``: each trial's best
+    fine-tuned epoch and its probe; one probe model that several trials share once): their names, nets, validation
+    and test labels, and for each test-time augmentation setting in ``ttas`` their validation and test
+    probabilities ``[M, N, C]``. Each candidate is loaded once."""
     train, test = datasets_for(dataset, SHARED_DATA, data_out, seed)
     val_source = train.split()[1]
-    names, nets, val, tst, y_val, y_test = [], [], [], [], None, None
+    names, nets, y_val, y_test = [], [], None, None
+    probs: dict[bool, tuple[list, list]] = {tta: ([], []) for tta in ttas}
     for _, tid, epoch in _candidates(_Experiment(exp), exp / "trials")[:ENSEMBLE_MAX_CANDIDATES]:   # as fit
         try:
             model = load_trained(exp / "trials" / str(tid), epoch=epoch)
         except (ValueError, FileNotFoundError):       # not kept (a trial cut early; an older retention)
             continue
-        model.tta = tta
-        pv, y_val = model.predict_proba_source(val_source)
-        pt, y_test = model.predict_proba_source(test.test_source)
         names.append(f"{tid}:{epoch}")
         nets.append(model.net)
-        val.append(pv)
-        tst.append(pt)
-    return names, nets, np.stack(val), np.stack(tst), y_val, y_test
+        for tta, (val, tst) in probs.items():
+            model.tta = tta
+            pv, y_val = model.predict_proba_source(val_source)
+            pt, y_test = model.predict_proba_source(test.test_source)
+            val.append(pv)
+            tst.append(pt)
+    return names, nets, y_val, y_test, {tta: (np.stack(val), np.stack(tst)) for tta, (val, tst) in probs.items()}
 
 
 def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstraps: int,
@@ -127,19 +132,20 @@ def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstrap
         counts = greedy_selection(val[:, idx], labels[idx])
         boot += counts / counts.sum()
     metric = ranking_metric("auto", len(labels))      # what fit ranks by on this many validation images
-    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
-    single = np.eye(len(val))[min(range(len(val)), key=lambda i: key(scores(val[i], labels)))]
+    single_scores = [scores(p, labels) for p in val]
+    best = min(range(len(val)), key=lambda i: score_key(single_scores[i], metric))
+    single = np.eye(len(val))[best]
     chosen, rule = select_weights(val, labels, nets, metric)
-    rival = out_of_fold_best(val, labels, metric) if rule == "average" else scores(mixed(single, val), labels)
     several = np.count_nonzero(chosen) >= 2
+    chosen_key = score_key(scores(mixed(chosen, val), labels), metric)
+    rival = out_of_fold_best(val, labels, metric) if rule == "average" else single_scores[best]
     return {"single": single, "greedy": greedy_selection(val, labels).astype(float),
             "bootstrap greedy": boot, "average all": np.ones(len(val)),
             "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float),
             "selection, no contest": chosen,
-            "cross-fit contest": chosen if several and key(scores(mixed(chosen, val), labels)) < key(rival) else single,
+            "cross-fit contest": chosen if several and chosen_key < score_key(rival, metric) else single,
             "cross-fit top-k": crossfit_top_k(val, labels),
-            "fit's rule": chosen if several and key(scores(mixed(chosen, val), labels)) < key(scores(mixed(single, val),
-                                                                                                labels)) else single}
+            "fit's rule": chosen if several and chosen_key < score_key(single_scores[best], metric) else single}
 
 
 def out_of_fold_best(probs: np.ndarray, labels: np.ndarray, metric: str = "log_loss",
@@ -147,13 +153,12 @@ def out_of_fold_best(probs: np.ndarray, labels: np.ndarray, metric: str = "log_l
     """Validation ``(top-1, log-loss)`` of "the best single candidate" among ``probs [M, N, C]`` with the pick made
     out of fold: for each of ``repeats`` stratified splits of the images into halves, each half is predicted by the
     candidate that ranks best by ``metric`` on the other half; the mean over the splits."""
-    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
     totals = np.zeros(2)
     for r in range(repeats):
         halves = fold_indices(labels, 2, seed=r)
         picked = np.empty(probs.shape[1:])
         for held, rest in (halves, halves[::-1]):
-            best = min(range(len(probs)), key=lambda i: key(scores(probs[i][rest], labels[rest])))
+            best = min(range(len(probs)), key=lambda i: score_key(scores(probs[i][rest], labels[rest]), metric))
             picked[held] = probs[best][held]
         totals += scores(picked, labels)
     return float(totals[0] / repeats), float(totals[1] / repeats)
@@ -197,30 +202,29 @@ def main() -> None:
     if not fits:
         sys.exit(f"no default fits (seed*/<dataset>/default/trials) under {args.roots}; run benchmarks/"
                  "task_quality.py --out DIR first")
-    rows, plain_weights = [], {}
-    for (dataset, seed, exp), tta in ((fit, tta) for fit in fits for tta in ((False, True) if args.tta else (False,))):
-        names, nets, val, tst, y_val, y_test = candidate_predictions(dataset, seed, exp,
-                                                                     exp.parent.parent / "_data", tta)
-        if not tta or len(val) != len(plain_weights.get("single", ())):
-            plain_weights = weights = rule_weights(val, y_val, nets, args.bootstraps)
-        else:   # as in fit: the rules choose from the validation predictions the trials kept (no augmentation)
-            weights = plain_weights
-        row = {"dataset": dataset, "seed": seed, "tta": tta, "experiment": str(exp), "candidates": names, "nets": nets,
-               "val_images": len(y_val), "test_images": len(y_test),
-               "greedy_weights": weights["greedy"].astype(int).tolist(),
-               "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
-               "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()},
-               "val_top1": {r: round(scores(mixed(w, val), y_val)[0], 4) for r, w in weights.items()},
-               "candidate_val_top1": [round(scores(p, y_val)[0], 4) for p in val],
-               "candidate_val_log_loss": [round(scores(p, y_val)[1], 4) for p in val],
-               "candidate_test_top1": [round(scores(p, y_test)[0], 4) for p in tst],
-               **ceilings(tst, y_test)}
-        rows.append(row)
-        print(f"{dataset} (seed {seed}{', tta' if tta else ''}, {exp}): {len(names)} candidates of {len(set(nets))} net(s), {len(y_val)} "
-              f"val / {len(y_test)} test "
-              "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items())
-              + f"; ceilings: {row['wrong_for_every_candidate']} test images wrong for every candidate, best "
-              f"pair {row['oracle_pair_test_top1']:.4f}", flush=True)
+    rows = []
+    for dataset, seed, exp in fits:
+        names, nets, y_val, y_test, probs = candidate_predictions(dataset, seed, exp, exp.parent.parent / "_data",
+                                                                  (False, True) if args.tta else (False,))
+        # as in fit: the rules choose from the validation predictions the trials kept (no augmentation)
+        weights = rule_weights(probs[False][0], y_val, nets, args.bootstraps)
+        for tta, (val, tst) in probs.items():
+            row = {"dataset": dataset, "seed": seed, "tta": tta, "experiment": str(exp), "candidates": names,
+                   "nets": nets, "val_images": len(y_val), "test_images": len(y_test),
+                   "greedy_weights": weights["greedy"].astype(int).tolist(),
+                   "test_top1": {r: round(scores(mixed(w, tst), y_test)[0], 4) for r, w in weights.items()},
+                   "val_log_loss": {r: round(scores(mixed(w, val), y_val)[1], 4) for r, w in weights.items()},
+                   "val_top1": {r: round(scores(mixed(w, val), y_val)[0], 4) for r, w in weights.items()},
+                   "candidate_val_top1": [round(scores(p, y_val)[0], 4) for p in val],
+                   "candidate_val_log_loss": [round(scores(p, y_val)[1], 4) for p in val],
+                   "candidate_test_top1": [round(scores(p, y_test)[0], 4) for p in tst],
+                   **ceilings(tst, y_test)}
+            rows.append(row)
+            print(f"{dataset} (seed {seed}{', tta' if tta else ''}, {exp}): {len(names)} candidates of "
+                  f"{len(set(nets))} net(s), {len(y_val)} val / {len(y_test)} test "
+                  "images; test top-1 " + ", ".join(f"{r} {v:.4f}" for r, v in row["test_top1"].items())
+                  + f"; ceilings: {row['wrong_for_every_candidate']} test images wrong for every candidate, best "
+                  f"pair {row['oracle_pair_test_top1']:.4f}", flush=True)
     summary = {}
     for tta in (False, True) if args.tta else (False,):
         chosen = [r for r in rows if r["tta"] == tta]

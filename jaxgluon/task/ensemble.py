@@ -84,10 +84,15 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return top1, loss
 
 
-def _rank_key(probs: np.ndarray, labels: np.ndarray, metric: str) -> tuple[float, float]:
-    """Lower is better: log-loss (top-1 breaks ties), or error rate (log-loss breaks its many ties)."""
-    top1, loss = scores(probs, labels)
+def score_key(score: tuple[float, float], metric: str) -> tuple[float, float]:
+    """The sort key (lower is better) of a ``(top-1, log-loss)`` score under ``metric``: log-loss (top-1 breaks
+    ties), or error rate (log-loss breaks its many ties)."""
+    top1, loss = score
     return (loss, -top1) if metric == "log_loss" else (-top1, loss)
+
+
+def _rank_key(probs: np.ndarray, labels: np.ndarray, metric: str) -> tuple[float, float]:
+    return score_key(scores(probs, labels), metric)
 
 
 def greedy_selection(probs: np.ndarray, labels: np.ndarray, metric: str = "log_loss",

@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from jaxgluon.task.cross_validation import CV_SHARE
-from jaxgluon.task.ensemble import (SELECTION_RULES, EnsembleModel, is_saved_ensemble, load_ensemble, scores,
-                                   select_weights)
+from jaxgluon.task.ensemble import (SELECTION_RULES, EnsembleModel, is_saved_ensemble, load_ensemble, score_key,
+                                   scores, select_weights)
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 from jaxgluon.train.checkpoint import PROBE_EPOCH
@@ -253,8 +253,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     mixed = np.tensordot(counts / counts.sum(), stacked, axes=1)
     top1, loss = scores(mixed, labels)
     singles = [scores(p, labels) for p in probs]
-    key = (lambda s: (s[1], -s[0])) if metric == "log_loss" else (lambda s: (-s[0], s[1]))
-    best = min(range(len(singles)), key=lambda i: key(singles[i]))
+    best = min(range(len(singles)), key=lambda i: score_key(singles[i], metric))
     record.update(members=[{**_member_id(members[i]), "net": members[i].net, "weight": int(counts[i])}
                            for i in chosen],
                   val_top1=top1, val_loss=loss, best_member={**_member_id(members[best]),
@@ -263,7 +262,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     if len(chosen) < 2:
         record["reason"] = f"{record['selection']} selection kept a single model"
         return _skip(record, start)
-    if not key((top1, loss)) < key(singles[best]):
+    if not score_key((top1, loss), metric) < score_key(singles[best], metric):
         record.update(status="not better", reason=f"the {record['selection']} ensemble did not score better on "
                                                   f"validation than its best member")
         log.info("fit: ensemble not used: %s", record["reason"])
