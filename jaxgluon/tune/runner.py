@@ -105,6 +105,7 @@ class Runner(JournalReplay):
         self._snapshot_seq = -1
         self._snapshot_time = 0.0
         self._cancelled: dict[int, str] = {}  # trial_id -> why the runner had it killed
+        self._sent_deadlines: dict[int, float] = {}  # trial_id -> the time.time() deadline its launch carried
 
         journal_path = self.dir / JOURNAL
         if resume and not journal_path.exists():
@@ -152,6 +153,13 @@ class Runner(JournalReplay):
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
+
+    def _past_sent_deadline(self, trial_id: int) -> bool:
+        """Past the wall-clock deadline the trial's launch carried, on the clock the trial itself reads: a trial that
+        returned because ``time.time()`` passed it is past its deadline even where the monotonic clock is a little
+        behind (the two part when the wall clock is stepped)."""
+        deadline = self._sent_deadlines.get(trial_id)
+        return deadline is not None and time.time() >= deadline
 
     def _past_keep(self) -> bool:
         return self._keep_deadline is not None and self._clock() >= self._keep_deadline
@@ -261,6 +269,8 @@ class Runner(JournalReplay):
         if self.executor.reports_start:
             self._unstarted.add(trial_id)
         deadline = None if self._deadline is None else time.time() + (self._deadline - now)
+        if deadline is not None and self._clock is time.monotonic:
+            self._sent_deadlines[trial_id] = deadline
         self.executor.submit(TrialLaunch(trial_id=trial_id, config=record.config, checkpoint_dir=str(checkpoint_dir),
                                          max_epochs=self.max_epochs, seed=trial_seed(self.seed, trial_id),
                                          deadline=deadline, fence=str(self.dir / FENCE)))
@@ -356,7 +366,9 @@ class Runner(JournalReplay):
         """Apply the lifecycle's answer to a trial's end (returned, killed, interrupted, not restarted): its status,
         the scheduler call and the ``end`` event. False: nothing ended (an interrupted trial to restart)."""
         record, t = self.records[trial_id], self._now()
-        change = L.transition(record, event, max_epochs=self.max_epochs, past_deadline=self._past_deadline())
+        change = L.transition(record, event, max_epochs=self.max_epochs,
+                              past_deadline=self._past_deadline() or self._past_sent_deadline(trial_id))
+        self._sent_deadlines.pop(trial_id, None)
         if change.journal is None:
             return False
         if change.status == R.ERROR and record.status != R.ERROR:

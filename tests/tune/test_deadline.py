@@ -58,3 +58,25 @@ def test_time_limits_count_from_the_call_including_setup(tmp_path, monkeypatch):
     assert meta["time_used_s"] >= 0.6
     # the trial ran in what the setup left: it started at least 0.6 s into the experiment's clock
     assert result.trials[0]["start_time_s"] >= 0.6
+
+
+def test_a_trial_that_returns_at_its_wall_clock_deadline_is_stopped_when_the_wall_clock_runs_ahead(tmp_path,
+                                                                                                   monkeypatch):
+    """Trials read the deadline on ``time.time()``, the runner on the monotonic clock: after a forward step of the
+    wall clock the trial returns at its deadline while the runner's clock still shows time left. It was cut at the
+    deadline (STOPPED), not run to its end (COMPLETED): CI once saw COMPLETED for a fit's only trial."""
+    real_time, step = time.time, {"s": 0.0}
+
+    def stepped_after_first_report(config, reporter):
+        reporter(epoch=1, reward=0.5)
+        step["s"] = 1.5   # the wall clock jumps 1.5 s ahead of the monotonic one
+        while reporter.time_left() > 0:
+            time.sleep(0.01)
+
+    monkeypatch.setattr(time, "time", lambda: real_time() + step["s"])
+    start = time.monotonic()
+    result = ag.tune(stepped_after_first_report, {"x": ag.Real(0.0, 1.0)}, num_trials=1, time_limits=3.0,
+                     epochs=5, output_directory=tmp_path / "exp", journal_sync="flush", executor="in_process",
+                     trial_timeout=None)
+    assert time.monotonic() - start < 3.0   # it returned before the runner's own clock reached the limit
+    assert [t["status"] for t in result.trials] == ["STOPPED"]
