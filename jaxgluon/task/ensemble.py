@@ -48,6 +48,7 @@ import numpy as np
 from jaxgluon.train import TrainedModel, load_trained
 from jaxgluon.train.integrity import (MANIFEST_FIELD, MANIFEST_FILE, SavedModelError, check_saved, read_json_file,
                                       validate_json, verify_manifest, write_json, write_manifest)
+from jaxgluon.train.trained import predict_proba_together, predict_source_together
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "jaxgluon.ensemble/1"
@@ -211,15 +212,18 @@ class EnsembleModel:
         return np.tensordot(self.weights / self.weights.sum(), np.stack(parts), axes=1)
 
     def predict_proba(self, images: Any) -> np.ndarray:
-        """The weighted mean of the members' softmax probabilities, ``[N, C]``."""
-        return self._mix([m.predict_proba(images) for m in self.members])
+        """The weighted mean of the members' softmax probabilities, ``[N, C]``; each image is decoded once per
+        distinct member input (image size, normalisation), not once per member."""
+        return self._mix(predict_proba_together(self.members, images))
 
     def predict(self, images: Any) -> np.ndarray:
         return np.argmax(self.predict_proba(images), axis=-1)
 
     def predict_proba_source(self, source: Any, **kw: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        parts = [m.predict_proba_source(source, **kw) for m in self.members]
-        if any(p is None for p in parts):
+        """``(weighted mean probabilities, labels)`` over a data source; members fed alike share each batch
+        (``jaxgluon.train.trained.predict_source_together``). ``kw``: ``deadline``, ``worker_count``."""
+        parts = predict_source_together(self.members, source, **kw)
+        if parts is None:
             return None
         return self._mix([p for p, _ in parts]), parts[0][1]
 

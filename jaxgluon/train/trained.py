@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pathlib
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -167,15 +167,7 @@ class TrainedModel:
         Images go through ``data.preprocess_eval`` (uint8 HxWx3 arrays, greyscale, paths, PIL images), then the
         compiled eval step in batches of one fixed shape (padding rows masked out), as :meth:`evaluate` runs it.
         """
-        x = jdata.preprocess_eval(images, self.image_size, self.mean, self.std)
-        out = _Predictions(self)
-        for i in range(0, len(x), self.batch_size):
-            chunk = x[i:i + self.batch_size]
-            padded = np.zeros((self.batch_size,) + x.shape[1:], np.float32)
-            padded[:len(chunk)] = chunk
-            out.add({"image": padded, "label": np.zeros(self.batch_size, np.int32),
-                     "mask": np.arange(self.batch_size) < len(chunk)})
-        return out.result()[0].astype(np.float32)
+        return predict_proba_together([self], images)[0]
 
     def predict(self, images: Any) -> np.ndarray:
         """Predicted class indices (see :meth:`predict_proba`); names via ``class_names``."""
@@ -200,21 +192,8 @@ class TrainedModel:
         the compiled eval step (``eval_predict_step``, the program the trials and :meth:`evaluate` run); None when
         the wall-clock ``deadline`` (``time.time()``) passes first (checked before each batch, so it is overrun by
         at most one batch)."""
-        import time
-
-        if list(source.class_names) != self.class_names:
-            raise ValueError(f"the source's classes {list(source.class_names)} differ from the model's "
-                             f"{self.class_names}")
-        loader = jdata.make_loader(source, batch_size=self.batch_size, image_size=self.image_size, mean=self.mean,
-                                   std=self.std, train=False, worker_count=worker_count)
-        out = _Predictions(self)
-        for batch in loader:
-            if deadline is not None:
-                out.wait()
-                if time.time() >= deadline:
-                    return None
-            out.add(batch)
-        return out.result()
+        parts = predict_source_together([self], source, deadline=deadline, worker_count=worker_count)
+        return None if parts is None else parts[0]
 
     def save(self, directory: str | pathlib.Path) -> pathlib.Path:
         """Writes a standalone model directory for :func:`load_trained`: ``meta.json``, Orbax ``variables/``, and
@@ -234,6 +213,65 @@ class TrainedModel:
         return f"TrainedModel(net={self.net!r}, classes={self.num_classes}, image_size={self.image_size})"
 
 
+def _input_key(model: TrainedModel) -> tuple:
+    """What decoding feeds a model: models with equal keys take the very same batches."""
+    return model.image_size, model.mean, model.std, model.batch_size
+
+
+def predict_proba_together(models: Sequence[TrainedModel], images: Any) -> list[np.ndarray]:
+    """Each model's :meth:`TrainedModel.predict_proba` of ``images``, decoding them once per distinct input (image
+    size, normalisation) rather than once per model."""
+    decoded: dict[tuple, np.ndarray] = {}
+    out = []
+    for model in models:
+        key = _input_key(model)[:3]
+        if key not in decoded:
+            decoded[key] = jdata.preprocess_eval(images, model.image_size, model.mean, model.std)
+        x, preds = decoded[key], _Predictions(model)
+        for i in range(0, len(x), model.batch_size):
+            chunk = x[i:i + model.batch_size]
+            padded = np.zeros((model.batch_size,) + x.shape[1:], np.float32)
+            padded[:len(chunk)] = chunk
+            preds.add({"image": padded, "label": np.zeros(model.batch_size, np.int32),
+                       "mask": np.arange(model.batch_size) < len(chunk)})
+        out.append(preds.result()[0].astype(np.float32))
+    return out
+
+
+def predict_source_together(models: Sequence[TrainedModel], source: Any, *, deadline: float | None = None,
+                            worker_count: int = 0) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each model's :meth:`TrainedModel.predict_proba_source` over ``source``, with one pass of the eval loader per
+    distinct input (image size, normalisation, batch size): the models of one input share each batch. A source
+    whose decoded images fit the loader's cache is decoded once per image size either way; a larger one, which the
+    loader streams, would otherwise be decoded again for every member. None when the wall-clock ``deadline``
+    passes first (checked before each batch)."""
+    import time
+
+    for model in models:
+        if list(source.class_names) != model.class_names:
+            raise ValueError(f"the source's classes {list(source.class_names)} differ from the model's "
+                             f"{model.class_names}")
+    groups: dict[tuple, list[int]] = {}
+    for i, model in enumerate(models):
+        groups.setdefault(_input_key(model), []).append(i)
+    out: list[Any] = [None] * len(models)
+    for (image_size, mean, std, batch_size), members in groups.items():
+        preds = [_Predictions(models[i]) for i in members]
+        loader = jdata.make_loader(source, batch_size=batch_size, image_size=image_size, mean=mean, std=std,
+                                   train=False, worker_count=worker_count)
+        for batch in loader:
+            if deadline is not None:
+                for p in preds:
+                    p.wait()
+                if time.time() >= deadline:
+                    return None
+            for p in preds:
+                p.add(batch)
+        for i, p in zip(members, preds):
+            out[i] = p.result()
+    return out
+
+
 def _template(meta: dict[str, Any]) -> TrainState:
     """An abstract state (``jax.ShapeDtypeStruct`` leaves) to restore into: no random initialiser runs and no
     program compiles (building a random model first cost 5-9 s of small compilations after a fit's deadline)."""
@@ -251,8 +289,9 @@ def load_trained(path: str | pathlib.Path, *, epoch: int | None = None, batch_si
     """
     path = pathlib.Path(path).expanduser().absolute()
     if not path.is_dir():
-        raise FileNotFoundError(f"{path} {'is not a directory' if path.exists() else 'does not exist'}; give a directory written by TrainedModel.save / "
-                                "Results.save, or a trial's checkpoint directory")
+        raise FileNotFoundError(f"{path} {'is not a directory' if path.exists() else 'does not exist'}; give a "
+                                "directory written by TrainedModel.save / Results.save, or a trial's checkpoint "
+                                "directory")
     if any((path / name).exists() for name in (META_FILE, MANIFEST_FILE, VARIABLES_DIR)):
         if epoch is not None:
             raise ValueError(f"{path} is a saved model (one set of weights); epoch= applies to trial checkpoints")
