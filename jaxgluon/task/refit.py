@@ -101,15 +101,26 @@ def refit_scale(train: Any, val: Any) -> float:
 
 def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> float | None:
     """Seconds a refit of ``trial`` for ``epochs`` epochs should take, from the trial's reports: its setup (data,
-    weights, the probe) and first step (compilation or a cache load), plus ``epochs`` x its mean seconds per epoch
-    with the training part scaled by ``scale`` (images refit / images the trial trained on). None without reports."""
+    weights; its linear probe, whose features a refit computes for ``scale`` times the images) and first step
+    (compilation or a cache load), plus ``epochs`` x its mean seconds per epoch with the training part scaled by
+    ``scale`` (images refit / images the trial trained on). The first step is counted once: the training seconds of
+    the epoch that ran it are taken without it. None without reports.
+
+    >>> first = {'epoch_seconds': 3.0, 'train_seconds': 2.0, 'first_step_seconds': 1.0, 'setup_seconds': 4.0,
+    ...          'linear_probe_seconds': 2.0}
+    >>> estimate_seconds({'results': [first, {'epoch_seconds': 3.0, 'train_seconds': 2.0}]}, 2, 1.5)
+    12.5
+    """
     results = [r for r in trial.get("results", []) if r.get("epoch_seconds") is not None]
     if not results:
         return None
-    train = float(np.mean([r.get("train_seconds", r["epoch_seconds"]) for r in results]))
+    train = float(np.mean([max(0.0, r.get("train_seconds", r["epoch_seconds"]) - (r.get("first_step_seconds") or 0.0))
+                           for r in results]))
     rest = float(np.mean([r["epoch_seconds"] - r.get("train_seconds", r["epoch_seconds"]) for r in results]))
     first = results[0]
-    setup = float(first.get("setup_seconds") or 0.0) + float(first.get("first_step_seconds") or 0.0)
+    probe = float(first.get("linear_probe_seconds") or 0.0)
+    setup = (float(first.get("setup_seconds") or 0.0) + probe * (scale - 1)
+             + float(first.get("first_step_seconds") or 0.0))
     return setup + epochs * (train * scale + rest)
 
 
@@ -204,6 +215,10 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
         record.update(status="failed", reason=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - start)
         return RefitOutcome(None, record)
     record["seconds"] = time.perf_counter() - start
+    if reporter.results:   # what it took, beside the estimate
+        first = reporter.results[0]
+        record.update(setup_seconds=first.get("setup_seconds"), first_step_seconds=first.get("first_step_seconds"),
+                      epoch_seconds=[r.get("epoch_seconds") for r in reporter.results])
     done = [r["epoch"] for r in reporter.results]
     if epochs not in done:
         record.update(status="incomplete", reason=f"the deadline came during refit epoch {max(done, default=0) + 1} "
