@@ -162,6 +162,28 @@ def test_refit_is_skipped_with_the_reason_when_it_does_not_fit(image_folders, tm
     assert probe.model is None and "linear probe" in probe.record["reason"]
 
 
+def test_refit_stops_one_measured_step_before_its_deadline(image_folders, tmp_path, monkeypatch):
+    """The trial function checks its deadline before each step; the refit hands it the fit's deadline less the
+    slowest step the trial measured, so the step in flight at the deadline does not overrun the fit."""
+    from jaxgluon.task import refit as refit_module
+
+    seen = {}
+
+    def no_training(config, reporter, spec, caches=None):
+        seen["deadline"] = reporter.deadline
+
+    monkeypatch.setattr(refit_module, "train_trial", no_training)
+    spec = TrialSpec(train_data=str(image_folders[0]), val_fraction=0.25, image_size=16, batch_size=8)
+    timings = {"epoch_seconds": 0.5, "train_seconds": 0.4}
+    trial = {"trial_id": 3, "results": [{"epoch": 1, **timings, "images_per_sec": 4.0},
+                                        {"epoch": 2, **timings, "images_per_sec": 8.0}]}
+    deadline = time.time() + 60
+    outcome = refit_best({"net": "cifar_resnet20_v1"}, 2, trial, spec, tmp_path / "refit", deadline=deadline)
+    assert outcome.record["step_s"] == pytest.approx(2.0)   # 8 images at the slowest 4 images/s
+    assert seen["deadline"] == pytest.approx(deadline - 2.0)
+    assert outcome.model is None and outcome.record["status"] == "incomplete"   # it reported no epoch
+
+
 @pytest.fixture(scope="module")
 def two_trials(image_folders, tmp_path_factory):
     dataset = task.Dataset(train_path=str(image_folders[0]), test_path=str(image_folders[1]))
