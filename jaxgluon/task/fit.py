@@ -127,7 +127,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       refit: after the search, retrain the best config on training + validation images for its best epoch count:
         True (the search winds down when the time left falls to the estimated refit of the best trial so far,
         ``jaxgluon.task.refit.RefitKeep``), 'auto' (when the time the search left suffices),
-        False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit.
+        False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit. On
+        small folders, where a quarter of the images is held out for validation, True beat or tied the best
+        single trial in 7 of 8 600 s CPU fits (hymenoptera never below it; ``benchmarks/history/2026-12-06-refit.md``).
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric``; either is used when it beats
