@@ -127,8 +127,8 @@ def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> flo
 def step_seconds(trial: Mapping[str, Any], batch_size: int) -> float:
     """The slowest train step the trial measured (``batch_size`` over its lowest ``images_per_sec``, the step that
     compiled excluded); 0.0 without a measurement. The refit stops this long before its deadline, so the step in
-    flight when the deadline comes does not overrun it (one step of efficientnet_lite2 on 224 px images took
-    3.5-5 s on a loaded 2-core CPU, where a refit once ran 4.9 s past a 600 s fit's limit).
+    flight when the deadline comes does not overrun it (efficientnet_lite2 on 224 px images took about 3.5 s a step
+    on a loaded 2-core CPU, 67 s epochs of 19 steps, where a refit once ran 4.9 s past a 600 s fit's limit).
 
     >>> step_seconds({'results': [{'images_per_sec': 16.0}, {'images_per_sec': 8.0}, {}]}, 32)
     4.0
