@@ -32,7 +32,7 @@ from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
 from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, serve_tta, stage_reserve
-from jaxgluon.task.refit import RefitKeep, refit_scale
+from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep, refit_scale
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
@@ -126,10 +126,11 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         ``metadata['pixel_model']`` records its scores and seconds.
       refit: after the search, retrain the best config on training + validation images for its best epoch count:
         True (the search winds down when the time left falls to the estimated refit of the best trial so far,
-        ``jaxgluon.task.refit.RefitKeep``), 'auto' (when the time the search left suffices),
+        ``jaxgluon.task.refit.RefitKeep``, but keeps its time when that refit would take more than a third of it),
+        'auto' (when the time the search left suffices),
         False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit. On
         small folders, where a quarter of the images is held out for validation, True beat or tied the best
-        single trial in 7 of 8 600 s CPU fits (hymenoptera never below it; ``benchmarks/history/2026-12-06-refit.md``).
+        single trial in 7 of 9 600 s CPU fits (hymenoptera never below it; ``benchmarks/history/2026-12-06-refit.md``).
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric``; either is used when it beats
@@ -241,7 +242,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     keep = None   # refit=True: the search ends early enough for the refit of its best trial so far
     if refit is True and time_limits is not None:
-        keep = RefitKeep(refit_scale(*spec.sources(caches)))
+        keep = RefitKeep(refit_scale(*spec.sources(caches)), max_seconds=REFIT_MAX_SHARE * search_limit)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path

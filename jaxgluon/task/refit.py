@@ -31,6 +31,11 @@ REFIT_DIR = "refit"
 #: Margin on the estimate: a refit must be expected to end this much before the deadline (its epochs are longer
 #: than the trial's and a loaded machine varies).
 REFIT_ESTIMATE_MARGIN = 1.2
+#: Most of the search's time limit that ``fit(refit=True)`` keeps for a refit (:class:`RefitKeep`). On 600 s CPU
+#: fits of imagenette_small at load 4.6-5.4, reserves of 280-400 s left the search 1-3 trials: one refit was
+#: abandoned at the deadline and two lost to the best single trial; on the quieter fits, whose refits won or tied,
+#: the reserves stayed under a third (``benchmarks/history/2026-12-06-refit.md``).
+REFIT_MAX_SHARE = 1 / 3
 
 
 class _ConcatSource:
@@ -141,19 +146,29 @@ class RefitKeep:
     """``tune(keep_seconds=RefitKeep(scale))`` under ``fit(refit=True)``: the seconds to keep at the end of the
     search for a refit of the best trial so far (by its reported ``reward``): :func:`estimate_seconds` for its
     best epoch count (a linear-probe refit when its probe scored best) times the margin, plus the longest epoch
-    reported (the epoch in flight when the search winds down). None before any report.
+    reported (the epoch in flight when the search winds down). None before any report, and None when that is more
+    than ``max_seconds``: a refit is not worth more than that share of the search (:data:`REFIT_MAX_SHARE`); the
+    search keeps its time and the refit is skipped for want of it.
 
     >>> from jaxgluon.tune.records import TrialRecord
     >>> r = TrialRecord(0, {}, results=[{'epoch': 1, 'reward': 0.5, 'epoch_seconds': 10.0},
     ...                                 {'epoch': 2, 'reward': 0.7, 'epoch_seconds': 12.0}])
     >>> RefitKeep(scale=1.0, margin=1.0)({0: r})      # 2 epochs of 11 s, plus the longest epoch
     34.0
+    >>> RefitKeep(scale=1.0, margin=1.0, max_seconds=30.0)({0: r}) is None
+    True
     """
 
-    def __init__(self, scale: float, margin: float = REFIT_ESTIMATE_MARGIN):
-        self.scale, self.margin = float(scale), float(margin)
+    def __init__(self, scale: float, margin: float = REFIT_ESTIMATE_MARGIN, max_seconds: float | None = None):
+        self.scale, self.margin, self.max_seconds = float(scale), float(margin), max_seconds
 
     def __call__(self, records: Mapping[int, Any]) -> float | None:
+        seconds = self._seconds(records)
+        if seconds is not None and self.max_seconds is not None and seconds > self.max_seconds:
+            return None
+        return seconds
+
+    def _seconds(self, records: Mapping[int, Any]) -> float | None:
         best, best_reward = None, -np.inf
         for record in records.values():
             for result in record.results:

@@ -424,6 +424,32 @@ def test_refit_true_ends_the_search_in_time_for_its_refit(image_folders, tmp_pat
     assert meta["refit"]["status"] == "completed" and meta["final_model"] == "refit", meta["refit"]
 
 
+def test_refit_true_keeps_at_most_a_third_of_the_search_for_its_refit(image_folders, monkeypatch):
+    """fit(refit=True) hands the search a RefitKeep capped at REFIT_MAX_SHARE of the search's time limit: a refit
+    estimated above it reserves nothing (on loaded 600 s fits, larger reserves left the search 1-3 trials)."""
+    import importlib
+
+    from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep
+    fit_module = importlib.import_module("jaxgluon.task.fit")   # the package's ``fit`` attribute is the function
+
+    class Searched(Exception):
+        pass
+
+    asked = {}
+
+    def no_search(*args, **kwargs):
+        asked.update(kwargs)
+        raise Searched
+
+    monkeypatch.setattr(fit_module, "tune", no_search)
+    dataset = task.Dataset(train_path=str(image_folders[0]))
+    with pytest.raises(Searched):
+        task.fit(dataset, time_limits=60, refit=True, ensemble=False, **FAST)
+    keep = asked["keep_seconds"]
+    assert isinstance(keep, RefitKeep)
+    assert keep.max_seconds == pytest.approx(REFIT_MAX_SHARE * asked["time_limits"])
+
+
 def test_refit_and_ensemble_arguments_are_validated(image_folders):
     dataset = task.Dataset(train_path=str(image_folders[0]))
     with pytest.raises(ValueError, match="refit must be one of True, False, 'auto', got 'yes'"):
