@@ -57,8 +57,8 @@ import numpy as np
 import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sys.path
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
-from jaxgluon.task.ensemble import (average_weights, greedy_selection, score_key, scores,  # noqa: E402
-                                   select_weights)
+from jaxgluon.task.ensemble import (average_weights, contest, greedy_selection, score_key,  # noqa: E402
+                                   scores, select_weights)
 from jaxgluon.task.cross_validation import fold_indices  # noqa: E402
 from jaxgluon.task.defaults import ranking_metric  # noqa: E402
 from jaxgluon.task.final_model import ENSEMBLE_MAX_CANDIDATES, _candidates  # noqa: E402
@@ -132,20 +132,19 @@ def rule_weights(val: np.ndarray, labels: np.ndarray, nets: list[str], bootstrap
         counts = greedy_selection(val[:, idx], labels[idx])
         boot += counts / counts.sum()
     metric = ranking_metric("auto", len(labels))      # what fit ranks by on this many validation images
-    single_scores = [scores(p, labels) for p in val]
-    best = min(range(len(val)), key=lambda i: score_key(single_scores[i], metric))
-    single = np.eye(len(val))[best]
     chosen, rule = select_weights(val, labels, nets, metric)
+    match = contest(chosen, val, labels, metric)        # fit's own contest: the best member as the rival
+    single = np.eye(len(val))[match.best]
     several = np.count_nonzero(chosen) >= 2
-    chosen_key = score_key(scores(mixed(chosen, val), labels), metric)
-    rival = out_of_fold_best(val, labels, metric) if rule == "average" else single_scores[best]
+    rival = out_of_fold_best(val, labels, metric) if rule == "average" else match.best_score
     return {"single": single, "greedy": greedy_selection(val, labels).astype(float),
             "bootstrap greedy": boot, "average all": np.ones(len(val)),
             "average top 3": np.isin(np.arange(len(val)), order[:3]).astype(float),
             "selection, no contest": chosen,
-            "cross-fit contest": chosen if several and chosen_key < score_key(rival, metric) else single,
+            "cross-fit contest": (chosen if several and score_key(match.score, metric) < score_key(rival, metric)
+                                  else single),
             "cross-fit top-k": crossfit_top_k(val, labels),
-            "fit's rule": chosen if several and chosen_key < score_key(single_scores[best], metric) else single}
+            "fit's rule": chosen if match.served else single}
 
 
 def out_of_fold_best(probs: np.ndarray, labels: np.ndarray, metric: str = "log_loss",

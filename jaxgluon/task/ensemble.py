@@ -41,7 +41,7 @@ over them (``jaxgluon.train.integrity``).
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -165,6 +165,33 @@ def select_weights(probs: np.ndarray, labels: np.ndarray, nets: Sequence[str], m
     if rule == "average" or (rule == "auto" and len(set(nets)) >= 2):
         return average_weights(probs, labels), "average"
     return greedy_selection(probs, labels, metric).astype(np.float64), "greedy"
+
+
+class Contest(NamedTuple):
+    """An ensemble against its best candidate on validation (:func:`contest`)."""
+
+    score: tuple[float, float]        # the ensemble's (top-1, log-loss)
+    best: int                         # index of the best candidate by the metric
+    best_score: tuple[float, float]   # its (top-1, log-loss)
+    served: bool                      # two or more candidates kept, and strictly better than the best
+
+
+def contest(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray, metric: str) -> Contest:
+    """The rule that decides whether ``fit`` serves the ensemble of ``weights [M]`` over candidates ``probs [M, N,
+    C]``: it keeps two or more of them and scores strictly better than the best one by ``metric``
+    (:func:`score_key`). The module docstring says why the average has this contest too.
+
+    >>> a, b = [[.9, .1], [.3, .7]], [[.3, .7], [.9, .1]]     # each right on one image (both are class 0)
+    >>> contest(np.array([1.0, 1.0]), np.array([a, b]), np.array([0, 0]), 'log_loss').served
+    True
+    >>> contest(np.array([1.0, 0.0]), np.array([a, b]), np.array([0, 0]), 'log_loss').served   # one model
+    False
+    """
+    score = scores(np.tensordot(weights / weights.sum(), probs, axes=1), labels)
+    singles = [scores(p, labels) for p in probs]
+    best = min(range(len(singles)), key=lambda i: score_key(singles[i], metric))
+    served = np.count_nonzero(weights) >= 2 and score_key(score, metric) < score_key(singles[best], metric)
+    return Contest(score, best, singles[best], bool(served))
 
 
 class EnsembleModel:

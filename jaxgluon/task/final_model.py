@@ -54,8 +54,8 @@ from typing import Any
 import numpy as np
 
 from jaxgluon.task.cross_validation import CV_SHARE
-from jaxgluon.task.ensemble import (SELECTION_RULES, EnsembleModel, is_saved_ensemble, load_ensemble, score_key,
-                                   scores, select_weights)
+from jaxgluon.task.ensemble import (SELECTION_RULES, EnsembleModel, contest, is_saved_ensemble, load_ensemble,
+                                   select_weights)
 from jaxgluon.task.refit import REFIT_DIR, refit_best
 from jaxgluon.train import TrainedModel, TrialSpec, enable_compilation_cache, load_trained
 from jaxgluon.train.checkpoint import PROBE_EPOCH
@@ -251,19 +251,18 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     chosen = np.flatnonzero(counts)
     ensemble = EnsembleModel([members[i] for i in chosen], counts[chosen].astype(float),
                              trial_ids=[members[i].meta["trial_id"] for i in chosen], metric=metric)
-    mixed = np.tensordot(counts / counts.sum(), stacked, axes=1)
-    top1, loss = scores(mixed, labels)
-    singles = [scores(p, labels) for p in probs]
-    best = min(range(len(singles)), key=lambda i: score_key(singles[i], metric))
+    match = contest(counts, stacked, labels, metric)
+    top1, loss = match.score
     record.update(members=[{**_member_id(members[i]), "net": members[i].net, "weight": int(counts[i])}
                            for i in chosen],
-                  val_top1=top1, val_loss=loss, best_member={**_member_id(members[best]),
-                                                             "val_top1": singles[best][0], "val_loss": singles[best][1]},
+                  val_top1=top1, val_loss=loss, best_member={**_member_id(members[match.best]),
+                                                             "val_top1": match.best_score[0],
+                                                             "val_loss": match.best_score[1]},
                   seconds=time.perf_counter() - start)
     if len(chosen) < 2:
         record["reason"] = f"{record['selection']} selection kept a single model"
         return _skip(record, start)
-    if not score_key((top1, loss), metric) < score_key(singles[best], metric):
+    if not match.served:
         record.update(status="not better", reason=f"the {record['selection']} ensemble did not score better on "
                                                   f"validation than its best member")
         log.info("fit: ensemble not used: %s", record["reason"])
@@ -271,7 +270,7 @@ def build_ensemble(experiment: Any, trials_dir: pathlib.Path, val_source: Any, s
     record["status"] = "chosen"
     log.info("fit: ensemble (%s) of trials %s (weights %s): validation top-1 %.4f, log-loss %.4f (best member "
              "%.4f, %.4f)", record["selection"], ensemble.trial_ids, counts[chosen].tolist(), top1, loss,
-             *singles[best])
+             *match.best_score)
     return ensemble, record
 
 
