@@ -3,7 +3,8 @@
 Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the call:
 
 - **default**: ``task.fit(dataset, time_limits=T)`` with every other argument at its default (nets, optimizers,
-  image size, epochs, the kernel model on pixels for small images: ``jaxgluon.task.defaults``), then
+  image size, epochs, the kernel model on pixels for small images: ``jaxgluon.task.defaults``; the refit on
+  folders whose validation split holds a fifth of the images: ``jaxgluon.task.refit.refit_wanted``), then
   ``task.evaluate(test)``;
 - **fixed**: the default net at the default image size, SGD lr 1e-3 (frozen BatchNorm, larger images) or 1e-2
   (small images: the centre of the default SGD ranges) momentum 0.9 wd 1e-4, cosine schedule, the default
@@ -172,7 +173,9 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
             row[stage] = {k: v for k, v in meta[stage].items() if k in ("status", "reason", "val_top1", "val_loss",
                                                                         "best_member", "members", "epochs", "seconds",
                                                                         "selection", "stopped", "candidates",
-                                                                        "stored_predictions")}
+                                                                        "stored_predictions", "estimate_s",
+                                                                        "setup_seconds", "first_step_seconds",
+                                                                        "epoch_seconds", "step_s")}
     tta = bool((meta.get("tta") or {}).get("enabled"))
     row["tta"] = tta
     if tta:   # the served model without its test-time augmentation: what the augmentation added

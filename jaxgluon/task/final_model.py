@@ -33,13 +33,13 @@ With ``fit(num_folds=k)``, "the best trial" (the refit's config, the single mode
 cross-validation chose (``jaxgluon.task.cross_validation``), served at the epoch count it cross-validated.
 
 ``refit`` / ``ensemble``: True, False or 'auto'. With ``time_limits``, ``ensemble=True`` sets aside a share of the
-budget before the search (:data:`ENSEMBLE_RESERVE_FRACTION`, for loading the candidates), and
-``refit=True`` ends the search early enough for the refit of the best trial so far: the search's
-``tune(keep_seconds=jaxgluon.task.refit.RefitKeep(...))`` re-estimates that refit after every report (a fixed
-share, 25% before, was too little for a refit of a long trial and wasted when the refit was short); a refit
-estimated at more than ``REFIT_MAX_SHARE`` (a third) of the search's time reserves nothing. 'auto' sets
-aside the ensemble's share too but nothing for the refit, refitting only when the search left enough time (no
-``time_limits``: always). Everything here counts in ``time_limits``: each step checks the deadline
+budget before the search (:data:`ENSEMBLE_RESERVE_FRACTION`, for loading the candidates; 'auto' the same share
+without its minimum), and a refit (``refit=True``, or 'auto' on a folder whose validation split holds at least a
+fifth of its images: ``jaxgluon.task.refit.refit_wanted``) ends the search early enough for the refit of the best
+trial so far: the search's ``tune(keep_seconds=jaxgluon.task.refit.RefitKeep(...))`` re-estimates that refit after
+every report (a fixed share, 25% before, was too little for a refit of a long trial and wasted when the refit was
+short); a refit estimated at more than ``REFIT_MAX_SHARE`` (a third) of the search's time reserves nothing.
+Everything here counts in ``time_limits``: each step checks the deadline
 (the refit before each train step, the ensemble before each eval batch) and what does not fit is skipped with a
 log line and the reason in ``metadata['refit']`` / ``metadata['ensemble']``.
 """

@@ -32,7 +32,7 @@ from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
 from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, serve_tta, stage_reserve
-from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep, refit_scale
+from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep, refit_scale, refit_wanted
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
 from jaxgluon.task.progress import ProgressBar
@@ -63,7 +63,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         cache: bool | int = True, metric: str = "auto", verbose: bool = True, executor: Any = None,
         trial_timeout: float | str | None = "auto", population_size: int | str | None = None,
         ray_address: str | None = None, storage_path: Any = None, max_failures: int | None = None,
-        pixel_model: bool | str = "auto", refit: bool | str = False, ensemble: bool | str = "auto",
+        pixel_model: bool | str = "auto", refit: bool | str = "auto", ensemble: bool | str = "auto",
         num_folds: int | None = None, tta: bool | str = "auto") -> Results:
     """Searches ``net`` x ``optimizer`` x ``lr_scheduler`` on ``dataset`` and returns the best model.
 
@@ -124,13 +124,16 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         even when no network reports in time (on a 2-core CPU at load 20, no efficientnet_lite0 trial reached its
         probe in 60 s); True, False.
         ``metadata['pixel_model']`` records its scores and seconds.
-      refit: after the search, retrain the best config on training + validation images for its best epoch count:
-        True (the search winds down when the time left falls to the estimated refit of the best trial so far,
-        ``jaxgluon.task.refit.RefitKeep``, but keeps its time when that refit would take more than a third of it),
-        'auto' (when the time the search left suffices),
-        False (default). Skipped, with the reason in ``metadata['refit']``, when its estimate does not fit. On
-        small folders, where a quarter of the images is held out for validation, True beat or tied the best
-        single trial in 7 of 9 600 s CPU fits (hymenoptera never below it; ``benchmarks/history/2026-12-06-refit.md``).
+      refit: after the search, retrain the best config on training + validation images for its best epoch count
+        (``jaxgluon.task.refit``). With ``time_limits`` the search winds down when the time left falls to the
+        estimated refit of the best trial so far (``jaxgluon.task.refit.RefitKeep``), but keeps its time when that
+        refit would take more than a third of it; the refit is then skipped, with the reason in
+        ``metadata['refit']``, as it is whenever its estimate does not fit. True, False, or 'auto' (default): on when
+        the validation split holds at least a fifth of the labelled images (``REFIT_AUTO_MIN_VAL_SHARE``; the
+        default split of a folder under 800 images holds out a quarter), else off (``metadata['refit']['status']
+        == 'off'`` with the reason). On those small folders, in ten 600 s CPU fits at normal load, a refit beat the
+        best single trial 4 times, tied 4 times and was skipped twice for want of time, never below it
+        (``benchmarks/history/2026-12-06-refit.md``).
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric``; either is used when it beats
@@ -240,8 +243,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     log.info("fit: data scanned%s at %.2f s", "" if pixel is None else ", pixel model fitted",
              time.perf_counter() - started)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
-    keep = None   # refit=True: the search ends early enough for the refit of its best trial so far
-    if refit is True and time_limits is not None:
+    refit, refit_reason = refit_wanted(refit, *map(len, spec.sources(caches)))
+    keep = None   # a refit: the search ends early enough for the refit of its best trial so far
+    if refit and time_limits is not None:
         keep = RefitKeep(refit_scale(*spec.sources(caches)), max_seconds=REFIT_MAX_SHARE * search_limit)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
@@ -305,6 +309,11 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                     search_ended_s=search_ended,   # seconds from the call: where the rest of time_limits went
                     final_stage_seconds=time.perf_counter() - restored,
                     **({} if stage is None else stage.metadata))
+    if not refit:   # why no refit ran (a refit that ran or was skipped recorded its outcome)
+        metadata["refit"] = {"status": "off", "reason": refit_reason}
+    elif stage is None:
+        metadata["refit"] = {"status": "skipped", "reason": "the kernel model on pixels validated best (it is "
+                             "refitted on training + validation images itself)"}
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
                     val_fraction=None if spec.val_data else spec.val_fraction)

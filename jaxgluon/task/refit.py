@@ -36,6 +36,25 @@ REFIT_ESTIMATE_MARGIN = 1.2
 #: abandoned at the deadline and two lost to the best single trial; on the quieter fits, whose refits won or tied,
 #: the reserves stayed under a third (``benchmarks/history/2026-12-06-refit.md``).
 REFIT_MAX_SHARE = 1 / 3
+#: ``fit(refit='auto')`` (the default) refits when the validation split holds at least this share of the labelled
+#: images: the default split of a folder under 800 images holds out a quarter of them (``jaxgluon.task.defaults.
+#: default_val_fraction``), which a model served without a refit never trains on. Larger folders hold out 10-20%.
+REFIT_AUTO_MIN_VAL_SHARE = 0.2
+
+
+def refit_wanted(refit: Any, num_train: int, num_val: int) -> tuple[bool, str]:
+    """Whether a ``fit(refit=...)`` call refits, and why: True and False as given; 'auto' by the validation share
+    (:data:`REFIT_AUTO_MIN_VAL_SHARE`).
+
+    >>> refit_wanted('auto', 184, 61)[0], refit_wanted('auto', 3332, 370)[0], refit_wanted(True, 3332, 370)[0]
+    (True, False, True)
+    """
+    if refit is True or refit is False:
+        return refit, f"refit={refit}"
+    share = num_val / max(num_train + num_val, 1)
+    wanted = share >= REFIT_AUTO_MIN_VAL_SHARE
+    return wanted, (f"refit='auto': the validation split holds {share:.0%} of the {num_train + num_val} labelled "
+                    f"images ({'at least' if wanted else 'under'} {REFIT_AUTO_MIN_VAL_SHARE:.0%})")
 
 
 class _ConcatSource:

@@ -133,7 +133,7 @@ class Results:
         rows = []
         served = self.metadata.get("final_model")
         refit = self.metadata.get("refit")
-        if refit and refit.get("status") != "skipped":
+        if refit and refit.get("status") not in ("skipped", "off"):
             rows.append({"trial_id": refit.get("trial_id"), "model": "refit", "best_reward": None, "val_loss": None,
                          "status": refit.get("status"), "epochs": refit.get("epochs"), "seconds": refit.get("seconds"),
                          "net": self.config.get("net") if refit.get("status") == "completed" else None,

@@ -395,7 +395,7 @@ def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tm
     scans, scan = [], jaxgluon.data.specs.ImageFolderSource
     monkeypatch.setattr(jaxgluon.data.specs, "ImageFolderSource", lambda *a, **k: scans.append(a) or scan(*a, **k))
     results = task.fit(dataset, num_trials=1, epochs=1, lr_scheduler="constant", executor="in_process",
-                       output_directory=tmp_path / "exp", refit=True, ensemble=False, tta=False, **FAST)
+                       output_directory=tmp_path / "exp", ensemble=False, tta=False, **{**FAST, "refit": True})
     assert scans == []                 # the trial, the refit and the ensemble stage reuse the dataset's folder scan
     meta = results.metadata
     assert meta["final_model"] == "refit" and meta["refit"]["status"] == "completed", meta.get("refit")
@@ -415,8 +415,8 @@ def test_refit_true_ends_the_search_in_time_for_its_refit(image_folders, tmp_pat
     """With refit=True the search winds down when the time left falls to the refit of its best trial so far
     (stop reason 'keep', RefitKeep re-estimated after every report), and the refit then fits and is served."""
     dataset = task.Dataset(train_path=str(image_folders[0]))
-    searched = dict(FAST, optimizer=Adam(learning_rate=Real(1e-3, 1e-2, log=True)))   # an endless space
-    results = task.fit(dataset, time_limits=30, epochs=2, executor="in_process", refit=True, ensemble=False,
+    searched = dict(FAST, refit=True, optimizer=Adam(learning_rate=Real(1e-3, 1e-2, log=True)))   # an endless space
+    results = task.fit(dataset, time_limits=30, epochs=2, executor="in_process", ensemble=False,
                        output_directory=tmp_path / "exp", **searched)
     meta = results.metadata
     assert meta["stop_reason"] == "keep", meta["stop_reason"]
@@ -424,12 +424,10 @@ def test_refit_true_ends_the_search_in_time_for_its_refit(image_folders, tmp_pat
     assert meta["refit"]["status"] == "completed" and meta["final_model"] == "refit", meta["refit"]
 
 
-def test_refit_true_keeps_at_most_a_third_of_the_search_for_its_refit(image_folders, monkeypatch):
-    """fit(refit=True) hands the search a RefitKeep capped at REFIT_MAX_SHARE of the search's time limit: a refit
-    estimated above it reserves nothing (on loaded 600 s fits, larger reserves left the search 1-3 trials)."""
+def _search_arguments(monkeypatch, dataset, **kwargs) -> dict:
+    """The keyword arguments ``fit(dataset, time_limits=60, ...)`` hands its search (the search itself not run)."""
     import importlib
 
-    from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep
     fit_module = importlib.import_module("jaxgluon.task.fit")   # the package's ``fit`` attribute is the function
 
     class Searched(Exception):
@@ -437,25 +435,58 @@ def test_refit_true_keeps_at_most_a_third_of_the_search_for_its_refit(image_fold
 
     asked = {}
 
-    def no_search(*args, **kwargs):
-        asked.update(kwargs)
+    def no_search(*args, **kw):
+        asked.update(kw)
         raise Searched
 
     monkeypatch.setattr(fit_module, "tune", no_search)
-    dataset = task.Dataset(train_path=str(image_folders[0]))
     with pytest.raises(Searched):
-        task.fit(dataset, time_limits=60, refit=True, ensemble=False, **FAST)
+        task.fit(dataset, time_limits=60, ensemble=False, **{**FAST, **kwargs})
+    return asked
+
+
+def test_refit_true_keeps_at_most_a_third_of_the_search_for_its_refit(image_folders, monkeypatch):
+    """fit(refit=True) hands the search a RefitKeep capped at REFIT_MAX_SHARE of the search's time limit: a refit
+    estimated above it reserves nothing (on loaded 600 s fits, larger reserves left the search 1-3 trials)."""
+    from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep
+
+    asked = _search_arguments(monkeypatch, task.Dataset(train_path=str(image_folders[0])), refit=True)
     keep = asked["keep_seconds"]
     assert isinstance(keep, RefitKeep)
     assert keep.max_seconds == pytest.approx(REFIT_MAX_SHARE * asked["time_limits"])
 
 
+def test_refit_auto_is_the_default_and_refits_when_validation_holds_a_fifth_of_the_images(image_folders,
+                                                                                          monkeypatch):
+    """``refit='auto'`` (the default) keeps the search's end for a refit when the validation split holds at least
+    REFIT_AUTO_MIN_VAL_SHARE of the images (these folders' default split: a quarter), not with a tenth."""
+    import inspect
+
+    from jaxgluon.task.refit import RefitKeep
+    assert inspect.signature(task.fit).parameters["refit"].default == "auto"
+    small = task.Dataset(train_path=str(image_folders[0]))          # 80 images, 20 held out
+    assert isinstance(_search_arguments(monkeypatch, small, refit="auto")["keep_seconds"], RefitKeep)
+    tenth = task.Dataset(train_path=str(image_folders[0]), val_fraction=0.1)
+    assert _search_arguments(monkeypatch, tenth, refit="auto")["keep_seconds"] is None
+    assert isinstance(_search_arguments(monkeypatch, tenth, refit=True)["keep_seconds"], RefitKeep)
+
+
+def test_refit_auto_off_says_why_and_adds_no_leaderboard_row(image_folders):
+    dataset = task.Dataset(train_path=str(image_folders[0]), val_fraction=0.1)
+    results = task.fit(dataset, num_trials=1, epochs=1, executor="in_process", ensemble=False,
+                       **{**FAST, "refit": "auto"})
+    refit = results.metadata["refit"]
+    assert refit["status"] == "off" and "10% of the 80 labelled images (under 20%)" in refit["reason"], refit
+    assert results.metadata["final_model"] == "single"
+    assert [r["model"] for r in results.leaderboard_rows()] == ["trial"]
+
+
 def test_refit_and_ensemble_arguments_are_validated(image_folders):
     dataset = task.Dataset(train_path=str(image_folders[0]))
     with pytest.raises(ValueError, match="refit must be one of True, False, 'auto', got 'yes'"):
-        task.fit(dataset, refit="yes", **FAST)
+        task.fit(dataset, **{**FAST, "refit": "yes"})
     with pytest.raises(ValueError, match="refit must be one of True, False, 'auto', got 'greedy'"):
-        task.fit(dataset, refit="greedy", **FAST)     # a selection rule is an ensemble choice only
+        task.fit(dataset, **{**FAST, "refit": "greedy"})     # a selection rule is an ensemble choice only
     with pytest.raises(ValueError, match="ensemble must be one of True, False, 'auto', 'average', 'greedy'"):
         task.fit(dataset, ensemble=2, **FAST)
     with pytest.raises(ValueError, match="tta must be one of True, False, 'auto', got 'flip'"):
