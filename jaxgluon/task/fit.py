@@ -214,6 +214,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     if spec.val_data is None:   # the split of the folder Dataset() scanned before the call: not scanned again
         caches.sources.get((spec.train_data, None, spec.val_fraction, spec.split_seed), dataset.split)
     num_validation = len(spec.sources(caches)[1])
+    # on the labelled images as split, before any budget subsample of the training images
+    refit, refit_reason = refit_wanted(refit, len(spec.sources(caches)[0]), num_validation)
     ranked_by = ranking_metric("accuracy" if metric == "auto" and max_reward is not None else metric, num_validation)
     spec = dataclasses.replace(spec, metric=ranked_by)
     reserve = 0.0 if time_limits is None else min(max(FINAL_RESERVE_MIN_S, FINAL_RESERVE_FRACTION * time_limits),
@@ -243,7 +245,6 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     log.info("fit: data scanned%s at %.2f s", "" if pixel is None else ", pixel model fitted",
              time.perf_counter() - started)
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
-    refit, refit_reason = refit_wanted(refit, *map(len, spec.sources(caches)))
     keep = None   # a refit: the search ends early enough for the refit of its best trial so far
     if refit and time_limits is not None:
         keep = RefitKeep(refit_scale(*spec.sources(caches)), max_seconds=REFIT_MAX_SHARE * search_limit)
