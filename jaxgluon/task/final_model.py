@@ -38,7 +38,8 @@ without its minimum), and a refit (``refit=True``, or 'auto' on a folder whose v
 fifth of its images: ``jaxgluon.task.refit.refit_wanted``) ends the search early enough for the refit of the best
 trial so far: the search's ``tune(keep_seconds=jaxgluon.task.refit.RefitKeep(...))`` re-estimates that refit after
 every report (a fixed share, 25% before, was too little for a refit of a long trial and wasted when the refit was
-short); a refit estimated at more than ``REFIT_MAX_SHARE`` (a third) of the search's time reserves nothing.
+short); a refit estimated at more than ``REFIT_MAX_SHARE`` (a third) of the search's time reserves nothing, and
+nothing is reserved while :class:`EnsembleForecast` says an ensemble would be served instead.
 Everything here counts in ``time_limits``: each step checks the deadline
 (the refit before each train step, the ensemble before each eval batch) and what does not fit is skipped with a
 log line and the reason in ``metadata['refit']`` / ``metadata['ensemble']``.
@@ -165,6 +166,57 @@ def _candidates(experiment: Any, trials_dir: pathlib.Path,
         shared.add(identity)
         distinct.append((score, tid, epoch))
     return distinct
+
+
+class EnsembleForecast:
+    """Whether the ensemble stage would serve an ensemble of the models scored so far: :func:`build_ensemble`'s
+    candidates, selection and :func:`jaxgluon.task.ensemble.contest`, on the validation predictions the trials
+    kept with their checkpoints (``jaxgluon.train.val_predictions``), as the search goes. ``fit`` hands it to
+    ``jaxgluon.task.refit.RefitKeep``: a refit is served only when no ensemble is, so the search keeps no time for
+    one while an ensemble would be chosen (at 60 s on hymenoptera the search wound down for a refit 9 s before its
+    limit, then the ensemble won and those seconds went unused: ``benchmarks/history/2026-12-06-refit.md``).
+
+    ``forecast(records)`` takes the runner's ``{trial_id: TrialRecord}``; False when fewer than two candidates have
+    kept predictions (nothing to forecast: the refit keeps its time). Each candidate's predictions are read once.
+    """
+
+    def __init__(self, trials_dir: str | pathlib.Path, metric: str, rule: str = "auto"):
+        self.trials_dir, self.metric, self.rule = pathlib.Path(trials_dir), metric, rule
+        self._read: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, records: Any) -> bool:
+        trials = [{"trial_id": r.trial_id, "status": r.status, "results": r.results, "config": r.config}
+                  for r in records.values()]
+        nets = {t["trial_id"]: str(t["config"].get("net")) for t in trials}
+        probs, labels, members = [], None, []
+        for _, tid, epoch in _candidates(_Trials(trials), self.trials_dir)[:ENSEMBLE_MAX_CANDIDATES]:
+            kept = self._predictions(tid, epoch)
+            if kept is None or (labels is not None and not np.array_equal(kept[1], labels)):
+                continue
+            probs.append(kept[0])
+            labels = kept[1]
+            members.append(nets[tid])
+        if len(probs) < 2:
+            return False
+        stacked = np.stack(probs)
+        counts, _ = select_weights(stacked, labels, members, self.metric, rule=self.rule)
+        return bool(contest(counts, stacked, labels, self.metric).served)
+
+    def _predictions(self, tid: int, epoch: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if (tid, epoch) not in self._read:
+            try:   # a checkpoint still being written, or deleted by its trial's retention: not read this time
+                kept = stored_predictions(self.trials_dir / str(tid), epoch)
+            except Exception:  # noqa: BLE001
+                kept = None
+            if kept is None:
+                return None
+            self._read[(tid, epoch)] = kept
+        return self._read[(tid, epoch)]
+
+
+@dataclasses.dataclass
+class _Trials:
+    trials: list
 
 
 def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:

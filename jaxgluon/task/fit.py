@@ -31,7 +31,8 @@ from jaxgluon.task.budget import apply_budget, warm_restore_templates, warm_sear
 from jaxgluon.task.cross_validation import check_num_folds, cross_validate
 from jaxgluon.task.dataset import ImageDataset
 from jaxgluon.task.defaults import CPU_IMAGE_SIZES, METRICS, fit_defaults, net_cost, ranking_metric
-from jaxgluon.task.final_model import ENSEMBLE_CHOICES, check_choice, final_stage, serve_tta, stage_reserve
+from jaxgluon.task.final_model import (ENSEMBLE_CHOICES, EnsembleForecast, check_choice, final_stage, selection_rule,
+                                      serve_tta, stage_reserve)
 from jaxgluon.task.refit import REFIT_MAX_SHARE, RefitKeep, refit_scale, refit_wanted
 from jaxgluon.task.pixel_model import (FALLBACK_MAX_IMAGES, MAX_TRAIN_IMAGES, PIXEL_CHOICE, PixelCandidate,
                                       pixel_candidate)
@@ -41,6 +42,7 @@ from jaxgluon.train import PopulationTrial, TrialCaches, TrialSpec, load_trained
 from jaxgluon.train.compile_cache import autotune_level_for, backend_started, set_compile_flags
 from jaxgluon.train.trial import read_probe_record
 from jaxgluon.tune import tune
+from jaxgluon.tune.api import experiment_directory
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -127,9 +129,11 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
       refit: after the search, retrain the best config on training + validation images for its best epoch count
         (``jaxgluon.task.refit``). With ``time_limits`` the search winds down when the time left falls to the
         estimated refit of the best trial so far (``jaxgluon.task.refit.RefitKeep``), but keeps its time when that
-        refit would take more than a third of it; the refit is then skipped, with the reason in
-        ``metadata['refit']``, as it is whenever its estimate does not fit. True, False, or 'auto' (default): on when
-        the validation split holds at least a fifth of the labelled images (``REFIT_AUTO_MIN_VAL_SHARE``; the
+        refit would take more than a third of it, and while the ensemble stage would serve an ensemble instead
+        (forecast from the validation predictions the trials keep, ``jaxgluon.task.final_model.EnsembleForecast``;
+        ``metadata['refit']['released_for_ensemble']`` counts those reports). A refit whose estimate does not fit
+        the time left is skipped, with the reason in ``metadata['refit']``. True, False, or 'auto' (default): on
+        when the validation split holds at least a fifth of the labelled images (``REFIT_AUTO_MIN_VAL_SHARE``; the
         default split of a folder under 800 images holds out a quarter), else off (``metadata['refit']['status']
         == 'off'`` with the reason). On those small folders, in ten 600 s CPU fits at normal load, a refit beat the
         best single trial 4 times, tied 4 times and was skipped twice for want of time, never below it
@@ -247,7 +251,12 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     search_limit = None if time_limits is None else max(time_limits - reserve - (time.perf_counter() - started), 1e-3)
     keep = None   # a refit: the search ends early enough for the refit of its best trial so far
     if refit and time_limits is not None:
-        keep = RefitKeep(refit_scale(*spec.sources(caches)), max_seconds=REFIT_MAX_SHARE * search_limit)
+        forecast = None   # ... unless an ensemble would be served instead, judged on what the trials keep
+        if ensemble is not False:
+            output_directory = experiment_directory(output_directory, storage_path)   # named here, tune uses it
+            forecast = EnsembleForecast(output_directory / "trials", ranked_by, selection_rule(ensemble))
+        keep = RefitKeep(refit_scale(*spec.sources(caches)), max_seconds=REFIT_MAX_SHARE * search_limit,
+                         ensemble_served=forecast)
     log.info("fit: %d training / validation images, %d classes; search space %s", len(dataset), dataset.num_classes,
              format_space(space))
     warm_restore_templates(_names(space["net"]), dataset.num_classes)   # off the clock's critical path
@@ -315,6 +324,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     elif stage is None:
         metadata["refit"] = {"status": "skipped", "reason": "the kernel model on pixels validated best (it is "
                              "refitted on training + validation images itself)"}
+    if keep is not None:   # reports after which the search kept no time for the refit: an ensemble was forecast
+        metadata["refit"]["released_for_ensemble"] = keep.released
     metadata["default_nets_left_out"] = dict(defaults.left_out) if net is None else {}
     metadata.update(metric=ranked_by, num_validation_images=num_validation,
                     val_fraction=None if spec.val_data else spec.val_fraction)

@@ -18,7 +18,7 @@ import logging
 import pathlib
 import shutil
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -167,7 +167,9 @@ class RefitKeep:
     best epoch count (a linear-probe refit when its probe scored best) times the margin, plus the longest epoch
     reported (the epoch in flight when the search winds down). None before any report, and None when that is more
     than ``max_seconds``: a refit is not worth more than that share of the search (:data:`REFIT_MAX_SHARE`); the
-    search keeps its time and the refit is skipped for want of it.
+    search keeps its time and the refit is skipped for want of it. None too while ``ensemble_served(records)``
+    says the ensemble stage would serve an ensemble (``jaxgluon.task.final_model.EnsembleForecast``), which a
+    refit is not served beside.
 
     >>> from jaxgluon.tune.records import TrialRecord
     >>> r = TrialRecord(0, {}, results=[{'epoch': 1, 'reward': 0.5, 'epoch_seconds': 10.0},
@@ -176,15 +178,30 @@ class RefitKeep:
     34.0
     >>> RefitKeep(scale=1.0, margin=1.0, max_seconds=30.0)({0: r}) is None
     True
+    >>> RefitKeep(scale=1.0, margin=1.0, ensemble_served=lambda records: True)({0: r}) is None
+    True
     """
 
-    def __init__(self, scale: float, margin: float = REFIT_ESTIMATE_MARGIN, max_seconds: float | None = None):
+    def __init__(self, scale: float, margin: float = REFIT_ESTIMATE_MARGIN, max_seconds: float | None = None,
+                 ensemble_served: Callable[[Mapping[int, Any]], bool] | None = None):
         self.scale, self.margin, self.max_seconds = float(scale), float(margin), max_seconds
+        self.ensemble_served = ensemble_served
+        self.released = 0   # reports after which the forecast ensemble released the reserve
 
     def __call__(self, records: Mapping[int, Any]) -> float | None:
         seconds = self._seconds(records)
-        if seconds is not None and self.max_seconds is not None and seconds > self.max_seconds:
+        if seconds is None or (self.max_seconds is not None and seconds > self.max_seconds):
             return None
+        if self.ensemble_served is not None:
+            try:
+                served = self.ensemble_served(records)
+            except Exception as err:  # noqa: BLE001 -- a failed forecast keeps the refit's time
+                log.info("fit: the ensemble forecast failed (%s: %s); the refit keeps its time", type(err).__name__,
+                         err)
+                served = False
+            if served:
+                self.released += 1
+                return None
         return seconds
 
     def _seconds(self, records: Mapping[int, Any]) -> float | None:

@@ -139,7 +139,7 @@ def tune(
     check_trial_timeout(trial_timeout)
     if resume and output_directory is None:
         raise ValueError("resume=True needs output_directory=<the experiment directory to continue>")
-    experiment_dir = _experiment_directory(output_directory, storage_path)
+    experiment_dir = experiment_directory(output_directory, storage_path)
     if ray_address is not None and executor is None:
         executor = "ray"
     if executor != "ray" and (ray_address is not None or max_failures is not None):
@@ -165,11 +165,15 @@ def _fresh_directory(root: str | os.PathLike = "runs") -> pathlib.Path:
     return pathlib.Path(root) / name
 
 
-def _experiment_directory(output_directory: Any, storage_path: Any) -> pathlib.Path:
+def experiment_directory(output_directory: Any, storage_path: Any = None) -> pathlib.Path:
+    """The experiment directory ``tune(output_directory=..., storage_path=...)`` uses: ``output_directory``
+    (placed under ``storage_path`` when relative), or a fresh one under ``runs/`` (or ``storage_path``) when it is
+    None. Passed back as ``output_directory`` with the same ``storage_path``, it names the same directory: a caller
+    that must know where the trials write (``task.fit``'s ensemble forecast) names it first."""
     if storage_path is None:
         return pathlib.Path(output_directory) if output_directory is not None else _fresh_directory()
     if output_directory is None:
-        return _fresh_directory(storage_path)
+        return _fresh_directory(pathlib.Path(storage_path).absolute())
     root, given = pathlib.Path(storage_path).absolute(), pathlib.Path(output_directory)
     if given.is_absolute() and root not in given.absolute().parents:
         raise ValueError(f"output_directory={str(given)!r} is not inside storage_path={str(root)!r}; give a relative "
