@@ -175,7 +175,8 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
                                                                         "selection", "stopped", "candidates",
                                                                         "stored_predictions", "estimate_s",
                                                                         "setup_seconds", "first_step_seconds",
-                                                                        "epoch_seconds", "step_s")}
+                                                                        "epoch_seconds", "step_s",
+                                                                        "released_for_ensemble")}
     tta = bool((meta.get("tta") or {}).get("enabled"))
     row["tta"] = tta
     if tta:   # the served model without its test-time augmentation: what the augmentation added
