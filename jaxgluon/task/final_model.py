@@ -177,7 +177,8 @@ class EnsembleForecast:
     limit, then the ensemble won and those seconds went unused: ``benchmarks/history/2026-12-06-refit.md``).
 
     ``forecast(records)`` takes the runner's ``{trial_id: TrialRecord}``; False when fewer than two candidates have
-    kept predictions (nothing to forecast: the refit keeps its time). Each candidate's predictions are read once.
+    kept predictions (nothing to forecast: the refit keeps its time). Each candidate's predictions are read once
+    and held while it is one.
     """
 
     def __init__(self, trials_dir: str | pathlib.Path, metric: str, rule: str = "auto"):
@@ -189,7 +190,10 @@ class EnsembleForecast:
                   for r in records.values()]
         nets = {t["trial_id"]: str(t["config"].get("net")) for t in trials}
         probs, labels, members = [], None, []
-        for _, tid, epoch in _candidates(_Trials(trials), self.trials_dir)[:ENSEMBLE_MAX_CANDIDATES]:
+        ranked = _candidates(_Trials(trials), self.trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
+        current = {(tid, epoch) for _, tid, epoch in ranked}
+        self._read = {key: value for key, value in self._read.items() if key in current}   # no longer candidates
+        for _, tid, epoch in ranked:
             kept = self._predictions(tid, epoch)
             if kept is None or (labels is not None and not np.array_equal(kept[1], labels)):
                 continue

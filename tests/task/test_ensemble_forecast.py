@@ -56,6 +56,8 @@ def test_the_forecast_says_an_ensemble_would_be_served_when_it_beats_its_best_me
     assert sorted(reads).count(("0", 1)) == 2                     # read once per forecast object, then cached
     forecast(_records({0: "a", 1: "b"}))
     assert sorted(reads).count(("0", 1)) == 2
+    forecast(_records({0: "a"}))                                  # trial 1 is no candidate now: not held
+    assert set(forecast._read) == {(0, 1)}
 
 
 def test_the_forecast_has_no_opinion_without_two_kept_predictions(kept, tmp_path):
