@@ -2,7 +2,6 @@
 refit is not served beside a chosen ensemble, so the search keeps no time for one while an ensemble would be."""
 from __future__ import annotations
 
-import importlib
 import pathlib
 
 import numpy as np
@@ -16,7 +15,7 @@ from jaxgluon.task.final_model import EnsembleForecast
 from jaxgluon.task.refit import RefitKeep
 from jaxgluon.tune.records import TrialRecord
 
-from task_files import FAST
+from task_files import FAST, search_arguments
 
 LABELS = np.array([0, 0, 1, 1])
 # each right with confidence on half the images and unsure on the rest: their average beats both
@@ -82,32 +81,18 @@ def test_refit_keep_releases_its_reserve_while_an_ensemble_is_forecast():
     assert RefitKeep(scale=1.0, margin=1.0, ensemble_served=broken)(records) == pytest.approx(4.0)
 
 
-def _search_arguments(monkeypatch, dataset, **kwargs) -> dict:
-    """The keyword arguments ``fit(dataset, time_limits=60, refit=True, ...)`` hands its search (not run)."""
-    fit_module = importlib.import_module("jaxgluon.task.fit")   # the package's ``fit`` attribute is the function
-
-    class Searched(Exception):
-        pass
-
-    asked = {}
-    monkeypatch.setattr(fit_module, "tune", lambda *a, **kw: asked.update(kw) or (_ for _ in ()).throw(Searched()))
-    with pytest.raises(Searched):
-        task.fit(dataset, time_limits=60, **{**FAST, "refit": True, **kwargs})
-    return asked
-
-
 def test_fit_hands_the_refit_reserve_a_forecast_of_the_trials_it_searches(image_folders, monkeypatch, tmp_path):
     """The forecast reads the trials of the experiment directory the search writes: the one given, or a fresh one
     fit names for the search; with ensemble=False there is no ensemble to forecast."""
     dataset = task.Dataset(train_path=str(image_folders[0]))
     monkeypatch.chdir(tmp_path)
     for given in (tmp_path / "exp", None):
-        asked = _search_arguments(monkeypatch, dataset, ensemble="auto", output_directory=given)
+        asked = search_arguments(monkeypatch, dataset, refit=True, ensemble="auto", output_directory=given)
         forecast = asked["keep_seconds"].ensemble_served
         assert isinstance(forecast, EnsembleForecast) and asked["output_directory"] is not None
         assert forecast.trials_dir == pathlib.Path(asked["output_directory"]) / "trials"
         assert given is None or pathlib.Path(asked["output_directory"]) == given
-    assert _search_arguments(monkeypatch, dataset, ensemble=False)["keep_seconds"].ensemble_served is None
+    assert search_arguments(monkeypatch, dataset, refit=True)["keep_seconds"].ensemble_served is None
 
 
 def test_the_forecast_on_a_real_search_agrees_with_the_ensemble_stage(image_folders, tmp_path):
