@@ -50,6 +50,7 @@ import dataclasses
 import logging
 import pathlib
 import time
+import types
 from typing import Any
 
 import numpy as np
@@ -186,11 +187,10 @@ class EnsembleForecast:
         self._read: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, records: Any) -> bool:
-        trials = [{"trial_id": r.trial_id, "status": r.status, "results": r.results, "config": r.config}
-                  for r in records.values()]
-        nets = {t["trial_id"]: str(t["config"].get("net")) for t in trials}
+        experiment = types.SimpleNamespace(trials=[r.to_dict() for r in records.values()])   # as the stage sees it
+        nets = {t["trial_id"]: str(t["config"].get("net")) for t in experiment.trials}
         probs, labels, members = [], None, []
-        ranked = _candidates(_Trials(trials), self.trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
+        ranked = _candidates(experiment, self.trials_dir)[:ENSEMBLE_MAX_CANDIDATES]
         current = {(tid, epoch) for _, tid, epoch in ranked}
         self._read = {key: value for key, value in self._read.items() if key in current}   # no longer candidates
         for _, tid, epoch in ranked:
@@ -216,11 +216,6 @@ class EnsembleForecast:
                 return None
             self._read[(tid, epoch)] = kept
         return self._read[(tid, epoch)]
-
-
-@dataclasses.dataclass
-class _Trials:
-    trials: list
 
 
 def first_prediction_estimate(experiment: Any, trial_ids: list[int]) -> float | None:
