@@ -20,6 +20,8 @@ Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the cal
   beats the best single trial" is measured within one search, with the served model's test-time augmentation;
 - **tta**: every fit serves its model with ``tta='auto'`` (``jaxgluon.task.final_model.serve_tta``); when that
   turned it on, ``top1_no_tta`` is the same model's test top-1 without it;
+- ``--search-strategy S`` runs the default and refit columns with ``fit(search_strategy=S)`` instead of fit's
+  default (recorded in each row);
 - **peers**: scikit-learn ``LogisticRegression`` and RBF ``SVC(C=10)`` on the pixels (each image resized whole to
   its median side, at most 32 px, 0-1 scale: what a user tries first), trained on the whole training split.
 
@@ -203,11 +205,14 @@ def single_top1(results, test: ImageDataset, tta: bool = False) -> float | None:
 
 
 def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pathlib.Path, verbose: bool,
-                skip: set[str], refit: bool, ensemble: bool, seed: int = 0) -> dict:
+                skip: set[str], refit: bool, ensemble: bool, seed: int = 0, search_strategy: str | None = None) -> dict:
     train, test = datasets_for(name, data_root, out, seed)
     out = out / f"seed{seed}"
     row: dict = {"dataset": name, "seed": seed, "train_images": len(train), "test_images": len(test.test_source),
                  "time_limits": time_limits}
+    searched = {} if search_strategy is None else {"search_strategy": search_strategy}
+    if searched:
+        row["search_strategy"] = search_strategy
     d = task_defaults.fit_defaults(train.train_source, time_limits=time_limits, check_weights=True)
     small = task_defaults.median_image_side(train.train_source) <= task_defaults.SMALL_IMAGE_SIDE
     net = _first(d.net)
@@ -216,7 +221,8 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
         print(f"{name} {column}: {row[column]}", flush=True)
 
     if "default" not in skip:
-        row["default"] = timed_fit(train, test, time_limits, output_directory=out / name / "default", verbose=verbose)
+        row["default"] = timed_fit(train, test, time_limits, output_directory=out / name / "default", verbose=verbose,
+                                   **searched)
         show("default")
     if "fixed" not in skip:
         epochs = task_defaults.budget_epochs(len(train.train_source), d.image_size, time_limits, num_trials=1)
@@ -234,7 +240,7 @@ def run_dataset(name: str, data_root: pathlib.Path, time_limits: float, out: pat
         show("ensemble")
     if refit:
         row["refit"] = timed_fit(train, test, time_limits, output_directory=out / name / "refit", verbose=verbose,
-                                 refit=True, ensemble=False)
+                                 refit=True, ensemble=False, **searched)
         show("refit")
     if "probe" not in skip:
         t = time.perf_counter()
@@ -266,6 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-root", default=str(SHARED_DATA), help="folder holding the datasets")
     p.add_argument("--out", default=None, help="experiment folder (default: a temporary one)")
     p.add_argument("--verbose", action="store_true", help="show the progress bars")
+    p.add_argument("--search-strategy", default=None,
+                   help="fit(search_strategy=...) for the default and refit columns (default: fit's own)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (validation split and search), e.g. 0,1,2")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -287,7 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = pathlib.Path(args.out or tmp.name)
     started = time.perf_counter()
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    rows = [run_dataset(name, data_root, args.time_limits, out, args.verbose, skip, args.refit, args.ensemble, seed)
+    rows = [run_dataset(name, data_root, args.time_limits, out, args.verbose, skip, args.refit, args.ensemble, seed,
+                        args.search_strategy)
             for name in names for seed in seeds]
     overruns = [r[c]["overrun_s"] for r in rows for c in ("default", "fixed", "refit", "ensemble")
                 if isinstance(r.get(c), dict) and "overrun_s" in r[c]]

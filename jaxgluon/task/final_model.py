@@ -374,7 +374,7 @@ def final_stage(experiment: Any, trials_dir: pathlib.Path, spec: TrialSpec, sing
         probe = read_probe_record(trials_dir / str(tid)) or {}
         outcome = refit_best(trial["config"], epochs, trial, spec, pathlib.Path(experiment.experiment_dir) / REFIT_DIR,
                              deadline=deadline, seed=seed, probe=model if epochs == 0 else None,
-                             probe_seconds=probe.get("seconds"), caches=caches)
+                             probe_seconds=probe.get("seconds"), caches=caches, peers=experiment.trials)
         metadata["refit"] = outcome.record
         if outcome.model is not None:
             return FinalModel(outcome.model, "refit", None, metadata)

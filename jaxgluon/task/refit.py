@@ -18,12 +18,13 @@ import logging
 import pathlib
 import shutil
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from jaxgluon.data import SubsetSource
 from jaxgluon.train import LocalReporter, TrainedModel, TrialSpec, load_trained, train_trial
+from jaxgluon.tune.stop import KeepSeconds
 
 log = logging.getLogger("jaxgluon.task")
 
@@ -123,17 +124,28 @@ def refit_scale(train: Any, val: Any) -> float:
     return (len(train) + len(val)) / max(len(train), 1)
 
 
-def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> float | None:
+def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float,
+                     peers: Iterable[Mapping[str, Any]] = ()) -> float | None:
     """Seconds a refit of ``trial`` for ``epochs`` epochs should take, from the trial's reports: its setup (data,
     weights; its linear probe, whose features a refit computes for ``scale`` times the images) and first step
     (compilation or a cache load), plus ``epochs`` x its mean seconds per epoch with the training part scaled by
     ``scale`` (images refit / images the trial trained on). The first step is counted once: the training seconds of
     the epoch that ran it are taken without it. None without reports.
 
+    The refit runs in the fit's own process, which has built nothing for the trial's net, so its setup is the
+    largest of the trial's and its ``peers``' of the same net (the trials of a search, some of which ran in a
+    fresh worker): a trial whose worker had already run its net reports a setup of about a second and a cached
+    probe, where the refit measured 16.9 s (hymenoptera, efficientnet_lite2: a refit estimated at 24.5 s took 40.8,
+    ``benchmarks/history/2026-12-06-hyperband.md``).
+
     >>> first = {'epoch_seconds': 3.0, 'train_seconds': 2.0, 'first_step_seconds': 1.0, 'setup_seconds': 4.0,
     ...          'linear_probe_seconds': 2.0}
     >>> estimate_seconds({'results': [first, {'epoch_seconds': 3.0, 'train_seconds': 2.0}]}, 2, 1.5)
     12.5
+    >>> cold = {'config': {}, 'results': [{**first, 'setup_seconds': 9.0}]}    # the same net in a fresh worker
+    >>> estimate_seconds({'config': {}, 'results': [first, {'epoch_seconds': 3.0, 'train_seconds': 2.0}]}, 2, 1.5,
+    ...                  peers=[cold])
+    17.5
     """
     results = [r for r in trial.get("results", []) if r.get("epoch_seconds") is not None]
     if not results:
@@ -141,11 +153,22 @@ def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float) -> flo
     train = float(np.mean([max(0.0, r.get("train_seconds", r["epoch_seconds"]) - (r.get("first_step_seconds") or 0.0))
                            for r in results]))
     rest = float(np.mean([r["epoch_seconds"] - r.get("train_seconds", r["epoch_seconds"]) for r in results]))
-    first = results[0]
+    net = _net_key(trial)
+    setups = [_setup_seconds(t["results"][0], scale) for t in (trial, *peers)
+              if t.get("results") and (t is trial or _net_key(t) == net)]
+    return max(setups) + epochs * (train * scale + rest)
+
+
+def _net_key(trial: Mapping[str, Any]) -> tuple:
+    config = trial.get("config") or {}
+    return config.get("net"), config.get("image_size")
+
+
+def _setup_seconds(first: Mapping[str, Any], scale: float) -> float:
+    """A trial's setup as a refit on ``scale`` times its images would repeat it (its first report's timings)."""
     probe = float(first.get("linear_probe_seconds") or 0.0)
-    setup = (float(first.get("setup_seconds") or 0.0) + probe * (scale - 1)
-             + float(first.get("first_step_seconds") or 0.0))
-    return setup + epochs * (train * scale + rest)
+    return (float(first.get("setup_seconds") or 0.0) + probe * (scale - 1)
+            + float(first.get("first_step_seconds") or 0.0))
 
 
 def step_seconds(trial: Mapping[str, Any], batch_size: int) -> float:
@@ -165,7 +188,9 @@ class RefitKeep:
     """``tune(keep_seconds=RefitKeep(scale))`` under ``fit(refit=True)``: the seconds to keep at the end of the
     search for a refit of the best trial so far (by its reported ``reward``): :func:`estimate_seconds` for its
     best epoch count (a linear-probe refit when its probe scored best) times the margin, plus the longest epoch
-    reported (the epoch in flight when the search winds down). None before any report, and None when that is more
+    reported (the epoch in flight when the search winds down), as a ``jaxgluon.tune.KeepSeconds`` whose least is
+    the refit's part: past the time left, the search winds down at once only while that still fits, and else keeps
+    its time (the refit is then skipped either way). None before any report, and None when that is more
     than ``max_seconds``: a refit is not worth more than that share of the search (:data:`REFIT_MAX_SHARE`); the
     search keeps its time and the refit is skipped for want of it. None too while ``ensemble_served(records)``
     says the ensemble stage would serve an ensemble (``jaxgluon.task.final_model.EnsembleForecast``), which a
@@ -175,7 +200,7 @@ class RefitKeep:
     >>> r = TrialRecord(0, {}, results=[{'epoch': 1, 'reward': 0.5, 'epoch_seconds': 10.0},
     ...                                 {'epoch': 2, 'reward': 0.7, 'epoch_seconds': 12.0}])
     >>> RefitKeep(scale=1.0, margin=1.0)({0: r})      # 2 epochs of 11 s, plus the longest epoch
-    34.0
+    KeepSeconds(seconds=34.0, least=22.0)
     >>> RefitKeep(scale=1.0, margin=1.0, max_seconds=30.0)({0: r}) is None
     True
     >>> RefitKeep(scale=1.0, margin=1.0, ensemble_served=lambda records: True)({0: r}) is None
@@ -188,9 +213,9 @@ class RefitKeep:
         self.ensemble_served = ensemble_served
         self.released = 0   # reports after which the forecast ensemble released the reserve
 
-    def __call__(self, records: Mapping[int, Any]) -> float | None:
-        seconds = self._seconds(records)
-        if seconds is None or (self.max_seconds is not None and seconds > self.max_seconds):
+    def __call__(self, records: Mapping[int, Any]) -> KeepSeconds | None:
+        kept = self._seconds(records)
+        if kept is None or (self.max_seconds is not None and kept.seconds > self.max_seconds):
             return None
         if self.ensemble_served is not None:
             try:
@@ -202,9 +227,9 @@ class RefitKeep:
             if served:
                 self.released += 1
                 return None
-        return seconds
+        return kept
 
-    def _seconds(self, records: Mapping[int, Any]) -> float | None:
+    def _seconds(self, records: Mapping[int, Any]) -> KeepSeconds | None:
         best, best_reward = None, -np.inf
         for record in records.values():
             for result in record.results:
@@ -217,9 +242,13 @@ class RefitKeep:
         longest = max(r.get("epoch_seconds") or 0.0 for rec in records.values() for r in rec.results)
         if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
             probe = first.get("linear_probe_seconds")
-            return None if probe is None else probe * self.scale * self.margin + longest
-        estimate = estimate_seconds({"results": record.results}, epoch, self.scale)
-        return None if estimate is None else estimate * self.margin + longest
+            refit = None if probe is None else probe * self.scale * self.margin
+        else:
+            peers = [{"config": r.config, "results": r.results} for r in records.values()]
+            estimate = estimate_seconds({"config": record.config, "results": record.results}, epoch, self.scale,
+                                        peers)
+            refit = None if estimate is None else estimate * self.margin
+        return None if refit is None else KeepSeconds(refit + longest, refit)
 
 
 @dataclasses.dataclass
@@ -231,7 +260,8 @@ class RefitOutcome:
 def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str, Any], spec: TrialSpec,
                directory: pathlib.Path, *, deadline: float | None, seed: int = 0,
                estimate_margin: float = REFIT_ESTIMATE_MARGIN, probe: TrainedModel | None = None,
-               probe_seconds: float | None = None, caches: Any = None) -> RefitOutcome:
+               probe_seconds: float | None = None, caches: Any = None,
+               peers: Iterable[Mapping[str, Any]] = ()) -> RefitOutcome:
     """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring). When the
     best model is a linear probe (``epochs == 0``), the refit is that probe's head fitted again on the features of
     every image (``probe``: the probe model; its backbone is the pretrained one), estimated from ``probe_seconds``
@@ -239,7 +269,8 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
 
     ``deadline``: wall clock (``time.time()``) by which the refit must end; it is skipped when its estimate does
     not fit and abandoned (None model, reason recorded) if the deadline passes mid-epoch (at most one step late).
-    ``caches``: the fit's ``TrialCaches`` (its opened sources are reused, not scanned again).
+    ``caches``: the fit's ``TrialCaches`` (its opened sources are reused, not scanned again). ``peers``: the
+    search's other trials (their setup of the same net is the estimate's, :func:`estimate_seconds`).
     """
     record: dict[str, Any] = {"trial_id": trial.get("trial_id"), "epochs": epochs, "status": "skipped"}
     train, val = spec.sources(caches)
@@ -257,7 +288,7 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
                                 f"{estimate:.1f} s (x{estimate_margin} margin) and {max(left, 0.0):.1f} s are left")
             return _skip(record)
         return _refit_probe(probe, train, val, record, deadline)
-    estimate = estimate_seconds(trial, epochs, scale)
+    estimate = estimate_seconds(trial, epochs, scale, peers)
     record.update(estimate_s=estimate, num_images=len(train) + len(val))
     left = None if deadline is None else deadline - time.time()
     if estimate is None:

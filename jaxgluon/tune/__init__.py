@@ -16,8 +16,8 @@ from jaxgluon.tune.process_pool import ProcessPoolExecutor
 from jaxgluon.tune.ray_executor import RayExecutor  # imports ray only when used
 from jaxgluon.tune.reporter import Reporter, TrialStopped
 from jaxgluon.tune.result import AllTrialsFailedError, ExperimentResult
-from jaxgluon.tune.stop import StopCriterion
+from jaxgluon.tune.stop import KeepSeconds, StopCriterion
 
-__all__ = ["tune", "TrialStopped", "ExperimentResult", "AllTrialsFailedError", "StopCriterion", "Reporter",
-           "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor",
+__all__ = ["tune", "TrialStopped", "ExperimentResult", "AllTrialsFailedError", "StopCriterion", "KeepSeconds",
+           "Reporter", "Executor", "InProcessExecutor", "ProcessPoolExecutor", "RayExecutor",
            "PopulationExecutor", "TrialLaunch", "TrialOutcome"]

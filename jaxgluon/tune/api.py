@@ -29,7 +29,7 @@ from jaxgluon.tune.liveness import check_trial_timeout
 from jaxgluon.tune.process_pool import ProcessPoolExecutor
 from jaxgluon.tune.result import ExperimentResult
 from jaxgluon.tune.runner import Runner
-from jaxgluon.tune.stop import StopCriterion
+from jaxgluon.tune.stop import KeepSeconds, StopCriterion
 
 _RESOURCE_KEYS = ("num_cpus", "num_devices")
 _EXECUTORS = ("in_process", "process_pool", "ray")
@@ -57,7 +57,7 @@ def tune(
     ray_address: str | None = None,
     storage_path: str | os.PathLike | None = None,
     max_failures: int | None = None,
-    keep_seconds: Callable[[Mapping[int, Any]], float | None] | None = None,
+    keep_seconds: Callable[[Mapping[int, Any]], float | KeepSeconds | None] | None = None,
 ) -> ExperimentResult:
     """Search ``search_space`` for the config that maximises the reward ``train_fn`` reports.
 
@@ -76,7 +76,9 @@ def tune(
             of 1 s) and the run returns; the overrun is in ``metadata['overrun_s']``.
         keep_seconds: with ``time_limits``, seconds to keep free at its end as a function of the trial records
             (``{trial_id: TrialRecord}``), asked after every report: the search winds down when the time left
-            falls to it (``StopCriterion.keep``; ``task.fit(refit=True)`` keeps its refit's estimate this way).
+            falls to it (``StopCriterion.keep``; ``task.fit(refit=True)`` keeps its refit's estimate this way). A
+            ``KeepSeconds(seconds, least)`` also says the least of them the work needs: past the time left, the
+            search winds down at once while that still fits, and keeps its time when not.
         epochs: epochs of a full trial (``reporter.max_epochs``; the schedulers' ``max_t``).
         num_workers: concurrent trials; more than 1 runs trials in a pool of worker processes.
         resources_per_trial: ``{'num_cpus': int, 'num_devices': int}`` per worker process (``num_gpus`` is

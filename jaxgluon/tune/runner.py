@@ -167,8 +167,7 @@ class Runner(JournalReplay):
     def _update_keep(self) -> None:
         """Re-asks ``StopCriterion.keep`` after a report (the rule: ``jaxgluon.tune.stop.keep_deadline``)."""
         if self.stop.keep is not None and self._deadline is not None and self._stop_reason is None:
-            self._keep_deadline = keep_deadline(self.stop.keep, self.records, self._keep_deadline, self._deadline,
-                                                self._clock())
+            self._keep_deadline = keep_deadline(self.stop.keep, self.records, self._deadline, self._clock())
 
     def run(self) -> ExperimentResult:
         try:

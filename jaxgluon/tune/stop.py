@@ -9,11 +9,13 @@ The experiment also ends when the scheduler has nothing left to run (a finite gr
 
 ``keep`` reserves the end of ``time_limits`` for work after the search whose cost the search itself reveals
 (``task.fit(refit=True)``: retraining the best config so far). It is a function of the trial records
-(``{trial_id: TrialRecord}``) returning seconds (or None: nothing to keep), evaluated after every report. While
-the time left is at least that much, the search winds down -- no trial starts, running trials are told STOP at
-their next report, stop reason 'keep' -- once the time left falls to it. A keep larger than the time left when
-first asked is ignored (it could never be met: the search keeps the time), and a keep that grows past the time
-left winds the search down at once.
+(``{trial_id: TrialRecord}``) returning seconds, a :class:`KeepSeconds` (the seconds to keep and the least of them
+that work can use), or None (nothing to keep), evaluated after every report. While the time left is at least the
+seconds, the search winds down -- no trial starts, running trials are told STOP at their next report, stop reason
+'keep' -- once the time left falls to them. When the time left is already below them, the search winds down at
+once if it still covers the least, and otherwise keeps its time: a keep that can no longer be met is ignored (a
+late change of the best trial to one whose refit does not fit in the time left would else end the search for a
+refit that is then skipped: ``benchmarks/history/2026-12-06-hyperband.md``). A plain number is its own least.
 """
 from __future__ import annotations
 
@@ -21,9 +23,16 @@ import dataclasses
 import math
 import numbers
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 TUNE_DEFAULT_NUM_TRIALS = 10  # tune()'s trials when neither num_trials nor time_limits is given (fit's: task/fit.py)
+
+
+class KeepSeconds(NamedTuple):
+    """What a ``keep`` function may return: keep ``seconds`` at the end of the search, of which the work after it
+    needs at least ``least`` (the rest is a safety margin: e.g. the epoch in flight when the search winds down)."""
+    seconds: float
+    least: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +45,13 @@ class StopCriterion:
     num_trials: int | None = TUNE_DEFAULT_NUM_TRIALS
     time_limits: float | None = None
     max_reward: float | None = None
-    keep: Callable[[Mapping[int, Any]], float | None] | None = dataclasses.field(default=None, compare=False)
+    keep: Callable[[Mapping[int, Any]], float | KeepSeconds | None] | None = dataclasses.field(default=None,
+                                                                                            compare=False)
 
     @classmethod
     def from_args(cls, num_trials: int | None, time_limits: float | None, max_reward: float | None,
-                  keep: Callable[[Mapping[int, Any]], float | None] | None = None) -> "StopCriterion":
+                  keep: Callable[[Mapping[int, Any]], float | KeepSeconds | None] | None = None
+                  ) -> "StopCriterion":
         if num_trials is not None:
             if isinstance(num_trials, bool) or not isinstance(num_trials, numbers.Integral) or num_trials < 1:
                 raise ValueError(f"num_trials must be a positive int or None, got {num_trials!r}")
@@ -75,25 +86,28 @@ class StopCriterion:
         return self.max_reward is not None and reward >= self.max_reward
 
 
-def keep_deadline(keep: Callable[[Mapping[int, Any]], float | None], records: Mapping[int, Any],
-                  previous: float | None, deadline: float, now: float) -> float | None:
+def keep_deadline(keep: Callable[[Mapping[int, Any]], float | KeepSeconds | None], records: Mapping[int, Any],
+                  deadline: float, now: float) -> float | None:
     """When the search winds down for ``keep`` (module docstring), on the clock of ``deadline`` and ``now``; None:
-    not in force. ``previous``: the answer after the last report.
+    not in force.
 
-    >>> keep_deadline(lambda r: 30.0, {}, None, deadline=100.0, now=50.0)     # 50 s left: wind down at 70
+    >>> keep_deadline(lambda r: 30.0, {}, deadline=100.0, now=50.0)     # 50 s left: wind down at 70
     70.0
-    >>> keep_deadline(lambda r: 60.0, {}, None, deadline=100.0, now=50.0)     # never met: ignored
-    >>> keep_deadline(lambda r: 60.0, {}, 70.0, deadline=100.0, now=50.0)     # grew past the time left: now
+    >>> keep_deadline(lambda r: 60.0, {}, deadline=100.0, now=50.0)     # never met: ignored
+    >>> keep_deadline(lambda r: KeepSeconds(60.0, 45.0), {}, deadline=100.0, now=50.0)   # the least fits: now
     50.0
     """
     try:
-        seconds = keep(records)
+        kept = keep(records)
     except Exception as err:  # noqa: BLE001 -- a failing keep function is dropped, the search goes on
         warnings.warn(f"the stop criterion's keep function raised {type(err).__name__}: {err}; the search keeps "
                       "its whole time_limits", RuntimeWarning, stacklevel=3)
         return None
-    if seconds is None or not seconds > 0:
+    if kept is None:
+        return None
+    seconds, least = (kept.seconds, kept.least) if isinstance(kept, KeepSeconds) else (kept, kept)
+    if not seconds > 0:
         return None
     if deadline - now >= seconds:
         return deadline - seconds
-    return now if previous is not None else None
+    return now if deadline - now >= least else None

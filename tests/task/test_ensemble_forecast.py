@@ -74,11 +74,11 @@ def test_refit_keep_releases_its_reserve_while_an_ensemble_is_forecast():
     keep = RefitKeep(scale=1.0, margin=1.0, ensemble_served=lambda r: served[0])
     assert keep(records) is None and keep.released == 1
     served[0] = False
-    assert keep(records) == pytest.approx(2 * 1.0 + 2.0)          # a refit of one 2 s epoch, plus the longest epoch
+    assert keep(records).seconds == pytest.approx(2 * 1.0 + 2.0)  # a refit of one 2 s epoch, plus the longest epoch
 
     def broken(r):
         raise OSError("a checkpoint vanished")
-    assert RefitKeep(scale=1.0, margin=1.0, ensemble_served=broken)(records) == pytest.approx(4.0)
+    assert RefitKeep(scale=1.0, margin=1.0, ensemble_served=broken)(records).seconds == pytest.approx(4.0)
 
 
 def test_fit_hands_the_refit_reserve_a_forecast_of_the_trials_it_searches(image_folders, monkeypatch, tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from jaxgluon.tune.stop import TUNE_DEFAULT_NUM_TRIALS, StopCriterion
+from jaxgluon.tune.stop import TUNE_DEFAULT_NUM_TRIALS, KeepSeconds, StopCriterion
 
 
 def test_defaults_are_visible_as_a_dict():
@@ -73,6 +73,30 @@ def test_a_keep_that_never_fits_is_ignored_and_a_failing_one_dropped(tmp_path):
     with pytest.warns(RuntimeWarning, match="keep function raised KeyError"):
         result, executor = _run_with_keep(tmp_path / "b", broken)
     assert result.metadata["stop_reason"] == "time_limits"
+
+
+def _grows_at(reports, kept):
+    """A keep of 10 s until ``reports`` epochs have reported, then ``kept`` (the best trial changed to one whose
+    refit needs more than the time left)."""
+    def keep(records):
+        return 10.0 if sum(len(r.results) for r in records.values()) < reports else kept
+    return keep
+
+
+def test_a_keep_that_grows_past_what_is_left_winds_down_only_while_its_least_still_fits(tmp_path):
+    # 30 reports take 41 simulated s: a grown keep of 80 s whose work needs 65 -- it can never be met now, so the
+    # search keeps its time (it would else end ~59 s early for work that is then skipped)
+    result, executor = _run_with_keep(tmp_path / "a", _grows_at(30, KeepSeconds(80.0, 65.0)))
+    assert result.metadata["stop_reason"] == "time_limits", result.metadata["stop_reason"]
+    assert max(e["time"] for e in executor.events) > 98.0
+    # ... a plain number past the time left is its own least: the same
+    result, executor = _run_with_keep(tmp_path / "b", _grows_at(30, 80.0))
+    assert result.metadata["stop_reason"] == "time_limits"
+    # while the least still fits, the search winds down at once: the epoch in flight is the last
+    result, executor = _run_with_keep(tmp_path / "c", _grows_at(30, KeepSeconds(80.0, 30.0)))
+    assert result.metadata["stop_reason"] == "keep"
+    assert sum(e["epoch"] is not None for e in executor.events) <= 31, len(executor.events)
+    assert max(e["time"] for e in executor.events) < 70.0
 
 
 def test_keep_must_be_callable():
