@@ -240,13 +240,16 @@ class RefitKeep:
         record, epoch = best
         first = record.results[0]
         longest = max(r.get("epoch_seconds") or 0.0 for rec in records.values() for r in rec.results)
+        trial = {"config": record.config, "results": record.results}
+        peers = [{"config": r.config, "results": r.results} for r in records.values()]
         if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
-            probe = first.get("linear_probe_seconds")
+            # its net's probe as a fresh process computes it (a worker that had run the net reused its features)
+            probes = [t["results"][0].get("linear_probe_seconds") for t in peers
+                      if t["results"] and _net_key(t) == _net_key(trial)]
+            probe = max((p for p in probes if p is not None), default=None)
             refit = None if probe is None else probe * self.scale * self.margin
         else:
-            peers = [{"config": r.config, "results": r.results} for r in records.values()]
-            estimate = estimate_seconds({"config": record.config, "results": record.results}, epoch, self.scale,
-                                        peers)
+            estimate = estimate_seconds(trial, epoch, self.scale, peers)
             refit = None if estimate is None else estimate * self.margin
         return None if refit is None else KeepSeconds(refit + longest, refit)
 

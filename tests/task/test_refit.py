@@ -41,6 +41,9 @@ def test_the_reserve_counts_a_cold_setup_and_says_the_least_its_refit_needs():
     # (9 - 3 s of first step) x 1.5 + 1 = 10
     assert keep({0: cold, 1: warm, 2: other}) == KeepSeconds(seconds=30.0 + 10.0, least=30.0)
     assert keep({1: warm}) == KeepSeconds(seconds=14.0 + 10.0, least=14.0)   # alone, its own setup
+    # its linear probe scored best: refitting the probe costs what the net's cold probe took (8 s x 1.5 images)
+    warm.results[0].update(probe_reward=0.95, linear_probe_seconds=0.02)
+    assert keep({0: cold, 1: warm, 2: other}) == KeepSeconds(seconds=12.0 + 10.0, least=12.0)
 
 
 def test_refit_auto_is_the_default_and_refits_when_validation_holds_a_fifth_of_the_images(image_folders,
