@@ -41,7 +41,7 @@ class LocalRayCluster:
                 f"--dashboard-agent-grpc-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
 
-    def start_node(self, name: str, num_cpus: int, resources: str | None = None) -> None:
+    def start_node(self, name: str, num_cpus: int, resources: str | None = None, attempt: int = 0) -> None:
         head = not self.nodes
         args = [RAY, "start", "--block", f"--num-cpus={num_cpus}", f"--object-store-memory={OBJECT_STORE_BYTES}",
                 "--disable-usage-stats", "--node-ip-address=127.0.0.1", *self._ports()]
@@ -56,7 +56,28 @@ class LocalRayCluster:
         log = open(os.path.join(self.temp_dir, f"{name}.log"), "w")
         self.nodes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                             start_new_session=True)
+        if head and not self._gcs_listening(self.nodes[name]):
+            # its GCS never listened: a port taken between free_port() and the bind, on a loaded machine. Once
+            # more on fresh ports, else the error with the node's log (``ray.init`` would wait for it for minutes)
+            self.kill_node(name)
+            self.kill_strays()
+            if attempt >= 2:
+                raise RuntimeError(f"ray head node's GCS did not listen on {self.address}: {self.log(name)}")
+            self.port = free_port()
+            self.address = f"127.0.0.1:{self.port}"
+            return self.start_node(name, num_cpus, resources, attempt + 1)
         self.wait_nodes(len(self.nodes))
+
+    def _gcs_listening(self, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> bool:
+        """Until the head's GCS port accepts connections (True), or its node process exits or ``timeout`` passes."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
+                    return True
+            except OSError:
+                time.sleep(0.25)
+        return False
 
     def alive_nodes(self) -> list[dict]:
         import ray
