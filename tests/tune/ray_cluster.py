@@ -57,8 +57,8 @@ class LocalRayCluster:
         self.nodes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                             start_new_session=True)
         if head and not self._gcs_listening(self.nodes[name]):
-            # its GCS never listened: a port taken between free_port() and the bind, on a loaded machine. Once
-            # more on fresh ports, else the error with the node's log (``ray.init`` would wait for it for minutes)
+            # its GCS never listened: a port taken between free_port() and the bind, on a loaded machine. Up to
+            # twice more on fresh ports, else the error with the node's log (``ray.init`` would wait for it for minutes)
             self.kill_node(name)
             self.kill_strays()
             if attempt >= 2:
