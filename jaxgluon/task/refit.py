@@ -153,15 +153,19 @@ def estimate_seconds(trial: Mapping[str, Any], epochs: int, scale: float,
     train = float(np.mean([max(0.0, r.get("train_seconds", r["epoch_seconds"]) - (r.get("first_step_seconds") or 0.0))
                            for r in results]))
     rest = float(np.mean([r["epoch_seconds"] - r.get("train_seconds", r["epoch_seconds"]) for r in results]))
-    net = _net_key(trial)
-    setups = [_setup_seconds(t["results"][0], scale) for t in (trial, *peers)
-              if t.get("results") and (t is trial or _net_key(t) == net)]
-    return max(setups) + epochs * (train * scale + rest)
+    setup = max(_setup_seconds(first, scale) for first in _net_first_reports(trial, peers))
+    return setup + epochs * (train * scale + rest)
 
 
 def _net_key(trial: Mapping[str, Any]) -> tuple:
     config = trial.get("config") or {}
     return config.get("net"), config.get("image_size")
+
+
+def _net_first_reports(trial: Mapping[str, Any], peers: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The first report (its setup timings) of ``trial`` and of each of ``peers`` that trained the same net."""
+    net = _net_key(trial)
+    return [t["results"][0] for t in (trial, *peers) if t.get("results") and (t is trial or _net_key(t) == net)]
 
 
 def _setup_seconds(first: Mapping[str, Any], scale: float) -> float:
@@ -244,8 +248,7 @@ class RefitKeep:
         peers = [{"config": r.config, "results": r.results} for r in records.values()]
         if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
             # its net's probe as a fresh process computes it (a worker that had run the net reused its features)
-            probes = [t["results"][0].get("linear_probe_seconds") for t in peers
-                      if t["results"] and _net_key(t) == _net_key(trial)]
+            probes = [first.get("linear_probe_seconds") for first in _net_first_reports(trial, peers)]
             probe = max((p for p in probes if p is not None), default=None)
             refit = None if probe is None else probe * self.scale * self.margin
         else:
