@@ -168,6 +168,21 @@ def _net_first_reports(trial: Mapping[str, Any], peers: Iterable[Mapping[str, An
     return [t["results"][0] for t in (trial, *peers) if t.get("results") and (t is trial or _net_key(t) == net)]
 
 
+def net_probe_seconds(trial: Mapping[str, Any], peers: Iterable[Mapping[str, Any]] = (),
+                      own: float | None = None) -> float | None:
+    """What a linear probe of ``trial``'s net takes in a fresh process, as a probe refit runs: the largest probe
+    time of the trial (``own``: its probe record's, if any) and of its ``peers`` of the same net. A worker that had
+    already run the net reused its features and reports about a second.
+
+    >>> warm = {'config': {'net': 'a'}, 'results': [{'linear_probe_seconds': 0.9}]}
+    >>> cold = {'config': {'net': 'a'}, 'results': [{'linear_probe_seconds': 14.0}]}
+    >>> net_probe_seconds(warm, [cold], own=1.1), net_probe_seconds(warm), net_probe_seconds({'results': []})
+    (14.0, 0.9, None)
+    """
+    probes = [own, *(first.get("linear_probe_seconds") for first in _net_first_reports(trial, peers))]
+    return max((float(p) for p in probes if p is not None), default=None)
+
+
 def _setup_seconds(first: Mapping[str, Any], scale: float) -> float:
     """A trial's setup as a refit on ``scale`` times its images would repeat it (its first report's timings)."""
     probe = float(first.get("linear_probe_seconds") or 0.0)
@@ -247,9 +262,7 @@ class RefitKeep:
         trial = {"config": record.config, "results": record.results}
         peers = [{"config": r.config, "results": r.results} for r in records.values()]
         if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
-            # its net's probe as a fresh process computes it (a worker that had run the net reused its features)
-            probes = [first.get("linear_probe_seconds") for first in _net_first_reports(trial, peers)]
-            probe = max((p for p in probes if p is not None), default=None)
+            probe = net_probe_seconds(trial, peers)
             refit = None if probe is None else probe * self.scale * self.margin
         else:
             estimate = estimate_seconds(trial, epoch, self.scale, peers)
@@ -271,7 +284,8 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
     """Retrains ``config`` on training + validation images for ``epochs`` epochs (module docstring). When the
     best model is a linear probe (``epochs == 0``), the refit is that probe's head fitted again on the features of
     every image (``probe``: the probe model; its backbone is the pretrained one), estimated from ``probe_seconds``
-    (what the trial's probe took from its start, scaled by the image count).
+    (what the trial's probe took from its start) or its net's longest probe among ``peers``
+    (:func:`net_probe_seconds`), scaled by the image count.
 
     ``deadline``: wall clock (``time.time()``) by which the refit must end; it is skipped when its estimate does
     not fit and abandoned (None model, reason recorded) if the deadline passes mid-epoch (at most one step late).
@@ -285,6 +299,7 @@ def refit_best(config: Mapping[str, Any], epochs: int | None, trial: Mapping[str
         if probe is None:
             record["reason"] = "the best model is a linear probe (epoch 0) and no probe model was given to refit"
             return _skip(record)
+        probe_seconds = net_probe_seconds(trial, peers, own=probe_seconds)
         estimate = None if probe_seconds is None else probe_seconds * scale
         left = None if deadline is None else deadline - time.time()
         record["estimate_s"] = estimate

@@ -332,6 +332,11 @@ def test_a_probe_is_refitted_on_every_image_with_the_same_backbone(two_trials, i
     skipped = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=time.time() + 1.0, probe=probe,
                          probe_seconds=10.0)
     assert skipped.model is None and "needs about 13.3 s" in skipped.record["reason"]   # 10 s x 80/60 images
+    # a warm worker's probe record says 0.3 s; the refit runs cold, as the net's first trial measured it
+    cold = {**trial, "results": [{**trial["results"][0], "linear_probe_seconds": 10.0}]}
+    skipped = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=time.time() + 1.0, probe=probe,
+                         probe_seconds=0.3, peers=[cold])
+    assert skipped.model is None and "needs about 13.3 s" in skipped.record["reason"]
     outcome = refit_best(trial["config"], 0, trial, spec, tmp_path / "r", deadline=None, probe=probe)
     refit = outcome.model
     assert outcome.record["status"] == "completed" and outcome.record["kind"] == "linear_probe"
