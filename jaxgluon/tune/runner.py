@@ -317,6 +317,12 @@ class Runner(JournalReplay):
         if error is None and epoch > self.max_epochs:
             error = f"reported epoch {epoch} beyond max_epochs={self.max_epochs}"
         decision = Decision.STOP
+        record.add_result(result, t)
+        if self._stop_reason is None and self._past_keep():   # reached before this report came
+            self._stop_reason = "keep"
+        # the keep this report sets decides this report too: a new best whose reserve says "wind down now" is not
+        # sent on for another epoch, which would spend the time its own refit needs
+        self._update_keep()
         if error is None:
             decision = self.scheduler.on_trial_result(trial, result)
             if type(decision) is not Decision:
@@ -331,9 +337,7 @@ class Runner(JournalReplay):
         if change.notify == L.NOTIFY_ERROR:
             self.scheduler.on_trial_error(trial)
             self._mark_error(record, error, error, t)
-        record.add_result(result, t)
         record.status, record.decision = change.status, change.decision
-        self._update_keep()
         self._log("result", trial_id=trial_id, result=result, decision=change.decision._value_, notify=change.notify,
                   error=error, t=t)
         now = self._clock()

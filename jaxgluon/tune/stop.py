@@ -10,10 +10,11 @@ The experiment also ends when the scheduler has nothing left to run (a finite gr
 ``keep`` reserves the end of ``time_limits`` for work after the search whose cost the search itself reveals
 (``task.fit(refit=True)``: retraining the best config so far). It is a function of the trial records
 (``{trial_id: TrialRecord}``) returning seconds, a :class:`KeepSeconds` (the seconds to keep and the least of them
-that work can use), or None (nothing to keep), evaluated after every report. While the time left is at least the
-seconds, the search winds down -- no trial starts, running trials are told STOP at their next report, stop reason
-'keep' -- once the time left falls to them. When the time left is already below them, the search winds down at
-once if it still covers the least, and otherwise keeps its time: a keep that can no longer be met is ignored (a
+that work can use), or None (nothing to keep), evaluated at every report with that report counted, before the
+reporting trial is told whether to go on. While the time left is at least the seconds, the search winds down -- no
+trial starts, running trials are told STOP at their next report, stop reason 'keep' -- once the time left falls to
+them. When the time left is already below them, the search winds down at once (the reporting trial included) if
+it still covers the least, and otherwise keeps its time: a keep that can no longer be met is ignored (a
 late change of the best trial to one whose refit does not fit in the time left would else end the search for a
 refit that is then skipped: ``benchmarks/history/2026-12-06-hyperband.md``). A plain number is its own least.
 """
