@@ -122,10 +122,10 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         the trials' epochs and probes; when it validates best, it is the returned model (refitted on training +
         validation images; ``metadata['final_model'] == 'pixel_kernel'``). 'auto' (default): for the default
         search (``net=None``) on small images (``jaxgluon.task.defaults.use_pixel_model``); with ``time_limits``
-        also on larger images, fitted on at most ``FALLBACK_MAX_IMAGES`` training images: a model within seconds
-        even when no network reports in time (on a 2-core CPU at load 20, no efficientnet_lite0 trial reached its
-        probe in 60 s); True, False.
-        ``metadata['pixel_model']`` records its scores and seconds.
+        also on larger images, fitted on at most ``FALLBACK_MAX_IMAGES`` training images: a fallback within seconds,
+        returned only when no network model (an epoch or a linear probe) was scored in time (on a 2-core CPU at
+        load 20, no efficientnet_lite0 trial reached its probe in 60 s); True, False.
+        ``metadata['pixel_model']`` records its scores, seconds and ``role`` ('contender' or 'fallback').
       refit: after the search, retrain the best config on training + validation images for its best epoch count
         (``jaxgluon.task.refit``). With ``time_limits`` the search winds down when the time left falls to the
         estimated refit of the best trial so far (``jaxgluon.task.refit.RefitKeep``), but keeps its time when that
@@ -238,9 +238,9 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
                   else pathlib.Path(tempfile.mkdtemp(prefix="jaxgluon_subsample_")))
         spec, epochs, plan = apply_budget(spec, epochs, time_limits - reserve - (time.perf_counter() - started),
                                           folder, seed=seed, caches=caches, cost=net_cost(defaults.net))
-    pixel = None
+    pixel, contender = None, False
     # 'auto': a contender on small images; with time_limits on larger ones, a capped fallback (a model within
-    # seconds, whatever the load does to the networks' setup)
+    # seconds, whatever the load does to the networks' setup), served only when no network model was scored
     if pixel_model is True or (pixel_model == "auto" and net is None
                                and (defaults.pixel_model or time_limits is not None)):
         contender = pixel_model is True or defaults.pixel_model
@@ -273,7 +273,7 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     trials_dir = pathlib.Path(experiment.experiment_dir) / "trials"
     search_ended = time.perf_counter() - started
     log.info("fit: search ended at %.2f s", search_ended)
-    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel)
+    trial_id, epoch = _final_choice(experiment, trials_dir, time_limits, pixel, pixel_fallback=not contender)
     stage, cv = None, None
     if num_folds is not None and trial_id != PIXEL_CHOICE:   # the candidates' config by k-fold CV, not validation
         trial_id, cv = cross_validate(experiment, spec, trial_id, num_folds=num_folds, seed=seed,
@@ -310,7 +310,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
     # final_model: 'ensemble', 'refit' (jaxgluon.task.final_model), 'single' (a trial's best fine-tuned epoch),
     # 'linear_probe' (its probe model, epoch 0) or 'pixel_kernel' (the kernel model on pixels); best_trial_id /
     # best_epoch: the best single model's
-    metadata["pixel_model"] = None if pixel is None else pixel.summary()
+    metadata["pixel_model"] = None if pixel is None else {**pixel.summary(),
+                                                          "role": "contender" if contender else "fallback"}
     metadata["cv"] = cv   # None without num_folds
     metadata["tta"] = tta_record
     metadata["budget"] = None if plan is None else plan.as_dict()   # the default config's estimate and any shrink
@@ -368,14 +369,15 @@ def _start_driver_backend(executor: Any, autotune_level: int | None) -> None:
 
 
 def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float | None,
-                  pixel: PixelCandidate | None = None) -> tuple[int, int | None]:
+                  pixel: PixelCandidate | None = None, pixel_fallback: bool = False) -> tuple[int, int | None]:
     """``(trial_id, epoch)`` of the model ``fit`` returns: the best reward over every trial's reported epochs
     (``epoch=None``: that trial's best checkpoint), linear-probe models (``epoch=0``, scored like an epoch) and the
-    pixel kernel model (``(PIXEL_CHOICE, None)``; networks win ties). With no reported epoch, the best probe or
-    pixel model with a warning; with neither, a RuntimeError saying how long a probe would have taken."""
+    pixel kernel model (``(PIXEL_CHOICE, None)``; networks win ties). A ``pixel_fallback`` (the capped kernel model
+    on larger images) is a candidate only when no network model was scored: its probabilities can out-score weak,
+    overconfident networks on a small validation set's log-loss, and then it lost to them on test (hymenoptera at
+    60 s: 0.6275 vs 0.82). With no reported epoch, the best probe or pixel model with a warning; with neither, a
+    RuntimeError saying how long a probe would have taken."""
     candidates = []     # (reward, fine-tuned first on ties, earlier trial first on ties) -> (trial_id, epoch)
-    if pixel is not None:
-        candidates.append(((pixel.reward, -1, 0), (PIXEL_CHOICE, None)))
     incomplete = []
     for trial in experiment.trials:
         tid = trial["trial_id"]
@@ -386,6 +388,8 @@ def _final_choice(experiment: Any, trials_dir: pathlib.Path, time_limits: float 
             candidates.append(((probe["reward"], 0, -tid), (tid, 0)))
         elif probe:
             incomplete.append(probe)
+    if pixel is not None and not (pixel_fallback and candidates):
+        candidates.append(((pixel.reward, -1, 0), (PIXEL_CHOICE, None)))
     if not candidates:
         raise RuntimeError(f"no trial reported a validation reward within the budget (time_limits={time_limits}), "
                            f"and no linear-probe model was ready either: {_probe_estimate(incomplete)}. Give a "

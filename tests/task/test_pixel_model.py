@@ -72,9 +72,14 @@ def test_final_choice_ranks_the_pixel_model_beside_the_trials(tmp_path):
     assert fit_module._final_choice(_experiment(trials), tmp_path, 60, better) == (PIXEL_CHOICE, None)
     assert fit_module._final_choice(_experiment(trials), tmp_path, 60, worse) == (0, None)
     assert fit_module._final_choice(_experiment(trials), tmp_path, 60, tie) == (0, None)   # networks win ties
+    # the capped fallback on larger images does not contend with a scored network, however it validates ...
+    assert fit_module._final_choice(_experiment(trials), tmp_path, 60, better, pixel_fallback=True) == (0, None)
     unreported = [{"trial_id": 0, "status": "STOPPED", "best_reward": None, "config": {}}]
     with pytest.warns(RuntimeWarning, match="kernel model on pixels"):
         assert fit_module._final_choice(_experiment(unreported), tmp_path, 15, worse) == (PIXEL_CHOICE, None)
+    with pytest.warns(RuntimeWarning, match="kernel model on pixels"):   # ... it is the model when none was scored
+        assert fit_module._final_choice(_experiment(unreported), tmp_path, 15, worse,
+                                        pixel_fallback=True) == (PIXEL_CHOICE, None)
     with pytest.raises(RuntimeError, match="no trial reported"):
         fit_module._final_choice(_experiment(unreported), tmp_path, 15, None)
 
@@ -94,6 +99,7 @@ def test_fit_returns_the_pixel_model_when_it_validates_best(image_folders, tmp_p
                        metric="log_loss", **FAST)
     meta = results.metadata
     assert meta["pixel_model"]["val_top1"] == 1.0            # dark vs light: separable on pixels
+    assert meta["pixel_model"]["role"] == "contender"
     assert meta["final_model"] == "pixel_kernel" and results.config["net"] == "pixel_kernel"
     assert results.reward == meta["pixel_model"]["val_top1"] and meta["best_trial_id"] is None
     assert meta["tta"]["enabled"] is False        # tta='auto': the kernel model has none
