@@ -165,8 +165,10 @@ class Runner(JournalReplay):
         return self._keep_deadline is not None and self._clock() >= self._keep_deadline
 
     def _update_keep(self) -> None:
-        """Re-asks ``StopCriterion.keep`` after a report (the rule: ``jaxgluon.tune.stop.keep_deadline``)."""
-        if self.stop.keep is not None and self._deadline is not None and self._stop_reason is None:
+        """Re-asks ``StopCriterion.keep`` at a report (the rule: ``jaxgluon.tune.stop.keep_deadline``); a keep
+        deadline already reached stands: the search is winding down for it."""
+        if (self.stop.keep is not None and self._deadline is not None and self._stop_reason is None
+                and not self._past_keep()):
             self._keep_deadline = keep_deadline(self.stop.keep, self.records, self._deadline, self._clock())
 
     def run(self) -> ExperimentResult:
@@ -318,8 +320,6 @@ class Runner(JournalReplay):
             error = f"reported epoch {epoch} beyond max_epochs={self.max_epochs}"
         decision = Decision.STOP
         record.add_result(result, t)
-        if self._stop_reason is None and self._past_keep():   # reached before this report came
-            self._stop_reason = "keep"
         # the keep this report sets decides this report too: a new best whose reserve says "wind down now" is not
         # sent on for another epoch, which would spend the time its own refit needs
         self._update_keep()
