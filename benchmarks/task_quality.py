@@ -18,6 +18,8 @@ Per dataset, each jaxgluon fit with ``time_limits`` seconds counted from the cal
 - **single**: in every fit whose served model is an ensemble or a refit, the test top-1 of that same fit's best
   single trial model (its best checkpoint, the model ``fit`` would serve with neither), so "ensemble or refit
   beats the best single trial" is measured within one search, with the served model's test-time augmentation;
+- **refit alone**: in every fit that serves a fine-tuned refit (averaged with the trial model it refits,
+  ``jaxgluon.task.final_model.refit_pair``), ``refit_alone_top1`` is the refit's test top-1 by itself;
 - **tta**: every fit serves its model with ``tta='auto'`` (``jaxgluon.task.final_model.serve_tta``); when that
   turned it on, ``top1_no_tta`` is the same model's test top-1 without it;
 - ``--search-strategy S`` runs the default and refit columns with ``fit(search_strategy=S)`` instead of fit's
@@ -39,7 +41,7 @@ built-in ``digits`` (its fixed 80/20 split). Any other name is a folder under ``
 
 The output ends with one JSON line: per dataset each column's test top-1 and wall seconds, the ratio of the
 default fit to the fixed config and to the best scikit-learn peer, and the worst overrun past ``time_limits``
-over all fits.
+over all fits. With ``--out DIR`` that summary is also written to ``DIR/summary.json``.
 """
 from __future__ import annotations
 
@@ -187,6 +189,8 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
         results.model.tta = True
     row["single_top1"] = (single_top1(results, test, tta) if row["final_model"] in ("ensemble", "refit")
                           else row["top1"])
+    if row["final_model"] == "refit" and hasattr(results.model, "members"):   # the refit without its trial's model
+        row["refit_alone_top1"] = round(float(results.model.members[0].evaluate(test.test_source)), 4)
     return row
 
 
@@ -305,6 +309,9 @@ def main(argv: list[str] | None = None) -> dict:
                "runs": [{k: v for k, v in r.items()} for r in rows]}
     if tmp is not None:
         tmp.cleanup()
+    else:   # beside the fits it describes (benchmarks/ensemble_selection.py and refit_pair.py read both)
+        summary["out"] = str(out.absolute())
+        (out / "summary.json").write_text(json.dumps(summary, default=str))
     print(json.dumps(summary, default=str))
     return summary
 

@@ -53,6 +53,9 @@ from jaxgluon.train.trained import predict_proba_together, predict_source_togeth
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "jaxgluon.ensemble/1"
 MEMBERS_DIR = "members"
+#: What an ``EnsembleModel`` serves as (``meta['final_model']``): an ensemble of trials, or a refit averaged with
+#: the trial model it refits (``jaxgluon.task.final_model``).
+ENSEMBLE_KINDS = ("ensemble", "refit")
 #: Selection rounds (Caruana et al. use 100s over libraries of 1000s of models; with a handful of trials the
 #: counts settle within a few dozen rounds).
 DEFAULT_ROUNDS = 25
@@ -70,6 +73,7 @@ ENSEMBLE_SCHEMA: dict[str, Any] = {
                     "items": {"type": "number", "exclusiveMinimum": 0}},
         "trial_ids": {"type": "array", "items": {"type": ["integer", "null"]}},
         "metric": {"enum": list(SELECTION_METRICS)},
+        "final_model": {"enum": list(ENSEMBLE_KINDS)},
         MANIFEST_FIELD: {"const": MANIFEST_FILE},
     },
 }
@@ -198,11 +202,15 @@ class EnsembleModel:
     """Members (``TrainedModel``s of one class list) whose probabilities are averaged with ``weights``.
 
     Serves the interface ``Results`` uses: ``predict_proba``, ``predict``, ``evaluate``, ``save``, ``class_names``.
-    ``meta`` holds ``final_model='ensemble'``, the weights and the members' trial ids.
+    ``meta`` holds ``final_model`` ('ensemble', or 'refit' for a refit averaged with its trial's model:
+    :data:`ENSEMBLE_KINDS`), the weights and the members' trial ids (None for a refit).
     """
 
     def __init__(self, members: Sequence[TrainedModel], weights: Sequence[float], *,
-                 trial_ids: Sequence[int | None] | None = None, metric: str = "log_loss"):
+                 trial_ids: Sequence[int | None] | None = None, metric: str = "log_loss",
+                 final_model: str = "ensemble"):
+        if final_model not in ENSEMBLE_KINDS:
+            raise ValueError(f"final_model must be one of {', '.join(map(repr, ENSEMBLE_KINDS))}, got {final_model!r}")
         if not members or len(members) != len(weights):
             raise ValueError(f"an ensemble needs members and one weight each; got {len(members)} and {len(weights)}")
         weights = np.asarray(weights, np.float64)
@@ -216,7 +224,7 @@ class EnsembleModel:
         self.weights = weights
         self.trial_ids = list(trial_ids) if trial_ids is not None else [m.meta.get("trial_id") for m in members]
         self.metric = metric
-        self.meta = {"final_model": "ensemble", "class_names": list(names), "num_classes": len(names),
+        self.meta = {"final_model": final_model, "class_names": list(names), "num_classes": len(names),
                      "weights": weights.tolist(), "trial_ids": self.trial_ids, "metric": metric,
                      "nets": [m.net for m in members]}
 
@@ -270,7 +278,8 @@ class EnsembleModel:
             member.save(directory / name)
         write_json(directory / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "members": names,
                                                "weights": self.weights.tolist(), "trial_ids": self.trial_ids,
-                                               "metric": self.metric, MANIFEST_FIELD: MANIFEST_FILE}, indent=1)
+                                               "metric": self.metric, "final_model": self.meta["final_model"],
+                                               MANIFEST_FIELD: MANIFEST_FILE}, indent=1)
         write_manifest(directory)
         return directory
 
@@ -297,4 +306,4 @@ def load_ensemble(path: str | pathlib.Path) -> EnsembleModel:
                               f"{len(spec['weights'])} weights")
     members = [load_trained(path / name) for name in spec["members"]]
     return EnsembleModel(members, spec["weights"], trial_ids=spec.get("trial_ids"),
-                         metric=spec.get("metric", "log_loss"))
+                         metric=spec.get("metric", "log_loss"), final_model=spec.get("final_model", "ensemble"))

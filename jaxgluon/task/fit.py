@@ -137,7 +137,8 @@ def fit(dataset: ImageDataset, net: Any = None, optimizer: Any = None, lr_schedu
         default split of a folder under 800 images holds out a quarter), else off (``metadata['refit']['status']
         == 'off'`` with the reason). On those small folders, in ten 600 s CPU fits at normal load, a refit beat the
         best single trial 4 times, tied 4 times and was skipped twice for want of time, never below it
-        (``benchmarks/history/2026-12-06-refit.md``).
+        (``benchmarks/history/2026-12-06-refit.md``). A fine-tuned refit is served averaged with the trial model
+        it refits (``results.model.members[0]`` is the refit alone; ``jaxgluon.task.final_model.refit_pair``).
       ensemble: an ensemble of the best trials' best checkpoints and probes, by their validation probabilities
         (``jaxgluon.task.ensemble.select_weights``): the uniform average of candidates of two or more nets, else
         greedy selection with replacement (Caruana et al. 2004) ranked by ``metric``; either is used when it beats

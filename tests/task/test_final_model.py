@@ -373,6 +373,9 @@ def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
     served = Results(0.5, results.config, {**results.metadata, "final_model": "ensemble"}, results.trials, ensemble)
     again = Results.load(served.save(out / "saved"))
     assert isinstance(again.model, EnsembleModel) and again.model.weights.tolist() == [2.0, 1.0]
+    assert again.model.meta["final_model"] == "ensemble"
+    with pytest.raises(ValueError, match="final_model must be one of 'ensemble', 'refit'"):
+        EnsembleModel(members, [1.0, 1.0], final_model="single")
     np.testing.assert_array_equal(again.predict_proba(IMAGES), served.predict_proba(IMAGES))
     assert again.evaluate(dataset) == served.evaluate(dataset)
     ind, prob = again.predict(IMAGES[0])
@@ -392,6 +395,10 @@ def test_an_ensemble_round_trips_through_results_save_and_load(two_trials):
     (out / "bare" / "ensemble.json").write_text(json.dumps(spec))
     with pytest.warns(RuntimeWarning, match="no manifest"), pytest.raises(SavedModelError, match="weights"):
         load_ensemble(out / "bare")
+    spec.update(weights=[2.0, 1.0], final_model="stacked")
+    (out / "bare" / "ensemble.json").write_text(json.dumps(spec))
+    with pytest.warns(RuntimeWarning, match="no manifest"), pytest.raises(SavedModelError, match="final_model"):
+        load_ensemble(out / "bare")
 
 
 def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tmp_path, monkeypatch):
@@ -404,14 +411,22 @@ def test_fit_with_refit_serves_and_round_trips_the_refit_model(image_folders, tm
     assert scans == []                 # the trial, the refit and the ensemble stage reuse the dataset's folder scan
     meta = results.metadata
     assert meta["final_model"] == "refit" and meta["refit"]["status"] == "completed", meta.get("refit")
-    assert meta["refit"]["num_images"] == 80 and results.model.meta["num_train_images"] == 80
-    assert "val_top1" not in results.model.meta          # it trained on the validation images
+    # a fine-tuned refit is served averaged with the trial model it refits (jaxgluon.task.final_model)
+    refit, trial_model = results.model.members
+    assert isinstance(results.model, EnsembleModel) and results.model.meta["final_model"] == "refit"
+    assert results.model.trial_ids == [None, 0] and meta["refit"]["served_with"] == {"trial_id": 0, "epoch": 1}
+    assert meta["refit"]["num_images"] == 80 and refit.meta["num_train_images"] == 80
+    assert "val_top1" not in refit.meta          # it trained on the validation images
+    assert trial_model.meta["epoch"] == 1 and trial_model.meta.get("val_top1") is not None   # the trial's own
+    np.testing.assert_allclose(results.predict_proba(IMAGES),
+                               (refit.predict_proba(IMAGES) + trial_model.predict_proba(IMAGES)) / 2, rtol=1e-6)
     rows = results.leaderboard_rows()
     assert results.reward == rows[0]["best_reward"]     # the best trial's validation top-1: a refit has none
     assert [r["model"] for r in rows] == ["trial", "refit"] and rows[-1]["final"] and rows[-1]["best_reward"] is None
     again = Results.load(results.save(tmp_path / "saved"))
     np.testing.assert_array_equal(again.predict_proba(IMAGES), results.predict_proba(IMAGES))
     assert again.metadata["final_model"] == "refit" and again.model.meta["final_model"] == "refit"
+    assert again.model.trial_ids == [None, 0] and again.model.members[0].meta["num_train_images"] == 80
     assert results.metadata["tta"] == {"enabled": False, "reason": "tta=False"} and again.model.tta is False
 
 
