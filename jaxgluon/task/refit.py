@@ -260,7 +260,7 @@ class RefitKeep:
         first = record.results[0]
         longest = max(r.get("epoch_seconds") or 0.0 for rec in records.values() for r in rec.results)
         trial = {"config": record.config, "results": record.results}
-        peers = [{"config": r.config, "results": r.results} for r in records.values()]
+        peers = [{"config": r.config, "results": r.results} for r in records.values() if r is not record]
         if first.get("probe_reward") is not None and first["probe_reward"] > best_reward:
             probe = net_probe_seconds(trial, peers)
             refit = None if probe is None else probe * self.scale * self.margin
