@@ -63,8 +63,9 @@ class Results:
     trial (see ``jaxgluon.tune.ExperimentResult``); ``metadata``: how the search ran; ``model``: the best
     trial's network (a ``jaxgluon.train.TrainedModel``), a refit of its config (averaged with that trial's model
     when fine-tuned), an ensemble of trials (both a ``jaxgluon.task.ensemble.EnsembleModel``), or the kernel model
-    on pixels when it validated best (``jaxgluon.task.pixel_model.PixelKernelModel``), as ``metadata['final_model']`` says; ``reward`` is the
-    validation top-1 of that model (of the best trial for a refit, which has no held-out score)."""
+    on pixels when it validated best (``jaxgluon.task.pixel_model.PixelKernelModel``), as
+    ``metadata['final_model']`` says; ``reward`` is the validation top-1 of that model (of the best trial for a
+    refit, which has no held-out score)."""
 
     def __init__(self, reward: float, config: dict, metadata: dict, trials: list[dict], model: TrainedModel,
                  experiment_dir: str | None = None):
