@@ -33,7 +33,9 @@ import _common  # noqa: F401 -- first: puts this checkout's jaxgluon first on sy
 from task_quality import SHARED_DATA, datasets_for  # noqa: E402
 
 from jaxgluon.task.ensemble import scores  # noqa: E402
+from jaxgluon.task.final_model import refit_pair  # noqa: E402
 from jaxgluon.train import load_trained  # noqa: E402
+from jaxgluon.train.trained import predict_source_together  # noqa: E402
 
 MODELS = ("refit", "trial", "pair")
 
@@ -66,15 +68,16 @@ def compare(run: dict, column: str, exp: pathlib.Path, root: pathlib.Path) -> di
     """Test top-1 and log-loss of the refit, the trial's model and their average, with and without TTA."""
     row = run[column]
     test = datasets_for(run["dataset"], SHARED_DATA, root, run["seed"])[1]
-    refit = load_trained(exp / "refit", epoch=row["refit"]["epochs"])
-    trial = load_trained(exp / "trials" / str(row["best_trial_id"]), epoch=row["best_epoch"])
+    pair = refit_pair(load_trained(exp / "refit", epoch=row["refit"]["epochs"]),
+                      load_trained(exp / "trials" / str(row["best_trial_id"]), epoch=row["best_epoch"]),
+                      row["best_trial_id"])     # as fit serves it
     out = {"dataset": run["dataset"], "seed": run["seed"], "column": column, "served_top1": row.get("top1")}
     for tta in (True, False):
-        probs = {}
-        for name, model in (("refit", refit), ("trial", trial)):
-            model.tta = tta
-            probs[name], labels = model.predict_proba_source(test.test_source)
-        probs["pair"] = (probs["refit"] + probs["trial"]) / 2
+        pair.tta = tta
+        # both members predicted from one decoding of each test batch (the two share their input)
+        (refit, labels), (trial, _) = predict_source_together(pair.members, test.test_source)
+        probs = {"refit": refit, "trial": trial,
+                 "pair": np.tensordot(pair.weights / pair.weights.sum(), np.stack([refit, trial]), axes=1)}
         suffix = "" if tta else "_no_tta"
         for name in MODELS:
             top1, loss = scores(probs[name], labels)

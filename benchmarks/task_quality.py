@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
                "runs": [{k: v for k, v in r.items()} for r in rows]}
     if tmp is not None:
         tmp.cleanup()
-    else:   # beside the fits it describes (benchmarks/ensemble_selection.py and refit_pair.py read both)
+    else:   # beside the fits it describes (benchmarks/refit_pair.py reads it)
         summary["out"] = str(out.absolute())
         (out / "summary.json").write_text(json.dumps(summary, default=str))
     print(json.dumps(summary, default=str))
