@@ -187,10 +187,25 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
         results.model.tta = False
         row["top1_no_tta"] = round(float(results.evaluate(test)), 4)
         results.model.tta = True
-    row["single_top1"] = (single_top1(results, test, tta) if row["final_model"] in ("ensemble", "refit")
-                          else row["top1"])
-    if row["final_model"] == "refit" and hasattr(results.model, "members"):   # the refit without its trial's model
-        row["refit_alone_top1"] = round(float(results.model.members[0].evaluate(test.test_source)), 4)
+    if row["final_model"] == "refit" and hasattr(results.model, "members"):
+        row.update(refit_pair_members(results.model, test))
+    else:
+        row["single_top1"] = single_top1(results, test, tta) if row["final_model"] == "ensemble" else row["top1"]
+    return row
+
+
+def refit_pair_members(pair, test: ImageDataset) -> dict:
+    """Test top-1 and log-loss of a served refit pair's members alone (``jaxgluon.task.final_model.refit_pair``):
+    the refit (``refit_alone_*``) and the best trial's model it is averaged with (``single_*``: the best single
+    trial), with the pair's test-time augmentation, from one decoding of each test batch."""
+    from jaxgluon.task.ensemble import scores
+    from jaxgluon.train.trained import predict_source_together
+
+    (refit, labels), (trial, _) = predict_source_together(pair.members, test.test_source)
+    row = {}
+    for name, probs in (("refit_alone", refit), ("single", trial)):
+        top1, loss = scores(probs, labels)
+        row[f"{name}_top1"], row[f"{name}_log_loss"] = round(top1, 4), round(loss, 4)
     return row
 
 
