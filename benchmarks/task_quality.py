@@ -190,7 +190,8 @@ def timed_fit(dataset: ImageDataset, test: ImageDataset, time_limits: float, **k
     if row["final_model"] == "refit" and hasattr(results.model, "members"):
         row.update(refit_pair_members(results.model, test))
     else:
-        row["single_top1"] = single_top1(results, test, tta) if row["final_model"] == "ensemble" else row["top1"]
+        row["single_top1"] = (single_top1(results, test, tta) if row["final_model"] in ("ensemble", "refit")
+                              else row["top1"])     # a linear-probe refit is served alone
     return row
 
 
