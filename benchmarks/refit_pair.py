@@ -76,8 +76,7 @@ def compare(run: dict, column: str, exp: pathlib.Path, root: pathlib.Path) -> di
         pair.tta = tta
         # both members predicted from one decoding of each test batch (the two share their input)
         (refit, labels), (trial, _) = predict_source_together(pair.members, test.test_source)
-        probs = {"refit": refit, "trial": trial,
-                 "pair": np.tensordot(pair.weights / pair.weights.sum(), np.stack([refit, trial]), axes=1)}
+        probs = {"refit": refit, "trial": trial, "pair": pair._mix([refit, trial])}   # the served weighting
         suffix = "" if tta else "_no_tta"
         for name in MODELS:
             top1, loss = scores(probs[name], labels)
